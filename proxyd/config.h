@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Typed, validated, immutable configuration. Built by config_load() from the main
+ * libconfig file plus its drop-ins (<file>.d/*.conf, lexical order), merged as
+ * CONFIG.md says, with every location's effective settings resolved
+ * (defaults -> server -> location; set_header/hide_header merged by name).
+ * A Config is shared read-only by all worker threads and freed with the last reference.
+ * Pure: never logs; problems are returned as diagnostics with file:line.
+ */
+
+#include <netinet/in.h>
+#include <pcre2.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "http1.h"
+#include "vars.h"
+
+typedef struct HeaderSetting {
+        char *name;         /* as written (case kept) */
+        VarTemplate *value; /* NULL: remove the header (set to "") */
+} HeaderSetting;
+
+typedef struct AccessRule {
+        bool allow;
+        int family;       /* AF_INET, AF_INET6, or AF_UNSPEC for "all" */
+        uint8_t addr[16]; /* network address, host bits cleared */
+        unsigned prefix;  /* prefix length in bits */
+} AccessRule;
+
+/* Effective location-level settings: every field is set (no "unset" left). */
+typedef struct LocationSettings {
+        HeaderSetting *set_header; /* merged by case-insensitive name; order: outermost first */
+        size_t n_set_header;
+        char **hide_header; /* lower case */
+        size_t n_hide_header;
+
+        uint64_t connect_timeout; /* usec */
+        uint64_t read_timeout;
+        uint64_t send_timeout;
+        uint64_t client_header_timeout;
+        uint64_t client_body_timeout;
+        uint64_t keepalive_timeout;
+        uint64_t client_max_body_size; /* bytes; 0 = unlimited */
+
+        bool buffering;
+        bool websocket;
+        bool ssl_server_name;
+        bool ssl_verify;
+        char *ssl_trusted_certificate; /* NULL: system store */
+        VarTemplate *ssl_name;
+
+        AccessRule *access; /* NULL/0: allow all */
+        size_t n_access;
+} LocationSettings;
+
+typedef enum UpstreamBalance {
+        BALANCE_ROUND_ROBIN,
+        BALANCE_LEAST_CONN,
+        BALANCE_IP_HASH,
+        BALANCE_RANDOM,
+} UpstreamBalance;
+
+typedef struct UpstreamServer {
+        char *address; /* as written: "10.0.0.1:80", "name:80", "unix:/run/x.sock" */
+        struct sockaddr_storage addr;
+        socklen_t addrlen;
+        unsigned weight;
+        unsigned max_fails;
+        uint64_t fail_timeout;
+        bool backup;
+        bool down;
+        const char *file;
+        int line;
+} UpstreamServer;
+
+typedef struct Upstream {
+        char *name;    /* group name, or the host[:port] of an implicit single-host group */
+        bool implicit; /* made from a proxy_pass host, not from `upstreams` */
+        UpstreamServer *servers;
+        size_t n_servers;
+        UpstreamBalance balance;
+        unsigned keepalive;          /* idle connections kept per worker (0: none) */
+        uint64_t keepalive_timeout;  /* idle pooled connection lifetime */
+        unsigned keepalive_requests; /* max requests per upstream connection */
+        const char *file;
+        int line;
+} Upstream;
+
+typedef struct ProxyPass {
+        char *text;       /* as written */
+        bool https;
+        char *proxy_host; /* value of $proxy_host: "host[:port]" as written; "localhost" for unix */
+        char *uri;        /* URI part, NULL if none (then the original request-target is sent) */
+        Upstream *upstream;
+} ProxyPass;
+
+typedef enum LocationMatch {
+        MATCH_EXACT,
+        MATCH_PREFIX,
+        MATCH_REGEX,
+        MATCH_IREGEX,
+} LocationMatch;
+
+typedef struct Location {
+        LocationMatch match;
+        char *pattern;
+        size_t pattern_len;
+        pcre2_code *re; /* regex/iregex */
+        bool stop_regex;
+
+        int return_status; /* 0: not a return location */
+        char *return_body; /* may be NULL */
+        char *return_location; /* Location header for 3xx returns, may be NULL */
+        ProxyPass *proxy;  /* NULL for return locations */
+
+        LocationSettings s;
+        const char *file;
+        int line;
+} Location;
+
+typedef struct Server {
+        char *name;
+        char **server_names; /* exact names, "*.suffix" wildcards; empty: catch-all */
+        size_t n_server_names;
+        Location **locations;
+        size_t n_locations;
+        LocationSettings s; /* server-level effective settings (used before a location is chosen) */
+        HttpLimits limits;
+        const char *file;
+        int line;
+} Server;
+
+typedef enum ListenKind {
+        LISTEN_NAME, /* a socket handed over by systemd with FileDescriptorName= */
+        LISTEN_INET, /* ADDR:PORT, [V6]:PORT, PORT */
+        LISTEN_UNIX, /* unix:/path */
+} ListenKind;
+
+/* One distinct `listen` entry across all servers, and the servers on it in file order
+ * (the first one is the default server for that socket). */
+typedef struct Listen {
+        ListenKind kind;
+        char *text; /* as written */
+        struct sockaddr_storage addr; /* INET/UNIX */
+        socklen_t addrlen;
+        Server **servers;
+        size_t n_servers;
+        const char *file;
+        int line;
+} Listen;
+
+typedef struct Config {
+        atomic_uint refcount;
+        uint64_t generation; /* set by the manager */
+
+        unsigned workers; /* 0 = one per CPU */
+        int log_level;    /* syslog priority: LOG_ERR .. LOG_DEBUG */
+        bool access_log;
+        uint64_t shutdown_timeout;
+        char **resolver;
+        size_t n_resolver;
+
+        Upstream **upstreams; /* named and implicit */
+        size_t n_upstreams;
+        Server **servers;
+        size_t n_servers;
+        Listen *listens;
+        size_t n_listens;
+
+        char **files; /* every file read, main first */
+        size_t n_files;
+        void *merged; /* config_t* of the merged tree, for --dump */
+} Config;
+
+typedef struct ConfigDiag {
+        char *file; /* may be NULL when no file is involved */
+        int line;   /* 0 when unknown */
+        bool warning;
+        char *message;
+} ConfigDiag;
+
+typedef struct ConfigDiags {
+        ConfigDiag *items;
+        size_t n;
+        size_t n_errors;
+} ConfigDiags;
+
+/*
+ * Load path + drop-ins. Returns 0 and a Config with refcount 1, or -EINVAL when there is at
+ * least one error (diags says which), or another -errno. Warnings never fail the load.
+ * Host names in proxy_pass and upstream servers are resolved here (blocking getaddrinfo).
+ */
+int config_load(const char *path, Config **ret, ConfigDiags *diags);
+
+Config *config_ref(Config *c);
+Config *config_unref(Config *c); /* thread-safe; frees at 0; returns NULL */
+
+/* Print the merged configuration (libconfig syntax) */
+int config_dump(const Config *c, FILE *f);
+
+/* "file:line: message" / "file:line: warning: message", one per line. */
+void config_diags_print(const ConfigDiags *d, FILE *f);
+void config_diags_clear(ConfigDiags *d);
+
+/* True if addr (AF_INET/AF_INET6 sockaddr; AF_UNIX counts as 127.0.0.1) passes the rules. */
+bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr);

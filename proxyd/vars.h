@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Header-value templates with nginx-style variables ("$host", "${host}", "$http_x_foo").
+ * Compiled once at configuration load; expanded per request by the caller's getter. Pure. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum VarId {
+        VAR_LITERAL,
+        VAR_HOST,
+        VAR_REMOTE_ADDR,
+        VAR_REMOTE_PORT,
+        VAR_SCHEME,
+        VAR_REQUEST_URI,
+        VAR_URI,
+        VAR_ARGS,
+        VAR_SERVER_NAME,
+        VAR_SERVER_PORT,
+        VAR_PROXY_HOST,
+        VAR_PROXY_ADD_X_FORWARDED_FOR,
+        VAR_REQUEST_ID,
+        VAR_HTTP, /* $http_NAME: name holds NAME in lower case with '_' (match '-' or '_') */
+        VAR_REQUEST_METHOD,
+        _VAR_MAX,
+} VarId;
+
+typedef struct VarSegment {
+        VarId id;
+        char *text; /* literal text, or for VAR_HTTP the header name (lower case, '_' form) */
+        size_t len;
+} VarSegment;
+
+typedef struct VarTemplate {
+        VarSegment *segs;
+        size_t n_segs;
+        char *source; /* the template as written */
+} VarTemplate;
+
+/* Returns 0, or -EINVAL with *ret_error (static string) e.g. "unknown variable". */
+int var_template_compile(const char *s, VarTemplate **ret, const char **ret_error);
+VarTemplate *var_template_free(VarTemplate *t);
+/* True if the template is a single literal (no variables). */
+bool var_template_is_literal(const VarTemplate *t);
+/* Name of a variable id ("host"), for dumps and diagnostics. */
+const char *var_name(VarId id);
+/* Compare a header name with a VAR_HTTP segment name: case-insensitive, '-' == '_'. */
+bool var_http_name_matches(const VarSegment *seg, const char *name, size_t len);
