@@ -23,3 +23,11 @@ Server *router_select_server(Server *const *servers, size_t n, const char *host,
  */
 Location *router_select_location(const Server *s, const char *path, size_t path_len,
                                  size_t *ret_match_len);
+
+/*
+ * nginx's automatic redirect: when no location is named exactly like the path and a proxying
+ * prefix or exact location is named like the path plus "/", the client gets a 301 to that
+ * location (pattern, then "?" and the query if any). Returns it, or NULL. Check before
+ * router_select_location().
+ */
+Location *router_auto_redirect(const Server *s, const char *path, size_t path_len);

@@ -10,7 +10,7 @@
  * nginx does for location matching: percent-decode, merge repeated '/', resolve "." and
  * ".." segments. Returns 0 and a malloc'd NUL-terminated normalized path in *ret_path
  * (*ret_path_len excludes the NUL; may contain decoded bytes such as '?' or '%'),
- * and the query (without '?', pointing into target) in *ret_args/*ret_args_len (NULL if no '?').
+ * and the query (without '?', pointing into target) in *ret_args and *ret_args_len (NULL if no '?').
  * Returns -EINVAL for targets that cannot be normalized safely: not starting with '/',
  * ".." above the root, invalid %-escape, %00. -ENOMEM on allocation failure.
  */
