@@ -3,7 +3,7 @@
 
 /*
  * Typed, validated, immutable configuration. Built by config_load() from the main
- * libconfig file plus its drop-ins (<file>.d/*.conf, lexical order), merged as
+ * libconfig file plus its drop-ins (every *.conf in <file>.d/, lexical order), merged as
  * CONFIG.md says, with every location's effective settings resolved
  * (defaults -> server -> location; set_header/hide_header merged by name).
  * A Config is shared read-only by all worker threads and freed with the last reference.
@@ -11,6 +11,9 @@
  */
 
 #include <netinet/in.h>
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8
+#endif
 #include <pcre2.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -124,6 +127,14 @@ typedef struct Location {
         int line;
 } Location;
 
+/* One certificate chain + key for TLS termination (chosen by SNI when several). */
+typedef struct TlsCertificate {
+        char *certificate; /* PEM chain path, %d already expanded */
+        char *key;         /* PEM key path, %d already expanded */
+        const char *file;
+        int line;
+} TlsCertificate;
+
 typedef struct Server {
         char *name;
         char **server_names; /* exact names, "*.suffix" wildcards; empty: catch-all */
@@ -134,6 +145,9 @@ typedef struct Server {
         HttpLimits limits;
         const char *file;
         int line;
+        TlsCertificate *tls_certificates; /* empty: plain HTTP */
+        size_t n_tls_certificates;
+        char *tls_priority; /* GnuTLS priority string; NULL: built-in default */
 } Server;
 
 typedef enum ListenKind {
