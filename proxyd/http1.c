@@ -1174,13 +1174,16 @@ ssize_t chunked_decode(ChunkedDecoder *d, const char *in, size_t len,
                         if (ret_data_len)
                                 *ret_data_len = (size_t) n;
                         d->remaining -= n;
+                        d->data += n;
                         if (d->remaining == 0)
                                 d->state = CH_DATA_CR;
                         return (ssize_t) (i + n);
                 }
 
-                /* Every byte that is not chunk data counts as overhead. */
-                if (++d->overhead > d->max_overhead) {
+                /* Every byte that is not chunk data counts as overhead. Past the cap, framing
+                 * may not outweigh the data it carries (so long streams of small chunks pass,
+                 * while a body of nothing but chunk lines and extensions is cut off). */
+                if (++d->overhead > d->max_overhead && d->overhead > d->data) {
                         d->state = CH_FAILED;
                         return -EBADMSG;
                 }

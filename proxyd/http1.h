@@ -155,12 +155,14 @@ const char *http1_status_text(int status); /* "Not Found"; "" for unknown */
 /*
  * Incremental chunked-body decoder (RFC 9112 7.1). Chunk extensions are validated and
  * dropped; trailer fields are validated and dropped. Strict: hex digits only (no 0x, no
- * leading whitespace), CRLF only, size overflow rejected, max_chunk_overhead enforced.
+ * leading whitespace), CRLF only, size overflow rejected. Framing beyond max_chunk_overhead
+ * bytes is rejected only while it exceeds the body data carried so far.
  */
 typedef struct ChunkedDecoder {
         int state;
         uint64_t remaining; /* bytes left in the current chunk's data */
         uint64_t overhead;  /* framing bytes seen so far */
+        uint64_t data;      /* data bytes seen so far */
         uint64_t max_overhead;
         size_t line_len;    /* length of the current size/trailer line so far */
         bool done;          /* last-chunk and trailer section consumed */

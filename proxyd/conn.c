@@ -1,0 +1,1456 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Client connections and the exchange (one request/response) running on them.
+ *
+ * Everything is driven by one function, conn_run(): after any event it makes all the
+ * progress it can without blocking (read, parse, route, connect, relay in both
+ * directions), then derives the epoll interest of both sockets and the next deadline from
+ * the state that is left. Readiness is remembered per socket (rd_ready/wr_ready, cleared on
+ * EAGAIN), so no syscall is made that is known to fail. Bodies are relayed through bounded
+ * buffers: a side is read only when what was read before has been written, which is the
+ * backpressure.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+
+#include "conn.h"
+#include "http1-writer.h"
+#include "listener.h"
+#include "log.h"
+#include "router.h"
+#include "upstream.h"
+#include "uri-rewrite.h"
+
+#define HEAD_READ_SIZE 4096u
+#define BODY_BUF_SIZE 65536u
+#define LINGER_USEC (2 * USEC_PER_SEC)
+#define LINGER_MAX_BYTES (256u * 1024u)
+#define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
+
+typedef enum ConnState {
+        CONN_HEAD,    /* reading a request head (header deadline running) */
+        CONN_IDLE,    /* keep-alive, waiting for the next request */
+        CONN_BUSY,    /* an exchange is running */
+        CONN_CLOSING, /* output flushed, write side shut down, draining input before close */
+} ConnState;
+
+typedef struct Exchange Exchange;
+
+struct Conn {
+        Worker *worker;
+        Conn *next, *prev;
+        Stream client;
+        sd_event_source *io;
+        sd_event_source *timer;
+        uint32_t events;
+        uint64_t timer_armed; /* USEC_INFINITY when disabled */
+        size_t listener;
+
+        WorkerGen *gen; /* configuration for the current request (taken when it starts) */
+        char remote_addr[INET6_ADDRSTRLEN];
+        unsigned remote_port;
+        char client_text[INET6_ADDRSTRLEN + 16];
+        unsigned local_port;
+
+        ConnState state;
+        Buf in;  /* from the client: request heads and bodies */
+        Buf out; /* to the client: response heads, re-framed body data, local responses */
+        Exchange *ex;
+        uint64_t phase_start; /* HEAD: first byte or accept; IDLE: end of last exchange */
+        uint64_t last_read, last_write;
+        uint64_t lingered;
+        bool rd_ready, wr_ready;
+        bool draining;
+        unsigned n_requests;
+};
+
+struct Exchange {
+        Conn *c;
+        Server *server;
+        Location *loc;
+        HttpRequest req;
+        HttpHeader *headers;
+        size_t max_headers;
+        char *method;
+        char *target;
+        HttpMethod method_id;
+        int minor;
+        bool client_keep_alive;
+        char request_id[33];
+        uint64_t start;
+
+        /* request body, client -> upstream */
+        HttpBodyKind req_body;
+        uint64_t req_left;
+        ChunkedDecoder req_dec;
+        bool req_done;
+
+        /* upstream */
+        const Upstream *upstream;
+        const UpstreamServer *userver;
+        UpConn *up;
+        unsigned tries;
+        bool retried_stale;
+        Buf req_head; /* the request head as sent upstream (kept for a retry) */
+        size_t req_head_off;
+        Buf up_out;   /* re-framed request body data */
+        Buf up_in;    /* from the upstream */
+        uint64_t up_phase_start, up_last_read, up_last_write;
+        bool up_sent_any;   /* a byte of this request reached the upstream socket */
+        bool up_got_any;    /* a byte of the response arrived */
+
+        /* response, upstream -> client */
+        HttpResponse resp;
+        HttpHeader *resp_headers;
+        bool resp_head_done;
+        HttpBodyKind resp_in;
+        HttpBodyKind resp_out;
+        uint64_t resp_left;
+        ChunkedDecoder resp_dec;
+        bool resp_done;
+        bool resp_truncated;
+        bool client_head_sent; /* bytes of the final response reached the client */
+
+        bool close_after;
+        int status;
+        int upstream_status;
+        const char *reason;
+        uint64_t bytes_sent;
+        uint64_t bytes_received;
+};
+
+typedef enum TimeoutKind {
+        TIMEOUT_NONE,
+        TIMEOUT_HEADER,
+        TIMEOUT_KEEPALIVE,
+        TIMEOUT_BODY,
+        TIMEOUT_SEND,
+        TIMEOUT_CONNECT,
+        TIMEOUT_UP_READ,
+        TIMEOUT_UP_SEND,
+        TIMEOUT_LINGER,
+} TimeoutKind;
+
+static void conn_run(Conn *c);
+static void conn_free(Conn *c);
+static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata);
+
+/* ---------------------------------------------------------------------------------------- */
+
+static uint64_t conn_now(Conn *c) {
+        uint64_t t = 0;
+        (void) sd_event_now(c->worker->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+static Generation *conn_generation(Conn *c) {
+        return (c->gen ?: c->worker->gen)->gen;
+}
+
+/* Settings that apply before a server is chosen: those of the listener's default server. */
+static Server *conn_default_server(Conn *c) {
+        Generation *g = conn_generation(c);
+        if (c->listener >= g->n_listeners || g->listener_servers[c->listener].n == 0)
+                return NULL;
+        return g->listener_servers[c->listener].servers[0];
+}
+
+static const LocationSettings *ex_settings(const Exchange *ex) {
+        if (ex->loc)
+                return &ex->loc->s;
+        if (ex->server)
+                return &ex->server->s;
+        return NULL;
+}
+
+static const LocationSettings *conn_settings(Conn *c) {
+        if (c->ex && ex_settings(c->ex))
+                return ex_settings(c->ex);
+        Server *s = conn_default_server(c);
+        return s ? &s->s : NULL;
+}
+
+static void make_request_id(Worker *w, char out[static 33]) {
+        static const char hex[] = "0123456789abcdef";
+        uint64_t a = worker_random(w), b = worker_random(w);
+        for (int i = 0; i < 16; i++) {
+                out[i] = hex[(a >> (i * 4)) & 15];
+                out[16 + i] = hex[(b >> (i * 4)) & 15];
+        }
+        out[32] = 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Exchange lifetime */
+
+static Exchange *exchange_new(Conn *c) {
+        Server *def = conn_default_server(c);
+        size_t max_headers = def ? def->limits.max_headers : HTTP_LIMITS_DEFAULT.max_headers;
+        Exchange *ex = calloc(1, sizeof(Exchange));
+
+        if (!ex)
+                return NULL;
+        ex->headers = calloc(max_headers, sizeof(HttpHeader));
+        if (!ex->headers) {
+                free(ex);
+                return NULL;
+        }
+        ex->max_headers = max_headers;
+        ex->c = c;
+        ex->start = conn_now(c);
+        ex->minor = 1;
+        make_request_id(c->worker, ex->request_id);
+        return ex;
+}
+
+static void exchange_release_upstream(Exchange *ex, bool reusable) {
+        if (!ex->up)
+                return;
+        if (reusable && ex->upstream) {
+                ex->up->handler = NULL;
+                ex->up->userdata = NULL;
+                pool_put(&ex->c->worker->pool, ex->up, ex->upstream);
+        } else
+                upconn_free(ex->up);
+        ex->up = NULL;
+}
+
+static Exchange *exchange_free(Exchange *ex) {
+        if (!ex)
+                return NULL;
+        exchange_release_upstream(ex, false);
+        buf_free(&ex->req_head);
+        buf_free(&ex->up_out);
+        buf_free(&ex->up_in);
+        free(ex->resp_headers);
+        free(ex->headers);
+        free(ex->method);
+        free(ex->target);
+        free(ex);
+        return NULL;
+}
+
+static void exchange_log(Exchange *ex) {
+        Conn *c = ex->c;
+        Generation *g = conn_generation(c);
+        char upstream[160] = "";
+
+        atomic_fetch_add_explicit(&c->worker->stats.requests, 1, memory_order_relaxed);
+        if (!g->config->access_log)
+                return;
+        if (ex->userver)
+                snprintf(upstream, sizeof(upstream), "%s", ex->userver->address);
+        log_access(&(AccessEntry){
+                .client = c->client_text,
+                .server = ex->server ? ex->server->name : NULL,
+                .method = ex->method ?: "-",
+                .uri = ex->target ?: "-",
+                .status = ex->status,
+                .upstream = ex->userver ? upstream : NULL,
+                .upstream_status = ex->upstream_status,
+                .bytes_sent = ex->bytes_sent,
+                .bytes_received = ex->bytes_received,
+                .duration_usec = conn_now(c) - ex->start,
+                .request_id = ex->request_id,
+                .reason = ex->reason,
+        });
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* I/O helpers */
+
+/* Read from s into b, making room for up to `want` bytes. >0 bytes, 0 EOF, -EAGAIN, -errno. */
+static ssize_t read_into(Stream *s, Buf *b, size_t want) {
+        if (buf_space(b) < want && buf_reserve(b, want) < 0)
+                return -ENOMEM;
+        ssize_t n = stream_read(s, buf_tail(b), buf_space(b));
+        if (n > 0)
+                b->end += (size_t) n;
+        return n;
+}
+
+static ssize_t client_write(Conn *c, const void *p, size_t n) {
+        ssize_t k = stream_write(&c->client, p, n);
+        if (k > 0) {
+                c->last_write = conn_now(c);
+                if (c->ex)
+                        c->ex->bytes_sent += (uint64_t) k;
+                if ((size_t) k < n)
+                        c->wr_ready = false;
+        } else if (k == -EAGAIN)
+                c->wr_ready = false;
+        return k;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Closing */
+
+static void conn_close_now(Conn *c) {
+        conn_free(c);
+}
+
+/* Output is flushed: shut down our side and drain what the client still sends, so that
+ * closing does not reset the connection under a response the client has not read yet. */
+static void conn_start_closing(Conn *c) {
+        c->state = CONN_CLOSING;
+        c->phase_start = conn_now(c);
+        c->lingered = 0;
+        buf_free(&c->out);
+        buf_reset(&c->in);
+        (void) stream_shutdown_write(&c->client);
+}
+
+/* Queue a local response (error page or `return`). */
+static int exchange_local_response(Exchange *ex, int status, const char *content_type, const char *body,
+                                   size_t body_len, const char *location, bool keep_alive) {
+        Conn *c = ex->c;
+        ex->status = status;
+        ex->resp_done = true;
+        ex->close_after = ex->close_after || !keep_alive;
+        return http1_write_local_response(&c->out, status, content_type, body, body_len, location,
+                                          !ex->close_after, ex->method_id == HTTP_METHOD_HEAD);
+}
+
+/* The exchange failed in proxyd or at the upstream. Before any response byte reached the
+ * client an error page is sent; after that the client connection can only be closed. */
+static void exchange_fail(Exchange *ex, int status, const char *reason) {
+        Conn *c = ex->c;
+
+        ex->reason = reason;
+        exchange_release_upstream(ex, false);
+        if (ex->client_head_sent || ex->resp_head_done) {
+                /* The status line is on its way: a truncated response must look truncated. */
+                ex->resp_truncated = true;
+                ex->resp_done = true;
+                ex->close_after = true;
+                return;
+        }
+        buf_reset(&c->out);
+        ex->close_after = true;
+        (void) exchange_local_response(ex, status, NULL, NULL, 0, NULL, false);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Upstream side */
+
+static int exchange_connect(Exchange *ex) {
+        Conn *c = ex->c;
+        int r;
+
+        for (;;) {
+                ex->userver = upstream_pick(c->worker, ex->upstream, ex->tries);
+                if (!ex->userver) {
+                        exchange_fail(ex, 502, "no upstream server available");
+                        return 0;
+                }
+                ex->tries++;
+                r = pool_get(&c->worker->pool, ex->userver, on_upstream_io, ex, &ex->up);
+                if (r >= 0)
+                        break;
+                log_warning_errno(r, "%s: connect() to upstream %s failed", c->client_text, ex->userver->address);
+                if (ex->tries >= ex->upstream->n_servers) {
+                        exchange_fail(ex, 502, "upstream connect failed");
+                        return 0;
+                }
+        }
+        ex->up_phase_start = ex->up_last_read = ex->up_last_write = conn_now(c);
+        ex->req_head_off = 0;
+        ex->up_sent_any = false;
+        ex->up->requests++;
+        return 1;
+}
+
+/* Connecting failed or a reused connection turned out to be closed: try again if nothing
+ * can have been processed by the upstream, else fail. */
+static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
+        Conn *c = ex->c;
+        bool stale = ex->up && ex->up->reused && !ex->up_got_any;
+        bool connect_failed = ex->up && ex->up->connecting;
+
+        if (error != 0)
+                log_warning_errno(error, "%s: upstream %s: %s", c->client_text,
+                                  ex->userver ? ex->userver->address : "?", what);
+        else
+                log_warning("%s: upstream %s: %s", c->client_text, ex->userver ? ex->userver->address : "?", what);
+        exchange_release_upstream(ex, false);
+
+        bool replayable = ex->req_body == HTTP_BODY_NONE;
+        if (connect_failed && ex->tries < ex->upstream->n_servers) {
+                (void) exchange_connect(ex);
+                return;
+        }
+        if (stale && replayable && !ex->retried_stale) {
+                /* A pooled connection the server had already closed: retry once, never on the
+                 * same kind of connection, and only when the request can be sent again whole. */
+                ex->retried_stale = true;
+                ex->tries = 0;
+                (void) exchange_connect(ex);
+                return;
+        }
+        exchange_fail(ex, 502, what);
+}
+
+static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
+        Exchange *ex = userdata;
+        Conn *c = ex->c;
+
+        if (u->connecting) {
+                int err = 0;
+                socklen_t len = sizeof(err);
+                if (getsockopt(u->stream.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        err = errno;
+                if (err != 0) {
+                        exchange_upstream_error(ex, err, "connect failed");
+                        conn_run(c);
+                        return;
+                }
+                u->connecting = false;
+                u->wr_ready = true;
+                ex->up_last_read = ex->up_last_write = conn_now(c);
+        }
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                u->rd_ready = true;
+        if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+                u->wr_ready = true;
+        conn_run(c);
+}
+
+/* Request direction. Returns 1 on progress. */
+static int exchange_pump_request(Exchange *ex) {
+        Conn *c = ex->c;
+        UpConn *u = ex->up;
+        int progress = 0;
+        ssize_t n;
+
+        if (!u || u->connecting)
+                return 0;
+
+        /* Head first, then re-framed body data. */
+        while (u->wr_ready && (ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0)) {
+                struct iovec iov[2];
+                int k = 0;
+                if (ex->req_head_off < buf_len(&ex->req_head))
+                        iov[k++] = (struct iovec){ buf_head(&ex->req_head) + ex->req_head_off,
+                                                   buf_len(&ex->req_head) - ex->req_head_off };
+                if (buf_len(&ex->up_out) > 0)
+                        iov[k++] = (struct iovec){ buf_head(&ex->up_out), buf_len(&ex->up_out) };
+                n = stream_writev(&u->stream, iov, k);
+                if (n == -EAGAIN) {
+                        u->wr_ready = false;
+                        break;
+                }
+                if (n < 0) {
+                        exchange_upstream_error(ex, (int) -n, "send failed");
+                        return 1;
+                }
+                ex->up_sent_any = true;
+                ex->up_last_write = ex->up_last_read = conn_now(c);
+                size_t h = MIN((size_t) n, buf_len(&ex->req_head) - ex->req_head_off);
+                ex->req_head_off += h;
+                buf_consume(&ex->up_out, (size_t) n - h);
+                progress = 1;
+        }
+        if (ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0 || ex->req_done)
+                return progress;
+
+        /* Body data waiting in the client buffer. */
+        if (buf_len(&c->in) > 0) {
+                if (ex->req_body == HTTP_BODY_LENGTH) {
+                        if (!u->wr_ready)
+                                return progress;
+                        size_t k = (size_t) MIN((uint64_t) buf_len(&c->in), ex->req_left);
+                        n = stream_write(&u->stream, buf_head(&c->in), k);
+                        if (n == -EAGAIN) {
+                                u->wr_ready = false;
+                                return progress;
+                        }
+                        if (n < 0) {
+                                exchange_upstream_error(ex, (int) -n, "send failed");
+                                return 1;
+                        }
+                        ex->up_sent_any = true;
+                        ex->up_last_write = ex->up_last_read = conn_now(c);
+                        buf_consume(&c->in, (size_t) n);
+                        ex->req_left -= (uint64_t) n;
+                        if (ex->req_left == 0)
+                                ex->req_done = true;
+                        return 1;
+                }
+                /* chunked: decode, re-frame into up_out */
+                while (buf_len(&c->in) > 0 && !ex->req_done && buf_len(&ex->up_out) < BODY_BUF_SIZE) {
+                        size_t off = 0, dlen = 0;
+                        n = chunked_decode(&ex->req_dec, buf_head(&c->in), buf_len(&c->in), &off, &dlen);
+                        if (n < 0) {
+                                log_warning("%s: bad request: invalid chunked body", c->client_text);
+                                exchange_fail(ex, 400, "invalid chunked request body");
+                                return 1;
+                        }
+                        if (n == 0)
+                                break;
+                        if (dlen > 0) {
+                                if (buf_printf(&ex->up_out, "%zx\r\n", dlen) < 0 ||
+                                    buf_append(&ex->up_out, buf_head(&c->in) + off, dlen) < 0 ||
+                                    buf_append(&ex->up_out, "\r\n", 2) < 0) {
+                                        exchange_fail(ex, 500, "out of memory");
+                                        return 1;
+                                }
+                        }
+                        buf_consume(&c->in, (size_t) n);
+                        if (ex->req_dec.done) {
+                                if (buf_append(&ex->up_out, "0\r\n\r\n", 5) < 0) {
+                                        exchange_fail(ex, 500, "out of memory");
+                                        return 1;
+                                }
+                                ex->req_done = true;
+                        }
+                        progress = 1;
+                }
+                return progress;
+        }
+
+        /* Need more body from the client. */
+        if (!c->rd_ready)
+                return progress;
+        n = read_into(&c->client, &c->in, BODY_BUF_SIZE);
+        if (n == -EAGAIN) {
+                c->rd_ready = false;
+                return progress;
+        }
+        if (n <= 0) {
+                log_info("%s: client closed the connection during the request body", c->client_text);
+                ex->status = 400;
+                ex->reason = "client closed during request body";
+                exchange_release_upstream(ex, false);
+                ex->close_after = true;
+                ex->resp_done = true;
+                buf_reset(&c->out);
+                return 1;
+        }
+        c->last_read = conn_now(c);
+        ex->bytes_received += (uint64_t) n;
+        return 1;
+}
+
+/* The final response head arrived: decide the framing towards the client and queue the head. */
+static int exchange_start_response(Exchange *ex) {
+        Conn *c = ex->c;
+        const HttpResponse *r = &ex->resp;
+        bool keep_alive = ex->client_keep_alive && !ex->close_after && !c->draining;
+
+        ex->upstream_status = r->status;
+        ex->status = r->status;
+        ex->resp_in = r->body;
+        ex->resp_left = r->content_length;
+        switch (r->body) {
+        case HTTP_BODY_NONE:
+                ex->resp_out = HTTP_BODY_NONE;
+                break;
+        case HTTP_BODY_LENGTH:
+                ex->resp_out = HTTP_BODY_LENGTH;
+                break;
+        case HTTP_BODY_CHUNKED:
+        case HTTP_BODY_UNTIL_CLOSE:
+                if (ex->minor >= 1)
+                        ex->resp_out = HTTP_BODY_CHUNKED;
+                else {
+                        ex->resp_out = HTTP_BODY_UNTIL_CLOSE;
+                        keep_alive = false;
+                }
+                break;
+        }
+        if (r->body == HTTP_BODY_CHUNKED)
+                chunked_decoder_init(&ex->resp_dec, ex->server->limits.max_chunk_overhead);
+        if (!keep_alive)
+                ex->close_after = true;
+
+        int k = http1_write_response_head(&c->out, r, ex_settings(ex), ex->resp_out, keep_alive, ex->minor);
+        if (k < 0)
+                return k;
+        if (r->body == HTTP_BODY_NONE || (r->body == HTTP_BODY_LENGTH && r->content_length == 0))
+                ex->resp_done = true;
+        return 0;
+}
+
+/* Response direction. Returns 1 on progress. */
+static int exchange_pump_response(Exchange *ex) {
+        Conn *c = ex->c;
+        UpConn *u = ex->up;
+        int progress = 0;
+        ssize_t n;
+
+        /* Flush what is queued for the client first: the bound on buffered data. */
+        while (buf_len(&c->out) > 0 && c->wr_ready) {
+                n = client_write(c, buf_head(&c->out), buf_len(&c->out));
+                if (n == -EAGAIN)
+                        break;
+                if (n < 0) {
+                        log_info("%s: client write failed: %s", c->client_text, strerror((int) -n));
+                        ex->reason = "client write failed";
+                        ex->resp_truncated = ex->resp_done = ex->close_after = true;
+                        buf_reset(&c->out);
+                        exchange_release_upstream(ex, false);
+                        return 1;
+                }
+                if (ex->resp_head_done)
+                        ex->client_head_sent = true;
+                buf_consume(&c->out, (size_t) n);
+                progress = 1;
+        }
+        if (buf_len(&c->out) > 0 || ex->resp_done || !u || u->connecting)
+                return progress;
+
+        if (!ex->resp_head_done) {
+                if (buf_len(&ex->up_in) > 0) {
+                        HttpError err = {};
+                        if (!ex->resp_headers) {
+                                ex->resp_headers = calloc(ex->max_headers, sizeof(HttpHeader));
+                                if (!ex->resp_headers) {
+                                        exchange_fail(ex, 500, "out of memory");
+                                        return 1;
+                                }
+                        }
+                        n = http1_parse_response(buf_head(&ex->up_in), buf_len(&ex->up_in), &ex->server->limits,
+                                                 ex->method_id, &ex->resp, ex->resp_headers, ex->max_headers, &err);
+                        if (n < 0) {
+                                log_warning("%s: upstream %s sent an invalid response: %s (offset %zu)",
+                                            c->client_text, ex->userver->address, err.reason ?: "malformed",
+                                            err.offset);
+                                exchange_fail(ex, 502, "invalid response from upstream");
+                                return 1;
+                        }
+                        if (n > 0) {
+                                if (ex->resp.status < 200) {
+                                        /* 1xx: 100 was answered by proxyd itself; 101 needs a tunnel,
+                                         * which this request did not ask for. Others are dropped. */
+                                        if (ex->resp.status == 101) {
+                                                exchange_fail(ex, 502, "unexpected 101 from upstream");
+                                                return 1;
+                                        }
+                                        buf_consume(&ex->up_in, (size_t) n);
+                                        return 1;
+                                }
+                                int r = exchange_start_response(ex);
+                                buf_consume(&ex->up_in, (size_t) n);
+                                ex->resp_head_done = true;
+                                if (r < 0) {
+                                        exchange_fail(ex, 502, "cannot build response head");
+                                        return 1;
+                                }
+                                return 1;
+                        }
+                }
+                if (!u->rd_ready)
+                        return progress;
+                n = read_into(&u->stream, &ex->up_in, HEAD_READ_SIZE);
+                if (n == -EAGAIN) {
+                        u->rd_ready = false;
+                        return progress;
+                }
+                if (n <= 0) {
+                        exchange_upstream_error(ex, n < 0 ? (int) -n : 0,
+                                                ex->up_got_any ? "upstream closed the connection in the response head"
+                                                               : "upstream closed the connection without a response");
+                        return 1;
+                }
+                ex->up_got_any = true;
+                ex->up_last_read = conn_now(c);
+                return 1;
+        }
+
+        /* Body. */
+        if (buf_len(&ex->up_in) > 0) {
+                if (ex->resp_in == HTTP_BODY_CHUNKED) {
+                        while (buf_len(&ex->up_in) > 0 && !ex->resp_done && buf_len(&c->out) < BODY_BUF_SIZE) {
+                                size_t off = 0, dlen = 0;
+                                n = chunked_decode(&ex->resp_dec, buf_head(&ex->up_in), buf_len(&ex->up_in), &off,
+                                                   &dlen);
+                                if (n < 0) {
+                                        log_warning("%s: upstream %s sent an invalid chunked body", c->client_text,
+                                                    ex->userver->address);
+                                        exchange_fail(ex, 502, "invalid chunked body from upstream");
+                                        return 1;
+                                }
+                                if (n == 0)
+                                        break;
+                                if (dlen > 0) {
+                                        int r = 0;
+                                        if (ex->resp_out == HTTP_BODY_CHUNKED)
+                                                r = buf_printf(&c->out, "%zx\r\n", dlen);
+                                        if (r >= 0)
+                                                r = buf_append(&c->out, buf_head(&ex->up_in) + off, dlen);
+                                        if (r >= 0 && ex->resp_out == HTTP_BODY_CHUNKED)
+                                                r = buf_append(&c->out, "\r\n", 2);
+                                        if (r < 0) {
+                                                exchange_fail(ex, 500, "out of memory");
+                                                return 1;
+                                        }
+                                }
+                                buf_consume(&ex->up_in, (size_t) n);
+                                if (ex->resp_dec.done) {
+                                        if (ex->resp_out == HTTP_BODY_CHUNKED && buf_append(&c->out, "0\r\n\r\n", 5) < 0) {
+                                                exchange_fail(ex, 500, "out of memory");
+                                                return 1;
+                                        }
+                                        ex->resp_done = true;
+                                }
+                        }
+                        return 1;
+                }
+                if (ex->resp_out == HTTP_BODY_CHUNKED) {
+                        /* until-close upstream body to an HTTP/1.1 client: chunk it */
+                        size_t k = buf_len(&ex->up_in);
+                        if (buf_printf(&c->out, "%zx\r\n", k) < 0 || buf_append(&c->out, buf_head(&ex->up_in), k) < 0 ||
+                            buf_append(&c->out, "\r\n", 2) < 0) {
+                                exchange_fail(ex, 500, "out of memory");
+                                return 1;
+                        }
+                        buf_consume(&ex->up_in, k);
+                        return 1;
+                }
+                /* Content-Length or raw: straight from the upstream buffer to the client. */
+                if (!c->wr_ready)
+                        return progress;
+                size_t k = buf_len(&ex->up_in);
+                if (ex->resp_in == HTTP_BODY_LENGTH)
+                        k = (size_t) MIN((uint64_t) k, ex->resp_left);
+                n = client_write(c, buf_head(&ex->up_in), k);
+                if (n == -EAGAIN)
+                        return progress;
+                if (n < 0) {
+                        log_info("%s: client write failed: %s", c->client_text, strerror((int) -n));
+                        ex->reason = "client write failed";
+                        ex->resp_truncated = ex->resp_done = ex->close_after = true;
+                        exchange_release_upstream(ex, false);
+                        return 1;
+                }
+                ex->client_head_sent = true;
+                buf_consume(&ex->up_in, (size_t) n);
+                if (ex->resp_in == HTTP_BODY_LENGTH) {
+                        ex->resp_left -= (uint64_t) n;
+                        if (ex->resp_left == 0)
+                                ex->resp_done = true;
+                }
+                return 1;
+        }
+
+        if (!u->rd_ready)
+                return progress;
+        n = read_into(&u->stream, &ex->up_in, BODY_BUF_SIZE);
+        if (n == -EAGAIN) {
+                u->rd_ready = false;
+                return progress;
+        }
+        if (n == 0 && ex->resp_in == HTTP_BODY_UNTIL_CLOSE) {
+                ex->resp_done = true;
+                ex->close_after = ex->close_after || ex->resp_out == HTTP_BODY_UNTIL_CLOSE;
+                if (ex->resp_out == HTTP_BODY_CHUNKED && buf_append(&c->out, "0\r\n\r\n", 5) < 0)
+                        ex->close_after = true;
+                exchange_release_upstream(ex, false);
+                return 1;
+        }
+        if (n <= 0) {
+                log_warning("%s: upstream %s closed the connection before the end of the response body",
+                            c->client_text, ex->userver->address);
+                ex->reason = "upstream prematurely closed the connection";
+                ex->resp_truncated = ex->resp_done = ex->close_after = true;
+                exchange_release_upstream(ex, false);
+                return 1;
+        }
+        ex->up_last_read = conn_now(c);
+        return 1;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Request start: route and decide */
+
+static void bad_request(Conn *c, const HttpError *err) {
+        Exchange *ex = c->ex;
+        log_warning("%s: bad request: %s (offset %zu), status %d", c->client_text, err->reason ?: "malformed",
+                    err->offset, err->status);
+        ex->reason = err->reason;
+        ex->close_after = true;
+        c->state = CONN_BUSY;
+        (void) exchange_local_response(ex, err->status ?: 400, NULL, NULL, 0, NULL, false);
+        buf_reset(&c->in);
+}
+
+/* $host: from an absolute-form target, else the Host field, else the server's name. */
+static void request_host(const Exchange *ex, const char **ret, size_t *ret_len) {
+        const HttpRequest *req = &ex->req;
+        const char *h = NULL;
+        size_t n = 0;
+
+        if (req->target_len > 7 && (strncasecmp(req->target, "http://", 7) == 0 ||
+                                    strncasecmp(req->target, "https://", 8) == 0)) {
+                const char *p = memchr(req->target, ':', req->target_len) + 3;
+                const char *e = req->target + req->target_len;
+                h = p;
+                while (p < e && *p != '/' && *p != '?')
+                        p++;
+                n = (size_t) (p - h);
+        } else if (req->host_index >= 0) {
+                h = req->headers[req->host_index].value;
+                n = req->headers[req->host_index].value_len;
+        }
+        /* strip the port */
+        if (h && n > 0) {
+                if (h[0] == '[') {
+                        const char *rb = memchr(h, ']', n);
+                        if (rb)
+                                n = (size_t) (rb - h) + 1;
+                } else {
+                        const char *colon = memchr(h, ':', n);
+                        if (colon)
+                                n = (size_t) (colon - h);
+                }
+        }
+        *ret = h;
+        *ret_len = h ? n : 0;
+}
+
+/* The origin-form part of the request-target (absolute-form is reduced to its path). */
+static void request_origin_target(const HttpRequest *req, const char **ret, size_t *ret_len) {
+        const char *t = req->target, *e = req->target + req->target_len;
+        if (req->target_len > 0 && t[0] != '/') {
+                const char *p = memchr(t, ':', req->target_len);
+                if (p && e - p >= 3) {
+                        p += 3;
+                        while (p < e && *p != '/' && *p != '?')
+                                p++;
+                        if (p == e || *p == '?') {
+                                /* "http://h" or "http://h?x": the path is "/" */
+                                static const char slash[] = "/";
+                                if (p == e) {
+                                        *ret = slash;
+                                        *ret_len = 1;
+                                        return;
+                                }
+                        }
+                        *ret = p;
+                        *ret_len = (size_t) (e - p);
+                        return;
+                }
+        }
+        *ret = t;
+        *ret_len = req->target_len;
+}
+
+static int exchange_begin(Conn *c, size_t head_len) {
+        Exchange *ex = c->ex;
+        HttpRequest *req = &ex->req;
+        Generation *g = conn_generation(c);
+        const ListenerServers *ls = &g->listener_servers[c->listener];
+        _cleanup_free_ char *norm = NULL;
+        _cleanup_free_ char *rewritten = NULL;
+        const char *host, *args = NULL, *origin;
+        size_t host_len, norm_len = 0, args_len = 0, origin_len, match_len = 0;
+        int r;
+
+        c->state = CONN_BUSY;
+        c->n_requests++;
+        ex->method = strndup(req->method, req->method_len);
+        ex->target = strndup(req->target, req->target_len);
+        if (!ex->method || !ex->target)
+                return -ENOMEM;
+        ex->method_id = req->method_id;
+        ex->minor = req->version_minor;
+        ex->client_keep_alive = req->keep_alive;
+        ex->bytes_received = head_len;
+        ex->req_body = req->body;
+        ex->req_left = req->body == HTTP_BODY_LENGTH ? req->content_length : 0;
+        if (req->body == HTTP_BODY_NONE || (req->body == HTTP_BODY_LENGTH && req->content_length == 0)) {
+                ex->req_done = true;
+                ex->req_body = HTTP_BODY_NONE;
+        }
+
+        request_host(ex, &host, &host_len);
+        ex->server = router_select_server(ls->servers, ls->n, host, host_len);
+        if (!ex->server) {
+                buf_consume(&c->in, head_len);
+                return exchange_local_response(ex, 500, NULL, NULL, 0, NULL, false);
+        }
+        if (req->body == HTTP_BODY_CHUNKED)
+                chunked_decoder_init(&ex->req_dec, ex->server->limits.max_chunk_overhead);
+
+        request_origin_target(req, &origin, &origin_len);
+        r = uri_normalize(origin, origin_len, &norm, &norm_len, &args, &args_len);
+        if (r < 0) {
+                HttpError err = { .status = 400, .reason = "request-target cannot be normalized" };
+                if (r == -ENOMEM)
+                        return r;
+                bad_request(c, &err);
+                return 0;
+        }
+
+        Location *redirect = router_auto_redirect(ex->server, norm, norm_len);
+        if (redirect) {
+                _cleanup_free_ char *where = NULL;
+                if (asprintf(&where, "%s%s%.*s", redirect->pattern, args ? "?" : "", (int) args_len,
+                             args ?: "") < 0)
+                        return -ENOMEM;
+                ex->loc = redirect;
+                buf_consume(&c->in, head_len);
+                return exchange_local_response(ex, 301, NULL, NULL, 0, where, !ex->req_done);
+        }
+
+        ex->loc = router_select_location(ex->server, norm, norm_len, &match_len);
+        const LocationSettings *s = ex_settings(ex);
+        bool body_pending = !ex->req_done;
+
+        if (!ex->loc) {
+                buf_consume(&c->in, head_len);
+                return exchange_local_response(ex, 404, NULL, NULL, 0, NULL, !body_pending);
+        }
+        if (s->n_access > 0) {
+                struct sockaddr_storage ss = {};
+                socklen_t len = sizeof(ss);
+                if (getpeername(c->client.fd, (struct sockaddr *) &ss, &len) < 0)
+                        ss.ss_family = AF_UNIX;
+                if (!access_check(s->access, s->n_access, (struct sockaddr *) &ss)) {
+                        log_info("%s: access to %s forbidden by rule", c->client_text, ex->target);
+                        ex->reason = "access denied";
+                        buf_consume(&c->in, head_len);
+                        return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, !body_pending);
+                }
+        }
+        if (s->client_max_body_size > 0 && req->body == HTTP_BODY_LENGTH &&
+            req->content_length > s->client_max_body_size) {
+                log_info("%s: request body of %llu bytes exceeds client_max_body_size", c->client_text,
+                         (unsigned long long) req->content_length);
+                ex->reason = "request body too large";
+                buf_consume(&c->in, head_len);
+                return exchange_local_response(ex, 413, NULL, NULL, 0, NULL, false);
+        }
+        if (ex->loc->return_status > 0) {
+                const char *body = ex->loc->return_body;
+                buf_consume(&c->in, head_len);
+                return exchange_local_response(ex, ex->loc->return_status, "text/plain", body ?: "",
+                                               body ? strlen(body) : 0, ex->loc->return_location, !body_pending);
+        }
+
+        /* Proxy. */
+        const ProxyPass *pp = ex->loc->proxy;
+        const char *target = origin;
+        size_t target_len = origin_len;
+        if (pp->uri) {
+                r = uri_rewrite(norm, norm_len, ex->loc->match == MATCH_EXACT ? norm_len : match_len, pp->uri,
+                                args, args_len, &rewritten);
+                if (r < 0)
+                        return r;
+                target = rewritten;
+                target_len = strlen(rewritten);
+        }
+
+        char host_lower[256];
+        size_t hl = MIN(host_len, sizeof(host_lower) - 1);
+        for (size_t i = 0; i < hl; i++)
+                host_lower[i] = ascii_tolower(host[i]);
+        host_lower[hl] = 0;
+        const char *server_name = ex->server->n_server_names > 0 ? ex->server->server_names[0] : ex->server->name;
+        RequestInfo ri = {
+                .req = req,
+                .remote_addr = c->remote_addr,
+                .remote_port = c->remote_port,
+                .scheme = "http",
+                .host = hl > 0 ? host_lower : server_name,
+                .host_len = hl > 0 ? hl : strlen(server_name),
+                .uri = norm,
+                .uri_len = norm_len,
+                .args = args,
+                .args_len = args_len,
+                .server_name = server_name,
+                .server_port = c->local_port,
+                .proxy_host = pp->proxy_host,
+                .request_id = ex->request_id,
+        };
+        ex->upstream = pp->upstream;
+        bool up_keep_alive = pp->upstream->keepalive > 0;
+        r = http1_write_request_head(&ex->req_head, &ri, target, target_len, s, ex->req_body,
+                                     ex->req_left, up_keep_alive);
+        if (r < 0)
+                return r;
+
+        if (req->expect_continue && !ex->req_done && buf_len(&c->in) == head_len)
+                (void) buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+
+        /* The head is serialized; the client buffer now holds only body (and what follows). */
+        buf_consume(&c->in, head_len);
+        return exchange_connect(ex);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void exchange_finish(Conn *c) {
+        Exchange *ex = c->ex;
+        bool up_reusable = ex->up && ex->resp_done && ex->req_done && !ex->resp_truncated && ex->resp.keep_alive &&
+                           buf_len(&ex->up_in) == 0 && ex->req_head_off == buf_len(&ex->req_head) &&
+                           buf_len(&ex->up_out) == 0;
+        bool keep = !ex->close_after && ex->req_done && ex->client_keep_alive && !c->draining;
+
+        exchange_release_upstream(ex, up_reusable);
+        exchange_log(ex);
+        c->ex = exchange_free(ex);
+        c->gen = worker_gen_unref(c->gen);
+
+        if (!keep) {
+                conn_start_closing(c);
+                return;
+        }
+        c->phase_start = conn_now(c);
+        if (buf_len(&c->in) > 0)
+                c->state = CONN_HEAD;
+        else {
+                c->state = CONN_IDLE;
+                /* Idle connections hold no buffers. */
+                buf_free(&c->in);
+                buf_free(&c->out);
+        }
+}
+
+/* Returns 1 on progress, 0 when blocked, -1 when the connection was freed. */
+static int conn_step(Conn *c) {
+        ssize_t n;
+
+        switch (c->state) {
+        case CONN_IDLE:
+        case CONN_HEAD: {
+                if (buf_len(&c->in) > 0) {
+                        Server *def;
+                        HttpError err = {};
+
+                        if (!c->gen)
+                                c->gen = worker_gen_ref(c->worker->gen);
+                        if (!c->ex) {
+                                c->ex = exchange_new(c);
+                                if (!c->ex) {
+                                        conn_close_now(c);
+                                        return -1;
+                                }
+                        }
+                        if (c->state == CONN_IDLE) {
+                                c->state = CONN_HEAD;
+                                c->phase_start = conn_now(c);
+                        }
+                        def = conn_default_server(c);
+                        if (!def) {
+                                conn_close_now(c);
+                                return -1;
+                        }
+                        n = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &def->limits, &c->ex->req,
+                                                c->ex->headers, c->ex->max_headers, &err);
+                        if (n < 0) {
+                                bad_request(c, &err);
+                                return 1;
+                        }
+                        if (n > 0) {
+                                int r = exchange_begin(c, (size_t) n);
+                                if (r < 0) {
+                                        log_error_errno(r, "%s: cannot start the request", c->client_text);
+                                        conn_close_now(c);
+                                        return -1;
+                                }
+                                return 1;
+                        }
+                }
+                if (!c->rd_ready)
+                        return 0;
+                n = read_into(&c->client, &c->in, HEAD_READ_SIZE);
+                if (n == -EAGAIN) {
+                        c->rd_ready = false;
+                        return 0;
+                }
+                if (n <= 0) {
+                        if (buf_len(&c->in) > 0)
+                                log_info("%s: client closed the connection in the middle of a request head",
+                                         c->client_text);
+                        conn_close_now(c);
+                        return -1;
+                }
+                c->last_read = conn_now(c);
+                return 1;
+        }
+        case CONN_BUSY: {
+                Exchange *ex = c->ex;
+                int p = exchange_pump_request(ex);
+                p |= exchange_pump_response(ex);
+                if (ex->resp_done && buf_len(&c->out) == 0) {
+                        if (!ex->req_done) {
+                                /* The response is complete but the request body is not: the upstream
+                                 * connection cannot be reused and the client's rest is not read. */
+                                ex->close_after = true;
+                        }
+                        exchange_finish(c);
+                        return 1;
+                }
+                return p;
+        }
+        case CONN_CLOSING: {
+                char scratch[4096];
+                if (!c->rd_ready)
+                        return 0;
+                n = stream_read(&c->client, scratch, sizeof(scratch));
+                if (n == -EAGAIN) {
+                        c->rd_ready = false;
+                        return 0;
+                }
+                if (n <= 0 || (c->lingered += (uint64_t) n) > LINGER_MAX_BYTES) {
+                        conn_close_now(c);
+                        return -1;
+                }
+                return 1;
+        }
+        }
+        return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Interest and deadlines */
+
+static bool ex_wants_client_read(const Exchange *ex) {
+        const Conn *c = ex->c;
+        return !ex->req_done && !ex->resp_done && ex->up && !ex->up->connecting &&
+               ex->req_head_off == buf_len(&ex->req_head) && buf_len(&ex->up_out) == 0 && buf_len(&c->in) == 0;
+}
+
+static bool ex_wants_client_write(const Exchange *ex) {
+        const Conn *c = ex->c;
+        return buf_len(&c->out) > 0 || (ex->resp_head_done && !ex->resp_done && buf_len(&ex->up_in) > 0 &&
+                                        ex->resp_out != HTTP_BODY_CHUNKED && ex->resp_in != HTTP_BODY_CHUNKED);
+}
+
+static bool ex_wants_up_read(const Exchange *ex) {
+        const Conn *c = ex->c;
+        if (!ex->up || ex->up->connecting || ex->resp_done)
+                return false;
+        if (!ex->resp_head_done)
+                return true;
+        return buf_len(&c->out) == 0 && buf_len(&ex->up_in) == 0;
+}
+
+static bool ex_wants_up_write(const Exchange *ex) {
+        const Conn *c = ex->c;
+        if (!ex->up)
+                return false;
+        if (ex->up->connecting)
+                return true;
+        if (ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0)
+                return true;
+        return !ex->req_done && ex->req_body == HTTP_BODY_LENGTH && buf_len(&c->in) > 0;
+}
+
+static void conn_update_events(Conn *c) {
+        uint32_t want = 0;
+
+        switch (c->state) {
+        case CONN_HEAD:
+        case CONN_IDLE:
+        case CONN_CLOSING:
+                if (!c->rd_ready)
+                        want |= EPOLLIN;
+                break;
+        case CONN_BUSY:
+                if (ex_wants_client_read(c->ex) && !c->rd_ready)
+                        want |= EPOLLIN;
+                if (ex_wants_client_write(c->ex) && !c->wr_ready)
+                        want |= EPOLLOUT;
+                break;
+        }
+        want = stream_events(&c->client, want);
+        if (want != c->events) {
+                if (want == 0)
+                        (void) sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
+                else {
+                        (void) sd_event_source_set_io_events(c->io, want);
+                        if (c->events == 0)
+                                (void) sd_event_source_set_enabled(c->io, SD_EVENT_ON);
+                }
+                c->events = want;
+        }
+
+        if (c->state == CONN_BUSY && c->ex->up) {
+                Exchange *ex = c->ex;
+                uint32_t uw = 0;
+                if (ex->up->connecting)
+                        uw = EPOLLOUT;
+                else {
+                        if (ex_wants_up_read(ex) && !ex->up->rd_ready)
+                                uw |= EPOLLIN | EPOLLRDHUP;
+                        if (ex_wants_up_write(ex) && !ex->up->wr_ready)
+                                uw |= EPOLLOUT;
+                }
+                (void) upconn_set_events(ex->up, uw);
+        }
+}
+
+/* The earliest deadline for the connection's current state, and which one it is. */
+static uint64_t conn_deadline(Conn *c, TimeoutKind *ret_kind) {
+        const LocationSettings *s = conn_settings(c);
+        uint64_t d = USEC_INFINITY;
+        TimeoutKind kind = TIMEOUT_NONE;
+
+#define CONSIDER(value, k)                    \
+        do {                                  \
+                uint64_t _v = (value);        \
+                if (_v < d) {                 \
+                        d = _v;               \
+                        kind = (k);           \
+                }                             \
+        } while (0)
+
+        if (!s) {
+                *ret_kind = TIMEOUT_NONE;
+                return USEC_INFINITY;
+        }
+        switch (c->state) {
+        case CONN_HEAD:
+                CONSIDER(c->phase_start + s->client_header_timeout, TIMEOUT_HEADER);
+                break;
+        case CONN_IDLE:
+                CONSIDER(c->phase_start + s->keepalive_timeout, TIMEOUT_KEEPALIVE);
+                break;
+        case CONN_CLOSING:
+                CONSIDER(c->phase_start + LINGER_USEC, TIMEOUT_LINGER);
+                break;
+        case CONN_BUSY: {
+                Exchange *ex = c->ex;
+                if (ex_wants_client_read(ex) && !c->rd_ready)
+                        CONSIDER(c->last_read + s->client_body_timeout, TIMEOUT_BODY);
+                if (ex_wants_client_write(ex) && !c->wr_ready)
+                        CONSIDER(c->last_write + s->send_timeout, TIMEOUT_SEND);
+                if (ex->up) {
+                        if (ex->up->connecting)
+                                CONSIDER(ex->up_phase_start + s->connect_timeout, TIMEOUT_CONNECT);
+                        else {
+                                if (ex_wants_up_read(ex) && !ex->up->rd_ready)
+                                        CONSIDER(ex->up_last_read + s->read_timeout, TIMEOUT_UP_READ);
+                                if (ex_wants_up_write(ex) && !ex->up->wr_ready)
+                                        CONSIDER(ex->up_last_write + s->send_timeout, TIMEOUT_UP_SEND);
+                        }
+                }
+                break;
+        }
+        }
+#undef CONSIDER
+        *ret_kind = kind;
+        return d;
+}
+
+static void conn_update_timer(Conn *c) {
+        TimeoutKind kind;
+        uint64_t d = conn_deadline(c, &kind);
+
+        if (d == USEC_INFINITY) {
+                if (c->timer_armed != USEC_INFINITY) {
+                        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                        c->timer_armed = USEC_INFINITY;
+                }
+                return;
+        }
+        /* Progress moves deadlines later; a timer that fires early re-arms itself, so only an
+         * earlier deadline needs the timer moved now. */
+        if (d < c->timer_armed) {
+                (void) sd_event_source_set_time(c->timer, d);
+                if (c->timer_armed == USEC_INFINITY)
+                        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                c->timer_armed = d;
+        }
+}
+
+static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Conn *c = userdata;
+        TimeoutKind kind;
+        uint64_t d = conn_deadline(c, &kind);
+        uint64_t now = conn_now(c);
+        const LocationSettings *ls = conn_settings(c);
+
+        c->timer_armed = USEC_INFINITY;
+        if (d == USEC_INFINITY) {
+                return 0;
+        }
+        if (now + TIMER_ACCURACY_USEC < d) {
+                (void) sd_event_source_set_time(c->timer, d);
+                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                c->timer_armed = d;
+                return 0;
+        }
+        (void) ls;
+
+        switch (kind) {
+        case TIMEOUT_HEADER: {
+                log_info("%s: client_header_timeout expired before the request head was complete", c->client_text);
+                if (!c->gen)
+                        c->gen = worker_gen_ref(c->worker->gen);
+                if (!c->ex)
+                        c->ex = exchange_new(c);
+                if (!c->ex) {
+                        conn_close_now(c);
+                        return 0;
+                }
+                c->state = CONN_BUSY;
+                c->ex->reason = "client_header_timeout";
+                c->ex->close_after = true;
+                buf_reset(&c->in);
+                (void) exchange_local_response(c->ex, 408, NULL, NULL, 0, NULL, false);
+                break;
+        }
+        case TIMEOUT_KEEPALIVE:
+        case TIMEOUT_LINGER:
+                conn_close_now(c);
+                return 0;
+        case TIMEOUT_BODY:
+                log_info("%s: client_body_timeout expired", c->client_text);
+                exchange_fail(c->ex, 408, "client_body_timeout");
+                c->ex->close_after = true;
+                break;
+        case TIMEOUT_SEND:
+                log_info("%s: send_timeout expired writing to the client", c->client_text);
+                c->ex->reason = "send_timeout";
+                conn_close_now(c);
+                return 0;
+        case TIMEOUT_CONNECT:
+                log_warning("%s: upstream %s: connect_timeout expired", c->client_text, c->ex->userver->address);
+                exchange_release_upstream(c->ex, false);
+                if (c->ex->tries < c->ex->upstream->n_servers)
+                        (void) exchange_connect(c->ex);
+                else
+                        exchange_fail(c->ex, 504, "upstream connect timed out");
+                break;
+        case TIMEOUT_UP_READ:
+                log_warning("%s: upstream %s: read_timeout expired", c->client_text, c->ex->userver->address);
+                exchange_fail(c->ex, 504, "upstream timed out");
+                break;
+        case TIMEOUT_UP_SEND:
+                log_warning("%s: upstream %s: send_timeout expired", c->client_text, c->ex->userver->address);
+                exchange_fail(c->ex, 504, "upstream send timed out");
+                break;
+        case TIMEOUT_NONE:
+                break;
+        }
+        conn_run(c);
+        return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void conn_run(Conn *c) {
+        for (unsigned i = 0;; i++) {
+                int r = conn_step(c);
+                if (r < 0)
+                        return; /* freed */
+                if (r == 0)
+                        break;
+                if (i > 10000) {
+                        /* Bound the work done for one connection per loop iteration. */
+                        break;
+                }
+        }
+        conn_update_events(c);
+        conn_update_timer(c);
+}
+
+static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Conn *c = userdata;
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                c->rd_ready = true;
+        if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+                c->wr_ready = true;
+        conn_run(c);
+        return 0;
+}
+
+static void conn_free(Conn *c) {
+        Worker *w = c->worker;
+
+        if (c->ex) {
+                if (c->ex->status == 0)
+                        c->ex->status = 499; /* closed before a status could be sent */
+                if (c->ex->method)
+                        exchange_log(c->ex);
+                c->ex = exchange_free(c->ex);
+        }
+        c->gen = worker_gen_unref(c->gen);
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->timer);
+        stream_close(&c->client);
+        buf_free(&c->in);
+        buf_free(&c->out);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                w->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        free(c);
+        worker_conn_closed(w);
+}
+
+Conn *conn_next(Conn *c) {
+        return c->next;
+}
+
+void conn_abort(Conn *c) {
+        conn_free(c);
+}
+
+void conn_drain(Conn *c) {
+        c->draining = true;
+        if (c->state == CONN_IDLE || (c->state == CONN_HEAD && buf_len(&c->in) == 0))
+                conn_free(c);
+}
+
+int conn_new(Worker *w, int fd, size_t listener, const struct sockaddr *peer, socklen_t peerlen) {
+        struct sockaddr_storage local;
+        socklen_t locallen = sizeof(local);
+        Conn *c = calloc(1, sizeof(Conn));
+        int r;
+
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        c->worker = w;
+        stream_init_plain(&c->client, fd);
+        c->listener = listener;
+        c->state = CONN_HEAD;
+        c->rd_ready = true;
+        c->wr_ready = true;
+        c->timer_armed = USEC_INFINITY;
+        c->phase_start = c->last_read = c->last_write = conn_now(c);
+
+        if (peer->sa_family == AF_UNIX) {
+                snprintf(c->remote_addr, sizeof(c->remote_addr), "unix:");
+                snprintf(c->client_text, sizeof(c->client_text), "unix:");
+        } else {
+                sockaddr_format_host(peer, c->remote_addr, sizeof(c->remote_addr));
+                c->remote_port = sockaddr_port(peer);
+                sockaddr_format(peer, peerlen, c->client_text, sizeof(c->client_text));
+        }
+        if (getsockname(fd, (struct sockaddr *) &local, &locallen) == 0)
+                c->local_port = sockaddr_port((struct sockaddr *) &local);
+
+        c->next = w->conns;
+        if (w->conns)
+                w->conns->prev = c;
+        w->conns = c;
+        w->n_conns++;
+        atomic_fetch_add_explicit(&w->stats.connections, 1, memory_order_relaxed);
+
+        r = sd_event_add_io(w->event, &c->io, fd, EPOLLIN, on_client_io, c);
+        if (r >= 0) {
+                c->events = EPOLLIN;
+                r = sd_event_add_time(w->event, &c->timer, CLOCK_MONOTONIC, USEC_INFINITY, TIMER_ACCURACY_USEC,
+                                      on_conn_timer, c);
+        }
+        if (r >= 0)
+                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+        if (r < 0) {
+                conn_free(c);
+                return r;
+        }
+        conn_run(c);
+        return 0;
+}

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+
+#include "http1-writer.h"
+
+static int append_http_values(Buf *out, const HttpRequest *req, const VarSegment *seg, const char *name,
+                              const char *sep) {
+        bool first = true;
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const HttpHeader *h = &req->headers[i];
+                bool match = seg ? var_http_name_matches(seg, h->name, h->name_len) : memcaseeq(h->name, h->name_len, name);
+                if (!match)
+                        continue;
+                if (!first && buf_append_str(out, sep) < 0)
+                        return -ENOMEM;
+                if (buf_append(out, h->value, h->value_len) < 0)
+                        return -ENOMEM;
+                first = false;
+        }
+        return first ? 0 : 1;
+}
+
+int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri) {
+        const HttpRequest *req = ri->req;
+        int r = 0;
+
+        for (size_t i = 0; i < t->n_segs && r >= 0; i++) {
+                const VarSegment *seg = &t->segs[i];
+                switch (seg->id) {
+                case VAR_LITERAL:
+                        r = buf_append(out, seg->text, seg->len);
+                        break;
+                case VAR_HOST:
+                        r = buf_append(out, ri->host, ri->host_len);
+                        break;
+                case VAR_REMOTE_ADDR:
+                        r = buf_append_str(out, ri->remote_addr);
+                        break;
+                case VAR_REMOTE_PORT:
+                        r = buf_printf(out, "%u", ri->remote_port);
+                        break;
+                case VAR_SCHEME:
+                        r = buf_append_str(out, ri->scheme);
+                        break;
+                case VAR_REQUEST_URI:
+                        r = buf_append(out, req->target, req->target_len);
+                        break;
+                case VAR_URI:
+                        r = buf_append(out, ri->uri, ri->uri_len);
+                        break;
+                case VAR_ARGS:
+                        if (ri->args)
+                                r = buf_append(out, ri->args, ri->args_len);
+                        break;
+                case VAR_SERVER_NAME:
+                        r = buf_append_str(out, ri->server_name);
+                        break;
+                case VAR_SERVER_PORT:
+                        r = buf_printf(out, "%u", ri->server_port);
+                        break;
+                case VAR_PROXY_HOST:
+                        r = buf_append_str(out, ri->proxy_host);
+                        break;
+                case VAR_PROXY_ADD_X_FORWARDED_FOR:
+                        r = append_http_values(out, req, NULL, "X-Forwarded-For", ", ");
+                        if (r > 0)
+                                r = buf_append(out, ", ", 2);
+                        if (r >= 0)
+                                r = buf_append_str(out, ri->remote_addr);
+                        break;
+                case VAR_REQUEST_ID:
+                        r = buf_append_str(out, ri->request_id);
+                        break;
+                case VAR_REQUEST_METHOD:
+                        r = buf_append(out, req->method, req->method_len);
+                        break;
+                case VAR_HTTP:
+                        r = append_http_values(out, req, seg, NULL, ", ");
+                        break;
+                case _VAR_MAX:
+                        break;
+                }
+        }
+        return r < 0 ? r : 0;
+}
+
+/* A field value must not carry CR, LF, NUL or other controls (a decoded $uri could):
+ * such bytes are percent-encoded. */
+static int append_field_value(Buf *out, const char *v, size_t n) {
+        static const char hex[] = "0123456789ABCDEF";
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char) v[i];
+                if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                        char esc[3] = { '%', hex[ch >> 4], hex[ch & 15] };
+                        if (buf_append(out, esc, 3) < 0)
+                                return -ENOMEM;
+                } else if (buf_append(out, v + i, 1) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static bool framing_header(const char *name, size_t len) {
+        return memcaseeq(name, len, "Content-Length") || memcaseeq(name, len, "Transfer-Encoding");
+}
+
+static bool header_set_by_config(const LocationSettings *s, const char *name, size_t len) {
+        for (size_t i = 0; i < s->n_set_header; i++)
+                if (memcaseeq(name, len, s->set_header[i].name))
+                        return true;
+        return false;
+}
+
+int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target, size_t target_len,
+                             const LocationSettings *s, HttpBodyKind body, uint64_t content_length,
+                             bool keep_alive) {
+        const HttpRequest *req = ri->req;
+        bool host_set = false, connection_set = false;
+        Buf tmp = {};
+        int r;
+
+        r = buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int) req->method_len, req->method, (int) target_len, target);
+
+        for (size_t i = 0; i < s->n_set_header && r >= 0; i++) {
+                const HeaderSetting *h = &s->set_header[i];
+                if (strcasecmp(h->name, "Host") == 0)
+                        host_set = true;
+                if (strcasecmp(h->name, "Connection") == 0)
+                        connection_set = true;
+                if (!h->value || framing_header(h->name, strlen(h->name)))
+                        continue;
+                buf_reset(&tmp);
+                r = var_expand(&tmp, h->value, ri);
+                if (r < 0 || buf_len(&tmp) == 0)
+                        continue; /* an empty value sends no field, as in nginx */
+                r = buf_printf(out, "%s: ", h->name);
+                if (r >= 0)
+                        r = append_field_value(out, buf_head(&tmp), buf_len(&tmp));
+                if (r >= 0)
+                        r = buf_append(out, "\r\n", 2);
+        }
+        buf_free(&tmp);
+        if (r >= 0 && !host_set)
+                r = buf_printf(out, "Host: %s\r\n", ri->proxy_host);
+
+        for (size_t i = 0; i < req->n_headers && r >= 0; i++) {
+                const HttpHeader *h = &req->headers[i];
+                if (memcaseeq(h->name, h->name_len, "Host") || framing_header(h->name, h->name_len) ||
+                    memcaseeq(h->name, h->name_len, "Expect") || http1_is_hop_by_hop(h->name, h->name_len) ||
+                    http1_connection_lists(req->headers, req->n_headers, h->name, h->name_len) ||
+                    header_set_by_config(s, h->name, h->name_len))
+                        continue;
+                r = buf_append(out, h->name, h->name_len);
+                if (r >= 0)
+                        r = buf_append(out, ": ", 2);
+                if (r >= 0)
+                        r = buf_append(out, h->value, h->value_len);
+                if (r >= 0)
+                        r = buf_append(out, "\r\n", 2);
+        }
+
+        if (r >= 0 && body == HTTP_BODY_LENGTH)
+                r = buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long) content_length);
+        else if (r >= 0 && body == HTTP_BODY_CHUNKED)
+                r = buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+        else if (r >= 0 && (req->method_id == HTTP_METHOD_POST || req->method_id == HTTP_METHOD_PUT ||
+                            req->method_id == HTTP_METHOD_PATCH))
+                r = buf_append_str(out, "Content-Length: 0\r\n");
+        if (r >= 0 && !keep_alive && !connection_set)
+                r = buf_append_str(out, "Connection: close\r\n");
+        if (r >= 0)
+                r = buf_append(out, "\r\n", 2);
+        return r < 0 ? r : 0;
+}
+
+static bool header_hidden(const LocationSettings *s, const char *name, size_t len) {
+        for (size_t i = 0; i < s->n_hide_header; i++)
+                if (memcaseeq(name, len, s->hide_header[i]))
+                        return true;
+        return false;
+}
+
+int http1_write_response_head(Buf *out, const HttpResponse *resp, const LocationSettings *s,
+                              HttpBodyKind framing, bool keep_alive, int client_minor) {
+        int r;
+
+        if (resp->reason_len > 0)
+                r = buf_printf(out, "HTTP/1.1 %d %.*s\r\n", resp->status, (int) resp->reason_len, resp->reason);
+        else
+                r = buf_printf(out, "HTTP/1.1 %d %s\r\n", resp->status, http1_status_text(resp->status));
+
+        for (size_t i = 0; i < resp->n_headers && r >= 0; i++) {
+                const HttpHeader *h = &resp->headers[i];
+                if (http1_is_hop_by_hop(h->name, h->name_len) ||
+                    http1_connection_lists(resp->headers, resp->n_headers, h->name, h->name_len) ||
+                    header_hidden(s, h->name, h->name_len))
+                        continue;
+                if (memcaseeq(h->name, h->name_len, "Transfer-Encoding"))
+                        continue;
+                /* Content-Length is rewritten canonically below, except on bodiless responses
+                 * (HEAD, 304) where the upstream's value describes the representation. */
+                if (memcaseeq(h->name, h->name_len, "Content-Length") && framing != HTTP_BODY_NONE)
+                        continue;
+                if (memcaseeq(h->name, h->name_len, "Content-Length")) {
+                        /* once, even if the upstream repeated an identical value */
+                        if (http1_find_header(resp->headers, resp->n_headers, "Content-Length") != (int) i)
+                                continue;
+                }
+                r = buf_append(out, h->name, h->name_len);
+                if (r >= 0)
+                        r = buf_append(out, ": ", 2);
+                if (r >= 0)
+                        r = buf_append(out, h->value, h->value_len);
+                if (r >= 0)
+                        r = buf_append(out, "\r\n", 2);
+        }
+        if (r >= 0 && framing == HTTP_BODY_LENGTH)
+                r = buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long) resp->content_length);
+        else if (r >= 0 && framing == HTTP_BODY_CHUNKED)
+                r = buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+        if (r >= 0 && !keep_alive)
+                r = buf_append_str(out, "Connection: close\r\n");
+        else if (r >= 0 && client_minor == 0)
+                r = buf_append_str(out, "Connection: keep-alive\r\n");
+        if (r >= 0)
+                r = buf_append(out, "\r\n", 2);
+        return r < 0 ? r : 0;
+}
+
+int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
+                               size_t body_len, const char *location, bool keep_alive, bool head_only) {
+        char page[512];
+        const char *text = http1_status_text(status);
+        int r;
+
+        if (!body) {
+                int n = snprintf(page, sizeof(page),
+                                 "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+                                 "<center><h1>%d %s</h1></center>\r\n<hr><center>proxyd</center>\r\n"
+                                 "</body>\r\n</html>\r\n",
+                                 status, text, status, text);
+                body = page;
+                body_len = (size_t) MIN(n, (int) sizeof(page) - 1);
+                content_type = "text/html";
+        }
+        r = buf_printf(out, "HTTP/1.1 %d %s\r\nServer: proxyd\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
+                       status, text, content_type ?: "text/plain", body_len);
+        if (r >= 0 && location)
+                r = buf_printf(out, "Location: %s\r\n", location);
+        if (r >= 0)
+                r = buf_append_str(out, keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+        if (r >= 0 && !head_only && body_len > 0)
+                r = buf_append(out, body, body_len);
+        return r < 0 ? r : 0;
+}

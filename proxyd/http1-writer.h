@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Serializes message heads from parsed form (proxyd is a normalizing proxy: nothing is
+ * relayed raw). Hop-by-hop fields are dropped, framing headers are written canonically. */
+
+#include "buf.h"
+#include "config.h"
+#include "http1.h"
+
+/* What variables in set_header values are expanded from. */
+typedef struct RequestInfo {
+        const HttpRequest *req;
+        const char *remote_addr;
+        unsigned remote_port;
+        const char *scheme;
+        const char *host; /* $host: lower case, no port */
+        size_t host_len;
+        const char *uri; /* normalized path */
+        size_t uri_len;
+        const char *args;
+        size_t args_len;
+        const char *server_name;
+        unsigned server_port;
+        const char *proxy_host;
+        const char *request_id;
+} RequestInfo;
+
+int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri);
+
+/* Request head to the upstream. body: NONE, LENGTH (content_length) or CHUNKED.
+ * keep_alive false adds "Connection: close". */
+int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target, size_t target_len,
+                             const LocationSettings *s, HttpBodyKind body, uint64_t content_length,
+                             bool keep_alive);
+
+/* Response head to the client, from the upstream's parsed response.
+ * framing: LENGTH (resp->content_length), CHUNKED (proxyd re-chunks), NONE (bodiless:
+ * the upstream's Content-Length is passed unchanged), UNTIL_CLOSE (raw until close). */
+int http1_write_response_head(Buf *out, const HttpResponse *resp, const LocationSettings *s,
+                              HttpBodyKind framing, bool keep_alive, int client_minor);
+
+/* A response proxyd makes itself (errors, `return`). body NULL: the standard error page. */
+int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
+                               size_t body_len, const char *location, bool keep_alive, bool head_only);

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+
+#include "log.h"
+
+static atomic_int max_level = LOG_INFO;
+static bool use_journal;
+
+static const char *level_names[] = {
+        [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert", [LOG_CRIT] = "crit",   [LOG_ERR] = "err",
+        [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+/* stderr is the journal's stream when JOURNAL_STREAM names its device and inode. */
+static bool stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+                return false;
+        if (fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+}
+
+void log_open(void) {
+        use_journal = stderr_is_journal();
+}
+
+bool log_to_journal(void) {
+        return use_journal;
+}
+
+void log_set_max_level(int level) {
+        atomic_store(&max_level, level);
+}
+
+int log_get_max_level(void) {
+        return atomic_load_explicit(&max_level, memory_order_relaxed);
+}
+
+static void write_line(const char *s, size_t n) {
+        /* One write per entry: lines of different threads never interleave. */
+        while (n > 0) {
+                ssize_t k = write(STDERR_FILENO, s, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return;
+                }
+                s += k;
+                n -= (size_t) k;
+        }
+}
+
+int log_internal(int level, int error, const char *file, int line, const char *func, const char *fmt, ...) {
+        int saved = errno;
+        char msg[2048];
+        va_list ap;
+
+        if (error < 0)
+                error = -error;
+        if (level > log_get_max_level())
+                return -error;
+
+        va_start(ap, fmt);
+        int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return -error;
+        if ((size_t) n >= sizeof(msg))
+                n = sizeof(msg) - 1;
+        if (error > 0)
+                snprintf(msg + n, sizeof(msg) - (size_t) n, ": %s", strerror(error));
+
+        if (use_journal) {
+                char codefile[256], codeline[32];
+                snprintf(codefile, sizeof(codefile), "CODE_FILE=%s", file);
+                snprintf(codeline, sizeof(codeline), "CODE_LINE=%d", line);
+                if (error > 0)
+                        sd_journal_send_with_location(codefile, codeline, func, "MESSAGE=%s", msg,
+                                                      "PRIORITY=%i", level, "ERRNO=%i", error, NULL);
+                else
+                        sd_journal_send_with_location(codefile, codeline, func, "MESSAGE=%s", msg,
+                                                      "PRIORITY=%i", level, NULL);
+        } else {
+                char out[2200];
+                int k = snprintf(out, sizeof(out), "%s: %s\n", level_names[level & 7], msg);
+                if (k > 0)
+                        write_line(out, MIN((size_t) k, sizeof(out) - 1));
+        }
+        errno = saved;
+        return -error;
+}
+
+void log_access(const AccessEntry *e) {
+        char dur[32];
+        snprintf(dur, sizeof(dur), "%llu.%03llu", (unsigned long long) (e->duration_usec / 1000),
+                 (unsigned long long) (e->duration_usec % 1000));
+
+        if (use_journal) {
+                sd_journal_send("MESSAGE=%s %s %s %d %llu %sms%s%s", e->client, e->method, e->uri, e->status,
+                                (unsigned long long) e->bytes_sent, dur, e->reason ? " " : "",
+                                e->reason ?: "",
+                                "PRIORITY=%i", LOG_INFO,
+                                "PROXYD_ACCESS=1",
+                                "PROXYD_CLIENT=%s", e->client,
+                                "PROXYD_SERVER=%s", e->server ?: "",
+                                "PROXYD_METHOD=%s", e->method,
+                                "PROXYD_URI=%s", e->uri,
+                                "PROXYD_STATUS=%d", e->status,
+                                "PROXYD_UPSTREAM=%s", e->upstream ?: "",
+                                "PROXYD_UPSTREAM_STATUS=%d", e->upstream_status,
+                                "PROXYD_BYTES=%llu", (unsigned long long) e->bytes_sent,
+                                "PROXYD_BYTES_RECEIVED=%llu", (unsigned long long) e->bytes_received,
+                                "PROXYD_DURATION_USEC=%llu", (unsigned long long) e->duration_usec,
+                                "PROXYD_REQUEST_ID=%s", e->request_id,
+                                "PROXYD_REASON=%s", e->reason ?: "",
+                                NULL);
+                return;
+        }
+
+        char out[4096];
+        int k = snprintf(out, sizeof(out),
+                         "access: client=%s server=%s method=%s uri=%s status=%d upstream=%s upstream_status=%d "
+                         "bytes=%llu bytes_received=%llu duration_ms=%s request_id=%s%s%s\n",
+                         e->client, e->server ?: "-", e->method, e->uri, e->status, e->upstream ?: "-",
+                         e->upstream_status, (unsigned long long) e->bytes_sent,
+                         (unsigned long long) e->bytes_received, dur, e->request_id,
+                         e->reason ? " reason=" : "", e->reason ?: "");
+        if (k > 0) {
+                if ((size_t) k >= sizeof(out)) {
+                        k = sizeof(out) - 1;
+                        out[k - 1] = '\n';
+                }
+                write_line(out, (size_t) k);
+        }
+}

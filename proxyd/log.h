@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Logging: native journal entries (sd_journal_send) when stderr is connected to the
+ * journal (JOURNAL_STREAM), else one line per entry on stderr. Thread-safe; every entry
+ * is written with a single syscall so lines from different workers never interleave.
+ */
+
+#include <stdint.h>
+#include <syslog.h>
+
+#include "util.h"
+
+void log_open(void);
+void log_set_max_level(int level);
+int log_get_max_level(void);
+bool log_to_journal(void);
+
+/* Returns -abs(error) when error != 0, so callers can `return log_error_errno(r, ...)`. */
+int log_internal(int level, int error, const char *file, int line, const char *func,
+                 const char *fmt, ...) _printf_(6, 7);
+
+#define log_full_errno(level, error, ...) \
+        log_internal(level, error, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_error(...) log_full_errno(LOG_ERR, 0, __VA_ARGS__)
+#define log_warning(...) log_full_errno(LOG_WARNING, 0, __VA_ARGS__)
+#define log_notice(...) log_full_errno(LOG_NOTICE, 0, __VA_ARGS__)
+#define log_info(...) log_full_errno(LOG_INFO, 0, __VA_ARGS__)
+#define log_debug(...)                                           \
+        do {                                                     \
+                if (log_get_max_level() >= LOG_DEBUG)            \
+                        log_full_errno(LOG_DEBUG, 0, __VA_ARGS__); \
+        } while (0)
+#define log_error_errno(e, ...) log_full_errno(LOG_ERR, e, __VA_ARGS__)
+#define log_warning_errno(e, ...) log_full_errno(LOG_WARNING, e, __VA_ARGS__)
+
+/* One structured entry per request (PROXYD_* journal fields; `access: k=v ...` on stderr). */
+typedef struct AccessEntry {
+        const char *client;   /* "IP:PORT" */
+        const char *server;   /* server name */
+        const char *method;
+        const char *uri;      /* request-target as received */
+        int status;
+        const char *upstream; /* upstream address, NULL if none */
+        int upstream_status;  /* 0 if none */
+        uint64_t bytes_sent;  /* to the client, head + body */
+        uint64_t bytes_received; /* from the client, head + body */
+        uint64_t duration_usec;
+        const char *request_id;
+        const char *reason;   /* why proxyd produced the status itself (error cases), or NULL */
+} AccessEntry;
+
+void log_access(const AccessEntry *e);

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "log.h"
+#include "manager.h"
+
+static const char *arg_config = NULL;
+static bool arg_test = false;
+static bool arg_dump = false;
+
+static void help(void) {
+        printf("Usage: proxyd [OPTIONS]\n"
+               "\n"
+               "A reverse proxy for systemd machines.\n"
+               "\n"
+               "  -c, --config=FILE   configuration file (default: $PROXYD_CONFIG or %s);\n"
+               "                      drop-ins are read from FILE.d/*.conf\n"
+               "  -t, --test          check the configuration and exit\n"
+               "      --dump          print the merged configuration and exit\n"
+               "      --version       print the version and exit\n"
+               "  -h, --help          show this help\n"
+               "\n"
+               "Signals: SIGHUP reloads the configuration, SIGTERM stops after in-flight requests.\n",
+               PROXYD_CONFIG_PATH);
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_DUMP };
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "test", no_argument, NULL, 't' },
+                { "dump", no_argument, NULL, ARG_DUMP },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:th", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case 't':
+                        arg_test = true;
+                        break;
+                case ARG_DUMP:
+                        arg_dump = true;
+                        break;
+                case ARG_VERSION:
+                        printf("proxyd %s\n", PROXYD_VERSION);
+                        return 0;
+                case 'h':
+                        help();
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "proxyd: unexpected argument \"%s\"\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static int check_config(const char *path) {
+        ConfigDiags diags = {};
+        Config *c = NULL;
+        int r = config_load(path, &c, &diags);
+
+        config_diags_print(&diags, stderr);
+        config_diags_clear(&diags);
+        if (r < 0) {
+                if (r != -EINVAL)
+                        fprintf(stderr, "%s: %s\n", path, strerror(-r));
+                fprintf(stderr, "configuration test failed\n");
+                return EXIT_FAILURE;
+        }
+        if (arg_dump)
+                config_dump(c, stdout);
+        else
+                printf("configuration OK\n");
+        config_unref(c);
+        return EXIT_SUCCESS;
+}
+
+int main(int argc, char *argv[]) {
+        Manager *m = NULL;
+        sigset_t ss;
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (!arg_config)
+                arg_config = getenv("PROXYD_CONFIG");
+        if (!arg_config || !*arg_config)
+                arg_config = PROXYD_CONFIG_PATH;
+
+        if (arg_test || arg_dump)
+                return check_config(arg_config);
+
+        log_open();
+        signal(SIGPIPE, SIG_IGN);
+        /* Signals are handled by the manager's event loop; every thread inherits the mask. */
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGHUP);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &ss, NULL);
+
+        r = manager_new(arg_config, &m);
+        if (r < 0) {
+                log_error("Not starting: the configuration %s could not be put in service", arg_config);
+                return EXIT_FAILURE;
+        }
+        r = manager_run(m);
+        manager_free(m);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: MIT */
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "manager.h"
+
+#define STATUS_INTERVAL_USEC (5 * USEC_PER_SEC)
+
+static unsigned cpu_count(void) {
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+                return (unsigned) CPU_COUNT(&set);
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (unsigned) n : 1;
+}
+
+static void log_diags(const ConfigDiags *d) {
+        for (size_t i = 0; i < d->n; i++) {
+                const ConfigDiag *x = &d->items[i];
+                int level = x->warning ? LOG_WARNING : LOG_ERR;
+                if (x->file && x->line > 0)
+                        log_full_errno(level, 0, "%s:%d: %s%s", x->file, x->line, x->warning ? "warning: " : "",
+                                       x->message);
+                else if (x->file)
+                        log_full_errno(level, 0, "%s: %s%s", x->file, x->warning ? "warning: " : "", x->message);
+                else
+                        log_full_errno(level, 0, "%s%s", x->warning ? "warning: " : "", x->message);
+        }
+}
+
+static void first_error(const ConfigDiags *d, char *buf, size_t size) {
+        for (size_t i = 0; i < d->n; i++) {
+                if (d->items[i].warning)
+                        continue;
+                snprintf(buf, size, "%s:%d: %s", d->items[i].file ?: "?", d->items[i].line, d->items[i].message);
+                return;
+        }
+        snprintf(buf, size, "unknown error");
+}
+
+/* Load and validate a configuration and bind what it needs; nothing is swapped yet. */
+static int manager_build_generation(Manager *m, Generation **ret) {
+        ConfigDiags diags = {};
+        Config *c = NULL;
+        ListenerServers *ls = NULL;
+        int r;
+
+        r = config_load(m->config_path, &c, &diags);
+        log_diags(&diags);
+        if (r < 0) {
+                if (diags.n_errors == 0)
+                        log_error_errno(r, "Failed to load configuration %s", m->config_path);
+                first_error(&diags, m->last_reload_error, sizeof(m->last_reload_error));
+                config_diags_clear(&diags);
+                return r;
+        }
+        config_diags_clear(&diags);
+
+        r = listeners_bind(&m->listeners, c, &ls);
+        if (r < 0) {
+                snprintf(m->last_reload_error, sizeof(m->last_reload_error), "listening sockets do not match");
+                config_unref(c);
+                return r;
+        }
+
+        Generation *g = calloc(1, sizeof(Generation));
+        if (!g) {
+                listener_servers_free(ls, m->listeners.n);
+                config_unref(c);
+                return -ENOMEM;
+        }
+        atomic_init(&g->refcount, 1);
+        g->number = ++m->next_gen;
+        g->config = c;
+        c->generation = g->number;
+        g->listener_servers = ls;
+        g->n_listeners = m->listeners.n;
+        *ret = g;
+        return 0;
+}
+
+static uint64_t manager_sum(Manager *m, int which) {
+        uint64_t s = 0;
+        for (unsigned i = 0; i < m->n_workers; i++) {
+                WorkerStats *st = &m->workers[i].stats;
+                if (which == 0)
+                        s += atomic_load_explicit(&st->requests, memory_order_relaxed);
+                else
+                        s += atomic_load_explicit(&st->connections, memory_order_relaxed);
+        }
+        return s;
+}
+
+static void manager_update_status(Manager *m) {
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        uint64_t req = manager_sum(m, 0), conns = manager_sum(m, 1);
+        double rate = 0;
+
+        if (m->status_last_time > 0 && now > m->status_last_time)
+                rate = (double) (req - m->status_last_requests) * 1e6 / (double) (now - m->status_last_time);
+        m->status_last_time = now;
+        m->status_last_requests = req;
+        daemon_notify_status("%u workers, %llu connections, %llu requests (%.1f/s), configuration #%llu%s%s",
+                             m->n_workers, (unsigned long long) conns, (unsigned long long) req, rate,
+                             (unsigned long long) m->gen->number, m->last_reload_error[0] ? "; last reload failed: " : "",
+                             m->last_reload_error);
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        manager_update_status(m);
+        (void) sd_event_source_set_time(s, usec + STATUS_INTERVAL_USEC);
+        return 0;
+}
+
+static bool workers_applied(Manager *m, uint64_t gen) {
+        for (unsigned i = 0; i < m->n_workers; i++)
+                if (atomic_load(&m->workers[i].applied_gen) < gen)
+                        return false;
+        return true;
+}
+
+static int on_ack(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+        uint64_t v;
+
+        (void) read(m->ack_fd, &v, sizeof(v));
+        if (atomic_load(&m->n_exited) >= m->n_workers) {
+                (void) sd_event_exit(m->event, m->exit_code);
+                return 0;
+        }
+        if (m->stopping)
+                return 0;
+        if (!workers_applied(m, m->gen->number))
+                return 0;
+        if (!m->ready_sent) {
+                m->ready_sent = true;
+                log_info("proxyd %s started: %u workers, %zu listening sockets", PROXYD_VERSION, m->n_workers,
+                         m->listeners.n);
+                daemon_notify_ready(NULL);
+                manager_update_status(m);
+        } else if (m->reload_pending) {
+                m->reload_pending = false;
+                log_info("Configuration #%llu applied", (unsigned long long) m->gen->number);
+                daemon_notify_ready(NULL);
+                manager_update_status(m);
+        }
+        return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+        Generation *g = NULL;
+        int r;
+
+        if (m->stopping)
+                return 0;
+        daemon_notify_reloading();
+        log_info("Reloading configuration from %s", m->config_path);
+        m->last_reload_error[0] = 0;
+        r = manager_build_generation(m, &g);
+        if (r < 0) {
+                log_error("Reload failed, still serving configuration #%llu: %s", (unsigned long long) m->gen->number,
+                          m->last_reload_error);
+                daemon_notify_ready(NULL);
+                manager_update_status(m);
+                return 0;
+        }
+        log_set_max_level(g->config->log_level);
+        if (g->config->workers != 0 && g->config->workers != m->n_workers)
+                log_notice("workers = %u takes effect at the next restart", g->config->workers);
+        generation_unref(m->gen);
+        m->gen = g;
+        m->reload_pending = true;
+        for (unsigned i = 0; i < m->n_workers; i++)
+                worker_post_generation(&m->workers[i], g);
+        /* READY=1 follows once every worker serves the new generation (on_ack). */
+        return 0;
+}
+
+static int on_shutdown_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        log_notice("shutdown_timeout expired, closing the remaining connections");
+        for (unsigned i = 0; i < m->n_workers; i++)
+                worker_post_exit(&m->workers[i]);
+        return 0;
+}
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->stopping) {
+                /* a second signal: stop now */
+                on_shutdown_timer(NULL, 0, m);
+                return 0;
+        }
+        m->stopping = true;
+        daemon_notify_stopping("Stopping: finishing in-flight requests");
+        log_info("Stopping: no new connections, draining %llu open ones (up to %llums)",
+                 (unsigned long long) manager_sum(m, 1),
+                 (unsigned long long) (m->gen->config->shutdown_timeout / USEC_PER_MSEC));
+        for (unsigned i = 0; i < m->n_workers; i++)
+                worker_post_drain(&m->workers[i]);
+        (void) sd_event_add_time_relative(m->event, &m->shutdown_timer, CLOCK_MONOTONIC,
+                                          m->gen->config->shutdown_timeout, USEC_PER_MSEC, on_shutdown_timer, m);
+        return 0;
+}
+
+/* The watchdog is fed only while every worker loop answers pings: a stuck worker (or a
+ * stuck manager) stops the pings and the service manager restarts proxyd. */
+static int on_watchdog_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        bool all = true;
+
+        for (unsigned i = 0; i < m->n_workers; i++)
+                if (atomic_load(&m->workers[i].pong_seq) != m->ping_seq)
+                        all = false;
+        if (all) {
+                daemon_notify_watchdog();
+                m->watchdog_missed = false;
+        } else if (!m->watchdog_missed) {
+                m->watchdog_missed = true;
+                log_warning("A worker did not answer the watchdog ping in time");
+        }
+        if (all || m->ping_seq == 0) {
+                m->ping_seq++;
+                for (unsigned i = 0; i < m->n_workers; i++)
+                        worker_post_ping(&m->workers[i], m->ping_seq);
+        }
+        (void) sd_event_source_set_time(s, usec + m->watchdog_usec / 4);
+        return 0;
+}
+
+void manager_worker_ack(Manager *m) {
+        uint64_t one = 1;
+        (void) write(m->ack_fd, &one, sizeof(one));
+}
+
+void manager_worker_exited(Manager *m, Worker *w, int error) {
+        if (error < 0)
+                m->exit_code = 1;
+        atomic_fetch_add(&m->n_exited, 1);
+        manager_worker_ack(m);
+}
+
+int manager_new(const char *config_path, Manager **ret) {
+        Manager *m = calloc(1, sizeof(Manager));
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        m->ack_fd = -EBADF;
+        m->config_path = strdup(config_path);
+        if (!m->config_path) {
+                free(m);
+                return -ENOMEM;
+        }
+        r = listeners_collect(&m->listeners);
+        if (r < 0)
+                goto fail;
+        r = manager_build_generation(m, &m->gen);
+        if (r < 0)
+                goto fail;
+        log_set_max_level(m->gen->config->log_level);
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                goto fail;
+        m->ack_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (m->ack_fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = sd_event_add_io(m->event, &m->ack_source, m->ack_fd, EPOLLIN, on_ack, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGTERM, on_sigterm, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, on_sigterm, m);
+        if (r >= 0)
+                r = sd_event_add_time_relative(m->event, &m->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC,
+                                               USEC_PER_SEC, on_status_timer, m);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->status_timer, SD_EVENT_ON);
+        if (r < 0)
+                goto fail;
+        m->watchdog_usec = daemon_watchdog_usec();
+        if (m->watchdog_usec > 0) {
+                r = sd_event_add_time_relative(m->event, &m->watchdog_timer, CLOCK_MONOTONIC, m->watchdog_usec / 4,
+                                               USEC_PER_MSEC, on_watchdog_timer, m);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->watchdog_timer, SD_EVENT_ON);
+                if (r < 0)
+                        goto fail;
+        }
+
+        m->n_workers = m->gen->config->workers ?: cpu_count();
+        m->workers = calloc(m->n_workers, sizeof(Worker));
+        if (!m->workers) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        for (unsigned i = 0; i < m->n_workers; i++)
+                m->workers[i].wake_fd = -EBADF;
+        *ret = m;
+        return 0;
+fail:
+        manager_free(m);
+        return r;
+}
+
+int manager_run(Manager *m) {
+        unsigned started = 0;
+        int r = 0;
+
+        for (unsigned i = 0; i < m->n_workers; i++) {
+                Worker *w = &m->workers[i];
+                r = worker_init(w, m, i);
+                if (r < 0)
+                        break;
+                WorkerGen *wg = calloc(1, sizeof(WorkerGen));
+                if (!wg) {
+                        r = -ENOMEM;
+                        break;
+                }
+                wg->gen = generation_ref(m->gen);
+                wg->refs = 1;
+                wg->worker = w;
+                w->gen = wg;
+                r = worker_start(w);
+                if (r < 0)
+                        break;
+                started++;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to start worker threads");
+                m->stopping = true;
+                for (unsigned i = 0; i < started; i++)
+                        worker_post_exit(&m->workers[i]);
+                for (unsigned i = 0; i < started; i++)
+                        worker_join(&m->workers[i]);
+                return r;
+        }
+
+        r = sd_event_loop(m->event);
+        for (unsigned i = 0; i < m->n_workers; i++)
+                worker_post_exit(&m->workers[i]);
+        for (unsigned i = 0; i < m->n_workers; i++)
+                worker_join(&m->workers[i]);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed");
+        log_info("Stopped");
+        return m->exit_code > 0 ? -EIO : 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        for (unsigned i = 0; m->workers && i < m->n_workers; i++)
+                worker_done(&m->workers[i]);
+        free(m->workers);
+        sd_event_source_disable_unref(m->ack_source);
+        sd_event_source_disable_unref(m->watchdog_timer);
+        sd_event_source_disable_unref(m->status_timer);
+        sd_event_source_disable_unref(m->shutdown_timer);
+        if (m->ack_fd >= 0)
+                close(m->ack_fd);
+        generation_unref(m->gen);
+        listeners_close(&m->listeners);
+        sd_event_unref(m->event);
+        free(m->config_path);
+        free(m);
+        return NULL;
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The top-level context: configuration generations, listening sockets, worker threads,
+ * signals (reload, stop), readiness/status/watchdog towards the service manager. */
+
+#include <systemd/sd-event.h>
+
+#include "listener.h"
+#include "worker.h"
+
+struct Manager {
+        sd_event *event;
+        char *config_path;
+
+        ListenerSet listeners;
+        Generation *gen;
+        uint64_t next_gen;
+
+        Worker *workers;
+        unsigned n_workers;
+        atomic_uint n_exited;
+
+        int ack_fd; /* eventfd: workers -> manager */
+        sd_event_source *ack_source;
+        sd_event_source *watchdog_timer;
+        sd_event_source *status_timer;
+        sd_event_source *shutdown_timer;
+
+        bool ready_sent;
+        bool reload_pending; /* waiting for workers to apply a new generation */
+        bool stopping;
+        int exit_code;
+        uint64_t watchdog_usec;
+        uint64_t ping_seq;
+        bool watchdog_missed;
+
+        uint64_t status_last_requests;
+        uint64_t status_last_time;
+        char last_reload_error[256];
+};
+
+int manager_new(const char *config_path, Manager **ret);
+Manager *manager_free(Manager *m);
+int manager_run(Manager *m);
+
+/* Called from worker threads. */
+void manager_worker_ack(Manager *m);
+void manager_worker_exited(Manager *m, Worker *w, int error);

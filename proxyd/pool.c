@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "worker.h"
+
+struct PoolBucket {
+        PoolBucket *next;
+        struct sockaddr_storage addr;
+        socklen_t addrlen;
+        UpConn *idle; /* most recently used first */
+        unsigned n_idle;
+};
+
+void pool_init(Pool *p, Worker *w) {
+        *p = (Pool){ .worker = w };
+}
+
+static void bucket_unlink(UpConn *u) {
+        PoolBucket *b = u->bucket;
+        if (!b)
+                return;
+        if (u->idle_prev)
+                u->idle_prev->idle_next = u->idle_next;
+        else
+                b->idle = u->idle_next;
+        if (u->idle_next)
+                u->idle_next->idle_prev = u->idle_prev;
+        u->idle_next = u->idle_prev = NULL;
+        u->bucket = NULL;
+        b->n_idle--;
+        u->worker->pool.n_idle--;
+}
+
+UpConn *upconn_free(UpConn *u) {
+        if (!u)
+                return NULL;
+        bucket_unlink(u);
+        sd_event_source_disable_unref(u->io);
+        sd_event_source_disable_unref(u->idle_timer);
+        stream_close(&u->stream);
+        free(u);
+        return NULL;
+}
+
+void pool_done(Pool *p) {
+        PoolBucket *b = p->buckets;
+        while (b) {
+                PoolBucket *next = b->next;
+                while (b->idle)
+                        upconn_free(b->idle);
+                free(b);
+                b = next;
+        }
+        p->buckets = NULL;
+}
+
+int upconn_set_events(UpConn *u, uint32_t events) {
+        int r = 0;
+        if (events == u->events)
+                return 0;
+        if (events == 0)
+                r = sd_event_source_set_enabled(u->io, SD_EVENT_OFF);
+        else {
+                r = sd_event_source_set_io_events(u->io, events);
+                if (r >= 0 && u->events == 0)
+                        r = sd_event_source_set_enabled(u->io, SD_EVENT_ON);
+        }
+        u->events = events;
+        return r;
+}
+
+static int on_upconn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        UpConn *u = userdata;
+
+        if (u->handler) {
+                u->handler(u, revents, u->userdata);
+                return 0;
+        }
+        /* Idle in the pool: whatever arrives (EOF, RST, unsolicited bytes) ends it. */
+        log_debug("idle upstream connection to %s closed by the server or sent unsolicited data", u->addr_text);
+        upconn_free(u);
+        return 0;
+}
+
+static int on_upconn_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        upconn_free(userdata);
+        return 0;
+}
+
+static PoolBucket *bucket_find(Pool *p, const struct sockaddr_storage *addr, socklen_t len, bool create) {
+        for (PoolBucket *b = p->buckets; b; b = b->next)
+                if (b->addrlen == len && memcmp(&b->addr, addr, len) == 0)
+                        return b;
+        if (!create)
+                return NULL;
+        PoolBucket *b = calloc(1, sizeof(PoolBucket));
+        if (!b)
+                return NULL;
+        memcpy(&b->addr, addr, len);
+        b->addrlen = len;
+        b->next = p->buckets;
+        p->buckets = b;
+        return b;
+}
+
+/* An idle connection is usable if the server neither closed it nor sent anything. */
+static bool upconn_healthy(UpConn *u) {
+        char c;
+        ssize_t n = recv(u->stream.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+int pool_get(Pool *p, const UpstreamServer *srv, UpConnHandler handler, void *userdata, UpConn **ret) {
+        PoolBucket *b = bucket_find(p, &srv->addr, srv->addrlen, false);
+        UpConn *u;
+        int fd, r;
+
+        while (b && b->idle) {
+                u = b->idle;
+                bucket_unlink(u);
+                if (!upconn_healthy(u)) {
+                        upconn_free(u);
+                        continue;
+                }
+                (void) sd_event_source_set_enabled(u->idle_timer, SD_EVENT_OFF);
+                u->handler = handler;
+                u->userdata = userdata;
+                u->reused = true;
+                u->rd_ready = false;
+                u->wr_ready = true;
+                *ret = u;
+                return 0;
+        }
+
+        u = calloc(1, sizeof(UpConn));
+        if (!u)
+                return -ENOMEM;
+        u->worker = p->worker;
+        u->stream = STREAM_NULL;
+        memcpy(&u->addr, &srv->addr, srv->addrlen);
+        u->addrlen = srv->addrlen;
+        snprintf(u->addr_text, sizeof(u->addr_text), "%s", srv->address);
+
+        fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                r = -errno;
+                free(u);
+                return r;
+        }
+        stream_init_plain(&u->stream, fd);
+        if (srv->addr.ss_family != AF_UNIX) {
+                int one = 1;
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        if (connect(fd, (const struct sockaddr *) &srv->addr, srv->addrlen) < 0) {
+                if (errno != EINPROGRESS) {
+                        r = -errno;
+                        upconn_free(u);
+                        return r;
+                }
+                u->connecting = true;
+        } else
+                u->wr_ready = true;
+
+        u->events = u->connecting ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
+        r = sd_event_add_io(p->worker->event, &u->io, fd, u->events, on_upconn_io, u);
+        if (r < 0) {
+                upconn_free(u);
+                return r;
+        }
+        u->handler = handler;
+        u->userdata = userdata;
+        *ret = u;
+        return 0;
+}
+
+void pool_put(Pool *p, UpConn *u, const Upstream *up) {
+        PoolBucket *b;
+        int r;
+
+        u->handler = NULL;
+        u->userdata = NULL;
+        if (up->keepalive == 0 || u->requests >= up->keepalive_requests || u->connecting) {
+                upconn_free(u);
+                return;
+        }
+        b = bucket_find(p, &u->addr, u->addrlen, true);
+        if (!b || b->n_idle >= up->keepalive) {
+                upconn_free(u);
+                return;
+        }
+        if (!u->idle_timer) {
+                r = sd_event_add_time_relative(p->worker->event, &u->idle_timer, CLOCK_MONOTONIC,
+                                               up->keepalive_timeout, USEC_PER_SEC / 10, on_upconn_idle_timer, u);
+                if (r < 0) {
+                        upconn_free(u);
+                        return;
+                }
+        } else {
+                (void) sd_event_source_set_time_relative(u->idle_timer, up->keepalive_timeout);
+                (void) sd_event_source_set_enabled(u->idle_timer, SD_EVENT_ONESHOT);
+        }
+        if (upconn_set_events(u, EPOLLIN | EPOLLRDHUP) < 0) {
+                upconn_free(u);
+                return;
+        }
+        u->idle_next = b->idle;
+        u->idle_prev = NULL;
+        if (b->idle)
+                b->idle->idle_prev = u;
+        b->idle = u;
+        b->n_idle++;
+        u->bucket = b;
+        p->n_idle++;
+}

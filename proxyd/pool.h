@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Upstream connections and the per-worker keep-alive pool. */
+
+#include <sys/socket.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "stream.h"
+
+typedef struct Worker Worker;
+typedef struct UpConn UpConn;
+typedef struct PoolBucket PoolBucket;
+
+/* Called by an owned upstream connection's io events. */
+typedef void (*UpConnHandler)(UpConn *u, uint32_t revents, void *userdata);
+
+struct UpConn {
+        Worker *worker;
+        Stream stream;
+        sd_event_source *io;
+        sd_event_source *idle_timer;
+        uint32_t events;
+        struct sockaddr_storage addr;
+        socklen_t addrlen;
+        char addr_text[128];
+        unsigned requests; /* requests sent on this connection */
+        bool connecting;
+        bool reused;      /* taken from the pool */
+        bool rd_ready;
+        bool wr_ready;
+
+        UpConnHandler handler; /* owner's callback; NULL while idle in the pool */
+        void *userdata;
+
+        PoolBucket *bucket; /* while idle */
+        UpConn *idle_next, *idle_prev;
+};
+
+typedef struct Pool {
+        PoolBucket *buckets;
+        Worker *worker;
+        unsigned n_idle;
+} Pool;
+
+void pool_init(Pool *p, Worker *w);
+void pool_done(Pool *p); /* closes every idle connection */
+
+/*
+ * Get a connection to addr: an idle pooled one that is still healthy, or a new one with a
+ * non-blocking connect in progress (u->connecting). Returns 0 or -errno (connect failed at once).
+ */
+int pool_get(Pool *p, const UpstreamServer *srv, UpConnHandler handler, void *userdata, UpConn **ret);
+
+/* Return a connection after a complete exchange; it is closed instead when the pool is
+ * full, the upstream allows no more requests, or keepalive is 0. */
+void pool_put(Pool *p, UpConn *u, const Upstream *up);
+
+/* Close and free an owned connection. Returns NULL. */
+UpConn *upconn_free(UpConn *u);
+/* Set the epoll interest (EPOLLIN/EPOLLOUT) of an owned connection. */
+int upconn_set_events(UpConn *u, uint32_t events);

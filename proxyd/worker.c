@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "log.h"
+#include "manager.h"
+#include "worker.h"
+
+#define ACCEPT_BATCH 32
+#define ACCEPT_RETRY_USEC (100 * USEC_PER_MSEC)
+
+typedef struct AcceptSlot {
+        Worker *worker;
+        size_t index;
+} AcceptSlot;
+
+Generation *generation_ref(Generation *g) {
+        if (g)
+                atomic_fetch_add(&g->refcount, 1);
+        return g;
+}
+
+Generation *generation_unref(Generation *g) {
+        if (!g)
+                return NULL;
+        if (atomic_fetch_sub(&g->refcount, 1) != 1)
+                return NULL;
+        listener_servers_free(g->listener_servers, g->n_listeners);
+        config_unref(g->config);
+        free(g);
+        return NULL;
+}
+
+WorkerGen *worker_gen_ref(WorkerGen *wg) {
+        if (wg)
+                wg->refs++;
+        return wg;
+}
+
+WorkerGen *worker_gen_unref(WorkerGen *wg) {
+        if (!wg || --wg->refs > 0)
+                return NULL;
+        generation_unref(wg->gen);
+        free(wg);
+        return NULL;
+}
+
+uint64_t worker_random(Worker *w) {
+        /* xorshift64*: request ids and tie-breaking, not cryptography */
+        uint64_t x = w->rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        w->rng = x;
+        return x * UINT64_C(2685821657736338717);
+}
+
+static void worker_set_accepting(Worker *w, bool on) {
+        for (size_t i = 0; i < w->n_accept_sources; i++)
+                if (w->accept_sources[i])
+                        (void) sd_event_source_set_enabled(w->accept_sources[i], on ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+        if (!w->draining)
+                worker_set_accepting(w, true);
+        return 0;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        AcceptSlot *slot = userdata;
+        Worker *w = slot->worker;
+
+        for (unsigned i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+                struct sockaddr_storage ss;
+                socklen_t len = sizeof(ss);
+                int cfd = accept4(fd, (struct sockaddr *) &ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                break;
+                        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                                continue;
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                /* Out of descriptors or memory: stop accepting for a moment
+                                 * instead of spinning on a socket that stays readable. */
+                                log_warning_errno(errno, "accept() failed, pausing accepts for %llums",
+                                                  (unsigned long long) (ACCEPT_RETRY_USEC / USEC_PER_MSEC));
+                                worker_set_accepting(w, false);
+                                (void) sd_event_source_set_time_relative(w->accept_retry, ACCEPT_RETRY_USEC);
+                                (void) sd_event_source_set_enabled(w->accept_retry, SD_EVENT_ONESHOT);
+                                break;
+                        }
+                        log_warning_errno(errno, "accept() failed");
+                        break;
+                }
+                atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
+                (void) conn_new(w, cfd, slot->index, (struct sockaddr *) &ss, len);
+        }
+        return 0;
+}
+
+static int worker_add_accept_sources(Worker *w) {
+        Manager *m = w->manager;
+        size_t n = m->listeners.n;
+        int r;
+
+        if (n <= w->n_accept_sources)
+                return 0;
+        sd_event_source **srcs = realloc(w->accept_sources, n * sizeof(sd_event_source *));
+        if (!srcs)
+                return -ENOMEM;
+        w->accept_sources = srcs;
+        for (size_t i = w->n_accept_sources; i < n; i++) {
+                AcceptSlot *slot = calloc(1, sizeof(AcceptSlot));
+                if (!slot)
+                        return -ENOMEM;
+                slot->worker = w;
+                slot->index = i;
+                r = sd_event_add_io(w->event, &srcs[i], m->listeners.items[i].fd, EPOLLIN, on_accept, slot);
+                if (r < 0) {
+                        free(slot);
+                        srcs[i] = NULL;
+                        return r;
+                }
+                (void) sd_event_source_set_destroy_callback(srcs[i], free);
+                w->n_accept_sources = i + 1;
+        }
+        return 0;
+}
+
+static void worker_remove_accept_sources(Worker *w) {
+        for (size_t i = 0; i < w->n_accept_sources; i++)
+                w->accept_sources[i] = sd_event_source_disable_unref(w->accept_sources[i]);
+}
+
+static void worker_maybe_exit(Worker *w) {
+        if (w->draining && w->n_conns == 0)
+                (void) sd_event_exit(w->event, 0);
+}
+
+void worker_conn_closed(Worker *w) {
+        w->n_conns--;
+        atomic_fetch_sub_explicit(&w->stats.connections, 1, memory_order_relaxed);
+        worker_maybe_exit(w);
+}
+
+static void worker_apply_generation(Worker *w, Generation *g) {
+        WorkerGen *wg = calloc(1, sizeof(WorkerGen));
+        if (!wg) {
+                generation_unref(g);
+                log_error("Worker %u: out of memory applying configuration", w->index);
+                return;
+        }
+        wg->gen = g; /* takes the reference passed in */
+        wg->refs = 1;
+        wg->worker = w;
+        worker_gen_unref(w->gen);
+        w->gen = wg;
+        (void) worker_add_accept_sources(w);
+        atomic_store(&w->applied_gen, g->number);
+}
+
+static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Worker *w = userdata;
+        uint64_t v;
+        Generation *g;
+        bool drain, exit_now;
+        uint64_t ping;
+
+        (void) read(w->wake_fd, &v, sizeof(v));
+        pthread_mutex_lock(&w->lock);
+        g = w->pending_gen;
+        w->pending_gen = NULL;
+        drain = w->cmd_drain;
+        exit_now = w->cmd_exit;
+        ping = w->ping_seq;
+        pthread_mutex_unlock(&w->lock);
+
+        if (g) {
+                worker_apply_generation(w, g);
+                manager_worker_ack(w->manager);
+        }
+        if (ping != atomic_load(&w->pong_seq)) {
+                atomic_store(&w->pong_seq, ping);
+                manager_worker_ack(w->manager);
+        }
+        if (exit_now) {
+                w->draining = true;
+                worker_remove_accept_sources(w);
+                while (w->conns)
+                        conn_abort(w->conns);
+                (void) sd_event_exit(w->event, 0);
+                return 0;
+        }
+        if (drain && !w->draining) {
+                w->draining = true;
+                worker_remove_accept_sources(w);
+                for (Conn *c = w->conns, *next; c; c = next) {
+                        next = conn_next(c);
+                        conn_drain(c);
+                }
+                worker_maybe_exit(w);
+        }
+        return 0;
+}
+
+int worker_init(Worker *w, Manager *m, unsigned index) {
+        *w = (Worker){ .manager = m, .index = index, .wake_fd = -EBADF };
+        pthread_mutex_init(&w->lock, NULL);
+        if (getrandom(&w->rng, sizeof(w->rng), GRND_NONBLOCK) != sizeof(w->rng))
+                w->rng = now_usec(CLOCK_MONOTONIC) ^ ((uint64_t) index << 32);
+        w->rng |= 1;
+        w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->wake_fd < 0)
+                return -errno;
+        return 0;
+}
+
+static void *worker_main(void *userdata) {
+        Worker *w = userdata;
+        char name[16];
+        int r;
+
+        snprintf(name, sizeof(name), "proxyd-w%u", w->index);
+        (void) pthread_setname_np(pthread_self(), name);
+
+        r = sd_event_new(&w->event);
+        if (r >= 0)
+                r = sd_event_add_io(w->event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
+        if (r >= 0)
+                r = sd_event_add_time(w->event, &w->accept_retry, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_accept_retry, w);
+        if (r >= 0)
+                (void) sd_event_source_set_enabled(w->accept_retry, SD_EVENT_OFF);
+        if (r >= 0)
+                r = worker_add_accept_sources(w);
+        if (r < 0) {
+                log_error_errno(r, "Worker %u failed to start", w->index);
+                manager_worker_exited(w->manager, w, r);
+                return NULL;
+        }
+        pool_init(&w->pool, w);
+        atomic_store(&w->applied_gen, w->gen->gen->number);
+        manager_worker_ack(w->manager);
+
+        r = sd_event_loop(w->event);
+        if (r < 0)
+                log_error_errno(r, "Worker %u event loop failed", w->index);
+
+        while (w->conns)
+                conn_abort(w->conns);
+        pool_done(&w->pool);
+        worker_remove_accept_sources(w);
+        w->accept_retry = sd_event_source_disable_unref(w->accept_retry);
+        w->wake_source = sd_event_source_disable_unref(w->wake_source);
+        w->event = sd_event_unref(w->event);
+        manager_worker_exited(w->manager, w, r);
+        return NULL;
+}
+
+int worker_start(Worker *w) {
+        int r = pthread_create(&w->thread, NULL, worker_main, w);
+        if (r != 0)
+                return -r;
+        w->thread_started = true;
+        return 0;
+}
+
+void worker_join(Worker *w) {
+        if (w->thread_started)
+                pthread_join(w->thread, NULL);
+        w->thread_started = false;
+}
+
+void worker_done(Worker *w) {
+        generation_unref(w->pending_gen);
+        w->pending_gen = NULL;
+        w->gen = worker_gen_unref(w->gen);
+        free(w->accept_sources);
+        w->accept_sources = NULL;
+        if (w->wake_fd >= 0)
+                close(w->wake_fd);
+        w->wake_fd = -EBADF;
+        pthread_mutex_destroy(&w->lock);
+}
+
+static void worker_wake(Worker *w) {
+        uint64_t one = 1;
+        (void) write(w->wake_fd, &one, sizeof(one));
+}
+
+void worker_post_generation(Worker *w, Generation *g) {
+        pthread_mutex_lock(&w->lock);
+        generation_unref(w->pending_gen);
+        w->pending_gen = generation_ref(g);
+        pthread_mutex_unlock(&w->lock);
+        worker_wake(w);
+}
+
+void worker_post_drain(Worker *w) {
+        pthread_mutex_lock(&w->lock);
+        w->cmd_drain = true;
+        pthread_mutex_unlock(&w->lock);
+        worker_wake(w);
+}
+
+void worker_post_exit(Worker *w) {
+        pthread_mutex_lock(&w->lock);
+        w->cmd_exit = true;
+        pthread_mutex_unlock(&w->lock);
+        worker_wake(w);
+}
+
+void worker_post_ping(Worker *w, uint64_t seq) {
+        pthread_mutex_lock(&w->lock);
+        w->ping_seq = seq;
+        pthread_mutex_unlock(&w->lock);
+        worker_wake(w);
+}

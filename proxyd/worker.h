@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* One worker thread: its own sd_event loop, its own client connections and upstream pool.
+ * Workers share only the read-only configuration generation and the listening sockets. */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "listener.h"
+#include "pool.h"
+
+typedef struct Manager Manager;
+typedef struct Conn Conn;
+
+/* A configuration as the workers use it: the Config plus the servers each listener serves. */
+typedef struct Generation {
+        atomic_uint refcount;
+        uint64_t number;
+        Config *config;
+        ListenerServers *listener_servers;
+        size_t n_listeners;
+} Generation;
+
+Generation *generation_ref(Generation *g);
+Generation *generation_unref(Generation *g);
+
+/* A worker's own handle on a generation: refs is touched by that worker's thread only,
+ * so taking a reference per request costs no atomic operation. */
+typedef struct WorkerGen {
+        Generation *gen;
+        unsigned refs;
+        Worker *worker;
+} WorkerGen;
+
+WorkerGen *worker_gen_ref(WorkerGen *wg);
+WorkerGen *worker_gen_unref(WorkerGen *wg);
+
+typedef struct WorkerStats {
+        atomic_uint_fast64_t requests;
+        atomic_uint_fast64_t accepted;
+        atomic_uint connections;
+} WorkerStats;
+
+struct Worker {
+        Manager *manager;
+        unsigned index;
+        pthread_t thread;
+        bool thread_started;
+        sd_event *event;
+
+        /* Commands from the manager thread, under lock; wake_fd (eventfd) wakes the loop. */
+        pthread_mutex_t lock;
+        int wake_fd;
+        sd_event_source *wake_source;
+        Generation *pending_gen;
+        bool cmd_drain;
+        bool cmd_exit;
+        uint64_t ping_seq;
+        atomic_uint_fast64_t pong_seq; /* last ping this loop answered: watchdog liveness */
+        atomic_uint_fast64_t applied_gen; /* generation number the worker serves */
+
+        WorkerGen *gen;
+        sd_event_source **accept_sources;
+        size_t n_accept_sources;
+        sd_event_source *accept_retry;
+
+        Conn *conns;
+        unsigned n_conns;
+        bool draining;
+
+        Pool pool;
+        uint64_t rng;
+        unsigned rr;
+
+        WorkerStats stats;
+};
+
+int worker_init(Worker *w, Manager *m, unsigned index);
+int worker_start(Worker *w);
+void worker_join(Worker *w);
+void worker_done(Worker *w);
+
+/* Manager -> worker (any thread). */
+void worker_post_generation(Worker *w, Generation *g);
+void worker_post_drain(Worker *w);
+void worker_post_exit(Worker *w);
+void worker_post_ping(Worker *w, uint64_t seq);
+
+/* Worker-internal. */
+void worker_conn_closed(Worker *w);
+uint64_t worker_random(Worker *w);
