@@ -86,6 +86,7 @@ struct Exchange {
         HttpBodyKind req_body;
         uint64_t req_left;
         ChunkedDecoder req_dec;
+        uint64_t req_chunked_bytes; /* decoded so far, against client_max_body_size */
         bool req_done;
 
         /* upstream */
@@ -200,7 +201,7 @@ static Exchange *exchange_new(Conn *c) {
         }
         ex->max_headers = max_headers;
         ex->c = c;
-        ex->start = conn_now(c);
+        ex->start = now_usec(CLOCK_MONOTONIC);
         ex->minor = 1;
         make_request_id(c->worker, ex->request_id);
         return ex;
@@ -253,7 +254,7 @@ static void exchange_log(Exchange *ex) {
                 .upstream_status = ex->upstream_status,
                 .bytes_sent = ex->bytes_sent,
                 .bytes_received = ex->bytes_received,
-                .duration_usec = conn_now(c) - ex->start,
+                .duration_usec = now_usec(CLOCK_MONOTONIC) - ex->start,
                 .request_id = ex->request_id,
                 .reason = ex->reason,
         });
@@ -428,15 +429,20 @@ static int exchange_pump_request(Exchange *ex) {
         if (!u || u->connecting)
                 return 0;
 
-        /* Head first, then re-framed body data. */
+        /* Head first, then re-framed body data, then (Content-Length) body bytes already read:
+         * one syscall for what is ready. */
         while (u->wr_ready && (ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0)) {
-                struct iovec iov[2];
+                struct iovec iov[3];
                 int k = 0;
-                if (ex->req_head_off < buf_len(&ex->req_head))
-                        iov[k++] = (struct iovec){ buf_head(&ex->req_head) + ex->req_head_off,
-                                                   buf_len(&ex->req_head) - ex->req_head_off };
-                if (buf_len(&ex->up_out) > 0)
-                        iov[k++] = (struct iovec){ buf_head(&ex->up_out), buf_len(&ex->up_out) };
+                size_t head = buf_len(&ex->req_head) - ex->req_head_off, framed = buf_len(&ex->up_out), body = 0;
+                if (head > 0)
+                        iov[k++] = (struct iovec){ buf_head(&ex->req_head) + ex->req_head_off, head };
+                if (framed > 0)
+                        iov[k++] = (struct iovec){ buf_head(&ex->up_out), framed };
+                if (ex->req_body == HTTP_BODY_LENGTH && !ex->req_done && buf_len(&c->in) > 0) {
+                        body = (size_t) MIN((uint64_t) buf_len(&c->in), ex->req_left);
+                        iov[k++] = (struct iovec){ buf_head(&c->in), body };
+                }
                 n = stream_writev(&u->stream, iov, k);
                 if (n == -EAGAIN) {
                         u->wr_ready = false;
@@ -448,9 +454,20 @@ static int exchange_pump_request(Exchange *ex) {
                 }
                 ex->up_sent_any = true;
                 ex->up_last_write = ex->up_last_read = conn_now(c);
-                size_t h = MIN((size_t) n, buf_len(&ex->req_head) - ex->req_head_off);
+                size_t left = (size_t) n, h = MIN(left, head);
                 ex->req_head_off += h;
-                buf_consume(&ex->up_out, (size_t) n - h);
+                left -= h;
+                size_t f = MIN(left, framed);
+                buf_consume(&ex->up_out, f);
+                left -= f;
+                if (left > 0) {
+                        buf_consume(&c->in, left);
+                        ex->req_left -= left;
+                        if (ex->req_left == 0)
+                                ex->req_done = true;
+                }
+                if ((size_t) n < head + framed + body)
+                        u->wr_ready = false;
                 progress = 1;
         }
         if (ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0 || ex->req_done)
@@ -490,6 +507,13 @@ static int exchange_pump_request(Exchange *ex) {
                         }
                         if (n == 0)
                                 break;
+                        ex->req_chunked_bytes += dlen;
+                        if (ex_settings(ex)->client_max_body_size > 0 &&
+                            ex->req_chunked_bytes > ex_settings(ex)->client_max_body_size) {
+                                log_info("%s: chunked request body exceeds client_max_body_size", c->client_text);
+                                exchange_fail(ex, 413, "request body too large");
+                                return 1;
+                        }
                         if (dlen > 0) {
                                 if (buf_printf(&ex->up_out, "%zx\r\n", dlen) < 0 ||
                                     buf_append(&ex->up_out, buf_head(&c->in) + off, dlen) < 0 ||
