@@ -21,6 +21,7 @@
 #include "listener.h"
 #include "log.h"
 #include "router.h"
+#include "tunnel.h"
 #include "upstream.h"
 #include "uri-rewrite.h"
 
@@ -115,6 +116,14 @@ struct Exchange {
         bool resp_truncated;
         bool client_head_sent; /* bytes of the final response reached the client */
 
+        /* Upgrade: the client asked for it (and the location allows it); after the 101 is
+         * flushed the exchange becomes a tunnel. */
+        bool upgrade;
+        bool tunnel_pending;
+        bool tunneling;
+        Tunnel tunnel;
+        uint64_t tunnel_last;
+
         bool close_after;
         int status;
         int upstream_status;
@@ -133,6 +142,7 @@ typedef enum TimeoutKind {
         TIMEOUT_UP_READ,
         TIMEOUT_UP_SEND,
         TIMEOUT_LINGER,
+        TIMEOUT_TUNNEL,
 } TimeoutKind;
 
 static void conn_run(Conn *c);
@@ -222,6 +232,8 @@ static void exchange_release_upstream(Exchange *ex, bool reusable) {
 static Exchange *exchange_free(Exchange *ex) {
         if (!ex)
                 return NULL;
+        if (ex->tunneling)
+                tunnel_done(&ex->tunnel);
         exchange_release_upstream(ex, false);
         buf_free(&ex->req_head);
         buf_free(&ex->up_out);
@@ -566,6 +578,11 @@ static int exchange_start_response(Exchange *ex) {
 
         ex->upstream_status = r->status;
         ex->status = r->status;
+        if (r->status == 101) {
+                ex->tunnel_pending = true;
+                ex->close_after = true;
+                return http1_write_response_head(&c->out, r, ex_settings(ex), HTTP_BODY_UNTIL_CLOSE, false, ex->minor);
+        }
         ex->resp_in = r->body;
         ex->resp_left = r->content_length;
         switch (r->body) {
@@ -623,7 +640,17 @@ static int exchange_pump_response(Exchange *ex) {
                 buf_consume(&c->out, (size_t) n);
                 progress = 1;
         }
-        if (buf_len(&c->out) > 0 || ex->resp_done || !u || u->connecting)
+        if (ex->tunnel_pending && buf_len(&c->out) == 0 && u) {
+                /* The 101 is out: from here on bytes flow both ways unchanged. */
+                ex->tunnel_pending = false;
+                ex->tunneling = true;
+                ex->client_head_sent = true;
+                ex->tunnel_last = conn_now(c);
+                (void) tunnel_init(&ex->tunnel, &c->client, &c->rd_ready, &c->wr_ready, &c->in, &u->stream,
+                                   &u->rd_ready, &u->wr_ready, &ex->up_in);
+                return 1;
+        }
+        if (buf_len(&c->out) > 0 || ex->resp_done || !u || u->connecting || ex->tunnel_pending)
                 return progress;
 
         if (!ex->resp_head_done) {
@@ -646,7 +673,7 @@ static int exchange_pump_response(Exchange *ex) {
                                 return 1;
                         }
                         if (n > 0) {
-                                if (ex->resp.status < 200) {
+                                if (ex->resp.status < 200 && !(ex->resp.status == 101 && ex->upgrade)) {
                                         /* 1xx: 100 was answered by proxyd itself; 101 needs a tunnel,
                                          * which this request did not ask for. Others are dropped. */
                                         if (ex->resp.status == 101) {
@@ -992,8 +1019,11 @@ static int exchange_begin(Conn *c, size_t head_len) {
         };
         ex->upstream = pp->upstream;
         bool up_keep_alive = pp->upstream->keepalive > 0;
+        ex->upgrade = s->websocket && (req->connection & HTTP_CONN_UPGRADE) && req->upgrade_index >= 0 &&
+                      req->version_minor >= 1 && ex->req_body == HTTP_BODY_NONE;
         r = http1_write_request_head(&ex->req_head, &ri, target, target_len, s, ex->req_body,
-                                     ex->req_left, up_keep_alive);
+                                     ex->req_left, up_keep_alive,
+                                     ex->upgrade ? &req->headers[req->upgrade_index] : NULL);
         if (r < 0)
                 return r;
 
@@ -1098,6 +1128,22 @@ static int conn_step(Conn *c) {
         }
         case CONN_BUSY: {
                 Exchange *ex = c->ex;
+                if (ex->tunneling) {
+                        int r = tunnel_pump(&ex->tunnel);
+                        if (r < 0)
+                                log_info("%s: tunnel to %s broken: %s", c->client_text, ex->userver->address,
+                                         strerror(-r));
+                        if (r < 0 || r == 2) {
+                                ex->bytes_sent += ex->tunnel.bytes[1];
+                                ex->bytes_received += ex->tunnel.bytes[0];
+                                ex->resp_done = ex->close_after = true;
+                                exchange_finish(c);
+                                return 1;
+                        }
+                        if (r > 0)
+                                ex->tunnel_last = conn_now(c);
+                        return r;
+                }
                 int p = exchange_pump_request(ex);
                 p |= exchange_pump_response(ex);
                 if (ex->resp_done && buf_len(&c->out) == 0) {
@@ -1176,6 +1222,10 @@ static void conn_update_events(Conn *c) {
                         want |= EPOLLIN;
                 break;
         case CONN_BUSY:
+                if (c->ex->tunneling) {
+                        want = tunnel_client_events(&c->ex->tunnel);
+                        break;
+                }
                 if (ex_wants_client_read(c->ex) && !c->rd_ready)
                         want |= EPOLLIN;
                 if (ex_wants_client_write(c->ex) && !c->wr_ready)
@@ -1197,7 +1247,9 @@ static void conn_update_events(Conn *c) {
         if (c->state == CONN_BUSY && c->ex->up) {
                 Exchange *ex = c->ex;
                 uint32_t uw = 0;
-                if (ex->up->connecting)
+                if (ex->tunneling)
+                        uw = tunnel_upstream_events(&ex->tunnel);
+                else if (ex->up->connecting)
                         uw = EPOLLOUT;
                 else {
                         if (ex_wants_up_read(ex) && !ex->up->rd_ready)
@@ -1240,6 +1292,10 @@ static uint64_t conn_deadline(Conn *c, TimeoutKind *ret_kind) {
                 break;
         case CONN_BUSY: {
                 Exchange *ex = c->ex;
+                if (ex->tunneling) {
+                        CONSIDER(ex->tunnel_last + s->read_timeout, TIMEOUT_TUNNEL);
+                        break;
+                }
                 if (ex_wants_client_read(ex) && !c->rd_ready)
                         CONSIDER(c->last_read + s->client_body_timeout, TIMEOUT_BODY);
                 if (ex_wants_client_write(ex) && !c->wr_ready)
@@ -1322,6 +1378,12 @@ static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         case TIMEOUT_KEEPALIVE:
         case TIMEOUT_LINGER:
+                conn_close_now(c);
+                return 0;
+        case TIMEOUT_TUNNEL:
+                log_info("%s: tunnel idle for too long, closing", c->client_text);
+                c->ex->bytes_sent += c->ex->tunnel.bytes[1];
+                c->ex->bytes_received += c->ex->tunnel.bytes[0];
                 conn_close_now(c);
                 return 0;
         case TIMEOUT_BODY:

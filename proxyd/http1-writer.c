@@ -113,9 +113,9 @@ static bool header_set_by_config(const LocationSettings *s, const char *name, si
 
 int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target, size_t target_len,
                              const LocationSettings *s, HttpBodyKind body, uint64_t content_length,
-                             bool keep_alive) {
+                             bool keep_alive, const HttpHeader *upgrade) {
         const HttpRequest *req = ri->req;
-        bool host_set = false, connection_set = false;
+        bool host_set = false, connection_set = false, upgrade_set = false;
         Buf tmp = {};
         int r;
 
@@ -127,6 +127,8 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
                         host_set = true;
                 if (strcasecmp(h->name, "Connection") == 0)
                         connection_set = true;
+                if (strcasecmp(h->name, "Upgrade") == 0)
+                        upgrade_set = true;
                 if (!h->value || framing_header(h->name, strlen(h->name)))
                         continue;
                 buf_reset(&tmp);
@@ -166,7 +168,16 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
         else if (r >= 0 && (req->method_id == HTTP_METHOD_POST || req->method_id == HTTP_METHOD_PUT ||
                             req->method_id == HTTP_METHOD_PATCH))
                 r = buf_append_str(out, "Content-Length: 0\r\n");
-        if (r >= 0 && !keep_alive && !connection_set)
+        if (r >= 0 && upgrade && !upgrade_set) {
+                r = buf_append_str(out, "Upgrade: ");
+                if (r >= 0)
+                        r = buf_append(out, upgrade->value, upgrade->value_len);
+                if (r >= 0)
+                        r = buf_append(out, "\r\n", 2);
+        }
+        if (r >= 0 && upgrade && !connection_set)
+                r = buf_append_str(out, "Connection: upgrade\r\n");
+        else if (r >= 0 && !keep_alive && !connection_set)
                 r = buf_append_str(out, "Connection: close\r\n");
         if (r >= 0)
                 r = buf_append(out, "\r\n", 2);
@@ -191,6 +202,10 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
 
         for (size_t i = 0; i < resp->n_headers && r >= 0; i++) {
                 const HttpHeader *h = &resp->headers[i];
+                if (resp->status == 101 && memcaseeq(h->name, h->name_len, "Upgrade")) {
+                        r = buf_printf(out, "Upgrade: %.*s\r\n", (int) h->value_len, h->value);
+                        continue;
+                }
                 if (http1_is_hop_by_hop(h->name, h->name_len) ||
                     http1_connection_lists(resp->headers, resp->n_headers, h->name, h->name_len) ||
                     header_hidden(s, h->name, h->name_len))
@@ -218,7 +233,9 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
                 r = buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long) resp->content_length);
         else if (r >= 0 && framing == HTTP_BODY_CHUNKED)
                 r = buf_append_str(out, "Transfer-Encoding: chunked\r\n");
-        if (r >= 0 && !keep_alive)
+        if (r >= 0 && resp->status == 101)
+                r = buf_append_str(out, "Connection: upgrade\r\n");
+        else if (r >= 0 && !keep_alive)
                 r = buf_append_str(out, "Connection: close\r\n");
         else if (r >= 0 && client_minor == 0)
                 r = buf_append_str(out, "Connection: keep-alive\r\n");

@@ -29,14 +29,17 @@ typedef struct RequestInfo {
 int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri);
 
 /* Request head to the upstream. body: NONE, LENGTH (content_length) or CHUNKED.
- * keep_alive false adds "Connection: close". */
+ * keep_alive false adds "Connection: close". upgrade (the client's Upgrade field, or NULL)
+ * asks the upstream to switch protocols: "Upgrade: ..." and "Connection: upgrade" are sent
+ * unless set_header sets them itself. */
 int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target, size_t target_len,
                              const LocationSettings *s, HttpBodyKind body, uint64_t content_length,
-                             bool keep_alive);
+                             bool keep_alive, const HttpHeader *upgrade);
 
 /* Response head to the client, from the upstream's parsed response.
  * framing: LENGTH (resp->content_length), CHUNKED (proxyd re-chunks), NONE (bodiless:
- * the upstream's Content-Length is passed unchanged), UNTIL_CLOSE (raw until close). */
+ * the upstream's Content-Length is passed unchanged), UNTIL_CLOSE (raw until close).
+ * A 101 keeps the upstream's Upgrade field and says "Connection: upgrade". */
 int http1_write_response_head(Buf *out, const HttpResponse *resp, const LocationSettings *s,
                               HttpBodyKind framing, bool keep_alive, int client_minor);
 

@@ -23,13 +23,13 @@ static void log_diags(const ConfigDiags *d) {
         for (size_t i = 0; i < d->n; i++) {
                 const ConfigDiag *x = &d->items[i];
                 int level = x->warning ? LOG_WARNING : LOG_ERR;
+                /* the priority says whether it is a warning */
                 if (x->file && x->line > 0)
-                        log_full_errno(level, 0, "%s:%d: %s%s", x->file, x->line, x->warning ? "warning: " : "",
-                                       x->message);
+                        log_full_errno(level, 0, "%s:%d: %s", x->file, x->line, x->message);
                 else if (x->file)
-                        log_full_errno(level, 0, "%s: %s%s", x->file, x->warning ? "warning: " : "", x->message);
+                        log_full_errno(level, 0, "%s: %s", x->file, x->message);
                 else
-                        log_full_errno(level, 0, "%s%s", x->warning ? "warning: " : "", x->message);
+                        log_full_errno(level, 0, "%s", x->message);
         }
 }
 
