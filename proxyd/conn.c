@@ -1483,9 +1483,32 @@ void conn_abort(Conn *c) {
 }
 
 void conn_drain(Conn *c) {
+        ssize_t n;
+
         c->draining = true;
-        if (c->state == CONN_IDLE || (c->state == CONN_HEAD && buf_len(&c->in) == 0))
-                conn_free(c);
+        if (c->state != CONN_IDLE && !(c->state == CONN_HEAD && buf_len(&c->in) == 0))
+                return; /* busy: its response goes out with "Connection: close" */
+
+        /* A last look before closing: the request may already be in the socket buffer. */
+        n = read_into(&c->client, &c->in, HEAD_READ_SIZE);
+        if (n > 0) {
+                c->last_read = conn_now(c);
+                if (c->state == CONN_IDLE) {
+                        c->state = CONN_HEAD;
+                        c->phase_start = c->last_read;
+                }
+                conn_run(c);
+                return;
+        }
+        /* A connection that has not sent its first request yet was accepted for one: keep it
+         * (client_header_timeout and shutdown_timeout bound the wait). An idle keep-alive
+         * connection is closed; clients retry requests that race with that close. */
+        if (n == -EAGAIN && c->n_requests == 0) {
+                c->rd_ready = false;
+                conn_update_events(c);
+                return;
+        }
+        conn_free(c);
 }
 
 int conn_new(Worker *w, int fd, size_t listener, const struct sockaddr *peer, socklen_t peerlen) {
@@ -1496,6 +1519,7 @@ int conn_new(Worker *w, int fd, size_t listener, const struct sockaddr *peer, so
 
         if (!c) {
                 close(fd);
+                atomic_fetch_sub_explicit(&w->stats.connections, 1, memory_order_relaxed);
                 return -ENOMEM;
         }
         c->worker = w;
@@ -1523,7 +1547,6 @@ int conn_new(Worker *w, int fd, size_t listener, const struct sockaddr *peer, so
                 w->conns->prev = c;
         w->conns = c;
         w->n_conns++;
-        atomic_fetch_add_explicit(&w->stats.connections, 1, memory_order_relaxed);
 
         r = sd_event_add_io(w->event, &c->io, fd, EPOLLIN, on_client_io, c);
         if (r >= 0) {

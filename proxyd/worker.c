@@ -60,6 +60,11 @@ uint64_t worker_random(Worker *w) {
         return x * UINT64_C(2685821657736338717);
 }
 
+static void worker_wake(Worker *w) {
+        uint64_t one = 1;
+        (void) write(w->wake_fd, &one, sizeof(one));
+}
+
 static void worker_set_accepting(Worker *w, bool on) {
         for (size_t i = 0; i < w->n_accept_sources; i++)
                 if (w->accept_sources[i])
@@ -71,6 +76,58 @@ static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         if (!w->draining)
                 worker_set_accepting(w, true);
         return 0;
+}
+
+/* All workers wait on the same listening sockets, and the kernel may wake the same one again
+ * and again. A worker that accepted a connection while it holds clearly more connections than
+ * another hands it over, so that every worker (and core) gets its share. */
+static Worker *worker_least_loaded(Worker *w) {
+        Manager *m = w->manager;
+        Worker *best = w;
+        unsigned best_load = atomic_load_explicit(&w->stats.connections, memory_order_relaxed);
+
+        for (unsigned i = 0; i < m->n_workers; i++) {
+                Worker *o = &m->workers[i];
+                unsigned load = atomic_load_explicit(&o->stats.connections, memory_order_relaxed);
+                if (o->draining || !o->thread_started)
+                        continue;
+                if (load + 1 < best_load) {
+                        best = o;
+                        best_load = load;
+                }
+        }
+        return best;
+}
+
+static void worker_dispatch(Worker *w, int fd, size_t listener, const struct sockaddr *peer, socklen_t len) {
+        Worker *target = worker_least_loaded(w);
+
+        atomic_fetch_add_explicit(&target->stats.connections, 1, memory_order_relaxed);
+        if (target == w) {
+                (void) conn_new(w, fd, listener, peer, len);
+                return;
+        }
+        pthread_mutex_lock(&target->lock);
+        if (target->n_handed == target->cap_handed) {
+                size_t cap = target->cap_handed ? target->cap_handed * 2 : 16;
+                HandedConn *n = realloc(target->handed, cap * sizeof(HandedConn));
+                if (!n) {
+                        pthread_mutex_unlock(&target->lock);
+                        atomic_fetch_sub_explicit(&target->stats.connections, 1, memory_order_relaxed);
+                        atomic_fetch_add_explicit(&w->stats.connections, 1, memory_order_relaxed);
+                        (void) conn_new(w, fd, listener, peer, len);
+                        return;
+                }
+                target->handed = n;
+                target->cap_handed = cap;
+        }
+        HandedConn *h = &target->handed[target->n_handed++];
+        h->fd = fd;
+        h->listener = listener;
+        memcpy(&h->peer, peer, len);
+        h->peerlen = len;
+        pthread_mutex_unlock(&target->lock);
+        worker_wake(target);
 }
 
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -100,7 +157,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         break;
                 }
                 atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
-                (void) conn_new(w, cfd, slot->index, (struct sockaddr *) &ss, len);
+                worker_dispatch(w, cfd, slot->index, (struct sockaddr *) &ss, len);
         }
         return 0;
 }
@@ -172,11 +229,17 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         Generation *g;
         bool drain, exit_now;
         uint64_t ping;
+        HandedConn *handed;
+        size_t n_handed;
 
         (void) read(w->wake_fd, &v, sizeof(v));
         pthread_mutex_lock(&w->lock);
         g = w->pending_gen;
         w->pending_gen = NULL;
+        handed = w->handed;
+        n_handed = w->n_handed;
+        w->handed = NULL;
+        w->n_handed = w->cap_handed = 0;
         drain = w->cmd_drain;
         exit_now = w->cmd_exit;
         ping = w->ping_seq;
@@ -186,6 +249,10 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 worker_apply_generation(w, g);
                 manager_worker_ack(w->manager);
         }
+        for (size_t i = 0; i < n_handed; i++)
+                (void) conn_new(w, handed[i].fd, handed[i].listener, (struct sockaddr *) &handed[i].peer,
+                                handed[i].peerlen);
+        free(handed);
         if (ping != atomic_load(&w->pong_seq)) {
                 atomic_store(&w->pong_seq, ping);
                 manager_worker_ack(w->manager);
@@ -278,6 +345,11 @@ void worker_join(Worker *w) {
 }
 
 void worker_done(Worker *w) {
+        for (size_t i = 0; i < w->n_handed; i++)
+                close(w->handed[i].fd);
+        free(w->handed);
+        w->handed = NULL;
+        w->n_handed = 0;
         generation_unref(w->pending_gen);
         w->pending_gen = NULL;
         w->gen = worker_gen_unref(w->gen);
@@ -287,11 +359,6 @@ void worker_done(Worker *w) {
                 close(w->wake_fd);
         w->wake_fd = -EBADF;
         pthread_mutex_destroy(&w->lock);
-}
-
-static void worker_wake(Worker *w) {
-        uint64_t one = 1;
-        (void) write(w->wake_fd, &one, sizeof(one));
 }
 
 void worker_post_generation(Worker *w, Generation *g) {

@@ -41,8 +41,16 @@ WorkerGen *worker_gen_unref(WorkerGen *wg);
 typedef struct WorkerStats {
         atomic_uint_fast64_t requests;
         atomic_uint_fast64_t accepted;
-        atomic_uint connections;
+        atomic_uint connections; /* open client connections, including ones handed over but not yet set up */
 } WorkerStats;
+
+/* A connection accepted by one worker and handed to a less loaded one. */
+typedef struct HandedConn {
+        int fd;
+        size_t listener;
+        struct sockaddr_storage peer;
+        socklen_t peerlen;
+} HandedConn;
 
 struct Worker {
         Manager *manager;
@@ -56,6 +64,8 @@ struct Worker {
         int wake_fd;
         sd_event_source *wake_source;
         Generation *pending_gen;
+        HandedConn *handed;
+        size_t n_handed, cap_handed;
         bool cmd_drain;
         bool cmd_exit;
         uint64_t ping_seq;

@@ -611,7 +611,7 @@ START_TEST(test_warnings) {
                 snprintf(want, sizeof(want), "%s/t.conf" suffix, tmp_dir); \
                 ck_assert_msg(strstr(txt, want), "want %s\ngot %s", want, txt); \
         } while (0)
-        WANT(":4: warning: prefix \"/api\" has no a trailing slash");
+        WANT(":4: warning: prefix \"/api\" has no trailing slash");
         WANT(":5: warning: prefix \"/v/\" ends with a trailing slash");
         WANT(":7: warning: https upstream \"https://127.0.0.1/\" with ssl_verify = false");
         WANT(":8: warning: https upstream \"https://127.0.0.1/\" with ssl_server_name = false");

@@ -1,0 +1,51 @@
+#!/bin/bash
+# Install what proxyd's test suite needs (Debian 12) and run all of it:
+# the Check unit suites and the integration tests in tests/integration/
+# (real proxyd binary, socket-activated, against loopback backends, curl, wrk
+# and nginx as the URI oracle).
+#
+# Usage: bash tools/test.sh            (from anywhere inside the repository)
+# Environment: BUILD_DIR (default: build-test)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build-test}
+
+packages=(
+  gcc pkg-config meson ninja-build
+  libsystemd-dev libconfig-dev libpcre2-dev check
+  python3 curl wrk nginx-light
+  systemd systemd-container gnutls-bin man-db python3-websockets
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tools/test.sh: installing ${missing[*]}"
+  SUDO=
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "tools/test.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  # The tests start their own nginx; do not let the package start the system one.
+  policy_created=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    policy_created=1
+  fi
+  cleanup() { [ -z "$policy_created" ] || $SUDO rm -f /usr/sbin/policy-rc.d; }
+  trap cleanup EXIT
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  cleanup
+  trap - EXIT
+fi
+
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  meson setup "$BUILD_DIR"
+fi
+meson test -C "$BUILD_DIR" --print-errorlogs
