@@ -1785,9 +1785,9 @@ static int warn_location(Loader *l, const Location *loc, const config_setting_t 
                 bool b = p->uri[strlen(p->uri) - 1] == '/';
                 if (a != b)
                         TRY(WARN(l, pp,
-                                 "prefix \"%s\" %s a trailing slash but the proxy_pass URI \"%s\" %s: "
+                                 "prefix \"%s\" %s trailing slash but the proxy_pass URI \"%s\" %s: "
                                  "\"%s%s\" becomes \"%s%s\"",
-                                 loc->pattern, a ? "ends with" : "has no", p->uri, b ? "does" : "does not",
+                                 loc->pattern, a ? "ends with a" : "has no", p->uri, b ? "does" : "does not",
                                  loc->pattern, a ? "x" : "/x", p->uri, a ? "x" : "/x"));
         }
         if (p->https && !loc->s.ssl_server_name)

@@ -46,6 +46,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-  meson setup "$BUILD_DIR"
+  meson setup "$BUILD_DIR" --prefix=/usr --sysconfdir=/etc
 fi
 meson test -C "$BUILD_DIR" --print-errorlogs
