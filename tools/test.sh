@@ -48,4 +48,20 @@ fi
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
   meson setup "$BUILD_DIR" --prefix=/usr --sysconfdir=/etc
 fi
-meson test -C "$BUILD_DIR" --print-errorlogs
+rc=0
+meson test -C "$BUILD_DIR" --print-errorlogs || rc=$?
+# One closing line with the counts, from meson's own record of the run.
+python3 - "$BUILD_DIR/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line).get("result")
+    if r == "OK":
+        passed += 1
+    elif r == "SKIP":
+        skipped += 1
+    else:
+        failed += 1
+print("tests: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
+PY
+exit $rc
