@@ -622,9 +622,36 @@ static int exchange_pump_response(Exchange *ex) {
         int progress = 0;
         ssize_t n;
 
-        /* Flush what is queued for the client first: the bound on buffered data. */
+        /* Flush what is queued for the client first: the bound on buffered data. A response
+         * head goes out together with the Content-Length body bytes already read. */
         while (buf_len(&c->out) > 0 && c->wr_ready) {
-                n = client_write(c, buf_head(&c->out), buf_len(&c->out));
+                size_t body = 0;
+                if (ex->resp_head_done && !ex->resp_done && ex->resp_in == HTTP_BODY_LENGTH &&
+                    ex->resp_out == HTTP_BODY_LENGTH && buf_len(&ex->up_in) > 0)
+                        body = (size_t) MIN((uint64_t) buf_len(&ex->up_in), ex->resp_left);
+                if (body > 0) {
+                        size_t head = buf_len(&c->out);
+                        struct iovec iov[2] = { { buf_head(&c->out), head }, { buf_head(&ex->up_in), body } };
+                        n = stream_writev(&c->client, iov, 2);
+                        if (n > 0) {
+                                c->last_write = conn_now(c);
+                                ex->bytes_sent += (uint64_t) n;
+                                ex->client_head_sent = true;
+                                size_t h = MIN((size_t) n, head), b = (size_t) n - h;
+                                buf_consume(&c->out, h);
+                                buf_consume(&ex->up_in, b);
+                                ex->resp_left -= b;
+                                if (ex->resp_left == 0)
+                                        ex->resp_done = true;
+                                if ((size_t) n < head + body)
+                                        c->wr_ready = false;
+                                progress = 1;
+                                continue;
+                        }
+                        if (n == -EAGAIN)
+                                c->wr_ready = false;
+                } else
+                        n = client_write(c, buf_head(&c->out), buf_len(&c->out));
                 if (n == -EAGAIN)
                         break;
                 if (n < 0) {
@@ -1037,12 +1064,14 @@ static int exchange_begin(Conn *c, size_t head_len) {
 
 /* ---------------------------------------------------------------------------------------- */
 
-static void exchange_finish(Conn *c) {
+/* Ends the exchange; returns -1 when that closed (freed) the connection, else 1. */
+static int exchange_finish(Conn *c) {
         Exchange *ex = c->ex;
         bool up_reusable = ex->up && ex->resp_done && ex->req_done && !ex->resp_truncated && ex->resp.keep_alive &&
                            buf_len(&ex->up_in) == 0 && ex->req_head_off == buf_len(&ex->req_head) &&
                            buf_len(&ex->up_out) == 0;
         bool keep = !ex->close_after && ex->req_done && ex->client_keep_alive && !c->draining;
+        bool client_keep_alive = ex->client_keep_alive, req_done = ex->req_done;
 
         exchange_release_upstream(ex, up_reusable);
         exchange_log(ex);
@@ -1050,8 +1079,17 @@ static void exchange_finish(Conn *c) {
         c->gen = worker_gen_unref(c->gen);
 
         if (!keep) {
+                char probe;
+                /* Close at once when the client asked for it and sent nothing more; otherwise
+                 * linger, so unread input does not turn the close into a reset under the
+                 * response. */
+                if (!client_keep_alive && stream_is_plain(&c->client) && buf_len(&c->in) == 0 && req_done &&
+                    recv(c->client.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
+                        conn_close_now(c);
+                        return -1;
+                }
                 conn_start_closing(c);
-                return;
+                return 1;
         }
         c->phase_start = conn_now(c);
         if (buf_len(&c->in) > 0)
@@ -1062,6 +1100,7 @@ static void exchange_finish(Conn *c) {
                 buf_free(&c->in);
                 buf_free(&c->out);
         }
+        return 1;
 }
 
 /* Returns 1 on progress, 0 when blocked, -1 when the connection was freed. */
@@ -1137,8 +1176,7 @@ static int conn_step(Conn *c) {
                                 ex->bytes_sent += ex->tunnel.bytes[1];
                                 ex->bytes_received += ex->tunnel.bytes[0];
                                 ex->resp_done = ex->close_after = true;
-                                exchange_finish(c);
-                                return 1;
+                                return exchange_finish(c);
                         }
                         if (r > 0)
                                 ex->tunnel_last = conn_now(c);
@@ -1152,8 +1190,7 @@ static int conn_step(Conn *c) {
                                  * connection cannot be reused and the client's rest is not read. */
                                 ex->close_after = true;
                         }
-                        exchange_finish(c);
-                        return 1;
+                        return exchange_finish(c);
                 }
                 return p;
         }
@@ -1511,9 +1548,8 @@ void conn_drain(Conn *c) {
         conn_free(c);
 }
 
-int conn_new(Worker *w, int fd, size_t listener, const struct sockaddr *peer, socklen_t peerlen) {
-        struct sockaddr_storage local;
-        socklen_t locallen = sizeof(local);
+int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const struct sockaddr *peer,
+             socklen_t peerlen) {
         Conn *c = calloc(1, sizeof(Conn));
         int r;
 
@@ -1539,8 +1575,7 @@ int conn_new(Worker *w, int fd, size_t listener, const struct sockaddr *peer, so
                 c->remote_port = sockaddr_port(peer);
                 sockaddr_format(peer, peerlen, c->client_text, sizeof(c->client_text));
         }
-        if (getsockname(fd, (struct sockaddr *) &local, &locallen) == 0)
-                c->local_port = sockaddr_port((struct sockaddr *) &local);
+        c->local_port = local_port;
 
         c->next = w->conns;
         if (w->conns)

@@ -8,7 +8,8 @@
 
 #include "worker.h"
 
-int conn_new(Worker *w, int fd, size_t listener, const struct sockaddr *peer, socklen_t peerlen);
+int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const struct sockaddr *peer,
+             socklen_t peerlen);
 /* The next connection of the same worker (for iterating while connections close). */
 Conn *conn_next(Conn *c);
 /* Close now (shutdown timeout, worker exit). */

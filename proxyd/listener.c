@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -78,6 +79,14 @@ static bool sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b) {
         return false;
 }
 
+/* Accepted sockets inherit TCP_NODELAY from the listening socket: responses are written in
+ * as few syscalls as possible, and a short last write must not wait for the peer's ACK. */
+static void listener_set_nodelay(int fd, const struct sockaddr *sa) {
+        int one = 1;
+        if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static int listener_add(ListenerSet *set, int fd, const char *name, bool handed_over) {
         Listener *l, *n = realloc(set->items, (set->n + 1) * sizeof(Listener));
         char text[256];
@@ -90,6 +99,7 @@ static int listener_add(ListenerSet *set, int fd, const char *name, bool handed_
         l->addrlen = sizeof(l->addr);
         if (getsockname(fd, (struct sockaddr *) &l->addr, &l->addrlen) < 0)
                 return -errno;
+        listener_set_nodelay(fd, (struct sockaddr *) &l->addr);
         sockaddr_format((struct sockaddr *) &l->addr, l->addrlen, text, sizeof(text));
         l->text = strdup(text);
         l->name = name ? strdup(name) : NULL;

@@ -17,6 +17,7 @@
 typedef struct AcceptSlot {
         Worker *worker;
         size_t index;
+        unsigned port; /* the listener's local port, for $server_port */
 } AcceptSlot;
 
 Generation *generation_ref(Generation *g) {
@@ -99,12 +100,13 @@ static Worker *worker_least_loaded(Worker *w) {
         return best;
 }
 
-static void worker_dispatch(Worker *w, int fd, size_t listener, const struct sockaddr *peer, socklen_t len) {
+static void worker_dispatch(Worker *w, int fd, size_t listener, unsigned port, const struct sockaddr *peer,
+                            socklen_t len) {
         Worker *target = worker_least_loaded(w);
 
         atomic_fetch_add_explicit(&target->stats.connections, 1, memory_order_relaxed);
         if (target == w) {
-                (void) conn_new(w, fd, listener, peer, len);
+                (void) conn_new(w, fd, listener, port, peer, len);
                 return;
         }
         pthread_mutex_lock(&target->lock);
@@ -115,7 +117,7 @@ static void worker_dispatch(Worker *w, int fd, size_t listener, const struct soc
                         pthread_mutex_unlock(&target->lock);
                         atomic_fetch_sub_explicit(&target->stats.connections, 1, memory_order_relaxed);
                         atomic_fetch_add_explicit(&w->stats.connections, 1, memory_order_relaxed);
-                        (void) conn_new(w, fd, listener, peer, len);
+                        (void) conn_new(w, fd, listener, port, peer, len);
                         return;
                 }
                 target->handed = n;
@@ -124,6 +126,7 @@ static void worker_dispatch(Worker *w, int fd, size_t listener, const struct soc
         HandedConn *h = &target->handed[target->n_handed++];
         h->fd = fd;
         h->listener = listener;
+        h->local_port = port;
         memcpy(&h->peer, peer, len);
         h->peerlen = len;
         pthread_mutex_unlock(&target->lock);
@@ -157,7 +160,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         break;
                 }
                 atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
-                worker_dispatch(w, cfd, slot->index, (struct sockaddr *) &ss, len);
+                worker_dispatch(w, cfd, slot->index, slot->port, (struct sockaddr *) &ss, len);
         }
         return 0;
 }
@@ -179,6 +182,7 @@ static int worker_add_accept_sources(Worker *w) {
                         return -ENOMEM;
                 slot->worker = w;
                 slot->index = i;
+                slot->port = sockaddr_port((struct sockaddr *) &m->listeners.items[i].addr);
                 r = sd_event_add_io(w->event, &srcs[i], m->listeners.items[i].fd, EPOLLIN, on_accept, slot);
                 if (r < 0) {
                         free(slot);
@@ -250,7 +254,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 manager_worker_ack(w->manager);
         }
         for (size_t i = 0; i < n_handed; i++)
-                (void) conn_new(w, handed[i].fd, handed[i].listener, (struct sockaddr *) &handed[i].peer,
+                (void) conn_new(w, handed[i].fd, handed[i].listener, handed[i].local_port, (struct sockaddr *) &handed[i].peer,
                                 handed[i].peerlen);
         free(handed);
         if (ping != atomic_load(&w->pong_seq)) {

@@ -48,6 +48,7 @@ typedef struct WorkerStats {
 typedef struct HandedConn {
         int fd;
         size_t listener;
+        unsigned local_port;
         struct sockaddr_storage peer;
         socklen_t peerlen;
 } HandedConn;
