@@ -77,3 +77,24 @@ void buf_free(Buf *b) {
         free(b->data);
         *b = (Buf) {};
 }
+
+int buf_append_uint(Buf *b, uint64_t v) {
+        char tmp[20];
+        size_t i = sizeof(tmp);
+        do {
+                tmp[--i] = (char) ('0' + v % 10);
+                v /= 10;
+        } while (v > 0);
+        return buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+int buf_append_hex(Buf *b, uint64_t v) {
+        static const char digits[] = "0123456789abcdef";
+        char tmp[16];
+        size_t i = sizeof(tmp);
+        do {
+                tmp[--i] = digits[v & 15];
+                v >>= 4;
+        } while (v > 0);
+        return buf_append(b, tmp + i, sizeof(tmp) - i);
+}

@@ -42,5 +42,8 @@ static inline int buf_append_str(Buf *b, const char *s) {
         return buf_append(b, s, strlen(s));
 }
 int buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
+/* Decimal and lower-case hex without printf (on the per-request path). */
+int buf_append_uint(Buf *b, uint64_t v);
+int buf_append_hex(Buf *b, uint64_t v);
 /* Release memory (the buffer becomes empty and unallocated). */
 void buf_free(Buf *b);

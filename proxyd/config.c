@@ -402,12 +402,21 @@ enum {
         S_CLIENT_BODY_TIMEOUT,
         S_KEEPALIVE_TIMEOUT,
         S_CLIENT_MAX_BODY_SIZE,
+        S_CLIENT_BODY_MIN_RATE,
+        S_TUNNEL_TIMEOUT,
+        S_CLIENT_MAX_REQUEST_LINE,
+        S_CLIENT_MAX_HEADER_LINE,
+        S_CLIENT_MAX_HEADER_SIZE,
+        S_CLIENT_MAX_HEADERS,
+        S_CLIENT_MAX_CHUNK_OVERHEAD,
         S_BUFFERING,
         S_WEBSOCKET,
         S_SSL_SERVER_NAME,
         S_SSL_VERIFY,
         S_SSL_TRUSTED_CERTIFICATE,
         S_SSL_NAME,
+        S_SSL_CERTIFICATE,
+        S_SSL_CERTIFICATE_KEY,
         S_ACCESS,
 };
 
@@ -439,6 +448,18 @@ static const struct {
         [S_KEEPALIVE_TIMEOUT] = { "keepalive_timeout", K_DURATION, offsetof(LocationSettings, keepalive_timeout) },
         [S_CLIENT_MAX_BODY_SIZE] = { "client_max_body_size", K_SIZE,
                                      offsetof(LocationSettings, client_max_body_size) },
+        [S_CLIENT_BODY_MIN_RATE] = { "client_body_min_rate", K_SIZE,
+                                     offsetof(LocationSettings, client_body_min_rate) },
+        [S_TUNNEL_TIMEOUT] = { "tunnel_timeout", K_DURATION, offsetof(LocationSettings, tunnel_timeout) },
+        [S_CLIENT_MAX_REQUEST_LINE] = { "client_max_request_line", K_SIZE,
+                                        offsetof(LocationSettings, client_max_request_line) },
+        [S_CLIENT_MAX_HEADER_LINE] = { "client_max_header_line", K_SIZE,
+                                       offsetof(LocationSettings, client_max_header_line) },
+        [S_CLIENT_MAX_HEADER_SIZE] = { "client_max_header_size", K_SIZE,
+                                       offsetof(LocationSettings, client_max_header_size) },
+        [S_CLIENT_MAX_HEADERS] = { "client_max_headers", K_SIZE, offsetof(LocationSettings, client_max_headers) },
+        [S_CLIENT_MAX_CHUNK_OVERHEAD] = { "client_max_chunk_overhead", K_SIZE,
+                                          offsetof(LocationSettings, client_max_chunk_overhead) },
         [S_BUFFERING] = { "buffering", K_BOOL, offsetof(LocationSettings, buffering) },
         [S_WEBSOCKET] = { "websocket", K_BOOL, offsetof(LocationSettings, websocket) },
         [S_SSL_SERVER_NAME] = { "ssl_server_name", K_BOOL, offsetof(LocationSettings, ssl_server_name) },
@@ -446,6 +467,9 @@ static const struct {
         [S_SSL_TRUSTED_CERTIFICATE] = { "ssl_trusted_certificate", K_PATH,
                                         offsetof(LocationSettings, ssl_trusted_certificate) },
         [S_SSL_NAME] = { "ssl_name", K_TEMPLATE, offsetof(LocationSettings, ssl_name) },
+        [S_SSL_CERTIFICATE] = { "ssl_certificate", K_PATH, offsetof(LocationSettings, ssl_certificate) },
+        [S_SSL_CERTIFICATE_KEY] = { "ssl_certificate_key", K_PATH,
+                                    offsetof(LocationSettings, ssl_certificate_key) },
         [S_ACCESS] = { "access", K_ACCESS, 0 },
 };
 
@@ -457,6 +481,8 @@ static void settings_done(LocationSettings *s) {
         free(s->set_header);
         strv_free(s->hide_header, s->n_hide_header);
         free(s->ssl_trusted_certificate);
+        free(s->ssl_certificate);
+        free(s->ssl_certificate_key);
         var_template_free(s->ssl_name);
         free(s->access);
         *s = (LocationSettings) {};
@@ -471,6 +497,13 @@ static int settings_builtin(LocationSettings *s) {
                 .client_body_timeout = 60 * USEC_PER_SEC,
                 .keepalive_timeout = 75 * USEC_PER_SEC,
                 .client_max_body_size = UINT64_C(1) << 20,
+                .client_body_min_rate = 1024,
+                .tunnel_timeout = 3600 * USEC_PER_SEC,
+                .client_max_request_line = HTTP_LIMITS_DEFAULT.max_request_line,
+                .client_max_header_line = HTTP_LIMITS_DEFAULT.max_field_size,
+                .client_max_header_size = HTTP_LIMITS_DEFAULT.max_head_size,
+                .client_max_headers = HTTP_LIMITS_DEFAULT.max_headers,
+                .client_max_chunk_overhead = HTTP_LIMITS_DEFAULT.max_chunk_overhead,
                 .buffering = true,
                 .websocket = true,
                 .ssl_server_name = true,
@@ -539,6 +572,8 @@ static int settings_resolve(LocationSettings *dst, const LocationSettings *paren
         dst->hide_header = NULL;
         dst->n_hide_header = 0;
         dst->ssl_trusted_certificate = NULL;
+        dst->ssl_certificate = NULL;
+        dst->ssl_certificate_key = NULL;
         dst->ssl_name = NULL;
         dst->access = NULL;
         dst->n_access = 0;
@@ -577,18 +612,27 @@ static int settings_resolve(LocationSettings *dst, const LocationSettings *paren
                                 *(const bool *) ((const char *) v + SETTINGS[i].offset);
         }
 
+        for (size_t i = 0; i < ELEMENTSOF(SETTINGS); i++) {
+                const char *pv;
+                char *copy = NULL;
+
+                if (SETTINGS[i].kind != K_PATH)
+                        continue;
+                pv = *(char *const *) ((const char *) ((set & (UINT64_C(1) << i)) ? v : parent) +
+                                       SETTINGS[i].offset);
+                if (pv) {
+                        copy = strdup(pv);
+                        if (!copy)
+                                return -ENOMEM;
+                }
+                *(char **) ((char *) dst + SETTINGS[i].offset) = copy;
+        }
+
         {
-                const char *tc = (set & (UINT64_C(1) << S_SSL_TRUSTED_CERTIFICATE)) ? v->ssl_trusted_certificate
-                                                                                     : parent->ssl_trusted_certificate;
                 const VarTemplate *sn = (set & (UINT64_C(1) << S_SSL_NAME)) ? v->ssl_name : parent->ssl_name;
                 const AccessRule *ar = (p && p->has_access) ? v->access : parent->access;
                 size_t nar = (p && p->has_access) ? v->n_access : parent->n_access;
 
-                if (tc) {
-                        dst->ssl_trusted_certificate = strdup(tc);
-                        if (!dst->ssl_trusted_certificate)
-                                return -ENOMEM;
-                }
                 if (sn) {
                         dst->ssl_name = template_dup(sn);
                         if (!dst->ssl_name)
@@ -766,11 +810,13 @@ static int parse_setting(Loader *l, const config_setting_t *s, PartialSettings *
         case K_BOOL:
                 r = get_bool(l, s, (bool *) ((char *) &p->v + SETTINGS[i].offset));
                 break;
-        case K_PATH:
-                free(p->v.ssl_trusted_certificate);
-                p->v.ssl_trusted_certificate = NULL;
-                r = get_path(l, s, &p->v.ssl_trusted_certificate);
+        case K_PATH: {
+                char **dst = (char **) ((char *) &p->v + SETTINGS[i].offset);
+                free(*dst);
+                *dst = NULL;
+                r = get_path(l, s, dst);
                 break;
+        }
         case K_TEMPLATE:
                 p->v.ssl_name = var_template_free(p->v.ssl_name);
                 r = get_template(l, s, &p->v.ssl_name);
@@ -837,9 +883,18 @@ static int unknown_key(Loader *l, const config_setting_t *s, const char *where) 
 static Upstream *upstream_free(Upstream *u) {
         if (!u)
                 return NULL;
-        for (size_t i = 0; i < u->n_servers; i++)
+        if (u->rt && u->rt_free)
+                u->rt_free(u->rt);
+        for (size_t i = 0; i < u->n_servers; i++) {
                 free(u->servers[i].address);
+                free(u->servers[i].host);
+        }
         free(u->servers);
+        if (u->health_check) {
+                free(u->health_check->path);
+                free(u->health_check->statuses);
+                free(u->health_check);
+        }
         free(u->name);
         free(u);
         return NULL;
@@ -860,6 +915,7 @@ static int upstream_new(const char *name, bool implicit, Upstream **ret) {
         u->keepalive = 32;
         u->keepalive_timeout = 60 * USEC_PER_SEC;
         u->keepalive_requests = 1000;
+        u->next_upstream = NEXT_UPSTREAM_ERROR | NEXT_UPSTREAM_TIMEOUT;
         *ret = u;
         return 0;
 }
@@ -874,10 +930,16 @@ static int config_add_upstream(Config *c, Upstream *u) {
         return 0;
 }
 
-/* Append one UpstreamServer per address of `address` (as written). *ret_err set on -EINVAL. */
+/* Append one UpstreamServer per address of `address` (as written). *ret_err set on -EINVAL.
+ * A name with a resolve interval that does not resolve yet gives one server without an
+ * address (addrlen 0) and returns 1: it is resolved again at run time. */
 static int upstream_add_address(Upstream *u, const char *address, const UpstreamServer *tmpl,
                                 const char **ret_err) {
         struct sockaddr_storage *addrs = NULL;
+        _cleanup_free_ char *host = NULL;
+        uint16_t port = 0;
+        unsigned entry = u->n_servers > 0 ? u->servers[u->n_servers - 1].entry + 1 : 0;
+        bool unresolved = false;
         size_t n = 0;
         UpstreamServer *a;
         int r;
@@ -894,10 +956,9 @@ static int upstream_add_address(Upstream *u, const char *address, const Upstream
                 }
                 n = 1;
         } else {
-                _cleanup_free_ char *host = NULL;
-                uint16_t port = 80;
                 bool has_port;
 
+                port = 80;
                 r = split_host_port(address, &host, &port, &has_port);
                 if (r == -ENOMEM)
                         return r;
@@ -906,7 +967,13 @@ static int upstream_add_address(Upstream *u, const char *address, const Upstream
                         return -EINVAL;
                 }
                 r = resolve(host, port, &addrs, &n, ret_err);
-                if (r < 0)
+                if (r == -EINVAL && tmpl->resolve_interval > 0) {
+                        addrs = calloc(1, sizeof(*addrs));
+                        if (!addrs)
+                                return -ENOMEM;
+                        n = 1;
+                        unresolved = true;
+                } else if (r < 0)
                         return r;
         }
         if (u->n_servers + n > CONFIG_LIST_MAX) {
@@ -924,17 +991,25 @@ static int upstream_add_address(Upstream *u, const char *address, const Upstream
                 UpstreamServer *s = &u->servers[u->n_servers];
                 *s = *tmpl;
                 s->addr = addrs[i];
-                s->addrlen = addrs[i].ss_family == AF_UNIX ? (socklen_t) sizeof(struct sockaddr_un)
-                                                           : ss_len(&addrs[i]);
+                s->addrlen = unresolved ? 0
+                             : addrs[i].ss_family == AF_UNIX ? (socklen_t) sizeof(struct sockaddr_un)
+                                                             : ss_len(&addrs[i]);
+                s->entry = entry;
+                s->port = port;
+                s->host = NULL;
                 s->address = strdup(address);
-                if (!s->address) {
+                if (host)
+                        s->host = strdup(host);
+                if (!s->address || (host && !s->host)) {
+                        free(s->address);
+                        free(s->host);
                         free(addrs);
                         return -ENOMEM;
                 }
                 u->n_servers++;
         }
         free(addrs);
-        return 0;
+        return unresolved ? 1 : 0;
 }
 
 static int parse_upstream_server(Loader *l, Upstream *u, const config_setting_t *g) {
@@ -949,7 +1024,6 @@ static int parse_upstream_server(Loader *l, Upstream *u, const config_setting_t 
         for (int i = 0; i < config_setting_length(g); i++) {
                 const config_setting_t *s = config_setting_get_elem(g, (unsigned) i);
                 const char *n = config_setting_name(s);
-                uint64_t dummy;
 
                 if (streq(n, "address")) {
                         addr = s;
@@ -965,7 +1039,9 @@ static int parse_upstream_server(Loader *l, Upstream *u, const config_setting_t 
                 else if (streq(n, "down"))
                         r = get_bool(l, s, &tmpl.down);
                 else if (streq(n, "resolve"))
-                        r = get_duration(l, s, &dummy);
+                        r = get_duration(l, s, &tmpl.resolve_interval);
+                else if (streq(n, "max_conns"))
+                        r = get_uint(l, s, 0, 1000000, &tmpl.max_conns);
                 else
                         r = unknown_key(l, s, "in an upstream server");
                 if (r == -ENOMEM)
@@ -985,6 +1061,9 @@ static int parse_upstream_server(Loader *l, Upstream *u, const config_setting_t 
                         return r;
                 if (r < 0)
                         return ERR(l, addr, "upstream server \"%s\": %s", a, err ?: "invalid");
+                if (r > 0)
+                        return WARN(l, addr, "upstream server \"%s\": %s; resolved again at run time", a,
+                                    err ?: "not resolved");
         }
         return 0;
 }
@@ -1004,40 +1083,84 @@ static int parse_string_enum(Loader *l, const config_setting_t *s, const char *c
         return ERR(l, s, "invalid value \"%s\" for \"%s\"", v, config_setting_name(s));
 }
 
-static int parse_health_check(Loader *l, const config_setting_t *g) {
+static int parse_health_check(Loader *l, Upstream *up, const config_setting_t *g) {
+        HealthCheck *h;
         bool bad = false;
 
         if (config_setting_type(g) != CONFIG_TYPE_GROUP)
                 return ERR(l, g, "\"health_check\" must be a group");
+        h = calloc(1, sizeof(HealthCheck));
+        if (!h)
+                return -ENOMEM;
+        h->interval = 5 * USEC_PER_SEC;
+        h->timeout = 2 * USEC_PER_SEC;
+        h->fails = 1;
+        h->passes = 1;
         for (int i = 0; i < config_setting_length(g); i++) {
                 const config_setting_t *s = config_setting_get_elem(g, (unsigned) i);
                 const char *n = config_setting_name(s), *v = NULL;
-                uint64_t d;
-                unsigned u;
                 int r;
 
                 if (streq(n, "path")) {
                         r = get_string(l, s, &v);
                         if (r >= 0 && v[0] != '/')
                                 r = ERR(l, s, "\"path\" must start with \"/\"");
-                } else if (streq(n, "interval") || streq(n, "timeout"))
-                        r = get_duration(l, s, &d);
-                else if (streq(n, "fails") || streq(n, "passes"))
-                        r = get_uint(l, s, 1, 1000, &u);
+                        else if (r >= 0 && strpbrk(v, " \t\r\n"))
+                                r = ERR(l, s, "\"path\" must not contain white space");
+                        else if (r >= 0) {
+                                free(h->path);
+                                h->path = strdup(v);
+                                r = h->path ? 0 : -ENOMEM;
+                        }
+                } else if (streq(n, "interval") || streq(n, "timeout")) {
+                        uint64_t *d = streq(n, "interval") ? &h->interval : &h->timeout;
+                        r = get_duration(l, s, d);
+                        if (r >= 0 && *d == 0)
+                                r = ERR(l, s, "\"%s\" must be positive", n);
+                } else if (streq(n, "fails") || streq(n, "passes"))
+                        r = get_uint(l, s, 1, 1000, streq(n, "fails") ? &h->fails : &h->passes);
                 else if (streq(n, "status")) {
                         r = 0;
                         if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
                                 r = ERR(l, s, "\"status\" must be a list of status codes");
-                        else
-                                for (int k = 0; k < config_setting_length(s) && r >= 0; k++)
-                                        r = get_uint(l, config_setting_get_elem(s, (unsigned) k), 100, 599, &u);
+                        else if (config_setting_length(s) > 0) {
+                                size_t k, len = (size_t) config_setting_length(s);
+                                free(h->statuses);
+                                h->n_statuses = 0;
+                                h->statuses = calloc(len, sizeof(unsigned));
+                                if (!h->statuses)
+                                        r = -ENOMEM;
+                                for (k = 0; k < len && r >= 0; k++)
+                                        r = get_uint(l, config_setting_get_elem(s, (unsigned) k), 100, 599,
+                                                     &h->statuses[k]);
+                                if (r >= 0)
+                                        h->n_statuses = len;
+                        }
                 } else
                         r = unknown_key(l, s, "in a health_check");
-                if (r == -ENOMEM)
+                if (r == -ENOMEM) {
+                        free(h->path);
+                        free(h->statuses);
+                        free(h);
                         return r;
+                }
                 if (r < 0)
                         bad = true;
         }
+        if (!h->path) {
+                h->path = strdup("/");
+                if (!h->path) {
+                        free(h->statuses);
+                        free(h);
+                        return -ENOMEM;
+                }
+        }
+        if (up->health_check) {
+                free(up->health_check->path);
+                free(up->health_check->statuses);
+                free(up->health_check);
+        }
+        up->health_check = h;
         return bad ? -EINVAL : 0;
 }
 
@@ -1048,7 +1171,8 @@ static int parse_upstream(Loader *l, const config_setting_t *g) {
                 [BALANCE_IP_HASH] = "ip_hash",
                 [BALANCE_RANDOM] = "random",
         };
-        static const char *const next_names[] = { "error", "timeout", "http_502", "http_503", "http_504", "off" };
+        static const char *const next_names[] = { "error",    "timeout",  "invalid_header", "http_502",
+                                                  "http_503", "http_504", "non_idempotent", "off" };
         const config_setting_t *servers = NULL;
         Upstream *u = NULL;
         int r;
@@ -1069,7 +1193,6 @@ static int parse_upstream(Loader *l, const config_setting_t *g) {
                 const config_setting_t *s = config_setting_get_elem(g, (unsigned) i);
                 const char *n = config_setting_name(s);
                 unsigned v = 0;
-                uint64_t d;
 
                 if (streq(n, "balance")) {
                         r = parse_string_enum(l, s, balance_names, ELEMENTSOF(balance_names), &v);
@@ -1082,20 +1205,31 @@ static int parse_upstream(Loader *l, const config_setting_t *g) {
                 else if (streq(n, "keepalive_requests"))
                         r = get_uint(l, s, 1, 1000000, &u->keepalive_requests);
                 else if (streq(n, "slow_start"))
-                        r = get_duration(l, s, &d);
+                        r = get_duration(l, s, &u->slow_start);
                 else if (streq(n, "health_check"))
-                        r = parse_health_check(l, s);
+                        r = parse_health_check(l, u, s);
+                else if (streq(n, "next_upstream_tries"))
+                        r = get_uint(l, s, 0, 1000, &u->next_upstream_tries);
+                else if (streq(n, "next_upstream_timeout"))
+                        r = get_duration(l, s, &u->next_upstream_timeout);
                 else if (streq(n, "next_upstream")) {
                         char **a = NULL;
                         size_t na = 0;
+                        unsigned flags = 0;
                         r = get_string_list(l, s, &a, &na, false);
                         for (size_t k = 0; r >= 0 && k < na; k++) {
-                                bool ok = false;
-                                for (size_t j = 0; j < ELEMENTSOF(next_names); j++)
-                                        ok = ok || streq(a[k], next_names[j]);
-                                if (!ok)
+                                size_t j = 0;
+                                while (j < ELEMENTSOF(next_names) && !streq(a[k], next_names[j]))
+                                        j++;
+                                if (j == ELEMENTSOF(next_names))
                                         r = ERR(l, s, "invalid value \"%s\" in \"next_upstream\"", a[k]);
+                                else if (streq(a[k], "off") && na > 1)
+                                        r = ERR(l, s, "\"off\" cannot be combined with other values in \"next_upstream\"");
+                                else if (!streq(a[k], "off"))
+                                        flags |= 1u << j;
                         }
+                        if (r >= 0)
+                                u->next_upstream = flags;
                         strv_free(a, na);
                 } else if (streq(n, "servers")) {
                         servers = s;
@@ -1271,6 +1405,10 @@ static Location *location_free(Location *loc) {
         return NULL;
 }
 
+static bool startswith(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 static int parse_location(Loader *l, Server *srv, const config_setting_t *g, Location **ret) {
         static const char *const match_keys[] = {
                 [MATCH_EXACT] = "exact", [MATCH_PREFIX] = "prefix", [MATCH_REGEX] = "regex", [MATCH_IREGEX] = "iregex"
@@ -1329,6 +1467,9 @@ static int parse_location(Loader *l, Server *srv, const config_setting_t *g, Loc
                 } else if (streq(n, "stop_regex")) {
                         stop = s;
                         r = get_bool(l, s, &loc->stop_regex);
+                } else if (startswith(n, "client_max_") && !streq(n, "client_max_body_size")) {
+                        /* head limits apply before a location is chosen */
+                        r = ERR(l, s, "\"%s\" is a server-level setting (server or defaults), not valid in a location", n);
                 } else {
                         r = parse_setting(l, s, &p);
                         if (r == 0)
@@ -1432,6 +1573,7 @@ static Server *server_free(Server *s) {
         }
         free(s->tls_certificates);
         free(s->tls_priority);
+        free(s->tls_client_ca);
         free(s);
         return NULL;
 }
@@ -1565,7 +1707,18 @@ static int parse_tls_cert(Loader *l, const config_setting_t *g, TlsCertificate *
                                 srv->tls_priority = strdup(v);
                                 if (!srv->tls_priority)
                                         r = -ENOMEM;
+                                set_origin(l, s, &srv->tls_priority_file, &srv->tls_priority_line);
                         }
+                } else if (allow_more && streq(n, "client_ca")) {
+                        free(srv->tls_client_ca);
+                        srv->tls_client_ca = NULL;
+                        r = get_path(l, s, &srv->tls_client_ca);
+                } else if (allow_more && streq(n, "verify_client")) {
+                        static const char *const modes[] = { "off", "optional", "on" };
+                        unsigned m = 0;
+                        r = parse_string_enum(l, s, modes, ELEMENTSOF(modes), &m);
+                        if (r >= 0)
+                                srv->tls_verify_client = (TlsVerifyClient) m;
                 } else if (allow_more && streq(n, "certificates"))
                         r = 0; /* handled by the caller */
                 else
@@ -1600,6 +1753,7 @@ static int parse_tls(Loader *l, Server *srv, const config_setting_t *g) {
 
         if (config_setting_type(g) != CONFIG_TYPE_GROUP)
                 return ERR(l, g, "\"tls\" must be a group");
+        set_origin(l, g, &srv->tls_file, &srv->tls_line);
         r = parse_tls_cert(l, g, &t, true, srv);
         if (r == -ENOMEM)
                 return r;
@@ -1641,6 +1795,12 @@ static int parse_tls(Loader *l, Server *srv, const config_setting_t *g) {
         }
         if (srv->n_tls_certificates == 0 && ret >= 0)
                 return ERR(l, g, "tls without a certificate");
+        if (srv->tls_verify_client != TLS_VERIFY_CLIENT_OFF && !srv->tls_client_ca &&
+            !config_setting_get_member(g, "client_ca"))
+                return ERR(l, g, "verify_client needs \"client_ca\" (the CA file client certificates are checked against)");
+        if (srv->tls_verify_client == TLS_VERIFY_CLIENT_OFF && srv->tls_client_ca)
+                TRY(WARN(l, config_setting_get_member(g, "client_ca"),
+                         "client_ca is set but verify_client is \"off\": client certificates are not requested"));
         return ret;
 }
 
@@ -1737,6 +1897,16 @@ static int parse_server(Loader *l, const config_setting_t *g, const LocationSett
         r = settings_resolve(&srv->s, defaults, &p);
         if (r < 0)
                 goto finish;
+        srv->limits.max_request_line = (size_t) srv->s.client_max_request_line;
+        srv->limits.max_field_size = (size_t) srv->s.client_max_header_line;
+        srv->limits.max_head_size = (size_t) srv->s.client_max_header_size;
+        srv->limits.max_headers = (size_t) MIN(srv->s.client_max_headers, (uint64_t) 10000);
+        srv->limits.max_chunk_overhead = (size_t) srv->s.client_max_chunk_overhead;
+        if (srv->limits.max_headers == 0 || srv->limits.max_request_line < 16 || srv->limits.max_field_size < 16 ||
+            srv->limits.max_head_size < srv->limits.max_request_line)
+                TRY(ERR(l, g, "server \"%s\": head limits too small (client_max_request_line and "
+                        "client_max_header_line at least 16, client_max_header_size at least the request line, "
+                        "client_max_headers at least 1)", srv->name ?: "?"));
 
         if (!locs)
                 TRY(ERR(l, g, "server \"%s\" has no \"locations\"", srv->name ?: "?"));
@@ -1790,6 +1960,9 @@ static int warn_location(Loader *l, const Location *loc, const config_setting_t 
                                  loc->pattern, a ? "ends with a" : "has no", p->uri, b ? "does" : "does not",
                                  loc->pattern, a ? "x" : "/x", p->uri, a ? "x" : "/x"));
         }
+        if (p->https && !loc->s.ssl_certificate != !loc->s.ssl_certificate_key)
+                TRY(ERR(l, pp, "https upstream \"%s\" needs both \"ssl_certificate\" and \"ssl_certificate_key\" "
+                        "(or neither)", p->text));
         if (p->https && !loc->s.ssl_server_name)
                 TRY(WARN(l, pp, "https upstream \"%s\" with ssl_server_name = false: no SNI is sent", p->text));
         if (p->https && !loc->s.ssl_verify)
@@ -1844,6 +2017,7 @@ static int parse_top(Loader *l, config_setting_t *root) {
         c->log_level = LOG_INFO;
         c->access_log = true;
         c->shutdown_timeout = 30 * USEC_PER_SEC;
+        c->max_connections = 10000;
 
         for (int i = 0; i < config_setting_length(root); i++) {
                 const config_setting_t *s = config_setting_get_elem(root, (unsigned) i);
@@ -1860,12 +2034,22 @@ static int parse_top(Loader *l, config_setting_t *root) {
                         r = get_bool(l, s, &c->access_log);
                 else if (streq(n, "shutdown_timeout"))
                         r = get_duration(l, s, &c->shutdown_timeout);
+                else if (streq(n, "max_connections"))
+                        r = get_uint(l, s, 1, 1000000, &c->max_connections);
                 else if (streq(n, "resolver")) {
                         r = get_string_list(l, s, &c->resolver, &c->n_resolver, false);
                         for (size_t k = 0; r >= 0 && k < c->n_resolver; k++) {
+                                /* ADDR, ADDR:PORT or [ADDR6]:PORT */
+                                _cleanup_free_ char *h = NULL;
                                 uint8_t buf[16];
-                                if (inet_pton(AF_INET, c->resolver[k], buf) != 1 &&
-                                    inet_pton(AF_INET6, c->resolver[k], buf) != 1)
+                                uint16_t port;
+                                bool has_port;
+                                if (inet_pton(AF_INET6, c->resolver[k], buf) == 1)
+                                        continue;
+                                r = split_host_port(c->resolver[k], &h, &port, &has_port);
+                                if (r == -ENOMEM)
+                                        break;
+                                if (r < 0 || (inet_pton(AF_INET, h, buf) != 1 && inet_pton(AF_INET6, h, buf) != 1))
                                         r = ERR(l, s, "invalid resolver address \"%s\"", c->resolver[k]);
                         }
                 } else if (streq(n, "upstreams"))
@@ -1922,6 +2106,23 @@ static int parse_top(Loader *l, config_setting_t *root) {
                 }
         if (r == -ENOMEM)
                 goto finish;
+
+        for (size_t i = 0; i < c->n_listens; i++) {
+                const Listen *li = &c->listens[i];
+                for (size_t k = 1; k < li->n_servers; k++)
+                        if ((li->servers[k]->n_tls_certificates > 0) != (li->servers[0]->n_tls_certificates > 0)) {
+                                r = config_diag_add(l->diags, li->servers[k]->file, li->servers[k]->line, false,
+                                                    "server \"%s\" %s tls on listen \"%s\" but server \"%s\" "
+                                                    "(the default there) %s: a socket is either TLS or plain",
+                                                    li->servers[k]->name ?: "?",
+                                                    li->servers[k]->n_tls_certificates > 0 ? "has" : "has no",
+                                                    li->text, li->servers[0]->name ?: "?",
+                                                    li->servers[0]->n_tls_certificates > 0 ? "has" : "does not");
+                                if (r == -ENOMEM)
+                                        goto finish;
+                                break;
+                        }
+        }
 
         if (l->diags->n_errors == 0 && servers)
                 for (size_t i = 0; i < c->n_servers; i++) {

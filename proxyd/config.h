@@ -50,6 +50,16 @@ typedef struct LocationSettings {
         uint64_t client_body_timeout;
         uint64_t keepalive_timeout;
         uint64_t client_max_body_size; /* bytes; 0 = unlimited */
+        uint64_t client_body_min_rate; /* bytes/s a request body must average once
+                                        * client_body_timeout has passed; 0 = no minimum */
+        uint64_t tunnel_timeout;       /* idle time after which an Upgrade tunnel is closed */
+
+        /* Request head limits: server level (defaults or server); copied into Server.limits. */
+        uint64_t client_max_request_line;
+        uint64_t client_max_header_line;
+        uint64_t client_max_header_size;
+        uint64_t client_max_headers;
+        uint64_t client_max_chunk_overhead;
 
         bool buffering;
         bool websocket;
@@ -57,6 +67,8 @@ typedef struct LocationSettings {
         bool ssl_verify;
         char *ssl_trusted_certificate; /* NULL: system store */
         VarTemplate *ssl_name;
+        char *ssl_certificate;     /* client certificate (PEM chain) towards https upstreams; NULL: none */
+        char *ssl_certificate_key; /* its key; set exactly when ssl_certificate is */
 
         AccessRule *access; /* NULL/0: allow all */
         size_t n_access;
@@ -78,9 +90,37 @@ typedef struct UpstreamServer {
         uint64_t fail_timeout;
         bool backup;
         bool down;
+        unsigned max_conns;        /* 0: unlimited */
+        uint64_t resolve_interval; /* usec; 0: resolved once at load */
+        char *host;                /* host part of address, for re-resolution; NULL for unix: */
+        unsigned port;
+        unsigned entry;            /* index of the `servers` entry this address comes from */
         const char *file;
         int line;
 } UpstreamServer;
+
+/* next_upstream conditions */
+enum {
+        NEXT_UPSTREAM_ERROR = 1u << 0,
+        NEXT_UPSTREAM_TIMEOUT = 1u << 1,
+        NEXT_UPSTREAM_INVALID_HEADER = 1u << 2,
+        NEXT_UPSTREAM_HTTP_502 = 1u << 3,
+        NEXT_UPSTREAM_HTTP_503 = 1u << 4,
+        NEXT_UPSTREAM_HTTP_504 = 1u << 5,
+        NEXT_UPSTREAM_NON_IDEMPOTENT = 1u << 6,
+};
+
+typedef struct HealthCheck {
+        char *path;
+        uint64_t interval; /* usec */
+        uint64_t timeout;
+        unsigned *statuses; /* expected status codes; empty: 200..399 */
+        size_t n_statuses;
+        unsigned fails;  /* consecutive failures that mark a server unhealthy */
+        unsigned passes; /* consecutive successes that mark it healthy again */
+} HealthCheck;
+
+struct UpstreamRuntime;
 
 typedef struct Upstream {
         char *name;    /* group name, or the host[:port] of an implicit single-host group */
@@ -91,6 +131,15 @@ typedef struct Upstream {
         unsigned keepalive;          /* idle connections kept per worker (0: none) */
         uint64_t keepalive_timeout;  /* idle pooled connection lifetime */
         unsigned keepalive_requests; /* max requests per upstream connection */
+        unsigned next_upstream;          /* NEXT_UPSTREAM_* */
+        unsigned next_upstream_tries;    /* 0: unlimited */
+        uint64_t next_upstream_timeout;  /* usec; 0: unlimited */
+        uint64_t slow_start;             /* usec; 0: off */
+        HealthCheck *health_check;       /* NULL: no active checks */
+        /* Runtime state (peers, health, balancer), set up outside this module; released
+         * through rt_free when the Config is freed. */
+        struct UpstreamRuntime *rt;
+        void (*rt_free)(struct UpstreamRuntime *rt);
         const char *file;
         int line;
 } Upstream;
@@ -135,6 +184,12 @@ typedef struct TlsCertificate {
         int line;
 } TlsCertificate;
 
+typedef enum TlsVerifyClient {
+        TLS_VERIFY_CLIENT_OFF,
+        TLS_VERIFY_CLIENT_OPTIONAL, /* ask for a certificate; one that is sent must verify */
+        TLS_VERIFY_CLIENT_ON,       /* a verified client certificate is required */
+} TlsVerifyClient;
+
 typedef struct Server {
         char *name;
         char **server_names; /* exact names, "*.suffix" wildcards; empty: catch-all */
@@ -148,6 +203,12 @@ typedef struct Server {
         TlsCertificate *tls_certificates; /* empty: plain HTTP */
         size_t n_tls_certificates;
         char *tls_priority; /* GnuTLS priority string; NULL: built-in default */
+        const char *tls_priority_file; /* where tls_priority was set */
+        int tls_priority_line;
+        char *tls_client_ca; /* CA file for client certificates; set when verify_client != off */
+        TlsVerifyClient tls_verify_client;
+        const char *tls_file; /* the tls group */
+        int tls_line;
 } Server;
 
 typedef enum ListenKind {
@@ -174,10 +235,11 @@ typedef struct Config {
         uint64_t generation; /* set by the manager */
 
         unsigned workers; /* 0 = one per CPU */
+        unsigned max_connections; /* client connections per worker; more get a 503 and are closed */
         int log_level;    /* syslog priority: LOG_ERR .. LOG_DEBUG */
         bool access_log;
         uint64_t shutdown_timeout;
-        char **resolver;
+        char **resolver;  /* DNS servers for re-resolution: "ADDR", "ADDR:PORT", "[ADDR6]:PORT" */
         size_t n_resolver;
 
         Upstream **upstreams; /* named and implicit */

@@ -21,6 +21,7 @@
 #include "listener.h"
 #include "log.h"
 #include "router.h"
+#include "tls.h"
 #include "tunnel.h"
 #include "upstream.h"
 #include "uri-rewrite.h"
@@ -45,9 +46,8 @@ struct Conn {
         Conn *next, *prev;
         Stream client;
         sd_event_source *io;
-        sd_event_source *timer;
+        TimerNode timer; /* in the worker's deadline heap */
         uint32_t events;
-        uint64_t timer_armed; /* USEC_INFINITY when disabled */
         size_t listener;
 
         WorkerGen *gen; /* configuration for the current request (taken when it starts) */
@@ -70,11 +70,12 @@ struct Conn {
 
 struct Exchange {
         Conn *c;
+        /* req.headers (and resp.headers) point into the worker's scratch array and are valid
+         * only while the head is being parsed and serialized (exchange_begin,
+         * exchange_start_response). */
         Server *server;
         Location *loc;
         HttpRequest req;
-        HttpHeader *headers;
-        size_t max_headers;
         char *method;
         char *target;
         HttpMethod method_id;
@@ -88,9 +89,15 @@ struct Exchange {
         uint64_t req_left;
         ChunkedDecoder req_dec;
         uint64_t req_chunked_bytes; /* decoded so far, against client_max_body_size */
+        uint64_t req_body_read;     /* body bytes read from the client */
+        uint64_t body_wait_start;   /* when the client last left us waiting for body bytes (0: not waiting) */
+        uint64_t body_wait_total;   /* time spent waiting for body bytes so far */
         bool req_done;
 
         /* upstream */
+        bool https;
+        UpTls tls;
+        char *tls_name; /* expanded ssl_name, for SNI and verification */
         const Upstream *upstream;
         const UpstreamServer *userver;
         UpConn *up;
@@ -106,7 +113,6 @@ struct Exchange {
 
         /* response, upstream -> client */
         HttpResponse resp;
-        HttpHeader *resp_headers;
         bool resp_head_done;
         HttpBodyKind resp_in;
         HttpBodyKind resp_out;
@@ -198,18 +204,11 @@ static void make_request_id(Worker *w, char out[static 33]) {
 /* Exchange lifetime */
 
 static Exchange *exchange_new(Conn *c) {
-        Server *def = conn_default_server(c);
-        size_t max_headers = def ? def->limits.max_headers : HTTP_LIMITS_DEFAULT.max_headers;
         Exchange *ex = calloc(1, sizeof(Exchange));
 
         if (!ex)
                 return NULL;
-        ex->headers = calloc(max_headers, sizeof(HttpHeader));
-        if (!ex->headers) {
-                free(ex);
-                return NULL;
-        }
-        ex->max_headers = max_headers;
+        c->worker->n_exchanges++;
         ex->c = c;
         ex->start = now_usec(CLOCK_MONOTONIC);
         ex->minor = 1;
@@ -238,10 +237,11 @@ static Exchange *exchange_free(Exchange *ex) {
         buf_free(&ex->req_head);
         buf_free(&ex->up_out);
         buf_free(&ex->up_in);
-        free(ex->resp_headers);
-        free(ex->headers);
         free(ex->method);
         free(ex->target);
+        free(ex->tls_name);
+        ex->c->worker->n_exchanges--;
+        ex->c->worker->exchanges_since_trim++;
         free(ex);
         return NULL;
 }
@@ -360,7 +360,7 @@ static int exchange_connect(Exchange *ex) {
                         return 0;
                 }
                 ex->tries++;
-                r = pool_get(&c->worker->pool, ex->userver, on_upstream_io, ex, &ex->up);
+                r = pool_get(&c->worker->pool, ex->userver, ex->https ? &ex->tls : NULL, on_upstream_io, ex, &ex->up);
                 if (r >= 0)
                         break;
                 log_warning_errno(r, "%s: connect() to upstream %s failed", c->client_text, ex->userver->address);
@@ -410,15 +410,35 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
         Exchange *ex = userdata;
         Conn *c = ex->c;
 
+        revents = tls_stream_revents(&u->stream, revents);
         if (u->connecting) {
-                int err = 0;
-                socklen_t len = sizeof(err);
-                if (getsockopt(u->stream.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-                        err = errno;
-                if (err != 0) {
-                        exchange_upstream_error(ex, err, "connect failed");
-                        conn_run(c);
-                        return;
+                if (!u->tcp_connected) {
+                        int err = 0;
+                        socklen_t len = sizeof(err);
+                        if (getsockopt(u->stream.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                                err = errno;
+                        if (err != 0) {
+                                exchange_upstream_error(ex, err, "connect failed");
+                                conn_run(c);
+                                return;
+                        }
+                        u->tcp_connected = true;
+                }
+                if (tls_stream_is_tls(&u->stream)) {
+                        int r = tls_stream_handshake(&u->stream);
+                        if (r == -EAGAIN) {
+                                conn_run(c);
+                                return;
+                        }
+                        if (r < 0) {
+                                /* e.g. "certificate verify failed: ..." */
+                                const char *why = tls_stream_error(&u->stream);
+                                log_warning("%s: TLS handshake with upstream %s failed: %s", c->client_text,
+                                            ex->userver->address, why ?: strerror(-r));
+                                exchange_upstream_error(ex, 0, "upstream TLS handshake failed");
+                                conn_run(c);
+                                return;
+                        }
                 }
                 u->connecting = false;
                 u->wr_ready = true;
@@ -527,7 +547,7 @@ static int exchange_pump_request(Exchange *ex) {
                                 return 1;
                         }
                         if (dlen > 0) {
-                                if (buf_printf(&ex->up_out, "%zx\r\n", dlen) < 0 ||
+                                if (buf_append_hex(&ex->up_out, dlen) < 0 || buf_append(&ex->up_out, "\r\n", 2) < 0 ||
                                     buf_append(&ex->up_out, buf_head(&c->in) + off, dlen) < 0 ||
                                     buf_append(&ex->up_out, "\r\n", 2) < 0) {
                                         exchange_fail(ex, 500, "out of memory");
@@ -553,6 +573,8 @@ static int exchange_pump_request(Exchange *ex) {
         n = read_into(&c->client, &c->in, BODY_BUF_SIZE);
         if (n == -EAGAIN) {
                 c->rd_ready = false;
+                if (ex->body_wait_start == 0)
+                        ex->body_wait_start = conn_now(c);
                 return progress;
         }
         if (n <= 0) {
@@ -567,6 +589,11 @@ static int exchange_pump_request(Exchange *ex) {
         }
         c->last_read = conn_now(c);
         ex->bytes_received += (uint64_t) n;
+        ex->req_body_read += (uint64_t) n;
+        if (ex->body_wait_start > 0) {
+                ex->body_wait_total += c->last_read - ex->body_wait_start;
+                ex->body_wait_start = 0;
+        }
         return 1;
 }
 
@@ -683,15 +710,16 @@ static int exchange_pump_response(Exchange *ex) {
         if (!ex->resp_head_done) {
                 if (buf_len(&ex->up_in) > 0) {
                         HttpError err = {};
-                        if (!ex->resp_headers) {
-                                ex->resp_headers = calloc(ex->max_headers, sizeof(HttpHeader));
-                                if (!ex->resp_headers) {
-                                        exchange_fail(ex, 500, "out of memory");
-                                        return 1;
-                                }
+                        /* Header fields are parsed into the worker's scratch array: the head is
+                         * serialized for the client right away and not looked at again. */
+                        size_t max_headers = ex->server->limits.max_headers;
+                        HttpHeader *headers = worker_header_scratch(c->worker, max_headers);
+                        if (!headers) {
+                                exchange_fail(ex, 500, "out of memory");
+                                return 1;
                         }
                         n = http1_parse_response(buf_head(&ex->up_in), buf_len(&ex->up_in), &ex->server->limits,
-                                                 ex->method_id, &ex->resp, ex->resp_headers, ex->max_headers, &err);
+                                                 ex->method_id, &ex->resp, headers, max_headers, &err);
                         if (n < 0) {
                                 log_warning("%s: upstream %s sent an invalid response: %s (offset %zu)",
                                             c->client_text, ex->userver->address, err.reason ?: "malformed",
@@ -756,7 +784,9 @@ static int exchange_pump_response(Exchange *ex) {
                                 if (dlen > 0) {
                                         int r = 0;
                                         if (ex->resp_out == HTTP_BODY_CHUNKED)
-                                                r = buf_printf(&c->out, "%zx\r\n", dlen);
+                                                r = buf_append_hex(&c->out, dlen);
+                                        if (r >= 0 && ex->resp_out == HTTP_BODY_CHUNKED)
+                                                r = buf_append(&c->out, "\r\n", 2);
                                         if (r >= 0)
                                                 r = buf_append(&c->out, buf_head(&ex->up_in) + off, dlen);
                                         if (r >= 0 && ex->resp_out == HTTP_BODY_CHUNKED)
@@ -780,7 +810,8 @@ static int exchange_pump_response(Exchange *ex) {
                 if (ex->resp_out == HTTP_BODY_CHUNKED) {
                         /* until-close upstream body to an HTTP/1.1 client: chunk it */
                         size_t k = buf_len(&ex->up_in);
-                        if (buf_printf(&c->out, "%zx\r\n", k) < 0 || buf_append(&c->out, buf_head(&ex->up_in), k) < 0 ||
+                        if (buf_append_hex(&c->out, k) < 0 || buf_append(&c->out, "\r\n", 2) < 0 ||
+                            buf_append(&c->out, buf_head(&ex->up_in), k) < 0 ||
                             buf_append(&c->out, "\r\n", 2) < 0) {
                                 exchange_fail(ex, 500, "out of memory");
                                 return 1;
@@ -916,6 +947,45 @@ static void request_origin_target(const HttpRequest *req, const char **ret, size
         *ret_len = req->target_len;
 }
 
+/* https upstream: the client context for the location, and ssl_name expanded (without a
+ * port or IPv6 brackets) as the name to send (SNI) and to verify. */
+static int exchange_setup_tls(Exchange *ex, const RequestInfo *ri, const LocationSettings *s) {
+        Generation *g = conn_generation(ex->c);
+        Buf name = {};
+        int r;
+
+        r = var_expand(&name, s->ssl_name, ri);
+        if (r >= 0)
+                r = buf_append(&name, "", 1);
+        if (r < 0) {
+                buf_free(&name);
+                return r;
+        }
+        char *n = buf_head(&name);
+        if (n[0] == '[') {
+                char *rb = strchr(n, ']');
+                if (rb)
+                        *rb = 0;
+                memmove(n, n + 1, strlen(n));
+        } else {
+                char *colon = strrchr(n, ':');
+                if (colon && strchr(n, ':') == colon)
+                        *colon = 0;
+        }
+        ex->tls_name = strdup(n);
+        buf_free(&name);
+        if (!ex->tls_name)
+                return -ENOMEM;
+        ex->https = true;
+        ex->tls = (UpTls){
+                .ctx = tls_client_set_get(g->tls_clients, s),
+                .sni = s->ssl_server_name ? ex->tls_name : NULL,
+                .verify_name = ex->tls_name,
+                .verify = s->ssl_verify,
+        };
+        return ex->tls.ctx ? 0 : -ENOENT;
+}
+
 static int exchange_begin(Conn *c, size_t head_len) {
         Exchange *ex = c->ex;
         HttpRequest *req = &ex->req;
@@ -1032,7 +1102,8 @@ static int exchange_begin(Conn *c, size_t head_len) {
                 .req = req,
                 .remote_addr = c->remote_addr,
                 .remote_port = c->remote_port,
-                .scheme = "http",
+                .scheme = tls_stream_is_tls(&c->client) ? "https" : "http",
+                .ssl_client_s_dn = tls_stream_client_subject(&c->client),
                 .host = hl > 0 ? host_lower : server_name,
                 .host_len = hl > 0 ? hl : strlen(server_name),
                 .uri = norm,
@@ -1045,6 +1116,11 @@ static int exchange_begin(Conn *c, size_t head_len) {
                 .request_id = ex->request_id,
         };
         ex->upstream = pp->upstream;
+        if (pp->https) {
+                r = exchange_setup_tls(ex, &ri, s);
+                if (r < 0)
+                        return r;
+        }
         bool up_keep_alive = pp->upstream->keepalive > 0;
         ex->upgrade = s->websocket && (req->connection & HTTP_CONN_UPGRADE) && req->upgrade_index >= 0 &&
                       req->version_minor >= 1 && ex->req_body == HTTP_BODY_NONE;
@@ -1110,6 +1186,21 @@ static int conn_step(Conn *c) {
         switch (c->state) {
         case CONN_IDLE:
         case CONN_HEAD: {
+                if (_unlikely_(tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client))) {
+                        /* Counted in the header deadline: it runs from accept. */
+                        int r = tls_stream_handshake(&c->client);
+                        if (r == -EAGAIN) {
+                                c->rd_ready = false;
+                                return 0;
+                        }
+                        if (r < 0) {
+                                log_info("%s: TLS handshake failed: %s", c->client_text,
+                                         tls_stream_error(&c->client) ?: strerror(-r));
+                                conn_close_now(c);
+                                return -1;
+                        }
+                        return 1;
+                }
                 if (buf_len(&c->in) > 0) {
                         Server *def;
                         HttpError err = {};
@@ -1128,12 +1219,13 @@ static int conn_step(Conn *c) {
                                 c->phase_start = conn_now(c);
                         }
                         def = conn_default_server(c);
-                        if (!def) {
+                        HttpHeader *headers = def ? worker_header_scratch(c->worker, def->limits.max_headers) : NULL;
+                        if (!headers) {
                                 conn_close_now(c);
                                 return -1;
                         }
                         n = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &def->limits, &c->ex->req,
-                                                c->ex->headers, c->ex->max_headers, &err);
+                                                headers, def->limits.max_headers, &err);
                         if (n < 0) {
                                 bad_request(c, &err);
                                 return 1;
@@ -1150,7 +1242,22 @@ static int conn_step(Conn *c) {
                 }
                 if (!c->rd_ready)
                         return 0;
-                n = read_into(&c->client, &c->in, HEAD_READ_SIZE);
+                if (buf_len(&c->in) == 0) {
+                        /* Read a new head into the worker's scratch buffer and keep only what
+                         * arrived: a keep-alive connection whose next request is not there yet
+                         * allocates nothing. */
+                        char *scratch = worker_read_scratch(c->worker);
+                        if (!scratch) {
+                                conn_close_now(c);
+                                return -1;
+                        }
+                        n = stream_read(&c->client, scratch, WORKER_READ_SCRATCH);
+                        if (n > 0 && buf_append(&c->in, scratch, (size_t) n) < 0) {
+                                conn_close_now(c);
+                                return -1;
+                        }
+                } else
+                        n = read_into(&c->client, &c->in, HEAD_READ_SIZE);
                 if (n == -EAGAIN) {
                         c->rd_ready = false;
                         return 0;
@@ -1294,6 +1401,10 @@ static void conn_update_events(Conn *c) {
                         if (ex_wants_up_write(ex) && !ex->up->wr_ready)
                                 uw |= EPOLLOUT;
                 }
+                if (ex->up->connecting && ex->up->tcp_connected)
+                        uw = stream_events(&ex->up->stream, 0); /* TLS handshake: its own direction */
+                else if (!ex->up->connecting)
+                        uw = stream_events(&ex->up->stream, uw);
                 (void) upconn_set_events(ex->up, uw);
         }
 }
@@ -1330,11 +1441,21 @@ static uint64_t conn_deadline(Conn *c, TimeoutKind *ret_kind) {
         case CONN_BUSY: {
                 Exchange *ex = c->ex;
                 if (ex->tunneling) {
-                        CONSIDER(ex->tunnel_last + s->read_timeout, TIMEOUT_TUNNEL);
+                        CONSIDER(ex->tunnel_last + s->tunnel_timeout, TIMEOUT_TUNNEL);
                         break;
                 }
-                if (ex_wants_client_read(ex) && !c->rd_ready)
+                if (ex_wants_client_read(ex) && !c->rd_ready) {
                         CONSIDER(c->last_read + s->client_body_timeout, TIMEOUT_BODY);
+                        /* Slow bodies: after a grace of client_body_timeout, the time spent
+                         * waiting for the client may not exceed what client_body_min_rate allows
+                         * for the bytes received so far. */
+                        if (s->client_body_min_rate > 0 && ex->body_wait_start > 0) {
+                                uint64_t allowed = s->client_body_timeout +
+                                                   ex->req_body_read * USEC_PER_SEC / s->client_body_min_rate;
+                                uint64_t used = ex->body_wait_total;
+                                CONSIDER(ex->body_wait_start + (allowed > used ? allowed - used : 0), TIMEOUT_BODY);
+                        }
+                }
                 if (ex_wants_client_write(ex) && !c->wr_ready)
                         CONSIDER(c->last_write + s->send_timeout, TIMEOUT_SEND);
                 if (ex->up) {
@@ -1360,43 +1481,39 @@ static void conn_update_timer(Conn *c) {
         uint64_t d = conn_deadline(c, &kind);
 
         if (d == USEC_INFINITY) {
-                if (c->timer_armed != USEC_INFINITY) {
-                        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-                        c->timer_armed = USEC_INFINITY;
-                }
+                worker_timer_remove(c->worker, &c->timer);
                 return;
         }
-        /* Progress moves deadlines later; a timer that fires early re-arms itself, so only an
-         * earlier deadline needs the timer moved now. */
-        if (d < c->timer_armed) {
-                (void) sd_event_source_set_time(c->timer, d);
-                if (c->timer_armed == USEC_INFINITY)
-                        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-                c->timer_armed = d;
-        }
+        /* Progress moves deadlines later; a deadline that comes early is re-queued when it
+         * fires (conn_timeout), so only an earlier deadline needs the heap updated now. */
+        if (d < c->timer.when || c->timer.idx == TIMER_NOT_QUEUED)
+                (void) worker_timer_set(c->worker, &c->timer, d);
 }
 
-static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Conn *c = userdata;
+Conn *conn_from_timer(TimerNode *t) {
+        return (Conn *) ((char *) t - offsetof(Conn, timer));
+}
+
+void conn_timeout(Conn *c) {
         TimeoutKind kind;
         uint64_t d = conn_deadline(c, &kind);
         uint64_t now = conn_now(c);
-        const LocationSettings *ls = conn_settings(c);
 
-        c->timer_armed = USEC_INFINITY;
-        if (d == USEC_INFINITY) {
-                return 0;
-        }
+        if (d == USEC_INFINITY)
+                return;
         if (now + TIMER_ACCURACY_USEC < d) {
-                (void) sd_event_source_set_time(c->timer, d);
-                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-                c->timer_armed = d;
-                return 0;
+                (void) worker_timer_set(c->worker, &c->timer, d);
+                return;
         }
-        (void) ls;
 
         switch (kind) {
         case TIMEOUT_HEADER: {
+                if (tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client)) {
+                        /* No HTTP can be spoken yet: just close. */
+                        log_info("%s: client_header_timeout expired during the TLS handshake", c->client_text);
+                        conn_close_now(c);
+                        return;
+                }
                 log_info("%s: client_header_timeout expired before the request head was complete", c->client_text);
                 if (!c->gen)
                         c->gen = worker_gen_ref(c->worker->gen);
@@ -1404,7 +1521,7 @@ static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                         c->ex = exchange_new(c);
                 if (!c->ex) {
                         conn_close_now(c);
-                        return 0;
+                        return;
                 }
                 c->state = CONN_BUSY;
                 c->ex->reason = "client_header_timeout";
@@ -1416,15 +1533,15 @@ static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         case TIMEOUT_KEEPALIVE:
         case TIMEOUT_LINGER:
                 conn_close_now(c);
-                return 0;
+                return;
         case TIMEOUT_TUNNEL:
                 log_info("%s: tunnel idle for too long, closing", c->client_text);
                 c->ex->bytes_sent += c->ex->tunnel.bytes[1];
                 c->ex->bytes_received += c->ex->tunnel.bytes[0];
                 conn_close_now(c);
-                return 0;
+                return;
         case TIMEOUT_BODY:
-                log_info("%s: client_body_timeout expired", c->client_text);
+                log_info("%s: request body too slow (client_body_timeout / client_body_min_rate)", c->client_text);
                 exchange_fail(c->ex, 408, "client_body_timeout");
                 c->ex->close_after = true;
                 break;
@@ -1432,7 +1549,7 @@ static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 log_info("%s: send_timeout expired writing to the client", c->client_text);
                 c->ex->reason = "send_timeout";
                 conn_close_now(c);
-                return 0;
+                return;
         case TIMEOUT_CONNECT:
                 log_warning("%s: upstream %s: connect_timeout expired", c->client_text, c->ex->userver->address);
                 exchange_release_upstream(c->ex, false);
@@ -1453,7 +1570,6 @@ static int on_conn_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 break;
         }
         conn_run(c);
-        return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1477,6 +1593,7 @@ static void conn_run(Conn *c) {
 static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Conn *c = userdata;
 
+        revents = tls_stream_revents(&c->client, revents);
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
                 c->rd_ready = true;
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
@@ -1497,7 +1614,7 @@ static void conn_free(Conn *c) {
         }
         c->gen = worker_gen_unref(c->gen);
         sd_event_source_disable_unref(c->io);
-        sd_event_source_disable_unref(c->timer);
+        worker_timer_remove(w, &c->timer);
         stream_close(&c->client);
         buf_free(&c->in);
         buf_free(&c->out);
@@ -1527,6 +1644,8 @@ void conn_drain(Conn *c) {
                 return; /* busy: its response goes out with "Connection: close" */
 
         /* A last look before closing: the request may already be in the socket buffer. */
+        if (tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client))
+                return; /* still in the handshake: treat as a fresh connection */
         n = read_into(&c->client, &c->in, HEAD_READ_SIZE);
         if (n > 0) {
                 c->last_read = conn_now(c);
@@ -1560,11 +1679,13 @@ int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const stru
         }
         c->worker = w;
         stream_init_plain(&c->client, fd);
+        TlsServerContext *tls = listener < w->gen->gen->n_listeners && w->gen->gen->tls_servers ?
+                                        w->gen->gen->tls_servers[listener] : NULL;
         c->listener = listener;
         c->state = CONN_HEAD;
         c->rd_ready = true;
         c->wr_ready = true;
-        c->timer_armed = USEC_INFINITY;
+        c->timer = TIMER_NODE_INIT;
         c->phase_start = c->last_read = c->last_write = conn_now(c);
 
         if (peer->sa_family == AF_UNIX) {
@@ -1583,14 +1704,11 @@ int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const stru
         w->conns = c;
         w->n_conns++;
 
-        r = sd_event_add_io(w->event, &c->io, fd, EPOLLIN, on_client_io, c);
-        if (r >= 0) {
-                c->events = EPOLLIN;
-                r = sd_event_add_time(w->event, &c->timer, CLOCK_MONOTONIC, USEC_INFINITY, TIMER_ACCURACY_USEC,
-                                      on_conn_timer, c);
-        }
+        r = tls ? tls_stream_server_init(&c->client, fd, tls) : 0;
         if (r >= 0)
-                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                r = sd_event_add_io(w->event, &c->io, fd, EPOLLIN, on_client_io, c);
+        if (r >= 0)
+                c->events = EPOLLIN;
         if (r < 0) {
                 conn_free(c);
                 return r;

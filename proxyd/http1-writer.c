@@ -37,7 +37,7 @@ int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri) {
                         r = buf_append_str(out, ri->remote_addr);
                         break;
                 case VAR_REMOTE_PORT:
-                        r = buf_printf(out, "%u", ri->remote_port);
+                        r = buf_append_uint(out, ri->remote_port);
                         break;
                 case VAR_SCHEME:
                         r = buf_append_str(out, ri->scheme);
@@ -56,7 +56,7 @@ int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri) {
                         r = buf_append_str(out, ri->server_name);
                         break;
                 case VAR_SERVER_PORT:
-                        r = buf_printf(out, "%u", ri->server_port);
+                        r = buf_append_uint(out, ri->server_port);
                         break;
                 case VAR_PROXY_HOST:
                         r = buf_append_str(out, ri->proxy_host);
@@ -77,11 +77,50 @@ int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri) {
                 case VAR_HTTP:
                         r = append_http_values(out, req, seg, NULL, ", ");
                         break;
+                case VAR_SSL_CLIENT_S_DN:
+                        if (ri->ssl_client_s_dn)
+                                r = buf_append_str(out, ri->ssl_client_s_dn);
+                        break;
                 case _VAR_MAX:
                         break;
                 }
         }
         return r < 0 ? r : 0;
+}
+
+static int append_field(Buf *out, const char *name, const char *value, size_t len) {
+        int r = buf_append_str(out, name);
+        if (r >= 0)
+                r = buf_append(out, ": ", 2);
+        if (r >= 0)
+                r = buf_append(out, value, len);
+        if (r >= 0)
+                r = buf_append(out, "\r\n", 2);
+        return r;
+}
+
+static int append_content_length(Buf *out, uint64_t n) {
+        int r = buf_append_str(out, "Content-Length: ");
+        if (r >= 0)
+                r = buf_append_uint(out, n);
+        if (r >= 0)
+                r = buf_append(out, "\r\n", 2);
+        return r;
+}
+
+static int append_status_line(Buf *out, int status, const char *reason, size_t len) {
+        int r = buf_reserve(out, len + 512);
+        if (r >= 0)
+                r = buf_append_str(out, "HTTP/1.1 ");
+        if (r >= 0)
+                r = buf_append_uint(out, (uint64_t) status);
+        if (r >= 0)
+                r = buf_append(out, " ", 1);
+        if (r >= 0)
+                r = buf_append(out, reason, len);
+        if (r >= 0)
+                r = buf_append(out, "\r\n", 2);
+        return r;
 }
 
 /* A field value must not carry CR, LF, NUL or other controls (a decoded $uri could):
@@ -98,6 +137,97 @@ static int append_field_value(Buf *out, const char *v, size_t n) {
                         return -ENOMEM;
         }
         return 0;
+}
+
+typedef enum FieldClass {
+        FIELD_OTHER,
+        FIELD_HOST,
+        FIELD_CONTENT_LENGTH,
+        FIELD_TRANSFER_ENCODING,
+        FIELD_EXPECT,
+        FIELD_UPGRADE,
+        FIELD_HOP, /* other hop-by-hop fields (RFC 9110 7.6.1) */
+} FieldClass;
+
+/* Classify a field name with one length switch and at most one comparison (this runs for
+ * every field of every message). */
+static FieldClass field_class(const char *n, size_t len) {
+#define IS(lit) (strncasecmp(n, lit, len) == 0)
+        switch (len) {
+        case 2:
+                return IS("te") ? FIELD_HOP : FIELD_OTHER;
+        case 4:
+                return IS("host") ? FIELD_HOST : FIELD_OTHER;
+        case 6:
+                return IS("expect") ? FIELD_EXPECT : FIELD_OTHER;
+        case 7:
+                if ((n[0] | 0x20) == 'u')
+                        return IS("upgrade") ? FIELD_UPGRADE : FIELD_OTHER;
+                return IS("trailer") ? FIELD_HOP : FIELD_OTHER;
+        case 10:
+                if ((n[0] | 0x20) == 'c')
+                        return IS("connection") ? FIELD_HOP : FIELD_OTHER;
+                return IS("keep-alive") ? FIELD_HOP : FIELD_OTHER;
+        case 14:
+                return IS("content-length") ? FIELD_CONTENT_LENGTH : FIELD_OTHER;
+        case 16:
+                return IS("proxy-connection") ? FIELD_HOP : FIELD_OTHER;
+        case 17:
+                return IS("transfer-encoding") ? FIELD_TRANSFER_ENCODING : FIELD_OTHER;
+        case 18:
+                return IS("proxy-authenticate") ? FIELD_HOP : FIELD_OTHER;
+        default:
+                return FIELD_OTHER;
+        }
+#undef IS
+}
+
+/* The tokens of a message's Connection fields (the fields they name are hop-by-hop too).
+ * "close", "keep-alive" and "upgrade" name fields that are dropped anyway. */
+typedef struct ConnTokens {
+        struct {
+                const char *p;
+                size_t len;
+        } tok[16];
+        size_t n;
+        bool overflow;
+} ConnTokens;
+
+static void conn_tokens_collect(ConnTokens *t, const HttpHeader *h, size_t n) {
+        t->n = 0;
+        t->overflow = false;
+        for (size_t i = 0; i < n; i++) {
+                if (h[i].name_len != 10 || strncasecmp(h[i].name, "connection", 10) != 0)
+                        continue;
+                const char *p = h[i].value, *e = h[i].value + h[i].value_len;
+                while (p < e) {
+                        while (p < e && (*p == ' ' || *p == '\t' || *p == ','))
+                                p++;
+                        const char *start = p;
+                        while (p < e && *p != ',' && *p != ' ' && *p != '\t')
+                                p++;
+                        size_t len = (size_t) (p - start);
+                        if (len == 0 || memcaseeq(start, len, "close") || memcaseeq(start, len, "keep-alive") ||
+                            memcaseeq(start, len, "upgrade"))
+                                continue;
+                        if (t->n == ELEMENTSOF(t->tok)) {
+                                t->overflow = true;
+                                continue;
+                        }
+                        t->tok[t->n].p = start;
+                        t->tok[t->n].len = len;
+                        t->n++;
+                }
+        }
+}
+
+static bool conn_tokens_name(const ConnTokens *t, const HttpHeader *all, size_t n_all, const char *name, size_t len) {
+        if (t->overflow)
+                return http1_connection_lists(all, n_all, name, len);
+        for (size_t i = 0; i < t->n; i++)
+                if (t->tok[i].len == len && strncasecmp(t->tok[i].p, name, len) == 0)
+                        return true;
+        return false;
 }
 
 static bool framing_header(const char *name, size_t len) {
@@ -119,7 +249,15 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
         Buf tmp = {};
         int r;
 
-        r = buf_printf(out, "%.*s %.*s HTTP/1.1\r\n", (int) req->method_len, req->method, (int) target_len, target);
+        r = buf_reserve(out, req->method_len + target_len + 512);
+        if (r >= 0)
+                r = buf_append(out, req->method, req->method_len);
+        if (r >= 0)
+                r = buf_append(out, " ", 1);
+        if (r >= 0)
+                r = buf_append(out, target, target_len);
+        if (r >= 0)
+                r = buf_append_str(out, " HTTP/1.1\r\n");
 
         for (size_t i = 0; i < s->n_set_header && r >= 0; i++) {
                 const HeaderSetting *h = &s->set_header[i];
@@ -135,7 +273,9 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
                 r = var_expand(&tmp, h->value, ri);
                 if (r < 0 || buf_len(&tmp) == 0)
                         continue; /* an empty value sends no field, as in nginx */
-                r = buf_printf(out, "%s: ", h->name);
+                r = buf_append_str(out, h->name);
+                if (r >= 0)
+                        r = buf_append(out, ": ", 2);
                 if (r >= 0)
                         r = append_field_value(out, buf_head(&tmp), buf_len(&tmp));
                 if (r >= 0)
@@ -143,13 +283,14 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
         }
         buf_free(&tmp);
         if (r >= 0 && !host_set)
-                r = buf_printf(out, "Host: %s\r\n", ri->proxy_host);
+                r = append_field(out, "Host", ri->proxy_host, strlen(ri->proxy_host));
 
+        ConnTokens tokens;
+        conn_tokens_collect(&tokens, req->headers, req->n_headers);
         for (size_t i = 0; i < req->n_headers && r >= 0; i++) {
                 const HttpHeader *h = &req->headers[i];
-                if (memcaseeq(h->name, h->name_len, "Host") || framing_header(h->name, h->name_len) ||
-                    memcaseeq(h->name, h->name_len, "Expect") || http1_is_hop_by_hop(h->name, h->name_len) ||
-                    http1_connection_lists(req->headers, req->n_headers, h->name, h->name_len) ||
+                if (field_class(h->name, h->name_len) != FIELD_OTHER ||
+                    conn_tokens_name(&tokens, req->headers, req->n_headers, h->name, h->name_len) ||
                     header_set_by_config(s, h->name, h->name_len))
                         continue;
                 r = buf_append(out, h->name, h->name_len);
@@ -162,7 +303,7 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
         }
 
         if (r >= 0 && body == HTTP_BODY_LENGTH)
-                r = buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long) content_length);
+                r = append_content_length(out, content_length);
         else if (r >= 0 && body == HTTP_BODY_CHUNKED)
                 r = buf_append_str(out, "Transfer-Encoding: chunked\r\n");
         else if (r >= 0 && (req->method_id == HTTP_METHOD_POST || req->method_id == HTTP_METHOD_PUT ||
@@ -196,30 +337,32 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
         int r;
 
         if (resp->reason_len > 0)
-                r = buf_printf(out, "HTTP/1.1 %d %.*s\r\n", resp->status, (int) resp->reason_len, resp->reason);
+                r = append_status_line(out, resp->status, resp->reason, resp->reason_len);
         else
-                r = buf_printf(out, "HTTP/1.1 %d %s\r\n", resp->status, http1_status_text(resp->status));
+                r = append_status_line(out, resp->status, http1_status_text(resp->status),
+                                       strlen(http1_status_text(resp->status)));
 
+        ConnTokens tokens;
+        bool cl_seen = false;
+        conn_tokens_collect(&tokens, resp->headers, resp->n_headers);
         for (size_t i = 0; i < resp->n_headers && r >= 0; i++) {
                 const HttpHeader *h = &resp->headers[i];
-                if (resp->status == 101 && memcaseeq(h->name, h->name_len, "Upgrade")) {
-                        r = buf_printf(out, "Upgrade: %.*s\r\n", (int) h->value_len, h->value);
+                FieldClass fc = field_class(h->name, h->name_len);
+                if (fc == FIELD_UPGRADE && resp->status == 101) {
+                        r = append_field(out, "Upgrade", h->value, h->value_len);
                         continue;
                 }
-                if (http1_is_hop_by_hop(h->name, h->name_len) ||
-                    http1_connection_lists(resp->headers, resp->n_headers, h->name, h->name_len) ||
+                if (fc == FIELD_HOP || fc == FIELD_UPGRADE || fc == FIELD_TRANSFER_ENCODING ||
+                    conn_tokens_name(&tokens, resp->headers, resp->n_headers, h->name, h->name_len) ||
                     header_hidden(s, h->name, h->name_len))
                         continue;
-                if (memcaseeq(h->name, h->name_len, "Transfer-Encoding"))
-                        continue;
                 /* Content-Length is rewritten canonically below, except on bodiless responses
-                 * (HEAD, 304) where the upstream's value describes the representation. */
-                if (memcaseeq(h->name, h->name_len, "Content-Length") && framing != HTTP_BODY_NONE)
-                        continue;
-                if (memcaseeq(h->name, h->name_len, "Content-Length")) {
-                        /* once, even if the upstream repeated an identical value */
-                        if (http1_find_header(resp->headers, resp->n_headers, "Content-Length") != (int) i)
+                 * (HEAD, 304) where the upstream's value describes the representation: then it
+                 * is passed once, even if the upstream repeated an identical value. */
+                if (fc == FIELD_CONTENT_LENGTH) {
+                        if (framing != HTTP_BODY_NONE || cl_seen)
                                 continue;
+                        cl_seen = true;
                 }
                 r = buf_append(out, h->name, h->name_len);
                 if (r >= 0)
@@ -230,7 +373,7 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
                         r = buf_append(out, "\r\n", 2);
         }
         if (r >= 0 && framing == HTTP_BODY_LENGTH)
-                r = buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long) resp->content_length);
+                r = append_content_length(out, resp->content_length);
         else if (r >= 0 && framing == HTTP_BODY_CHUNKED)
                 r = buf_append_str(out, "Transfer-Encoding: chunked\r\n");
         if (r >= 0 && resp->status == 101)

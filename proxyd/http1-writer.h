@@ -24,6 +24,7 @@ typedef struct RequestInfo {
         unsigned server_port;
         const char *proxy_host;
         const char *request_id;
+        const char *ssl_client_s_dn; /* verified client certificate subject, NULL if none */
 } RequestInfo;
 
 int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri);

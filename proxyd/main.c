@@ -2,10 +2,12 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "tls.h"
 
 static const char *arg_config = NULL;
 static bool arg_test = false;
@@ -72,12 +74,15 @@ static int check_config(const char *path) {
         Config *c = NULL;
         int r = config_load(path, &c, &diags);
 
+        if (r >= 0)
+                r = tls_check_config(c, &diags); /* certificates, keys, priority strings */
         config_diags_print(&diags, stderr);
         config_diags_clear(&diags);
         if (r < 0) {
                 if (r != -EINVAL)
                         fprintf(stderr, "%s: %s\n", path, strerror(-r));
                 fprintf(stderr, "configuration test failed\n");
+                config_unref(c);
                 return EXIT_FAILURE;
         }
         if (arg_dump)
@@ -106,6 +111,13 @@ int main(int argc, char *argv[]) {
 
         log_open();
         signal(SIGPIPE, SIG_IGN);
+        /* Every connection costs descriptors (a tunnel six): use all the hard limit allows.
+         * The shipped unit sets LimitNOFILE= and forbids setrlimit(), which is fine. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void) setrlimit(RLIMIT_NOFILE, &rl);
+        }
         /* Signals are handled by the manager's event loop; every thread inherits the mask. */
         sigemptyset(&ss);
         sigaddset(&ss, SIGHUP);

@@ -51,12 +51,15 @@ static int manager_build_generation(Manager *m, Generation **ret) {
         int r;
 
         r = config_load(m->config_path, &c, &diags);
+        if (r >= 0)
+                r = tls_check_config(c, &diags);
         log_diags(&diags);
         if (r < 0) {
                 if (diags.n_errors == 0)
                         log_error_errno(r, "Failed to load configuration %s", m->config_path);
                 first_error(&diags, m->last_reload_error, sizeof(m->last_reload_error));
                 config_diags_clear(&diags);
+                config_unref(c);
                 return r;
         }
         config_diags_clear(&diags);
@@ -75,11 +78,29 @@ static int manager_build_generation(Manager *m, Generation **ret) {
                 return -ENOMEM;
         }
         atomic_init(&g->refcount, 1);
-        g->number = ++m->next_gen;
         g->config = c;
-        c->generation = g->number;
         g->listener_servers = ls;
         g->n_listeners = m->listeners.n;
+
+        /* TLS: certificates and keys are read here, so a reload re-reads them, and a broken
+         * pair fails the reload while the old ones keep serving. */
+        _cleanup_free_ char *err = NULL;
+        g->tls_servers = calloc(g->n_listeners ?: 1, sizeof(TlsServerContext *));
+        r = g->tls_servers ? 0 : -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < g->n_listeners; i++)
+                if (ls[i].n > 0 && ls[i].servers[0]->n_tls_certificates > 0)
+                        r = tls_server_context_new(ls[i].servers, ls[i].n, m->ticket_keys, &g->tls_servers[i], &err);
+        if (r >= 0)
+                r = tls_client_set_new(c, &g->tls_clients, &err);
+        if (r < 0) {
+                log_error_errno(r, "TLS setup failed: %s", err ?: "out of memory");
+                snprintf(m->last_reload_error, sizeof(m->last_reload_error), "TLS: %s", err ?: "out of memory");
+                generation_unref(g);
+                return r;
+        }
+
+        g->number = ++m->next_gen;
+        c->generation = g->number;
         *ret = g;
         return 0;
 }
@@ -183,6 +204,15 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+static int on_ticket_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r = tls_ticket_keys_rotate(m->ticket_keys);
+        if (r < 0)
+                log_warning_errno(r, "Failed to rotate the TLS session ticket key");
+        (void) sd_event_source_set_time(s, usec + TLS_TICKET_ROTATE_SEC * USEC_PER_SEC);
+        return 0;
+}
+
 static int on_shutdown_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         log_notice("shutdown_timeout expired, closing the remaining connections");
@@ -260,6 +290,9 @@ int manager_new(const char *config_path, Manager **ret) {
                 free(m);
                 return -ENOMEM;
         }
+        r = tls_ticket_keys_new(&m->ticket_keys);
+        if (r < 0)
+                goto fail;
         r = listeners_collect(&m->listeners);
         if (r < 0)
                 goto fail;
@@ -288,6 +321,11 @@ int manager_new(const char *config_path, Manager **ret) {
                                                USEC_PER_SEC, on_status_timer, m);
         if (r >= 0)
                 r = sd_event_source_set_enabled(m->status_timer, SD_EVENT_ON);
+        if (r >= 0)
+                r = sd_event_add_time_relative(m->event, &m->ticket_timer, CLOCK_MONOTONIC,
+                                               TLS_TICKET_ROTATE_SEC * USEC_PER_SEC, USEC_PER_SEC, on_ticket_timer, m);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->ticket_timer, SD_EVENT_ON);
         if (r < 0)
                 goto fail;
         m->watchdog_usec = daemon_watchdog_usec();
@@ -369,10 +407,12 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->watchdog_timer);
         sd_event_source_disable_unref(m->status_timer);
         sd_event_source_disable_unref(m->shutdown_timer);
+        sd_event_source_disable_unref(m->ticket_timer);
         if (m->ack_fd >= 0)
                 close(m->ack_fd);
         generation_unref(m->gen);
         listeners_close(&m->listeners);
+        tls_ticket_keys_free(m->ticket_keys);
         sd_event_unref(m->event);
         free(m->config_path);
         free(m);

@@ -26,6 +26,8 @@ struct Manager {
         sd_event_source *watchdog_timer;
         sd_event_source *status_timer;
         sd_event_source *shutdown_timer;
+        sd_event_source *ticket_timer;
+        TlsTicketKeys *ticket_keys; /* session ticket master key, rotated on a timer */
 
         bool ready_sent;
         bool reload_pending; /* waiting for workers to apply a new generation */

@@ -13,6 +13,7 @@ struct PoolBucket {
         PoolBucket *next;
         struct sockaddr_storage addr;
         socklen_t addrlen;
+        char *tls_key; /* NULL for plain connections */
         UpConn *idle; /* most recently used first */
         unsigned n_idle;
 };
@@ -44,6 +45,7 @@ UpConn *upconn_free(UpConn *u) {
         sd_event_source_disable_unref(u->io);
         sd_event_source_disable_unref(u->idle_timer);
         stream_close(&u->stream);
+        free(u->tls_key);
         free(u);
         return NULL;
 }
@@ -54,6 +56,7 @@ void pool_done(Pool *p) {
                 PoolBucket *next = b->next;
                 while (b->idle)
                         upconn_free(b->idle);
+                free(b->tls_key);
                 free(b);
                 b = next;
         }
@@ -93,15 +96,20 @@ static int on_upconn_idle_timer(sd_event_source *s, uint64_t usec, void *userdat
         return 0;
 }
 
-static PoolBucket *bucket_find(Pool *p, const struct sockaddr_storage *addr, socklen_t len, bool create) {
+static PoolBucket *bucket_find(Pool *p, const struct sockaddr_storage *addr, socklen_t len, const char *tls_key,
+                               bool create) {
         for (PoolBucket *b = p->buckets; b; b = b->next)
-                if (b->addrlen == len && memcmp(&b->addr, addr, len) == 0)
+                if (b->addrlen == len && memcmp(&b->addr, addr, len) == 0 && streq_ptr(b->tls_key, tls_key))
                         return b;
         if (!create)
                 return NULL;
         PoolBucket *b = calloc(1, sizeof(PoolBucket));
         if (!b)
                 return NULL;
+        if (tls_key && !(b->tls_key = strdup(tls_key))) {
+                free(b);
+                return NULL;
+        }
         memcpy(&b->addr, addr, len);
         b->addrlen = len;
         b->next = p->buckets;
@@ -116,10 +124,25 @@ static bool upconn_healthy(UpConn *u) {
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-int pool_get(Pool *p, const UpstreamServer *srv, UpConnHandler handler, void *userdata, UpConn **ret) {
-        PoolBucket *b = bucket_find(p, &srv->addr, srv->addrlen, false);
+static char *tls_key_new(const UpTls *tls) {
+        char *k = NULL;
+        if (!tls)
+                return NULL;
+        if (asprintf(&k, "%p|%s|%s|%d", (void *) tls->ctx, tls->sni ?: "", tls->verify_name ?: "", tls->verify) < 0)
+                return NULL;
+        return k;
+}
+
+int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler handler, void *userdata,
+             UpConn **ret) {
+        _cleanup_free_ char *tls_key = tls_key_new(tls);
+        PoolBucket *b;
         UpConn *u;
         int fd, r;
+
+        if (tls && !tls_key)
+                return -ENOMEM;
+        b = bucket_find(p, &srv->addr, srv->addrlen, tls_key, false);
 
         while (b && b->idle) {
                 u = b->idle;
@@ -158,6 +181,14 @@ int pool_get(Pool *p, const UpstreamServer *srv, UpConnHandler handler, void *us
                 int one = 1;
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
+        if (tls) {
+                r = tls_stream_client_init(&u->stream, fd, tls->ctx, tls->sni, tls->verify_name, tls->verify);
+                if (r < 0) {
+                        upconn_free(u);
+                        return r;
+                }
+                u->tls_key = TAKE_PTR(tls_key);
+        }
         if (connect(fd, (const struct sockaddr *) &srv->addr, srv->addrlen) < 0) {
                 if (errno != EINPROGRESS) {
                         r = -errno;
@@ -165,8 +196,12 @@ int pool_get(Pool *p, const UpstreamServer *srv, UpConnHandler handler, void *us
                         return r;
                 }
                 u->connecting = true;
-        } else
+        } else {
+                u->tcp_connected = true;
                 u->wr_ready = true;
+                /* with TLS the handshake still has to run: the socket's writability starts it */
+                u->connecting = tls != NULL;
+        }
 
         u->events = u->connecting ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
         r = sd_event_add_io(p->worker->event, &u->io, fd, u->events, on_upconn_io, u);
@@ -190,7 +225,7 @@ void pool_put(Pool *p, UpConn *u, const Upstream *up) {
                 upconn_free(u);
                 return;
         }
-        b = bucket_find(p, &u->addr, u->addrlen, true);
+        b = bucket_find(p, &u->addr, u->addrlen, u->tls_key, true);
         if (!b || b->n_idle >= up->keepalive) {
                 upconn_free(u);
                 return;

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "stream.h"
+#include "tls.h"
 
 typedef struct Worker Worker;
 typedef struct UpConn UpConn;
@@ -26,7 +27,8 @@ struct UpConn {
         socklen_t addrlen;
         char addr_text[128];
         unsigned requests; /* requests sent on this connection */
-        bool connecting;
+        bool connecting;    /* not usable yet: TCP connect, then the TLS handshake if any */
+        bool tcp_connected;
         bool reused;      /* taken from the pool */
         bool rd_ready;
         bool wr_ready;
@@ -34,6 +36,7 @@ struct UpConn {
         UpConnHandler handler; /* owner's callback; NULL while idle in the pool */
         void *userdata;
 
+        char *tls_key; /* pool key part for TLS connections */
         PoolBucket *bucket; /* while idle */
         UpConn *idle_next, *idle_prev;
 };
@@ -47,11 +50,22 @@ typedef struct Pool {
 void pool_init(Pool *p, Worker *w);
 void pool_done(Pool *p); /* closes every idle connection */
 
+/* TLS towards an upstream: the client context and the names for SNI and verification.
+ * Connections are pooled per address and per these. */
+typedef struct UpTls {
+        TlsClientContext *ctx;
+        const char *sni; /* NULL: no SNI */
+        const char *verify_name;
+        bool verify;
+} UpTls;
+
 /*
  * Get a connection to addr: an idle pooled one that is still healthy, or a new one with a
- * non-blocking connect in progress (u->connecting). Returns 0 or -errno (connect failed at once).
+ * non-blocking connect in progress (u->connecting). tls NULL: plain. Returns 0 or -errno
+ * (connect failed at once).
  */
-int pool_get(Pool *p, const UpstreamServer *srv, UpConnHandler handler, void *userdata, UpConn **ret);
+int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler handler, void *userdata,
+             UpConn **ret);
 
 /* Return a connection after a complete exchange; it is closed instead when the pool is
  * full, the upstream allows no more requests, or keepalive is 0. */

@@ -21,6 +21,7 @@ static const char *const var_names[_VAR_MAX] = {
         [VAR_REQUEST_ID] = "request_id",
         [VAR_HTTP] = "http_",
         [VAR_REQUEST_METHOD] = "request_method",
+        [VAR_SSL_CLIENT_S_DN] = "ssl_client_s_dn",
 };
 
 const char *var_name(VarId id) {

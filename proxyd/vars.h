@@ -23,6 +23,7 @@ typedef enum VarId {
         VAR_REQUEST_ID,
         VAR_HTTP, /* $http_NAME: name holds NAME in lower case with '_' (match '-' or '_') */
         VAR_REQUEST_METHOD,
+        VAR_SSL_CLIENT_S_DN, /* verified TLS client certificate subject (RFC 4514) */
         _VAR_MAX,
 } VarId;
 

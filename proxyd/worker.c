@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -31,6 +32,10 @@ Generation *generation_unref(Generation *g) {
                 return NULL;
         if (atomic_fetch_sub(&g->refcount, 1) != 1)
                 return NULL;
+        for (size_t i = 0; g->tls_servers && i < g->n_listeners; i++)
+                tls_server_context_free(g->tls_servers[i]);
+        free(g->tls_servers);
+        tls_client_set_free(g->tls_clients);
         listener_servers_free(g->listener_servers, g->n_listeners);
         config_unref(g->config);
         free(g);
@@ -59,6 +64,23 @@ uint64_t worker_random(Worker *w) {
         x ^= x >> 27;
         w->rng = x;
         return x * UINT64_C(2685821657736338717);
+}
+
+char *worker_read_scratch(Worker *w) {
+        if (!w->read_scratch)
+                w->read_scratch = malloc(WORKER_READ_SCRATCH);
+        return w->read_scratch;
+}
+
+HttpHeader *worker_header_scratch(Worker *w, size_t n) {
+        if (n > w->n_header_scratch) {
+                HttpHeader *a = reallocarray(w->header_scratch, n, sizeof(HttpHeader));
+                if (!a)
+                        return NULL;
+                w->header_scratch = a;
+                w->n_header_scratch = n;
+        }
+        return w->header_scratch;
 }
 
 static void worker_wake(Worker *w) {
@@ -100,9 +122,28 @@ static Worker *worker_least_loaded(Worker *w) {
         return best;
 }
 
+/* Every worker is at max_connections: say so briefly (best effort, never blocking) and close. */
+static void worker_refuse(Worker *w, int fd) {
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nServer: proxyd\r\nContent-Length: 0\r\n"
+                                   "Retry-After: 1\r\nConnection: close\r\n\r\n";
+        (void) send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        close(fd);
+        if (!w->refusing) {
+                w->refusing = true;
+                log_warning("Worker %u: all workers at max_connections, refusing new connections with 503", w->index);
+        }
+}
+
 static void worker_dispatch(Worker *w, int fd, size_t listener, unsigned port, const struct sockaddr *peer,
                             socklen_t len) {
         Worker *target = worker_least_loaded(w);
+        unsigned max = w->gen->gen->config->max_connections;
+
+        if (max > 0 && atomic_load_explicit(&target->stats.connections, memory_order_relaxed) >= max) {
+                worker_refuse(w, fd);
+                return;
+        }
+        w->refusing = false;
 
         atomic_fetch_add_explicit(&target->stats.connections, 1, memory_order_relaxed);
         if (target == w) {
@@ -293,6 +334,71 @@ int worker_init(Worker *w, Manager *m, unsigned index) {
         return 0;
 }
 
+#define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
+
+static void worker_timer_rearm(Worker *w) {
+        TimerNode *top = timer_heap_top(&w->timers);
+        uint64_t when = top ? top->when : USEC_INFINITY;
+
+        if (when == w->timer_armed)
+                return;
+        if (when == USEC_INFINITY)
+                (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_OFF);
+        else {
+                (void) sd_event_source_set_time(w->timer_source, when);
+                if (w->timer_armed == USEC_INFINITY)
+                        (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_ONESHOT);
+        }
+        w->timer_armed = when;
+}
+
+int worker_timer_set(Worker *w, TimerNode *t, uint64_t when) {
+        int r = timer_heap_set(&w->timers, t, when);
+        if (r >= 0 && timer_heap_top(&w->timers) == t)
+                worker_timer_rearm(w);
+        return r;
+}
+
+void worker_timer_remove(Worker *w, TimerNode *t) {
+        bool was_top = timer_heap_top(&w->timers) == t;
+        timer_heap_remove(&w->timers, t);
+        if (was_top)
+                worker_timer_rearm(w);
+}
+
+static int on_worker_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+        uint64_t now = 0;
+
+        (void) sd_event_now(w->event, CLOCK_MONOTONIC, &now);
+        w->timer_armed = USEC_INFINITY;
+        /* Bounded: a connection re-queued for later than now is not seen again here. */
+        for (;;) {
+                TimerNode *t = timer_heap_top(&w->timers);
+                if (!t || t->when > now + TIMER_ACCURACY_USEC)
+                        break;
+                timer_heap_remove(&w->timers, t);
+                conn_timeout(conn_from_timer(t));
+        }
+        worker_timer_rearm(w);
+        return 0;
+}
+
+#define TRIM_INTERVAL_USEC (5 * USEC_PER_SEC)
+
+/* Request buffers are freed when a connection goes idle, but freed heap memory between live
+ * connections stays resident. After a burst, once this worker has no request in progress,
+ * hand the free pages back so that idle connections cost only what they hold. */
+static int on_trim_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+        if (w->exchanges_since_trim > 0 && w->n_exchanges == 0) {
+                w->exchanges_since_trim = 0;
+                (void) malloc_trim(64 * 1024);
+        }
+        (void) sd_event_source_set_time(s, usec + TRIM_INTERVAL_USEC);
+        return 0;
+}
+
 static void *worker_main(void *userdata) {
         Worker *w = userdata;
         char name[16];
@@ -308,6 +414,18 @@ static void *worker_main(void *userdata) {
                 r = sd_event_add_time(w->event, &w->accept_retry, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_accept_retry, w);
         if (r >= 0)
                 (void) sd_event_source_set_enabled(w->accept_retry, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_add_time(w->event, &w->timer_source, CLOCK_MONOTONIC, USEC_INFINITY, TIMER_ACCURACY_USEC,
+                                      on_worker_timer, w);
+        if (r >= 0) {
+                (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_OFF);
+                w->timer_armed = USEC_INFINITY;
+        }
+        if (r >= 0)
+                r = sd_event_add_time_relative(w->event, &w->trim_timer, CLOCK_MONOTONIC, TRIM_INTERVAL_USEC,
+                                               USEC_PER_SEC, on_trim_timer, w);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(w->trim_timer, SD_EVENT_ON);
         if (r >= 0)
                 r = worker_add_accept_sources(w);
         if (r < 0) {
@@ -328,6 +446,9 @@ static void *worker_main(void *userdata) {
         pool_done(&w->pool);
         worker_remove_accept_sources(w);
         w->accept_retry = sd_event_source_disable_unref(w->accept_retry);
+        w->trim_timer = sd_event_source_disable_unref(w->trim_timer);
+        w->timer_source = sd_event_source_disable_unref(w->timer_source);
+        timer_heap_done(&w->timers);
         w->wake_source = sd_event_source_disable_unref(w->wake_source);
         w->event = sd_event_unref(w->event);
         manager_worker_exited(w->manager, w, r);
@@ -359,6 +480,10 @@ void worker_done(Worker *w) {
         w->gen = worker_gen_unref(w->gen);
         free(w->accept_sources);
         w->accept_sources = NULL;
+        free(w->header_scratch);
+        w->header_scratch = NULL;
+        free(w->read_scratch);
+        w->read_scratch = NULL;
         if (w->wake_fd >= 0)
                 close(w->wake_fd);
         w->wake_fd = -EBADF;

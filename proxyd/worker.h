@@ -11,6 +11,8 @@
 #include "config.h"
 #include "listener.h"
 #include "pool.h"
+#include "timerheap.h"
+#include "tls.h"
 
 typedef struct Manager Manager;
 typedef struct Conn Conn;
@@ -22,6 +24,8 @@ typedef struct Generation {
         Config *config;
         ListenerServers *listener_servers;
         size_t n_listeners;
+        TlsServerContext **tls_servers; /* per listener, NULL for plain sockets */
+        TlsClientSet *tls_clients;      /* for https upstreams */
 } Generation;
 
 Generation *generation_ref(Generation *g);
@@ -80,9 +84,19 @@ struct Worker {
 
         Conn *conns;
         unsigned n_conns;
+        TimerHeap timers;              /* every connection's next deadline */
+        sd_event_source *timer_source; /* armed for the earliest of them */
+        uint64_t timer_armed;
+        unsigned n_exchanges;          /* requests in progress */
+        uint64_t exchanges_since_trim; /* finished since the heap was last trimmed */
+        sd_event_source *trim_timer;
         bool draining;
+        bool refusing; /* at max_connections (logged once per episode) */
 
         Pool pool;
+        char *read_scratch;         /* WORKER_READ_SCRATCH bytes: first read of a new request head */
+        HttpHeader *header_scratch; /* parsed header fields of the head being handled */
+        size_t n_header_scratch;
         uint64_t rng;
         unsigned rr;
 
@@ -103,3 +117,12 @@ void worker_post_ping(Worker *w, uint64_t seq);
 /* Worker-internal. */
 void worker_conn_closed(Worker *w);
 uint64_t worker_random(Worker *w);
+/* Connection deadlines (one event source for all of them). */
+int worker_timer_set(Worker *w, TimerNode *t, uint64_t when);
+void worker_timer_remove(Worker *w, TimerNode *t);
+
+#define WORKER_READ_SCRATCH 16384u
+char *worker_read_scratch(Worker *w);
+
+/* An array of at least n header slots, reused by every head this worker parses. */
+HttpHeader *worker_header_scratch(Worker *w, size_t n);

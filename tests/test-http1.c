@@ -548,6 +548,190 @@ START_TEST(test_request_too_many_headers_default) {
 END_TEST
 
 /* ------------------------------------------------------------------------- */
+/* Every byte value at every position of long runs (the scanner skips runs several
+ * bytes at a time: each lane of a block and the bytes after the last block must be
+ * judged exactly as alone), and limits at every offset. */
+
+typedef ssize_t (*ParseFn)(const char *buf, size_t len, HttpHeader *hdrs, HttpError *err);
+
+static ssize_t parse_req_default(const char *buf, size_t len, HttpHeader *hdrs, HttpError *err) {
+        const HttpLimits lim = HTTP_LIMITS_DEFAULT;
+        HttpRequest req;
+
+        *err = (HttpError) {};
+        return http1_parse_request(buf, len, &lim, &req, hdrs, 16, err);
+}
+
+static ssize_t parse_resp_default(const char *buf, size_t len, HttpHeader *hdrs, HttpError *err) {
+        const HttpLimits lim = HTTP_LIMITS_DEFAULT;
+        HttpResponse resp;
+
+        *err = (HttpError) {};
+        return http1_parse_response(buf, len, &lim, HTTP_METHOD_GET, &resp, hdrs, 16, err);
+}
+
+typedef enum RunKind {
+        RUN_TARGET,     /* 0x21..0x7e */
+        RUN_NAME_FIRST, /* tchar */
+        RUN_NAME,       /* tchar; ':' ends the name early, which is still valid */
+        RUN_VALUE,      /* HTAB, SP, VCHAR, obs-text */
+} RunKind;
+
+static bool run_byte_ok(RunKind kind, unsigned char c) {
+        bool tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
+
+        switch (kind) {
+        case RUN_TARGET:
+                return c >= 0x21 && c <= 0x7e;
+        case RUN_NAME_FIRST:
+                return tchar;
+        case RUN_NAME:
+                return tchar || c == ':';
+        case RUN_VALUE:
+                return c == '\t' || (c >= 0x20 && c != 0x7f);
+        }
+        return false;
+}
+
+/* Replace in[pos] by every byte value and check acceptance, status and error offset,
+ * for the whole input and for the prefixes that end at and one past pos. */
+static void check_every_byte(const char *in, size_t len, size_t from, size_t to, RunKind first_kind,
+                             RunKind kind, ParseFn parse, int status) {
+        char tmp[512];
+        HttpHeader hdrs[16];
+        HttpError err;
+
+        ck_assert_uint_le(len, sizeof(tmp));
+        ck_assert_int_eq(parse(guard_place(in, len), len, hdrs, &err), (ssize_t) len);
+        for (size_t pos = from; pos < to; pos++)
+                for (unsigned v = 0; v < 256; v++) {
+                        unsigned char c = (unsigned char) v;
+                        bool ok = run_byte_ok(pos == from ? first_kind : kind, c);
+
+                        memcpy(tmp, in, len);
+                        tmp[pos] = (char) c;
+                        ssize_t r = parse(guard_place(tmp, len), len, hdrs, &err);
+                        if (ok) {
+                                ck_assert_msg(r == (ssize_t) len, "byte 0x%02x at %zu rejected (%s)", v, pos,
+                                              err.reason ?: "-");
+                                continue;
+                        }
+                        ck_assert_msg(r == -EBADMSG, "byte 0x%02x at %zu: %zd", v, pos, r);
+                        ck_assert_int_eq(err.status, status);
+                        /* A space ends the request-target; what follows is no version. */
+                        if (kind == RUN_TARGET && c == ' ')
+                                continue;
+                        ck_assert_msg(err.offset == pos, "byte 0x%02x at %zu: offset %zu (%s)", v, pos, err.offset,
+                                      err.reason);
+
+                        /* Incomplete input: the same error as soon as it can be told. */
+                        r = parse(guard_place(tmp, pos + 2), pos + 2, hdrs, &err);
+                        ck_assert_msg(r == -EBADMSG && err.status == status && err.offset == pos,
+                                      "byte 0x%02x at %zu, %zu bytes: %zd", v, pos, pos + 2, r);
+                        r = parse(guard_place(tmp, pos + 1), pos + 1, hdrs, &err);
+                        ck_assert_msg(r == 0 || (r == -EBADMSG && err.status == status && err.offset == pos),
+                                      "byte 0x%02x at %zu, %zu bytes: %zd", v, pos, pos + 1, r);
+                }
+}
+
+START_TEST(test_request_every_byte) {
+        static const char in[] =
+                "GET /0123456789abcdefghijklmnopqrstuvwxyzABCDEF HTTP/1.1\r\n"
+                "Host: a\r\n"
+                "X-0123456789abcdefghijklmnopqrstuvwxyz-ABC: 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEF\r\n"
+                "\r\n";
+        const size_t len = sizeof(in) - 1;
+        const char *t = strstr(in, "/0123"), *n = strstr(in, "X-0"), *v = strstr(in, ": 0") + 2;
+        size_t t_end = (size_t) (strstr(t, " ") - in), n_end = (size_t) (strstr(n, ":") - in),
+               v_end = (size_t) (strstr(v, "\r") - in);
+
+        check_every_byte(in, len, (size_t) (t - in) + 1, t_end, RUN_TARGET, RUN_TARGET, parse_req_default, 400);
+        check_every_byte(in, len, (size_t) (n - in), n_end, RUN_NAME_FIRST, RUN_NAME, parse_req_default, 400);
+        check_every_byte(in, len, (size_t) (v - in), v_end, RUN_VALUE, RUN_VALUE, parse_req_default, 400);
+}
+END_TEST
+
+START_TEST(test_response_every_byte) {
+        static const char in[] =
+                "HTTP/1.1 200 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEF\r\n"
+                "X-0123456789abcdefghijklmnopqrstuvwxyz-ABC: 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEF\r\n"
+                "Content-Length: 0\r\n"
+                "\r\n";
+        const size_t len = sizeof(in) - 1;
+        const char *rp = in + 13, *n = strstr(in, "X-0"), *v = strstr(in, ": 0") + 2;
+        size_t r_end = (size_t) (strstr(rp, "\r") - in), n_end = (size_t) (strstr(n, ":") - in),
+               v_end = (size_t) (strstr(v, "\r") - in);
+
+        check_every_byte(in, len, (size_t) (rp - in), r_end, RUN_VALUE, RUN_VALUE, parse_resp_default, 502);
+        check_every_byte(in, len, (size_t) (n - in), n_end, RUN_NAME_FIRST, RUN_NAME, parse_resp_default, 502);
+        check_every_byte(in, len, (size_t) (v - in), v_end, RUN_VALUE, RUN_VALUE, parse_resp_default, 502);
+}
+END_TEST
+
+/* max_field_size and max_head_size at every offset, for every prefix. */
+START_TEST(test_request_limits_every_offset) {
+        static const char prefix[] = "GET / HTTP/1.1\r\nHost: a\r\n";
+        static const char *const names[] = { "X", "X-Abcdefghijklmno" };
+        static const char fill[] = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv";
+        const size_t ls = sizeof(prefix) - 1;
+        char tmp[256];
+        HttpHeader hdrs[8];
+        HttpRequest req;
+        HttpError err;
+
+        for (size_t ni = 0; ni < ELEMENTSOF(names); ni++)
+                for (size_t vl = 0; vl < sizeof(fill); vl++) {
+                        size_t nl = strlen(names[ni]), line = nl + 2 + vl;
+                        size_t total = (size_t) snprintf(tmp, sizeof(tmp), "%s%s: %.*s\r\n\r\n", prefix,
+                                                         names[ni], (int) vl, fill);
+
+                        /* Field limit: the Host line (7 bytes) always fits. */
+                        for (size_t max = 8; max <= line + 2; max++) {
+                                HttpLimits lim = HTTP_LIMITS_DEFAULT;
+                                lim.max_field_size = max;
+                                for (size_t k = ls; k <= total; k++) {
+                                        ssize_t r = http1_parse_request(guard_place(tmp, k), k, &lim, &req,
+                                                                        hdrs, 8, &err);
+                                        if (line > max && k > ls + max)
+                                                ck_assert_msg(r == -EBADMSG && err.status == 431 &&
+                                                                      err.offset == ls + max,
+                                                              "field %zu/%zu, %zu bytes: %zd %d %zu", line, max,
+                                                              k, r, err.status, err.offset);
+                                        else if (k < total || line > max)
+                                                ck_assert_msg(r == 0, "field %zu/%zu, %zu bytes: %zd", line, max,
+                                                              k, r);
+                                        else
+                                                ck_assert_int_eq(r, (ssize_t) total);
+                                }
+                        }
+
+                        /* Head limit, which also covers the request line and the CRLFs. */
+                        if (ni > 0)
+                                continue;
+                        for (size_t max = 1; max <= total + 2; max++) {
+                                HttpLimits lim = HTTP_LIMITS_DEFAULT;
+                                lim.max_head_size = max;
+                                for (size_t k = 0; k <= total; k++) {
+                                        ssize_t r = http1_parse_request(guard_place(tmp, k), k, &lim, &req,
+                                                                        hdrs, 8, &err);
+                                        if (total > max && k > max)
+                                                ck_assert_msg(r == -EBADMSG && err.status == 431 &&
+                                                                      err.offset == max,
+                                                              "head %zu/%zu, %zu bytes: %zd %d %zu", total, max,
+                                                              k, r, err.status, err.offset);
+                                        else if (k < total || total > max)
+                                                ck_assert_msg(r == 0, "head %zu/%zu, %zu bytes: %zd", total, max,
+                                                              k, r);
+                                        else
+                                                ck_assert_int_eq(r, (ssize_t) total);
+                                }
+                        }
+                }
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
 /* Response cases */
 
 typedef struct RespCase {
@@ -983,6 +1167,8 @@ static Suite *http1_suite(void) {
         tcase_add_test(tc, test_request_q63_long_target);
         tcase_add_test(tc, test_request_q64_long_header);
         tcase_add_test(tc, test_request_too_many_headers_default);
+        tcase_add_test(tc, test_request_every_byte);
+        tcase_add_test(tc, test_request_limits_every_offset);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("response");
@@ -990,6 +1176,7 @@ static Suite *http1_suite(void) {
         tcase_add_loop_test(tc, test_response_whole, 0, ELEMENTSOF(resp_cases));
         tcase_add_loop_test(tc, test_response_prefixes, 0, ELEMENTSOF(resp_cases));
         tcase_add_test(tc, test_response_limits);
+        tcase_add_test(tc, test_response_every_byte);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("helpers");

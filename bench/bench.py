@@ -1,0 +1,903 @@
+#!/usr/bin/python3
+"""proxyd benchmark: proxyd vs nginx vs HAProxy on one machine, in one run.
+
+Run through bench/run.sh (see bench/README.md). Standard library only.
+
+The run is driven by three tables below:
+  PIN       - which CPUs each role may use (taskset), identical for all proxies;
+  TARGETS   - how to configure and start each proxy (and the origin itself);
+  SCENARIOS - what to measure. A scenario is one dict; adding one (e.g. TLS
+              handshakes) is adding one entry, nothing else.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+# ---------------------------------------------------------------------------
+# CPU pinning (taskset -c). The machine has 2 cores. Every proxy gets both
+# cores, as its production configuration would (2 workers / 2 threads); the
+# load generator and the origin share the same two cores, unpinned, so the
+# kernel balances them the same way for every proxy. Change here to experiment
+# (e.g. {"proxy": "0", "wrk": "1", "origin": "1"}); the values are printed with
+# the results.
+PIN = {
+    "proxy": "0,1",
+    "origin": "0,1",
+    "wrk": "0,1",
+    "client": "0,1",
+}
+
+PORTS = {"origin": 18080, "proxyd": 18081, "nginx": 18082, "haproxy": 18083}
+TLS_PORT_OFFSET = 100  # a proxy's TLS listener is on its port + 100
+
+SMALL_BYTES = 100
+BIG_BYTES = 1024 * 1024
+
+# ---------------------------------------------------------------------------
+# Scenarios. Keys:
+#   id, title          - row label
+#   kind               - "wrk" (throughput, bounded by --duration) or "hold"
+#                        (N idle keep-alive connections, memory)
+#   path, conns        - request path (/small = 100 B, /big = 1 MiB) and connections
+#   headers            - extra request headers given to wrk
+#   options            - proxy variant this scenario needs; proxies are started
+#                        once per distinct options set: {"access_log": True},
+#                        {"tls": True} (listener with TLS, client speaks https)
+#   targets            - which columns run it ("origin" = wrk straight to the origin)
+#   metrics            - (key, label, better, {column: (op, ratio)}) where the
+#                        dict holds the issue's target for proxyd/column ratios
+# Metric keys come from measure_wrk()/measure_hold():
+#   rps, p99_ms, cpu_per_100k, mibps, cpu_per_gib, handshakes, rss_per_conn_kib,
+#   pss_per_conn_kib, base_rss_mib, base_pss_mib
+ALL = ("origin", "proxyd", "nginx", "haproxy")
+PROXIES = ("proxyd", "nginx", "haproxy")
+
+SCENARIOS = [
+    dict(id="a", title="small 100 B, 50 keep-alive conns", kind="wrk", path="/small", conns=50,
+         headers=[], options={}, targets=ALL,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.25)}),
+                  ("p99_ms", "p99 latency ms", "lower", {"nginx": ("<=", 1.0)}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
+    dict(id="b", title="1 MiB responses, 10 conns", kind="wrk", path="/big", conns=10,
+         headers=[], options={}, targets=ALL,
+         metrics=[("mibps", "MiB/s", "higher", {"nginx": (">=", 1.3), "haproxy": (">=", 1.0)}),
+                  ("cpu_per_gib", "CPU s / GiB", "lower", {"nginx": ("<=", 0.5)})]),
+    dict(id="c", title="small, client sends Connection: close", kind="wrk", path="/small", conns=50,
+         headers=["Connection: close"], options={}, targets=ALL,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.2)})]),
+    dict(id="d", title="5,000 idle keep-alive conns", kind="hold", path="/small", conns=5000,
+         headers=[], options={}, targets=ALL,
+         metrics=[("rss_per_conn_kib", "RSS KiB / idle conn", "lower", {"nginx": ("<=", 1.0)}),
+                  ("pss_per_conn_kib", "PSS KiB / idle conn", "lower", {}),
+                  ("base_rss_mib", "base RSS MiB (sum)", "lower", {"nginx": ("<=", 0.5)}),
+                  ("base_pss_mib", "base PSS MiB (sum)", "lower", {})]),
+    dict(id="e", title="(a) with access logs on", kind="wrk", path="/small", conns=50,
+         headers=[], options={"access_log": True}, targets=PROXIES,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.25)}),
+                  ("p99_ms", "p99 latency ms", "lower", {"nginx": ("<=", 1.0)}),
+                  ("cpu_per_100k", "CPU s / 100k req (+log sink)", "lower", {"nginx": ("<=", 0.7)})]),
+    # TLS: run for every proxy whose TLS listener answers (proxyd shows n/a
+    # until it terminates TLS). Same certificate (ECDSA P-256) and protocol
+    # settings (TLS 1.2/1.3, ECDHE + AEAD) for all.
+    dict(id="f1", title="TLS full handshakes (Connection: close)", kind="wrk", path="/small", conns=50,
+         headers=["Connection: close"], options={"tls": True}, targets=PROXIES,
+         metrics=[("rps", "handshakes/s", "higher", {"nginx": (">=", 1.0)})]),
+    dict(id="f2", title="TLS small, 50 keep-alive conns", kind="wrk", path="/small", conns=50,
+         headers=[], options={"tls": True}, targets=PROXIES,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.0)}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 1.0)})]),
+]
+
+TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+# ---------------------------------------------------------------------------
+# Process bookkeeping: everything we start is in its own session and is killed
+# (whole process group) on exit, error, timeout or signal.
+
+class Procs:
+    def __init__(self):
+        self.live = []
+
+    def start(self, argv, cpus=None, stdout=None, stderr=None, env=None, stdin=subprocess.DEVNULL):
+        if cpus:
+            argv = ["taskset", "-c", cpus] + list(argv)
+        p = subprocess.Popen(argv, stdout=stdout or subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL,
+                             stdin=stdin, env=env, start_new_session=True, preexec_fn=raise_nofile)
+        self.live.append(p)
+        return p
+
+    def stop(self, p, timeout=10):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(timeout=5)
+        else:
+            # the leader exited; make sure nothing of its group survives
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if p in self.live:
+            self.live.remove(p)
+
+    def stop_all(self):
+        for p in list(reversed(self.live)):
+            try:
+                self.stop(p, timeout=5)
+            except Exception:
+                pass
+
+
+PROCS = Procs()
+ORIGIN = None  # the running origin (its CPU is subtracted when estimating foreign load)
+
+
+def raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(argv, timeout, **kw):
+    """Run a short helper command (bounded), returning CompletedProcess."""
+    return subprocess.run(argv, timeout=timeout, **kw)
+
+
+# ---------------------------------------------------------------------------
+# /proc measurements
+
+def descendants(pid):
+    """pid and all its descendant processes (threads are accounted in their process)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                s = f.read()
+        except OSError:
+            continue
+        ppid = int(s[s.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                s = f.read()
+        except OSError:
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLK_TCK
+
+
+def memory_kib(pids):
+    """(sum of VmRSS, sum of Pss) in KiB over pids."""
+    rss = pss = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1])
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except OSError:
+            continue
+    return rss, pss
+
+
+def machine_busy():
+    """(busy CPU seconds, total CPU seconds) of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    total = sum(v[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+def find_journald():
+    if not os.path.exists("/run/systemd/journal/socket"):
+        return []
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/comm" % d) as f:
+                    if f.read().strip() == "systemd-journal":
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Configurations. Equivalent for all three: upstream keep-alive (64 idle per
+# worker/pool), HTTP/1.1 to the origin, response buffering on, client
+# keep-alive 75 s without a request limit, no extra proxy headers, access
+# logs off unless the scenario turns them on.
+
+def nginx_common(d, name):
+    tmp = os.path.join(d, name + "-tmp")
+    os.makedirs(tmp, exist_ok=True)
+    return ("daemon off;\nmaster_process on;\npid %s/%s.pid;\nerror_log %s/%s-error.log warn;\n"
+            "worker_rlimit_nofile 20000;\nevents { worker_connections 16000; multi_accept off; }\n"
+            % (d, name, d, name), tmp)
+
+
+def nginx_temp_paths(tmp):
+    return "".join("  %s_temp_path %s/%s;\n" % (k, tmp, k)
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+
+
+def render_origin(d, opts):
+    head, tmp = nginx_common(d, "origin")
+    return head + (
+        "worker_processes 1;\n"
+        "http {\n" + nginx_temp_paths(tmp) +
+        "  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\n"
+        "  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n"
+        "  open_file_cache max=100 inactive=300s;\n"
+        "  default_type application/octet-stream;\n"
+        "  server {\n    listen %s:%d backlog=4096;\n    root %s/www;\n"
+        "    location / { }\n  }\n}\n") % (HOST, PORTS["origin"], d)
+
+
+def render_nginx(d, opts):
+    head, tmp = nginx_common(d, "nginx")
+    port = PORTS["nginx"]
+    if opts.get("access_log"):
+        alog = "access_log %s/nginx-access.log combined buffer=64k;" % d
+    else:
+        alog = "access_log off;"
+    listen = "listen %s:%d backlog=4096;" % (HOST, port)
+    if opts.get("tls"):
+        listen = ("listen %s:%d ssl backlog=4096;\n    ssl_certificate %s/cert.pem;\n"
+                  "    ssl_certificate_key %s/key.pem;\n    ssl_protocols TLSv1.2 TLSv1.3;\n"
+                  "    ssl_ciphers %s;\n    ssl_prefer_server_ciphers on;"
+                  % (HOST, port + TLS_PORT_OFFSET, d, d, TLS_CIPHERS))
+    return head + (
+        "worker_processes 2;\n"
+        "http {\n" + nginx_temp_paths(tmp) +
+        "  %s\n  keepalive_requests 100000000;\n  keepalive_timeout 75s;\n  tcp_nodelay on;\n"
+        "  upstream origin {\n    server %s:%d;\n    keepalive 64;\n"
+        "    keepalive_requests 100000000;\n    keepalive_timeout 300s;\n  }\n"
+        "  server {\n    %s\n"
+        "    location / {\n      proxy_pass http://origin;\n      proxy_http_version 1.1;\n"
+        "      proxy_set_header Connection \"\";\n      proxy_buffering on;\n    }\n  }\n}\n"
+    ) % (alog, HOST, PORTS["origin"], listen)
+
+
+def render_haproxy(d, opts):
+    port = PORTS["haproxy"]
+    logs = opts.get("access_log")
+    bind = "bind %s:%d" % (HOST, port)
+    if opts.get("tls"):
+        bind = ("bind %s:%d ssl crt %s/combined.pem ssl-min-ver TLSv1.2 ciphers %s"
+                % (HOST, port + TLS_PORT_OFFSET, d, TLS_CIPHERS))
+    return (
+        "global\n  nbthread 2\n  maxconn 9000\n" +
+        ("  log stdout format raw local0\n" if logs else "") +
+        "defaults\n  mode http\n  option http-keep-alive\n  http-reuse always\n" +
+        ("  log global\n  option httplog\n" if logs else "") +
+        "  maxconn 9000\n  timeout connect 5s\n  timeout client 75s\n  timeout server 60s\n"
+        "  timeout http-keep-alive 75s\n  timeout http-request 10s\n"
+        "frontend fe\n  %s\n  default_backend be\n"
+        "backend be\n  server origin %s:%d\n") % (bind, HOST, PORTS["origin"])
+
+
+def render_proxyd(d, opts):
+    port = PORTS["proxyd"]
+    tls = ""
+    if opts.get("tls"):
+        port += TLS_PORT_OFFSET
+        tls = ('    tls = { certificate = "%s/cert.pem"; key = "%s/key.pem"; };\n' % (d, d))
+    return (
+        "workers = 2;\nlog_level = \"warning\";\naccess_log = %s;\n"
+        "upstreams = {\n  origin = {\n    keepalive = 64;\n"
+        "    servers = ( { address = \"%s:%d\"; } );\n  };\n};\n"
+        "servers = (\n  {\n    name = \"bench\";\n    listen = [ \"%s:%d\" ];\n%s"
+        "    locations = ( { prefix = \"/\"; proxy_pass = \"http://origin\"; } );\n  }\n);\n"
+    ) % ("true" if opts.get("access_log") else "false", HOST, PORTS["origin"], HOST, port, tls)
+
+
+def argv_nginx(conf, d, opts, binary):
+    return ["/usr/sbin/nginx", "-p", d, "-c", conf]
+
+
+def argv_haproxy(conf, d, opts, binary):
+    return [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", conf]
+
+
+def argv_proxyd(conf, d, opts, binary):
+    return [binary, "-c", conf]
+
+
+# name -> (config renderer, config file suffix, argv builder, access-log file when on)
+TARGETS = {
+    "origin": (render_origin, "conf", argv_nginx, None),
+    "proxyd": (render_proxyd, "conf", argv_proxyd, "proxyd-stderr.log"),
+    "nginx": (render_nginx, "conf", argv_nginx, "nginx-access.log"),
+    "haproxy": (render_haproxy, "cfg", argv_haproxy, "haproxy-stdout.log"),
+}
+
+
+def opts_key(opts):
+    return ",".join("%s=%s" % kv for kv in sorted(opts.items())) or "default"
+
+
+class Running:
+    def __init__(self, name, proc, opts, logfile, extra_pids):
+        self.name, self.proc, self.opts, self.logfile, self.extra_pids = name, proc, opts, logfile, extra_pids
+
+    def pids(self):
+        return descendants(self.proc.pid) + list(self.extra_pids)
+
+
+def url_for(name, opts, path):
+    port = PORTS[name]
+    if opts.get("tls"):
+        return "https://%s:%d%s" % (HOST, port + TLS_PORT_OFFSET, path)
+    return "http://%s:%d%s" % (HOST, port, path)
+
+
+def probe(name, opts, timeout):
+    """GET /small until it answers 200 with the right size, or timeout. Returns True/False."""
+    port = PORTS[name] + (TLS_PORT_OFFSET if opts.get("tls") else 0)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if opts.get("tls"):
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                c = http.client.HTTPSConnection(HOST, port, timeout=2, context=ctx)
+            else:
+                c = http.client.HTTPConnection(HOST, port, timeout=2)
+            c.request("GET", "/small")
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            if r.status == 200 and len(body) == SMALL_BYTES:
+                return True
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def start_target(name, opts, d, binary):
+    render, suffix, argv_of, logname = TARGETS[name]
+    conf = os.path.join(d, "%s-%s.%s" % (name, opts_key(opts).replace("=", "-").replace(",", "_"), suffix))
+    with open(conf, "w") as f:
+        f.write(render(d, opts))
+    env = dict(os.environ)
+    extra = []
+    out = err = None
+    logfile = None
+    if logname and opts.get("access_log"):
+        logfile = os.path.join(d, logname)
+        if os.path.exists(logfile):
+            os.unlink(logfile)
+    errlog = open(os.path.join(d, "%s-output.log" % name), "ab")
+    out = err = errlog
+    if name == "proxyd":
+        env.pop("JOURNAL_STREAM", None)
+        if opts.get("access_log"):
+            # As users run it: under systemd stderr is the journal stream and
+            # proxyd sends access entries to journald, whose CPU we then count.
+            # Without a running journald, proxyd writes them to stderr: a file.
+            err = open(logfile, "ab")
+            jd = find_journald()
+            if jd:
+                st = os.fstat(err.fileno())
+                env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+                extra = jd
+    if name == "haproxy" and opts.get("access_log"):
+        out = open(logfile, "ab")
+    p = PROCS.start(argv_of(conf, d, opts, binary), cpus=PIN["origin" if name == "origin" else "proxy"],
+                    stdout=out, stderr=err, env=env)
+    if not probe(name, opts, 10):
+        PROCS.stop(p)
+        return None
+    time.sleep(0.5)  # let every worker finish starting
+    return Running(name, p, opts, logfile, extra)
+
+
+# ---------------------------------------------------------------------------
+# Measurements
+
+WRK_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCHJSON {\"requests\": %d, \"bytes\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, " ..
+    "\"connect\": %d, \"read\": %d, \"write\": %d, \"status\": %d, \"timeout\": %d}\n",
+    summary.requests, summary.bytes, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def wrk(url, conns, headers, duration, d, timeout_pad=30):
+    threads = 2 if conns >= 2 else 1
+    argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency", "--timeout", "5s",
+            "-s", os.path.join(d, "report.lua")]
+    for h in headers:
+        argv += ["-H", h]
+    argv.append(url)
+    outpath = os.path.join(d, "wrk.out")
+    with open(outpath, "w") as f:
+        p = PROCS.start(argv, cpus=PIN["wrk"], stdout=f, stderr=subprocess.STDOUT)
+        try:
+            p.wait(timeout=duration + timeout_pad)
+        finally:
+            PROCS.stop(p)
+    with open(outpath) as f:
+        text = f.read()
+    for line in text.splitlines():
+        if line.startswith("BENCHJSON "):
+            return json.loads(line[len("BENCHJSON "):])
+    raise RuntimeError("wrk gave no result: %s" % text[-500:])
+
+
+def measure_wrk(sc, target, a, d):
+    url = url_for(target.name, target.opts, sc["path"])
+    if a.warmup > 0:
+        wrk(url, sc["conns"], sc["headers"], a.warmup, d)
+    lines0 = count_lines(target.logfile)
+    import resource
+    origin_pids = ORIGIN.pids() if ORIGIN and target is not ORIGIN else []
+    c0 = cpu_seconds(target.pids())
+    o0 = cpu_seconds(origin_pids)
+    m0 = machine_busy()
+    w0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = wrk(url, sc["conns"], sc["headers"], a.duration, d)
+    w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m1 = machine_busy()
+    c1 = cpu_seconds(target.pids())
+    o1 = cpu_seconds(origin_pids)
+    secs = r["duration_us"] / 1e6
+    cpu = c1 - c0
+    wrk_cpu = (w1.ru_utime + w1.ru_stime) - (w0.ru_utime + w0.ru_stime)
+    # CPU used by processes that are not part of the benchmark (a busy machine skews results)
+    foreign = (m1[0] - m0[0]) - cpu - (o1 - o0) - wrk_cpu
+    errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    # A read error is how wrk counts the server closing after Connection: close.
+    if "Connection: close" in sc["headers"]:
+        errors -= r["read"]
+    res = {
+        "rps": r["requests"] / secs,
+        "p99_ms": r["p99_us"] / 1000.0,
+        "mibps": r["bytes"] / secs / 1048576.0,
+        "cpu_s": cpu,
+        "cpu_per_100k": cpu / r["requests"] * 1e5 if r["requests"] else None,
+        "cpu_per_gib": cpu / (r["bytes"] / 1073741824.0) if r["bytes"] else None,
+        "requests": r["requests"],
+        "errors": errors,
+        "wrk_cpu_s": wrk_cpu,
+        "origin_cpu_s": o1 - o0,
+        "foreign_cpu_share": max(0.0, foreign) / max(1e-9, m1[1] - m0[1]),
+    }
+    if target.logfile:
+        time.sleep(0.2)
+        res["log_lines"] = count_lines(target.logfile) - lines0
+    return res
+
+
+def count_lines(path):
+    if not path or not os.path.exists(path):
+        return 0
+    n = 0
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return n
+            n += b.count(b"\n")
+
+
+def measure_hold(sc, target, a, d, base):
+    """base: (rss, pss) KiB right after start, or None (origin: shared, already warm)."""
+    res = {}
+    if base:
+        res["base_rss_mib"] = base[0] / 1024.0
+        res["base_pss_mib"] = base[1] / 1024.0
+    port = PORTS[target.name]
+    n = sc["conns"] if not a.quick else min(sc["conns"], 2000)
+    # warm up: a few requests so pools and caches exist before the "before" sample
+    p = PROCS.start(["/usr/bin/python3", os.path.join(HERE, "client.py"), "requests", HOST, str(port),
+                     sc["path"], "200", "--conns", "4", "--timeout", "20"], cpus=PIN["client"])
+    p.wait(timeout=30)
+    PROCS.stop(p)
+    time.sleep(0.5)
+    before = memory_kib(target.pids())
+    holder = PROCS.start(["/usr/bin/python3", os.path.join(HERE, "client.py"), "hold", HOST, str(port),
+                          sc["path"], str(n), "--timeout", "60", "--hold-seconds", "90"],
+                         cpus=PIN["client"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=open(os.path.join(d, "client.err"), "ab"))
+    try:
+        line = b""
+        end = time.monotonic() + 70
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(holder.stdout, selectors.EVENT_READ)
+        while time.monotonic() < end and not line.endswith(b"\n"):
+            if sel.select(timeout=1):
+                ch = holder.stdout.read1(64) if hasattr(holder.stdout, "read1") else holder.stdout.read(1)
+                if not ch:
+                    break
+                line += ch
+        if not line.startswith(b"READY"):
+            raise RuntimeError("hold client failed against %s: %r" % (target.name, line))
+        held = int(line.split()[1])
+        time.sleep(1.0)  # let idle upstream connections settle
+        after = memory_kib(target.pids())
+    finally:
+        try:
+            holder.stdin.close()
+        except OSError:
+            pass
+        try:
+            holder.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        PROCS.stop(holder)
+    res["rss_per_conn_kib"] = (after[0] - before[0]) / held
+    res["pss_per_conn_kib"] = (after[1] - before[1]) / held
+    res["held"] = held
+    return res
+
+
+# ---------------------------------------------------------------------------
+# Setup
+
+APT_FOR = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk", "curl": "curl",
+           "openssl": "openssl", "taskset": "util-linux"}
+BUILD_TOOLS = {"meson": "meson", "ninja": "ninja-build", "cc": "gcc", "pkg-config": "pkg-config"}
+BUILD_LIBS = ["libsystemd-dev", "libconfig-dev", "libpcre2-dev"]
+
+
+def ensure_packages():
+    missing = []
+    for cmd, pkg in list(APT_FOR.items()) + list(BUILD_TOOLS.items()):
+        if not shutil.which(cmd) and not os.path.exists("/usr/sbin/" + cmd):
+            missing.append(pkg)
+    for pkg in BUILD_LIBS:
+        r = run(["dpkg-query", "-W", "-f=${Status}", pkg], 30, capture_output=True, text=True)
+        if "install ok installed" not in r.stdout:
+            missing.append(pkg)
+    if missing:
+        log("installing: %s" % " ".join(missing))
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "update"], 600, env=env, check=True)
+        run(["apt-get", "install", "-y", "--no-install-recommends"] + missing, 1200, env=env, check=True)
+    # the Debian nginx package starts a system nginx on port 80; it is not ours to stop.
+
+
+def build_proxyd():
+    bdir = os.path.join(OUT, "build")
+    if not os.path.exists(os.path.join(bdir, "build.ninja")):
+        run(["meson", "setup", bdir, REPO, "-Dbuildtype=release"], 300, check=True,
+            stdout=subprocess.DEVNULL)
+    else:
+        run(["meson", "configure", bdir, "-Dbuildtype=release"], 120, check=True)
+    r = run(["ninja", "-C", bdir, "proxyd/proxyd"], 900, capture_output=True, text=True)
+    if r.returncode != 0:
+        log(r.stdout[-3000:] + r.stderr[-2000:])
+        raise SystemExit("proxyd does not build in %s (output above); "
+                         "use --proxyd-binary PATH to benchmark an existing binary" % bdir)
+    return os.path.join(bdir, "proxyd", "proxyd")
+
+
+def prepare_dir(d):
+    os.makedirs(os.path.join(d, "www"), exist_ok=True)
+    with open(os.path.join(d, "www", "small"), "wb") as f:
+        f.write((b"0123456789abcdef" * 8)[:SMALL_BYTES - 1] + b"\n")
+    with open(os.path.join(d, "www", "big"), "wb") as f:
+        f.write(os.urandom(BIG_BYTES))
+    with open(os.path.join(d, "report.lua"), "w") as f:
+        f.write(WRK_LUA)
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", os.path.join(d, "key.pem"), "-out", os.path.join(d, "cert.pem"), "-days", "7",
+         "-subj", "/CN=localhost"], 60, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(d, "combined.pem"), "w") as out:
+        for n in ("cert.pem", "key.pem"):
+            with open(os.path.join(d, n)) as f:
+                out.write(f.read())
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+
+def fmt(v):
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1000:
+        return "%.0f" % v
+    if a >= 100:
+        return "%.1f" % v
+    if a >= 10:
+        return "%.2f" % v
+    return "%.3f" % v
+
+
+def cell(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "n/a", None
+    med = statistics.median(vals)
+    if len(vals) == 1:
+        return fmt(med), med
+    return "%s (%s..%s)" % (fmt(med), fmt(min(vals)), fmt(max(vals))), med
+
+
+def verdict(ratio, target):
+    if ratio is None or target is None:
+        return ""
+    op, want = target
+    ok = ratio >= want if op == ">=" else ratio <= want
+    return "%s %s%g %s" % ("", op, want, "PASS" if ok else "MISS")
+
+
+def table(results, scenarios, a):
+    cols = ["scenario", "metric", "origin-direct", "proxyd", "nginx", "haproxy",
+            "proxyd/nginx", "target", "proxyd/haproxy", "target"]
+    rows = []
+    for sc in scenarios:
+        for key, label, _better, targets in sc["metrics"]:
+            row = ["%s: %s" % (sc["id"], sc["title"]), label]
+            meds = {}
+            for col in ALL:
+                if col not in sc["targets"]:
+                    row.append("")
+                    continue
+                runs = results.get(sc["id"], {}).get(col, [])
+                if not runs:
+                    row.append("")
+                    continue
+                text, med = cell([r.get(key) for r in runs])
+                if any(r.get("unavailable") for r in runs) and med is None:
+                    text = "n/a"
+                meds[col] = med
+                row.append(text)
+            for other in ("nginx", "haproxy"):
+                p, o = meds.get("proxyd"), meds.get(other)
+                ratio = p / o if p is not None and o else None
+                row.append("%.2f" % ratio if ratio is not None else "-")
+                tg = targets.get(other)
+                row.append(verdict(ratio, tg).strip() if tg else "")
+            rows.append(row)
+    widths = [max(len(str(r[i])) for r in rows + [cols]) for i in range(len(cols))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(cols, widths)),
+             "-+-".join("-" * w for w in widths)]
+    last = None
+    for r in rows:
+        r = list(r)
+        if r[0] == last:
+            r[0] = ""
+        else:
+            last = r[0]
+        lines.append(" | ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    return "\n".join(lines)
+
+
+def warnings_of(results):
+    out = []
+    for sid, per in results.items():
+        for col, runs in per.items():
+            for i, r in enumerate(runs):
+                if r.get("errors"):
+                    out.append("%s/%s run %d: %d wrk errors (non-2xx, connect, timeouts)"
+                               % (sid, col, i + 1, r["errors"]))
+                if "log_lines" in r and r.get("requests"):
+                    out.append("%s/%s run %d: %d access-log lines written during %d measured requests"
+                               % (sid, col, i + 1, r["log_lines"], r["requests"]))
+                if r.get("unavailable"):
+                    out.append("%s/%s: %s" % (sid, col, r["unavailable"]))
+    shares = [r["foreign_cpu_share"] for per in results.values() for runs in per.values() for r in runs
+              if "foreign_cpu_share" in r]
+    if shares:
+        out.append("CPU used by processes outside the benchmark during measured runs: median %.0f%%, "
+                   "max %.0f%% of the machine%s" % (100 * statistics.median(shares), 100 * max(shares),
+                                                     " - results are skewed, rerun on an idle machine"
+                                                     if max(shares) > 0.05 else ""))
+    return sorted(set(out))
+
+
+# ---------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description="proxyd vs nginx vs HAProxy benchmark")
+    ap.add_argument("--quick", action="store_true", help="smoke check: 3 s runs, 1 warm-up second, 1 run")
+    ap.add_argument("--runs", type=int, default=None, help="runs per scenario (default 2; --quick: 1)")
+    ap.add_argument("--duration", type=int, default=None, help="seconds per measured wrk run (default 10)")
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up seconds before each run (default 2)")
+    ap.add_argument("--only", default="", help="comma-separated scenario ids to run (default: all)")
+    ap.add_argument("--targets", default=",".join(ALL), help="comma-separated columns to run")
+    ap.add_argument("--no-install", action="store_true", help="do not apt-get missing packages")
+    ap.add_argument("--pin", default="", help="override pinning, e.g. proxy=0,1/wrk=1/origin=0/client=1")
+    ap.add_argument("--proxyd-binary", default="", help="benchmark this proxyd binary instead of building one")
+    a = ap.parse_args()
+    for item in (x for x in a.pin.split("/") if x):
+        role, _, cpus = item.partition("=")
+        if role not in PIN:
+            ap.error("--pin: unknown role %r (roles: %s)" % (role, ", ".join(PIN)))
+        PIN[role] = cpus
+    a.runs = a.runs or (1 if a.quick else 2)
+    a.duration = a.duration or (3 if a.quick else 10)
+    a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
+    only = set(x for x in a.only.split(",") if x)
+    scenarios = [s for s in SCENARIOS if not only or s["id"] in only]
+    cols = [c for c in ALL if c in a.targets.split(",")]
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    # Hard bound on the whole run: every measured run plus generous slack.
+    n_wrk = sum(len(s["targets"]) for s in scenarios if s["kind"] == "wrk")
+    limit = 900 + a.runs * (n_wrk * (a.duration + a.warmup + 15) + 3 * 120)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(limit)
+
+    with open("/proc/loadavg") as f:
+        load_start = " ".join(f.read().split()[:3])
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    d = os.path.join(OUT, "run-" + stamp)
+    os.makedirs(d, exist_ok=True)
+    results = {}
+    try:
+        if not a.no_install:
+            ensure_packages()
+        if not a.proxyd_binary:
+            log("building proxyd (release) in %s" % os.path.join(OUT, "build"))
+        binary = os.path.abspath(a.proxyd_binary) if a.proxyd_binary else build_proxyd()
+        prepare_dir(d)
+        log("work dir %s; pinning %s; %d run(s) x %d s (+%d s warm-up)"
+            % (d, PIN, a.runs, a.duration, a.warmup))
+        global ORIGIN
+        origin = ORIGIN = start_target("origin", {}, d, binary)
+        if not origin:
+            raise RuntimeError("origin nginx did not start; see %s/origin-output.log" % d)
+        for rn in range(a.runs):
+            # rotate the order of proxies each run so drift does not favour one
+            order = cols[rn % len(cols):] + cols[:rn % len(cols)]
+            for col in order:
+                variants = []
+                for sc in scenarios:
+                    if col in sc["targets"] and sc["options"] not in variants:
+                        variants.append(sc["options"])
+                for opts in variants:
+                    group = [s for s in scenarios if col in s["targets"] and s["options"] == opts]
+                    group.sort(key=lambda s: s["kind"] != "hold")  # memory first, on a fresh proxy
+                    if col == "origin":
+                        tgt, base = origin, None
+                    else:
+                        tgt = start_target(col, opts, d, binary)
+                        if tgt:
+                            time.sleep(0.5)
+                            base = memory_kib(tgt.pids())
+                    if not tgt:
+                        why = "did not answer with options %s (see %s/%s-output.log)" % (opts_key(opts), d, col)
+                        log("%s %s" % (col, why))
+                        for s in group:
+                            results.setdefault(s["id"], {}).setdefault(col, []).append({"unavailable": why})
+                        continue
+                    try:
+                        for s in group:
+                            log("run %d/%d  %-8s %-3s %s" % (rn + 1, a.runs, col, s["id"], s["title"]))
+                            if s["kind"] == "hold":
+                                r = measure_hold(s, tgt, a, d, base)
+                            else:
+                                r = measure_wrk(s, tgt, a, d)
+                            results.setdefault(s["id"], {}).setdefault(col, []).append(r)
+                            log("    " + ", ".join("%s=%s" % (k, fmt(v) if isinstance(v, float) else v)
+                                                   for k, v in sorted(r.items())))
+                    finally:
+                        if col != "origin":
+                            PROCS.stop(tgt.proc)
+        PROCS.stop(origin.proc)
+    finally:
+        signal.alarm(0)
+        PROCS.stop_all()
+
+    kern = platform.release()
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    ver = {}
+    for name, argv in (("nginx", ["/usr/sbin/nginx", "-v"]), ("haproxy", ["haproxy", "-v"]),
+                       ("wrk", ["wrk", "--version"])):
+        try:
+            r = run(argv, 10, capture_output=True, text=True)
+            ver[name] = (r.stdout + r.stderr).strip().splitlines()[0]
+        except Exception:
+            ver[name] = "?"
+    header = ("proxyd benchmark %s  host=%s  cpus=%d (%s)  kernel=%s\n"
+              "runs=%d duration=%ds warmup=%ds  pinning=%s\n%s; %s; %s\n"
+              "load average before the run: %s\n"
+              "cells: median (min..max) over runs; ratios are of medians; targets from issue 7"
+              % (datetime.datetime.now().isoformat(timespec="seconds"), platform.node(), os.cpu_count(), cpu,
+                 kern, a.runs, a.duration, a.warmup, json.dumps(PIN), ver["nginx"], ver["haproxy"], ver["wrk"], load_start))
+    text = header + "\n\n" + table(results, scenarios, a)
+    warns = warnings_of(results)
+    if warns:
+        text += "\n\nnotes:\n" + "\n".join("  " + w for w in warns)
+    jd = find_journald()
+    text += ("\n\naccess logs (e): nginx to a file with buffer=64k; HAProxy `log stdout` (foreground) to a file; "
+             "proxyd %s" % ("to journald (journald CPU counted)" if jd else
+                            "to stderr redirected to a file (no journald running here)"))
+    print(text)
+    with open(os.path.join(d, "results.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(d, "results.json"), "w") as f:
+        json.dump({"pin": PIN, "args": vars(a), "results": results}, f, indent=1)
+    log("results: %s/results.txt and results.json" % d)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SystemExit as e:
+        PROCS.stop_all()
+        if isinstance(e.code, int) and e.code > 128:
+            log("stopped by signal %d; every process the benchmark started has been stopped" % (e.code - 128))
+        raise
+    except BaseException:
+        PROCS.stop_all()
+        raise
