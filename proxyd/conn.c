@@ -41,6 +41,8 @@ typedef enum ConnState {
 
 typedef struct Exchange Exchange;
 
+#define EXCHANGE_TRIES_MAX 32 /* peers one request may try */
+
 struct Conn {
         Worker *worker;
         Conn *next, *prev;
@@ -53,6 +55,7 @@ struct Conn {
         WorkerGen *gen; /* configuration for the current request (taken when it starts) */
         char remote_addr[INET6_ADDRSTRLEN];
         unsigned remote_port;
+        struct sockaddr_storage remote_sa; /* the balancer's ip_hash key */
         char client_text[INET6_ADDRSTRLEN + 16];
         unsigned local_port;
 
@@ -99,7 +102,13 @@ struct Exchange {
         UpTls tls;
         char *tls_name; /* expanded ssl_name, for SNI and verification */
         const Upstream *upstream;
-        const UpstreamServer *userver;
+        Peer *peer;                      /* acquired for the current attempt */
+        Peer *tried[EXCHANGE_TRIES_MAX]; /* peers tried for this request (references) */
+        size_t n_tried;
+        char peer_text[128];             /* the last peer's address, for logs */
+        bool peer_reported;              /* the attempt's outcome was counted (success) */
+        int last_fail_status;            /* 502/504 for the last failed attempt */
+        uint64_t first_try;              /* next_upstream_timeout counts from here */
         UpConn *up;
         unsigned tries;
         bool retried_stale;
@@ -217,6 +226,11 @@ static Exchange *exchange_new(Conn *c) {
 }
 
 static void exchange_release_upstream(Exchange *ex, bool reusable) {
+        if (ex->peer && ex->peer_reported) {
+                /* the attempt succeeded and is over: the peer's active count drops */
+                peer_release(ex->peer);
+                ex->peer = NULL;
+        }
         if (!ex->up)
                 return;
         if (reusable && ex->upstream) {
@@ -234,6 +248,9 @@ static Exchange *exchange_free(Exchange *ex) {
         if (ex->tunneling)
                 tunnel_done(&ex->tunnel);
         exchange_release_upstream(ex, false);
+        peer_release(ex->peer);
+        for (size_t i = 0; i < ex->n_tried; i++)
+                peer_unref(ex->tried[i]);
         buf_free(&ex->req_head);
         buf_free(&ex->up_out);
         buf_free(&ex->up_in);
@@ -254,15 +271,15 @@ static void exchange_log(Exchange *ex) {
         atomic_fetch_add_explicit(&c->worker->stats.requests, 1, memory_order_relaxed);
         if (!g->config->access_log)
                 return;
-        if (ex->userver)
-                snprintf(upstream, sizeof(upstream), "%s", ex->userver->address);
+        if (ex->n_tried > 0)
+                snprintf(upstream, sizeof(upstream), "%s", ex->peer_text);
         log_access(&(AccessEntry){
                 .client = c->client_text,
                 .server = ex->server ? ex->server->name : NULL,
                 .method = ex->method ?: "-",
                 .uri = ex->target ?: "-",
                 .status = ex->status,
-                .upstream = ex->userver ? upstream : NULL,
+                .upstream = ex->n_tried > 0 ? upstream : NULL,
                 .upstream_status = ex->upstream_status,
                 .bytes_sent = ex->bytes_sent,
                 .bytes_received = ex->bytes_received,
@@ -349,22 +366,102 @@ static void exchange_fail(Exchange *ex, int status, const char *reason) {
 /* ---------------------------------------------------------------------------------------- */
 /* Upstream side */
 
+static bool method_idempotent(HttpMethod m) {
+        return m == HTTP_METHOD_GET || m == HTTP_METHOD_HEAD || m == HTTP_METHOD_PUT || m == HTTP_METHOD_DELETE ||
+               m == HTTP_METHOD_OPTIONS || m == HTTP_METHOD_TRACE;
+}
+
+/* Count the attempt's outcome for passive health (once) and log a state change. */
+static void exchange_report(Exchange *ex, bool failed) {
+        const UpstreamServer *s;
+
+        if (!ex->peer || ex->peer_reported)
+                return;
+        ex->peer_reported = true;
+        s = ex->peer->conf;
+        switch (peer_report(ex->peer, failed, conn_now(ex->c))) {
+        case PEER_WENT_DOWN: {
+                char d[32];
+                log_warning("upstream %s: server %s (%s) marked unavailable for %s after %u failure(s)",
+                            ex->upstream->name, ex->peer->text, s->address,
+                            format_duration(s->fail_timeout, d, sizeof(d)), s->max_fails);
+                break;
+        }
+        case PEER_CAME_UP:
+                log_info("upstream %s: server %s (%s) is available again", ex->upstream->name, ex->peer->text,
+                         s->address);
+                break;
+        case PEER_UNCHANGED:
+                break;
+        }
+}
+
+/* The current attempt is over: report it, give the peer back (it stays in the tried list). */
+static void exchange_end_attempt(Exchange *ex, bool failed) {
+        if (failed)
+                ex->last_fail_status = 502; /* timeouts set 504 after this */
+        exchange_report(ex, failed);
+        peer_release(ex->peer);
+        ex->peer = NULL;
+}
+
+/* May the request go to another server after a failure of kind `cond` (NEXT_UPSTREAM_*)? */
+static bool exchange_may_retry(Exchange *ex, unsigned cond) {
+        const Upstream *up = ex->upstream;
+
+        if (!(up->next_upstream & cond) || ex->client_head_sent || ex->n_tried >= EXCHANGE_TRIES_MAX)
+                return false;
+        if (ex->up_sent_any) {
+                /* The request reached the server: send it again only if it can be sent whole
+                 * (no body streamed) and repeating it is harmless or allowed. */
+                if (ex->req_body != HTTP_BODY_NONE)
+                        return false;
+                if (!method_idempotent(ex->method_id) && !(up->next_upstream & NEXT_UPSTREAM_NON_IDEMPOTENT))
+                        return false;
+        }
+        if (up->next_upstream_tries > 0 && ex->tries >= up->next_upstream_tries)
+                return false;
+        if (up->next_upstream_timeout > 0 && conn_now(ex->c) >= ex->first_try + up->next_upstream_timeout)
+                return false;
+        return true;
+}
+
 static int exchange_connect(Exchange *ex) {
         Conn *c = ex->c;
         int r;
 
         for (;;) {
-                ex->userver = upstream_pick(c->worker, ex->upstream, ex->tries);
-                if (!ex->userver) {
-                        exchange_fail(ex, 502, "no upstream server available");
+                uint64_t now = conn_now(c);
+                Peer *p = upstream_pick(ex->upstream->rt, (const struct sockaddr *) &c->remote_sa, ex->tried,
+                                        ex->n_tried, now, &c->worker->rng);
+                if (!p) {
+                        if (ex->tries > 0 && ex->last_fail_status)
+                                exchange_fail(ex, ex->last_fail_status, "no other upstream server to try");
+                        else
+                                exchange_fail(ex, 502, "no upstream server available");
                         return 0;
                 }
+                ex->peer = p;
+                ex->peer_reported = false;
+                if (ex->n_tried < EXCHANGE_TRIES_MAX)
+                        ex->tried[ex->n_tried++] = peer_ref(p);
+                snprintf(ex->peer_text, sizeof(ex->peer_text), "%s", p->text);
+                if (ex->tries == 0)
+                        ex->first_try = now;
                 ex->tries++;
-                r = pool_get(&c->worker->pool, ex->userver, ex->https ? &ex->tls : NULL, on_upstream_io, ex, &ex->up);
+
+                /* the pool connects to the peer's address */
+                UpstreamServer target = *p->conf;
+                target.addr = p->addr;
+                target.addrlen = p->addrlen;
+                target.address = p->text;
+                r = pool_get(&c->worker->pool, &target, ex->https ? &ex->tls : NULL, on_upstream_io, ex, &ex->up);
                 if (r >= 0)
                         break;
-                log_warning_errno(r, "%s: connect() to upstream %s failed", c->client_text, ex->userver->address);
-                if (ex->tries >= ex->upstream->n_servers) {
+                log_warning_errno(r, "%s: connect() to upstream %s failed", c->client_text, ex->peer_text);
+                exchange_end_attempt(ex, true);
+                ex->up_sent_any = false;
+                if (!exchange_may_retry(ex, NEXT_UPSTREAM_ERROR)) {
                         exchange_fail(ex, 502, "upstream connect failed");
                         return 0;
                 }
@@ -372,34 +469,41 @@ static int exchange_connect(Exchange *ex) {
         ex->up_phase_start = ex->up_last_read = ex->up_last_write = conn_now(c);
         ex->req_head_off = 0;
         ex->up_sent_any = false;
+        ex->up_got_any = false;
         ex->up->requests++;
         return 1;
 }
 
-/* Connecting failed or a reused connection turned out to be closed: try again if nothing
- * can have been processed by the upstream, else fail. */
+/* Connecting failed or a reused connection turned out to be closed: try the next server as
+ * next_upstream allows, else fail. */
 static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
         Conn *c = ex->c;
         bool stale = ex->up && ex->up->reused && !ex->up_got_any;
-        bool connect_failed = ex->up && ex->up->connecting;
 
         if (error != 0)
-                log_warning_errno(error, "%s: upstream %s: %s", c->client_text,
-                                  ex->userver ? ex->userver->address : "?", what);
+                log_warning_errno(error, "%s: upstream %s: %s", c->client_text, ex->peer_text, what);
         else
-                log_warning("%s: upstream %s: %s", c->client_text, ex->userver ? ex->userver->address : "?", what);
+                log_warning("%s: upstream %s: %s", c->client_text, ex->peer_text, what);
         exchange_release_upstream(ex, false);
 
         bool replayable = ex->req_body == HTTP_BODY_NONE;
-        if (connect_failed && ex->tries < ex->upstream->n_servers) {
+        if (stale && replayable && !ex->retried_stale) {
+                /* A pooled connection the server had already closed: not the server's failure;
+                 * retry once on a fresh connection (the same peer may be picked again). */
+                ex->retried_stale = true;
+                peer_release(ex->peer);
+                ex->peer = NULL;
+                if (ex->n_tried > 0) {
+                        ex->n_tried--;
+                        ex->tried[ex->n_tried] = peer_unref(ex->tried[ex->n_tried]);
+                }
+                if (ex->tries > 0)
+                        ex->tries--;
                 (void) exchange_connect(ex);
                 return;
         }
-        if (stale && replayable && !ex->retried_stale) {
-                /* A pooled connection the server had already closed: retry once, never on the
-                 * same kind of connection, and only when the request can be sent again whole. */
-                ex->retried_stale = true;
-                ex->tries = 0;
+        exchange_end_attempt(ex, true);
+        if (exchange_may_retry(ex, NEXT_UPSTREAM_ERROR)) {
                 (void) exchange_connect(ex);
                 return;
         }
@@ -434,7 +538,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                                 /* e.g. "certificate verify failed: ..." */
                                 const char *why = tls_stream_error(&u->stream);
                                 log_warning("%s: TLS handshake with upstream %s failed: %s", c->client_text,
-                                            ex->userver->address, why ?: strerror(-r));
+                                            ex->peer_text, why ?: strerror(-r));
                                 exchange_upstream_error(ex, 0, "upstream TLS handshake failed");
                                 conn_run(c);
                                 return;
@@ -722,8 +826,15 @@ static int exchange_pump_response(Exchange *ex) {
                                                  ex->method_id, &ex->resp, headers, max_headers, &err);
                         if (n < 0) {
                                 log_warning("%s: upstream %s sent an invalid response: %s (offset %zu)",
-                                            c->client_text, ex->userver->address, err.reason ?: "malformed",
+                                            c->client_text, ex->peer_text, err.reason ?: "malformed",
                                             err.offset);
+                                exchange_release_upstream(ex, false);
+                                exchange_end_attempt(ex, true);
+                                if (exchange_may_retry(ex, NEXT_UPSTREAM_INVALID_HEADER)) {
+                                        buf_reset(&ex->up_in);
+                                        (void) exchange_connect(ex);
+                                        return 1;
+                                }
                                 exchange_fail(ex, 502, "invalid response from upstream");
                                 return 1;
                         }
@@ -738,6 +849,23 @@ static int exchange_pump_response(Exchange *ex) {
                                         buf_consume(&ex->up_in, (size_t) n);
                                         return 1;
                                 }
+                                unsigned cond = ex->resp.status == 502   ? NEXT_UPSTREAM_HTTP_502
+                                                : ex->resp.status == 503 ? NEXT_UPSTREAM_HTTP_503
+                                                : ex->resp.status == 504 ? NEXT_UPSTREAM_HTTP_504
+                                                                         : 0;
+                                bool failed = cond && (ex->upstream->next_upstream & cond);
+                                if (failed) {
+                                        log_warning("%s: upstream %s answered %d", c->client_text, ex->peer_text,
+                                                    ex->resp.status);
+                                        if (exchange_may_retry(ex, cond)) {
+                                                exchange_release_upstream(ex, false);
+                                                exchange_end_attempt(ex, true);
+                                                buf_reset(&ex->up_in);
+                                                (void) exchange_connect(ex);
+                                                return 1;
+                                        }
+                                }
+                                exchange_report(ex, failed);
                                 int r = exchange_start_response(ex);
                                 buf_consume(&ex->up_in, (size_t) n);
                                 ex->resp_head_done = true;
@@ -775,7 +903,7 @@ static int exchange_pump_response(Exchange *ex) {
                                                    &dlen);
                                 if (n < 0) {
                                         log_warning("%s: upstream %s sent an invalid chunked body", c->client_text,
-                                                    ex->userver->address);
+                                                    ex->peer_text);
                                         exchange_fail(ex, 502, "invalid chunked body from upstream");
                                         return 1;
                                 }
@@ -862,7 +990,7 @@ static int exchange_pump_response(Exchange *ex) {
         }
         if (n <= 0) {
                 log_warning("%s: upstream %s closed the connection before the end of the response body",
-                            c->client_text, ex->userver->address);
+                            c->client_text, ex->peer_text);
                 ex->reason = "upstream prematurely closed the connection";
                 ex->resp_truncated = ex->resp_done = ex->close_after = true;
                 exchange_release_upstream(ex, false);
@@ -1277,7 +1405,7 @@ static int conn_step(Conn *c) {
                 if (ex->tunneling) {
                         int r = tunnel_pump(&ex->tunnel);
                         if (r < 0)
-                                log_info("%s: tunnel to %s broken: %s", c->client_text, ex->userver->address,
+                                log_info("%s: tunnel to %s broken: %s", c->client_text, ex->peer_text,
                                          strerror(-r));
                         if (r < 0 || r == 2) {
                                 ex->bytes_sent += ex->tunnel.bytes[1];
@@ -1551,19 +1679,32 @@ void conn_timeout(Conn *c) {
                 conn_close_now(c);
                 return;
         case TIMEOUT_CONNECT:
-                log_warning("%s: upstream %s: connect_timeout expired", c->client_text, c->ex->userver->address);
+                log_warning("%s: upstream %s: connect_timeout expired", c->client_text, c->ex->peer_text);
                 exchange_release_upstream(c->ex, false);
-                if (c->ex->tries < c->ex->upstream->n_servers)
+                exchange_end_attempt(c->ex, true);
+                c->ex->last_fail_status = 504;
+                c->ex->up_sent_any = false;
+                if (exchange_may_retry(c->ex, NEXT_UPSTREAM_TIMEOUT))
                         (void) exchange_connect(c->ex);
                 else
                         exchange_fail(c->ex, 504, "upstream connect timed out");
                 break;
         case TIMEOUT_UP_READ:
-                log_warning("%s: upstream %s: read_timeout expired", c->client_text, c->ex->userver->address);
+                log_warning("%s: upstream %s: read_timeout expired", c->client_text, c->ex->peer_text);
+                if (!c->ex->resp_head_done) {
+                        exchange_release_upstream(c->ex, false);
+                        exchange_end_attempt(c->ex, true);
+                        c->ex->last_fail_status = 504;
+                        if (exchange_may_retry(c->ex, NEXT_UPSTREAM_TIMEOUT)) {
+                                buf_reset(&c->ex->up_in);
+                                (void) exchange_connect(c->ex);
+                                break;
+                        }
+                }
                 exchange_fail(c->ex, 504, "upstream timed out");
                 break;
         case TIMEOUT_UP_SEND:
-                log_warning("%s: upstream %s: send_timeout expired", c->client_text, c->ex->userver->address);
+                log_warning("%s: upstream %s: send_timeout expired", c->client_text, c->ex->peer_text);
                 exchange_fail(c->ex, 504, "upstream send timed out");
                 break;
         case TIMEOUT_NONE:
@@ -1688,6 +1829,7 @@ int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const stru
         c->timer = TIMER_NODE_INIT;
         c->phase_start = c->last_read = c->last_write = conn_now(c);
 
+        memcpy(&c->remote_sa, peer, MIN((size_t) peerlen, sizeof(c->remote_sa)));
         if (peer->sa_family == AF_UNIX) {
                 snprintf(c->remote_addr, sizeof(c->remote_addr), "unix:");
                 snprintf(c->client_text, sizeof(c->client_text), "unix:");

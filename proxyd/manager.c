@@ -8,6 +8,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "manager.h"
+#include "upstream.h"
 
 #define STATUS_INTERVAL_USEC (5 * USEC_PER_SEC)
 
@@ -64,6 +65,15 @@ static int manager_build_generation(Manager *m, Generation **ret) {
         }
         config_diags_clear(&diags);
 
+        /* Peers, balancer state; health carried over from the generation being replaced. */
+        r = upstream_runtimes_setup(c, m->gen ? m->gen->config : NULL);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up upstream state");
+                snprintf(m->last_reload_error, sizeof(m->last_reload_error), "out of memory");
+                config_unref(c);
+                return r;
+        }
+
         r = listeners_bind(&m->listeners, c, &ls);
         if (r < 0) {
                 snprintf(m->last_reload_error, sizeof(m->last_reload_error), "listening sockets do not match");
@@ -105,6 +115,38 @@ static int manager_build_generation(Manager *m, Generation **ret) {
         return 0;
 }
 
+static void on_peer_state(Peer *p, const char *upstream, bool up, const char *reason, void *userdata) {
+        if (up)
+                log_notice("upstream %s: server %s (%s) is healthy again", upstream, p->text, p->conf->address);
+        else
+                log_warning("upstream %s: server %s (%s) is unhealthy: %s", upstream, p->text, p->conf->address,
+                            reason ?: "health check failed");
+}
+
+static void on_resolved(const Upstream *u, const UpstreamServer *s, const char *addresses, const char *error,
+                        void *userdata) {
+        if (addresses)
+                log_notice("upstream %s server %s: addresses now %s", u->name, s->address, addresses);
+        else
+                log_warning("upstream %s server %s: cannot resolve %s: %s; keeping the current addresses", u->name,
+                            s->address, s->host, error ?: "unknown error");
+}
+
+/* Active checks and re-resolution follow the current generation. */
+static int manager_start_upstream_watch(Manager *m) {
+        int r;
+
+        m->health = health_checker_free(m->health);
+        m->resolver = resolver_free(m->resolver);
+        r = health_checker_new(m->event, m->gen->config, on_peer_state, m, &m->health);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start upstream health checks");
+        r = resolver_new(m->event, m->gen->config, on_resolved, m, &m->resolver);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the upstream resolver");
+        return 0;
+}
+
 static uint64_t manager_sum(Manager *m, int which) {
         uint64_t s = 0;
         for (unsigned i = 0; i < m->n_workers; i++) {
@@ -121,13 +163,16 @@ static void manager_update_status(Manager *m) {
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         uint64_t req = manager_sum(m, 0), conns = manager_sum(m, 1);
         double rate = 0;
+        unsigned up = 0, total = 0;
 
+        upstream_count_up(m->gen->config, &up, &total);
         if (m->status_last_time > 0 && now > m->status_last_time)
                 rate = (double) (req - m->status_last_requests) * 1e6 / (double) (now - m->status_last_time);
         m->status_last_time = now;
         m->status_last_requests = req;
-        daemon_notify_status("%u workers, %llu connections, %llu requests (%.1f/s), configuration #%llu%s%s",
-                             m->n_workers, (unsigned long long) conns, (unsigned long long) req, rate,
+        daemon_notify_status("%u workers, %llu connections, %llu requests (%.1f/s), upstreams: %u/%u servers up, "
+                             "configuration #%llu%s%s",
+                             m->n_workers, (unsigned long long) conns, (unsigned long long) req, rate, up, total,
                              (unsigned long long) m->gen->number, m->last_reload_error[0] ? "; last reload failed: " : "",
                              m->last_reload_error);
 }
@@ -197,6 +242,7 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                 log_notice("workers = %u takes effect at the next restart", g->config->workers);
         generation_unref(m->gen);
         m->gen = g;
+        (void) manager_start_upstream_watch(m);
         m->reload_pending = true;
         for (unsigned i = 0; i < m->n_workers; i++)
                 worker_post_generation(&m->workers[i], g);
@@ -326,6 +372,8 @@ int manager_new(const char *config_path, Manager **ret) {
                                                TLS_TICKET_ROTATE_SEC * USEC_PER_SEC, USEC_PER_SEC, on_ticket_timer, m);
         if (r >= 0)
                 r = sd_event_source_set_enabled(m->ticket_timer, SD_EVENT_ON);
+        if (r >= 0)
+                r = manager_start_upstream_watch(m);
         if (r < 0)
                 goto fail;
         m->watchdog_usec = daemon_watchdog_usec();
@@ -408,6 +456,8 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->status_timer);
         sd_event_source_disable_unref(m->shutdown_timer);
         sd_event_source_disable_unref(m->ticket_timer);
+        health_checker_free(m->health);
+        resolver_free(m->resolver);
         if (m->ack_fd >= 0)
                 close(m->ack_fd);
         generation_unref(m->gen);

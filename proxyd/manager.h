@@ -6,7 +6,9 @@
 
 #include <systemd/sd-event.h>
 
+#include "health.h"
 #include "listener.h"
+#include "resolve.h"
 #include "worker.h"
 
 struct Manager {
@@ -16,6 +18,8 @@ struct Manager {
         ListenerSet listeners;
         Generation *gen;
         uint64_t next_gen;
+        HealthChecker *health; /* active checks of the current generation's upstreams */
+        Resolver *resolver;    /* re-resolution of its upstream names */
 
         Worker *workers;
         unsigned n_workers;

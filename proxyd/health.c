@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health.h"
+#include "util.h"
+
+#define PROBE_RESPONSE_MAX 512 /* the status line must fit */
+
+typedef struct Check Check;
+typedef struct Probe Probe;
+
+struct Check {
+        HealthChecker *h;
+        Upstream *up;
+        sd_event_source *timer;
+};
+
+struct Probe {
+        HealthChecker *h;
+        Check *check;
+        Peer *peer;
+        int fd;
+        sd_event_source *io;
+        sd_event_source *timer;
+        bool connected;
+        char req[1024];
+        size_t req_len, req_off;
+        char resp[PROBE_RESPONSE_MAX];
+        size_t resp_len;
+        Probe *next, *prev;
+};
+
+struct HealthChecker {
+        sd_event *event;
+        Config *config;
+        Check *checks;
+        size_t n_checks;
+        Probe *probes;
+        PeerStateChanged cb;
+        void *userdata;
+};
+
+static Probe *probe_free(Probe *p) {
+        if (!p)
+                return NULL;
+        if (p->prev)
+                p->prev->next = p->next;
+        else if (p->h->probes == p)
+                p->h->probes = p->next;
+        if (p->next)
+                p->next->prev = p->prev;
+        sd_event_source_disable_unref(p->io);
+        sd_event_source_disable_unref(p->timer);
+        if (p->fd >= 0)
+                close(p->fd);
+        peer_unref(p->peer);
+        free(p);
+        return NULL;
+}
+
+static bool status_expected(const HealthCheck *hc, unsigned status) {
+        if (hc->n_statuses == 0)
+                return status >= 200 && status < 400;
+        for (size_t i = 0; i < hc->n_statuses; i++)
+                if (hc->statuses[i] == status)
+                        return true;
+        return false;
+}
+
+/* One result: count it and flip the peer when a threshold is reached. Frees the probe. */
+static void probe_done(Probe *p, bool ok, const char *reason) {
+        const HealthCheck *hc = p->check->up->health_check;
+        HealthChecker *h = p->h;
+        Peer *peer = p->peer;
+        bool changed = false, up = false;
+
+        if (ok) {
+                atomic_store(&peer->check_fails, 0);
+                unsigned n = atomic_fetch_add(&peer->check_passes, 1) + 1;
+                if (!atomic_load(&peer->healthy) && n >= hc->passes) {
+                        uint64_t now = 0;
+                        (void) sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+                        atomic_store(&peer->recovered_at, now);
+                        atomic_store(&peer->healthy, true);
+                        changed = up = true;
+                }
+        } else {
+                atomic_store(&peer->check_passes, 0);
+                unsigned n = atomic_fetch_add(&peer->check_fails, 1) + 1;
+                if (atomic_load(&peer->healthy) && n >= hc->fails) {
+                        atomic_store(&peer->healthy, false);
+                        changed = true;
+                }
+        }
+        peer_ref(peer);
+        const char *name = p->check->up->name;
+        probe_free(p);
+        if (changed && h->cb)
+                h->cb(peer, name, up, up ? "health check passed" : reason, h->userdata);
+        peer_unref(peer);
+}
+
+static void probe_fail_errno(Probe *p, const char *what, int err) {
+        char reason[160];
+        snprintf(reason, sizeof(reason), "health check %s: %s", what, strerror(err));
+        probe_done(p, false, reason);
+}
+
+/* "HTTP/1.x NNN ..." */
+static int parse_status_line(const char *s, size_t n, unsigned *ret) {
+        if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' ')
+                return -EINVAL;
+        for (int i = 9; i < 12; i++)
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+        if (n > 12 && s[12] != ' ' && s[12] != '\r' && s[12] != '\n')
+                return -EINVAL;
+        *ret = (unsigned) ((s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0'));
+        return 0;
+}
+
+static int on_probe_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Probe *p = userdata;
+
+        if (!p->connected) {
+                int err = 0;
+                socklen_t len = sizeof(err);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                        err = errno;
+                if (err == 0 && (revents & (EPOLLERR | EPOLLHUP)) && !(revents & EPOLLOUT))
+                        err = ECONNREFUSED;
+                if (err != 0) {
+                        probe_fail_errno(p, "connect", err);
+                        return 0;
+                }
+                p->connected = true;
+        }
+        while (p->req_off < p->req_len) {
+                ssize_t n = send(fd, p->req + p->req_off, p->req_len - p->req_off, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EAGAIN)
+                                return 0;
+                        probe_fail_errno(p, "send", errno);
+                        return 0;
+                }
+                p->req_off += (size_t) n;
+                if (p->req_off == p->req_len)
+                        (void) sd_event_source_set_io_events(s, EPOLLIN);
+        }
+        for (;;) {
+                ssize_t n = recv(fd, p->resp + p->resp_len, sizeof(p->resp) - p->resp_len, 0);
+                if (n < 0) {
+                        if (errno == EAGAIN)
+                                return 0;
+                        probe_fail_errno(p, "receive", errno);
+                        return 0;
+                }
+                if (n == 0) {
+                        probe_done(p, false, "health check: connection closed before a status line");
+                        return 0;
+                }
+                p->resp_len += (size_t) n;
+                const char *nl = memchr(p->resp, '\n', p->resp_len);
+                if (nl) {
+                        unsigned status;
+                        char reason[96];
+                        if (parse_status_line(p->resp, (size_t) (nl - p->resp), &status) < 0) {
+                                probe_done(p, false, "health check: invalid status line");
+                                return 0;
+                        }
+                        if (status_expected(p->check->up->health_check, status)) {
+                                probe_done(p, true, NULL);
+                                return 0;
+                        }
+                        snprintf(reason, sizeof(reason), "health check: status %u", status);
+                        probe_done(p, false, reason);
+                        return 0;
+                }
+                if (p->resp_len == sizeof(p->resp)) {
+                        probe_done(p, false, "health check: status line too long");
+                        return 0;
+                }
+        }
+}
+
+static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        probe_done(userdata, false, "health check timed out");
+        return 0;
+}
+
+static void probe_start(Check *ck, Peer *peer, uint64_t now) {
+        HealthChecker *h = ck->h;
+        const HealthCheck *hc = ck->up->health_check;
+        const UpstreamServer *conf = peer->conf;
+        Probe *p;
+        int r;
+
+        p = calloc(1, sizeof(Probe));
+        if (!p)
+                return;
+        p->h = h;
+        p->check = ck;
+        p->peer = peer_ref(peer);
+        p->fd = -EBADF;
+        p->next = h->probes;
+        if (h->probes)
+                h->probes->prev = p;
+        h->probes = p;
+
+        r = snprintf(p->req, sizeof(p->req),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nUser-Agent: proxyd-health-check\r\n\r\n",
+                     hc->path, conf->host ? conf->address : ck->up->name);
+        if (r < 0 || (size_t) r >= sizeof(p->req)) {
+                probe_done(p, false, "health check: request too long");
+                return;
+        }
+        p->req_len = (size_t) r;
+
+        p->fd = socket(peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (p->fd < 0) {
+                probe_fail_errno(p, "socket", errno);
+                return;
+        }
+        if (connect(p->fd, (const struct sockaddr *) &peer->addr, peer->addrlen) < 0 && errno != EINPROGRESS) {
+                probe_fail_errno(p, "connect", errno);
+                return;
+        }
+        r = sd_event_add_io(h->event, &p->io, p->fd, EPOLLOUT, on_probe_io, p);
+        if (r >= 0)
+                r = sd_event_add_time(h->event, &p->timer, CLOCK_MONOTONIC, now + hc->timeout, 0, on_probe_timer, p);
+        if (r < 0)
+                probe_fail_errno(p, "setup", -r);
+}
+
+static bool probe_running(HealthChecker *h, const Peer *peer) {
+        for (Probe *p = h->probes; p; p = p->next)
+                if (p->peer == peer)
+                        return true;
+        return false;
+}
+
+static int on_check_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Check *ck = userdata;
+        PeerSet *set = upstream_runtime_peers(ck->up->rt);
+
+        for (size_t i = 0; set && i < set->n; i++) {
+                Peer *peer = set->peers[i];
+                if (peer->conf->down || probe_running(ck->h, peer))
+                        continue;
+                probe_start(ck, peer, usec);
+        }
+        peer_set_unref(set);
+        (void) sd_event_source_set_time(s, usec + ck->up->health_check->interval);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return 0;
+}
+
+HealthChecker *health_checker_free(HealthChecker *h) {
+        if (!h)
+                return NULL;
+        while (h->probes)
+                probe_free(h->probes);
+        for (size_t i = 0; i < h->n_checks; i++)
+                sd_event_source_disable_unref(h->checks[i].timer);
+        free(h->checks);
+        sd_event_unref(h->event);
+        config_unref(h->config);
+        free(h);
+        return NULL;
+}
+
+int health_checker_new(sd_event *e, Config *c, PeerStateChanged cb, void *userdata, HealthChecker **ret) {
+        HealthChecker *h;
+        size_t n = 0;
+        int r;
+
+        h = calloc(1, sizeof(HealthChecker));
+        if (!h)
+                return -ENOMEM;
+        h->event = sd_event_ref(e);
+        h->config = config_ref(c);
+        h->cb = cb;
+        h->userdata = userdata;
+        for (size_t i = 0; i < c->n_upstreams; i++)
+                if (c->upstreams[i]->health_check && c->upstreams[i]->rt)
+                        n++;
+        if (n > 0) {
+                h->checks = calloc(n, sizeof(Check));
+                if (!h->checks) {
+                        health_checker_free(h);
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i < c->n_upstreams; i++) {
+                Upstream *u = c->upstreams[i];
+                if (!u->health_check || !u->rt)
+                        continue;
+                Check *ck = &h->checks[h->n_checks++];
+                ck->h = h;
+                ck->up = u;
+                /* The first round runs at once. */
+                r = sd_event_add_time_relative(e, &ck->timer, CLOCK_MONOTONIC, 0, 10 * USEC_PER_MSEC,
+                                               on_check_timer, ck);
+                if (r < 0) {
+                        health_checker_free(h);
+                        return r;
+                }
+                (void) sd_event_source_set_enabled(ck->timer, SD_EVENT_ON);
+        }
+        *ret = h;
+        return 0;
+}
