@@ -13,7 +13,7 @@ BUILD_DIR=${BUILD_DIR:-build-test}
 
 packages=(
   gcc pkg-config meson ninja-build
-  libsystemd-dev libconfig-dev libpcre2-dev libgnutls28-dev check
+  libsystemd-dev libconfig-dev libpcre2-dev libgnutls28-dev libc-ares-dev check
   python3 curl wrk nginx-light
   systemd systemd-container gnutls-bin man-db python3-websockets openssl
 )
