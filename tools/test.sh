@@ -50,18 +50,33 @@ if [ ! -f "$BUILD_DIR/build.ninja" ]; then
 fi
 rc=0
 meson test -C "$BUILD_DIR" --print-errorlogs || rc=$?
-# One closing line with the counts, from meson's own record of the run.
-python3 - "$BUILD_DIR/meson-logs/testlog.json" <<'PY'
+logs=("$BUILD_DIR/meson-logs/testlog.json")
+
+# The same suite again, built with AddressSanitizer + UndefinedBehaviorSanitizer: any report
+# fails it (see tools/sanitize.sh). PROXYD_SKIP_SANITIZE=1 skips this second pass.
+if [ "${PROXYD_SKIP_SANITIZE:-0}" != 1 ]; then
+  bash tools/sanitize.sh || rc=$?
+  logs+=("build-sanitize/meson-logs/testlog.json")
+fi
+
+# One closing line with the counts, from meson's own record of the runs.
+python3 - "${logs[@]}" <<'PY'
 import json, sys
 passed = failed = skipped = 0
-for line in open(sys.argv[1]):
-    r = json.loads(line).get("result")
-    if r == "OK":
-        passed += 1
-    elif r == "SKIP":
-        skipped += 1
-    else:
+for path in sys.argv[1:]:
+    try:
+        lines = open(path).readlines()
+    except OSError:
         failed += 1
+        continue
+    for line in lines:
+        r = json.loads(line).get("result")
+        if r == "OK":
+            passed += 1
+        elif r == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
 print("tests: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
 PY
 exit $rc
