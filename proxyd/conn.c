@@ -31,6 +31,7 @@
 #define LINGER_USEC (2 * USEC_PER_SEC)
 #define LINGER_MAX_BYTES (256u * 1024u)
 #define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
+#define CONN_RUN_BUDGET 64 /* steps of one connection per event */
 
 typedef enum ConnState {
         CONN_HEAD,    /* reading a request head (header deadline running) */
@@ -49,7 +50,7 @@ struct Conn {
         Stream client;
         sd_event_source *io;
         TimerNode timer; /* in the worker's deadline heap */
-        uint32_t events;
+        bool resume;     /* ran out of its step budget: continue from the timer */
         size_t listener;
 
         WorkerGen *gen; /* configuration for the current request (taken when it starts) */
@@ -1263,6 +1264,7 @@ static int exchange_begin(Conn *c, size_t head_len) {
 
         /* The head is serialized; the client buffer now holds only body (and what follows). */
         buf_consume(&c->in, head_len);
+        ex->req_body_read = buf_len(&c->in); /* body bytes that came with the head count too */
         return exchange_connect(ex);
 }
 
@@ -1483,60 +1485,6 @@ static bool ex_wants_up_write(const Exchange *ex) {
         return !ex->req_done && ex->req_body == HTTP_BODY_LENGTH && buf_len(&c->in) > 0;
 }
 
-static void conn_update_events(Conn *c) {
-        uint32_t want = 0;
-
-        switch (c->state) {
-        case CONN_HEAD:
-        case CONN_IDLE:
-        case CONN_CLOSING:
-                if (!c->rd_ready)
-                        want |= EPOLLIN;
-                break;
-        case CONN_BUSY:
-                if (c->ex->tunneling) {
-                        want = tunnel_client_events(&c->ex->tunnel);
-                        break;
-                }
-                if (ex_wants_client_read(c->ex) && !c->rd_ready)
-                        want |= EPOLLIN;
-                if (ex_wants_client_write(c->ex) && !c->wr_ready)
-                        want |= EPOLLOUT;
-                break;
-        }
-        want = stream_events(&c->client, want);
-        if (want != c->events) {
-                if (want == 0)
-                        (void) sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
-                else {
-                        (void) sd_event_source_set_io_events(c->io, want);
-                        if (c->events == 0)
-                                (void) sd_event_source_set_enabled(c->io, SD_EVENT_ON);
-                }
-                c->events = want;
-        }
-
-        if (c->state == CONN_BUSY && c->ex->up) {
-                Exchange *ex = c->ex;
-                uint32_t uw = 0;
-                if (ex->tunneling)
-                        uw = tunnel_upstream_events(&ex->tunnel);
-                else if (ex->up->connecting)
-                        uw = EPOLLOUT;
-                else {
-                        if (ex_wants_up_read(ex) && !ex->up->rd_ready)
-                                uw |= EPOLLIN | EPOLLRDHUP;
-                        if (ex_wants_up_write(ex) && !ex->up->wr_ready)
-                                uw |= EPOLLOUT;
-                }
-                if (ex->up->connecting && ex->up->tcp_connected)
-                        uw = stream_events(&ex->up->stream, 0); /* TLS handshake: its own direction */
-                else if (!ex->up->connecting)
-                        uw = stream_events(&ex->up->stream, uw);
-                (void) upconn_set_events(ex->up, uw);
-        }
-}
-
 /* The earliest deadline for the connection's current state, and which one it is. */
 static uint64_t conn_deadline(Conn *c, TimeoutKind *ret_kind) {
         const LocationSettings *s = conn_settings(c);
@@ -1624,8 +1572,15 @@ Conn *conn_from_timer(TimerNode *t) {
 
 void conn_timeout(Conn *c) {
         TimeoutKind kind;
-        uint64_t d = conn_deadline(c, &kind);
-        uint64_t now = conn_now(c);
+        uint64_t d, now;
+
+        if (c->resume) {
+                c->resume = false;
+                conn_run(c);
+                return;
+        }
+        d = conn_deadline(c, &kind);
+        now = conn_now(c);
 
         if (d == USEC_INFINITY)
                 return;
@@ -1722,12 +1677,15 @@ static void conn_run(Conn *c) {
                         return; /* freed */
                 if (r == 0)
                         break;
-                if (i > 10000) {
-                        /* Bound the work done for one connection per loop iteration. */
-                        break;
+                if (i >= CONN_RUN_BUDGET) {
+                        /* Fairness: other connections get their turn, and this one resumes
+                         * from the deadline heap in the next loop iteration (with edge-triggered
+                         * events nothing else would wake it for the work left). */
+                        c->resume = true;
+                        (void) worker_timer_set(c->worker, &c->timer, conn_now(c));
+                        return;
                 }
         }
-        conn_update_events(c);
         conn_update_timer(c);
 }
 
@@ -1802,7 +1760,6 @@ void conn_drain(Conn *c) {
          * connection is closed; clients retry requests that race with that close. */
         if (n == -EAGAIN && c->n_requests == 0) {
                 c->rd_ready = false;
-                conn_update_events(c);
                 return;
         }
         conn_free(c);
@@ -1847,10 +1804,10 @@ int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const stru
         w->n_conns++;
 
         r = tls ? tls_stream_server_init(&c->client, fd, tls) : 0;
+        /* Edge-triggered, both directions, registered once: readiness is remembered in
+         * rd_ready/wr_ready and cleared on EAGAIN, so no epoll_ctl() is needed per request. */
         if (r >= 0)
-                r = sd_event_add_io(w->event, &c->io, fd, EPOLLIN, on_client_io, c);
-        if (r >= 0)
-                c->events = EPOLLIN;
+                r = sd_event_add_io(w->event, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
         if (r < 0) {
                 conn_free(c);
                 return r;

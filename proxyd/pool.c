@@ -63,21 +63,6 @@ void pool_done(Pool *p) {
         p->buckets = NULL;
 }
 
-int upconn_set_events(UpConn *u, uint32_t events) {
-        int r = 0;
-        if (events == u->events)
-                return 0;
-        if (events == 0)
-                r = sd_event_source_set_enabled(u->io, SD_EVENT_OFF);
-        else {
-                r = sd_event_source_set_io_events(u->io, events);
-                if (r >= 0 && u->events == 0)
-                        r = sd_event_source_set_enabled(u->io, SD_EVENT_ON);
-        }
-        u->events = events;
-        return r;
-}
-
 static int on_upconn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         UpConn *u = userdata;
 
@@ -85,7 +70,10 @@ static int on_upconn_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 u->handler(u, revents, u->userdata);
                 return 0;
         }
-        /* Idle in the pool: whatever arrives (EOF, RST, unsolicited bytes) ends it. */
+        /* Idle in the pool: whatever arrives (EOF, RST, unsolicited bytes) ends it. A late
+         * "writable" edge alone says nothing. */
+        if (!(revents & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+                return 0;
         log_debug("idle upstream connection to %s closed by the server or sent unsolicited data", u->addr_text);
         upconn_free(u);
         return 0;
@@ -203,8 +191,8 @@ int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler
                 u->connecting = tls != NULL;
         }
 
-        u->events = u->connecting ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
-        r = sd_event_add_io(p->worker->event, &u->io, fd, u->events, on_upconn_io, u);
+        /* Edge-triggered, registered once (see conn.c). */
+        r = sd_event_add_io(p->worker->event, &u->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upconn_io, u);
         if (r < 0) {
                 upconn_free(u);
                 return r;
@@ -240,10 +228,6 @@ void pool_put(Pool *p, UpConn *u, const Upstream *up) {
         } else {
                 (void) sd_event_source_set_time_relative(u->idle_timer, up->keepalive_timeout);
                 (void) sd_event_source_set_enabled(u->idle_timer, SD_EVENT_ONESHOT);
-        }
-        if (upconn_set_events(u, EPOLLIN | EPOLLRDHUP) < 0) {
-                upconn_free(u);
-                return;
         }
         u->idle_next = b->idle;
         u->idle_prev = NULL;

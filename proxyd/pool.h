@@ -22,7 +22,6 @@ struct UpConn {
         Stream stream;
         sd_event_source *io;
         sd_event_source *idle_timer;
-        uint32_t events;
         struct sockaddr_storage addr;
         socklen_t addrlen;
         char addr_text[128];
@@ -73,5 +72,3 @@ void pool_put(Pool *p, UpConn *u, const Upstream *up);
 
 /* Close and free an owned connection. Returns NULL. */
 UpConn *upconn_free(UpConn *u);
-/* Set the epoll interest (EPOLLIN/EPOLLOUT) of an owned connection. */
-int upconn_set_events(UpConn *u, uint32_t events);

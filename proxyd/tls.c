@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,8 @@ typedef struct TlsStream {
         bool bye_done;
         bool resumed;
         bool session_saved;
+        bool pull_eagain;     /* the socket itself said EAGAIN on the last read GnuTLS made */
+        int fd;
         size_t wpending;      /* plaintext size of a record GnuTLS holds, partly sent */
         unsigned char *wbuf;  /* coalescing buffer for small iovec entries (lazy) */
 
@@ -146,6 +149,9 @@ typedef struct TlsStream {
 } TlsStream;
 
 static const StreamOps tls_ops;
+
+/* How often a GNUTLS_E_AGAIN that did not come from the socket is retried at once. */
+#define TLS_AGAIN_RETRIES 16u
 
 static TlsStream *tls_of(const Stream *s) {
         return s && s->ops == &tls_ops ? s->impl : NULL;
@@ -285,9 +291,19 @@ static ssize_t tls_read(Stream *s, void *buf, size_t n) {
                         (void) shutdown(s->fd, SHUT_WR);
                 }
         }
-        for (;;) {
-                ssize_t k = gnutls_record_recv(t->session, buf, n);
-                int saved = errno;
+        for (unsigned again = 0;; again++) {
+                ssize_t k;
+                int saved;
+
+                t->pull_eagain = false;
+                k = gnutls_record_recv(t->session, buf, n);
+                saved = errno;
+                if (k == GNUTLS_E_AGAIN && !t->pull_eagain && gnutls_record_get_direction(t->session) == 0 &&
+                    again < TLS_AGAIN_RETRIES) {
+                        /* not the socket: a post-handshake message was consumed; more may wait */
+                        client_maybe_save(t);
+                        continue;
+                }
 
                 if (k >= 0) {
                         t->rd_want_write = false;
@@ -505,6 +521,48 @@ uint32_t tls_stream_revents(Stream *s, uint32_t revents) {
         return revents;
 }
 
+static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t n) {
+        TlsStream *t = p;
+        ssize_t k;
+
+        do
+                k = recv(t->fd, buf, n, 0);
+        while (k < 0 && errno == EINTR);
+        if (k < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        t->pull_eagain = true;
+                gnutls_transport_set_errno(t->session, errno);
+        }
+        return k;
+}
+
+static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned ms) {
+        TlsStream *t = p;
+        struct pollfd pfd = { .fd = t->fd, .events = POLLIN };
+        int r;
+
+        /* ms is 0 on the paths proxyd uses; a bounded wait otherwise, never indefinite */
+        do
+                r = poll(&pfd, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? 0 : (int) MIN(ms, 1000u));
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                gnutls_transport_set_errno(t->session, errno);
+        return r;
+}
+
+static ssize_t tls_vec_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n) {
+        TlsStream *t = p;
+        struct msghdr mh = { .msg_iov = (struct iovec *) iov, .msg_iovlen = (size_t) n };
+        ssize_t k;
+
+        do
+                k = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                gnutls_transport_set_errno(t->session, errno);
+        return k;
+}
+
 static int stream_setup(Stream *s, int fd, unsigned flags, TlsStream **ret) {
         TlsStream *t;
         int r;
@@ -520,7 +578,14 @@ static int stream_setup(Stream *s, int fd, unsigned flags, TlsStream **ret) {
                 return tls_errno(r, 0);
         }
         gnutls_session_set_ptr(t->session, t);
-        gnutls_transport_set_int(t->session, fd);
+        /* Our own transport functions: the event loop is edge-triggered, so proxyd must know
+         * whether a GNUTLS_E_AGAIN means "the socket is drained" (wait for the next edge) or
+         * something else (GnuTLS handled a post-handshake message, say): then it reads again. */
+        t->fd = fd;
+        gnutls_transport_set_ptr(t->session, t);
+        gnutls_transport_set_pull_function(t->session, tls_pull);
+        gnutls_transport_set_pull_timeout_function(t->session, tls_pull_timeout);
+        gnutls_transport_set_vec_push_function(t->session, tls_vec_push);
         /* the caller's header/connect deadline bounds the handshake */
         gnutls_handshake_set_timeout(t->session, 0);
         *ret = t;
@@ -568,13 +633,18 @@ int tls_stream_handshake(Stream *s) {
                 return 0;
         if (t->failed)
                 return -EIO;
-        for (;;) {
-                int r = gnutls_handshake(t->session);
-                int saved = errno;
+        for (unsigned again = 0;; again++) {
+                int r, saved;
 
+                t->pull_eagain = false;
+                r = gnutls_handshake(t->session);
+                saved = errno;
                 if (r == GNUTLS_E_SUCCESS)
                         break;
                 if (r == GNUTLS_E_INTERRUPTED)
+                        continue;
+                if (r == GNUTLS_E_AGAIN && !t->pull_eagain && gnutls_record_get_direction(t->session) == 0 &&
+                    again < TLS_AGAIN_RETRIES)
                         continue;
                 if (r == GNUTLS_E_AGAIN) {
                         t->hs_want_write = gnutls_record_get_direction(t->session) == 1;

@@ -42,14 +42,6 @@ static bool dir_finished(const TunnelDir *d) {
         return d->shut;
 }
 
-static bool dir_has_pending(const TunnelDir *d) {
-        return buf_len(&d->buf) > 0 || d->in_pipe > 0;
-}
-
-static bool dir_wants_read(const TunnelDir *d) {
-        return !d->src_eof && !dir_has_pending(d);
-}
-
 static int dir_pump(TunnelDir *d, uint64_t *bytes) {
         int progress = 0;
         ssize_t n;
@@ -136,21 +128,4 @@ int tunnel_pump(Tunnel *t) {
         if (dir_finished(&t->dir[0]) && dir_finished(&t->dir[1]))
                 return 2;
         return progress;
-}
-
-static uint32_t side_events(const TunnelDir *reading, const TunnelDir *writing) {
-        uint32_t e = 0;
-        if (dir_wants_read(reading) && !*reading->src_rd)
-                e |= EPOLLIN;
-        if (dir_has_pending(writing) && !*writing->dst_wr)
-                e |= EPOLLOUT;
-        return e;
-}
-
-uint32_t tunnel_client_events(const Tunnel *t) {
-        return side_events(&t->dir[0], &t->dir[1]);
-}
-
-uint32_t tunnel_upstream_events(const Tunnel *t) {
-        return side_events(&t->dir[1], &t->dir[0]);
 }

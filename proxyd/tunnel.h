@@ -33,7 +33,4 @@ int tunnel_init(Tunnel *t, Stream *client, bool *client_rd, bool *client_wr, Buf
                 bool *up_rd, bool *up_wr, Buf *from_up);
 /* 1: progress, 0: blocked, 2: both directions finished, -errno: broken. */
 int tunnel_pump(Tunnel *t);
-/* Epoll events each side must wait for (readiness flags considered). */
-uint32_t tunnel_client_events(const Tunnel *t);
-uint32_t tunnel_upstream_events(const Tunnel *t);
 void tunnel_done(Tunnel *t);

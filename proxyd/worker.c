@@ -140,8 +140,19 @@ static void worker_dispatch(Worker *w, int fd, size_t listener, unsigned port, c
         unsigned max = w->gen->gen->config->max_connections;
 
         if (max > 0 && atomic_load_explicit(&target->stats.connections, memory_order_relaxed) >= max) {
-                worker_refuse(w, fd);
-                return;
+                /* the least loaded one is full only if every one is; else take any with room */
+                Worker *room = NULL;
+                for (unsigned i = 0; i < w->manager->n_workers && !room; i++) {
+                        Worker *o = &w->manager->workers[i];
+                        if (!o->draining && o->thread_started &&
+                            atomic_load_explicit(&o->stats.connections, memory_order_relaxed) < max)
+                                room = o;
+                }
+                if (!room) {
+                        worker_refuse(w, fd);
+                        return;
+                }
+                target = room;
         }
         w->refusing = false;
 

@@ -750,10 +750,16 @@ class Proxyd:
       `systemd-socket-activate -l ADDR --fdname=NAME` does; None = standalone
       (proxyd binds the `listen` addresses itself; give `wait=(host, port)`).
     dropins: {"10-x.conf": text} written to <conf>.d/.
-    The config text may use {tmp} for the temp dir."""
+    The config text may use {tmp} for the temp dir.
+    expect_clean_exit: when stopped, record a check that proxyd was still
+      running, exited with status 0 after SIGTERM (not killed, not aborted),
+      and that its log has no sanitizer report ("Sanitizer", "runtime
+      error:"). Default: the value of expect_start. Pass False for a test
+      that kills proxyd itself or expects it to fail."""
 
     def __init__(self, config, sockets=None, dropins=None, args=None, env=None,
-                 wait=None, start_timeout=10.0, expect_start=True):
+                 wait=None, start_timeout=10.0, expect_start=True,
+                 expect_clean_exit=None):
         self.config = config
         self.sockets = sockets
         self.dropins = dropins or {}
@@ -762,6 +768,9 @@ class Proxyd:
         self.wait = wait
         self.start_timeout = start_timeout
         self.expect_start = expect_start
+        self.expect_clean_exit = (expect_start if expect_clean_exit is None
+                                  else expect_clean_exit)
+        self._exit_checked = False
         self.proc = None
         self.tmp = None
         self.conf_path = None
@@ -785,6 +794,8 @@ class Proxyd:
         try:
             self._start()
         except BaseException:
+            # the failed start is reported by the caller; no exit check on top
+            self._exit_checked = True
             self.close()
             raise
         return self
@@ -905,10 +916,13 @@ class Proxyd:
             return []
 
     def stop(self, timeout=5.0):
-        """SIGTERM, then SIGKILL after `timeout`. Returns the exit code."""
+        """SIGTERM, then SIGKILL after `timeout`. Returns the exit code.
+        With expect_clean_exit, the first stop records the exit checks."""
         if self.proc is None:
             return None
+        how = "exited by itself before it was stopped"
         if self.proc.poll() is None:
+            how = "after SIGTERM"
             try:
                 self.proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:
@@ -916,12 +930,28 @@ class Proxyd:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                how = "did not exit within %.0fs of SIGTERM, SIGKILLed" % timeout
                 try:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 self.proc.wait(5)
+        self._check_exit(how)
         return self.proc.returncode
+
+    def _check_exit(self, how):
+        if self._exit_checked or not self.expect_clean_exit:
+            return
+        self._exit_checked = True
+        rc = self.proc.returncode
+        text = self.log_text()
+        check(how == "after SIGTERM" and rc == 0,
+              "proxyd (pid %d) exited with status 0 after SIGTERM" % self.proc.pid,
+              "%s, rc=%s; log tail:\n%s" % (how, rc, text[-1500:]))
+        bad = [ln for ln in text.splitlines()
+               if "Sanitizer" in ln or "runtime error:" in ln]
+        check(not bad, "proxyd (pid %d) log has no sanitizer report" % self.proc.pid,
+              "\n".join(bad[:10]))
 
     def close(self):
         try:
