@@ -40,7 +40,7 @@ int buf_reserve(Buf *b, size_t n) {
         return 0;
 }
 
-int buf_append(Buf *b, const void *p, size_t n) {
+int buf_append_slow(Buf *b, const void *p, size_t n) {
         int r;
 
         if (n == 0)

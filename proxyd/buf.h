@@ -37,7 +37,15 @@ static inline void buf_reset(Buf *b) {
 int buf_reserve(Buf *b, size_t n);
 /* Move pending data to the front. */
 void buf_compact(Buf *b);
-int buf_append(Buf *b, const void *p, size_t n);
+int buf_append_slow(Buf *b, const void *p, size_t n);
+static inline int buf_append(Buf *b, const void *p, size_t n) {
+        if (_likely_(buf_space(b) >= n && n > 0)) {
+                memcpy(buf_tail(b), p, n);
+                b->end += n;
+                return 0;
+        }
+        return buf_append_slow(b, p, n);
+}
 static inline int buf_append_str(Buf *b, const char *s) {
         return buf_append(b, s, strlen(s));
 }

@@ -446,17 +446,15 @@ static int exchange_connect(Exchange *ex) {
                 ex->peer_reported = false;
                 if (ex->n_tried < EXCHANGE_TRIES_MAX)
                         ex->tried[ex->n_tried++] = peer_ref(p);
-                snprintf(ex->peer_text, sizeof(ex->peer_text), "%s", p->text);
+                size_t tl = strnlen(p->text, sizeof(ex->peer_text) - 1);
+                memcpy(ex->peer_text, p->text, tl);
+                ex->peer_text[tl] = 0;
                 if (ex->tries == 0)
                         ex->first_try = now;
                 ex->tries++;
 
-                /* the pool connects to the peer's address */
-                UpstreamServer target = *p->conf;
-                target.addr = p->addr;
-                target.addrlen = p->addrlen;
-                target.address = p->text;
-                r = pool_get(&c->worker->pool, &target, ex->https ? &ex->tls : NULL, on_upstream_io, ex, &ex->up);
+                r = pool_get(&c->worker->pool, &p->addr, p->addrlen, p->text, ex->https ? &ex->tls : NULL,
+                             on_upstream_io, ex, &ex->up);
                 if (r >= 0)
                         break;
                 log_warning_errno(r, "%s: connect() to upstream %s failed", c->client_text, ex->peer_text);

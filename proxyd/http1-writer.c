@@ -230,6 +230,23 @@ static bool conn_tokens_name(const ConnTokens *t, const HttpHeader *all, size_t 
         return false;
 }
 
+/* A field line as received, when it was written in canonical form ("Name: value" + CRLF,
+ * single space, no trailing whitespace), is copied in one piece; otherwise it is rebuilt. The
+ * head is complete, so the bytes after the value are its line end. */
+static int append_header_line(Buf *out, const HttpHeader *h) {
+        const char *end = h->value + h->value_len;
+        if (h->value == h->name + h->name_len + 2 && h->name[h->name_len + 1] == ' ' && end[0] == '\r')
+                return buf_append(out, h->name, (size_t) (end + 2 - h->name));
+        int r = buf_append(out, h->name, h->name_len);
+        if (r >= 0)
+                r = buf_append(out, ": ", 2);
+        if (r >= 0)
+                r = buf_append(out, h->value, h->value_len);
+        if (r >= 0)
+                r = buf_append(out, "\r\n", 2);
+        return r;
+}
+
 static bool framing_header(const char *name, size_t len) {
         return memcaseeq(name, len, "Content-Length") || memcaseeq(name, len, "Transfer-Encoding");
 }
@@ -293,13 +310,7 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
                     conn_tokens_name(&tokens, req->headers, req->n_headers, h->name, h->name_len) ||
                     header_set_by_config(s, h->name, h->name_len))
                         continue;
-                r = buf_append(out, h->name, h->name_len);
-                if (r >= 0)
-                        r = buf_append(out, ": ", 2);
-                if (r >= 0)
-                        r = buf_append(out, h->value, h->value_len);
-                if (r >= 0)
-                        r = buf_append(out, "\r\n", 2);
+                r = append_header_line(out, h);
         }
 
         if (r >= 0 && body == HTTP_BODY_LENGTH)
@@ -364,13 +375,7 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
                                 continue;
                         cl_seen = true;
                 }
-                r = buf_append(out, h->name, h->name_len);
-                if (r >= 0)
-                        r = buf_append(out, ": ", 2);
-                if (r >= 0)
-                        r = buf_append(out, h->value, h->value_len);
-                if (r >= 0)
-                        r = buf_append(out, "\r\n", 2);
+                r = append_header_line(out, h);
         }
         if (r >= 0 && framing == HTTP_BODY_LENGTH)
                 r = append_content_length(out, resp->content_length);

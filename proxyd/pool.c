@@ -43,7 +43,6 @@ UpConn *upconn_free(UpConn *u) {
                 return NULL;
         bucket_unlink(u);
         sd_event_source_disable_unref(u->io);
-        sd_event_source_disable_unref(u->idle_timer);
         stream_close(&u->stream);
         free(u->tls_key);
         free(u);
@@ -76,11 +75,6 @@ static int on_upconn_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 return 0;
         log_debug("idle upstream connection to %s closed by the server or sent unsolicited data", u->addr_text);
         upconn_free(u);
-        return 0;
-}
-
-static int on_upconn_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        upconn_free(userdata);
         return 0;
 }
 
@@ -121,8 +115,23 @@ static char *tls_key_new(const UpTls *tls) {
         return k;
 }
 
-int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler handler, void *userdata,
-             UpConn **ret) {
+static uint64_t pool_now(Pool *p) {
+        uint64_t t = 0;
+        (void) sd_event_now(p->worker->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+void pool_sweep(Pool *p, uint64_t now) {
+        for (PoolBucket *b = p->buckets; b; b = b->next)
+                for (UpConn *u = b->idle, *next; u; u = next) {
+                        next = u->idle_next;
+                        if (u->idle_deadline <= now)
+                                upconn_free(u);
+                }
+}
+
+int pool_get(Pool *p, const struct sockaddr_storage *addr, socklen_t addrlen, const char *text, const UpTls *tls,
+             UpConnHandler handler, void *userdata, UpConn **ret) {
         _cleanup_free_ char *tls_key = tls_key_new(tls);
         PoolBucket *b;
         UpConn *u;
@@ -130,16 +139,17 @@ int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler
 
         if (tls && !tls_key)
                 return -ENOMEM;
-        b = bucket_find(p, &srv->addr, srv->addrlen, tls_key, false);
+        b = bucket_find(p, addr, addrlen, tls_key, false);
 
+        /* Idle timeouts are enforced lazily (here and in pool_sweep): no timer per connection. */
+        uint64_t now = b && b->idle ? pool_now(p) : 0;
         while (b && b->idle) {
                 u = b->idle;
                 bucket_unlink(u);
-                if (!upconn_healthy(u)) {
+                if (u->idle_deadline <= now || !upconn_healthy(u)) {
                         upconn_free(u);
                         continue;
                 }
-                (void) sd_event_source_set_enabled(u->idle_timer, SD_EVENT_OFF);
                 u->handler = handler;
                 u->userdata = userdata;
                 u->reused = true;
@@ -154,18 +164,18 @@ int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler
                 return -ENOMEM;
         u->worker = p->worker;
         u->stream = STREAM_NULL;
-        memcpy(&u->addr, &srv->addr, srv->addrlen);
-        u->addrlen = srv->addrlen;
-        snprintf(u->addr_text, sizeof(u->addr_text), "%s", srv->address);
+        memcpy(&u->addr, addr, addrlen);
+        u->addrlen = addrlen;
+        snprintf(u->addr_text, sizeof(u->addr_text), "%s", text);
 
-        fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
                 r = -errno;
                 free(u);
                 return r;
         }
         stream_init_plain(&u->stream, fd);
-        if (srv->addr.ss_family != AF_UNIX) {
+        if (addr->ss_family != AF_UNIX) {
                 int one = 1;
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
@@ -177,7 +187,7 @@ int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler
                 }
                 u->tls_key = TAKE_PTR(tls_key);
         }
-        if (connect(fd, (const struct sockaddr *) &srv->addr, srv->addrlen) < 0) {
+        if (connect(fd, (const struct sockaddr *) addr, addrlen) < 0) {
                 if (errno != EINPROGRESS) {
                         r = -errno;
                         upconn_free(u);
@@ -205,7 +215,6 @@ int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler
 
 void pool_put(Pool *p, UpConn *u, const Upstream *up) {
         PoolBucket *b;
-        int r;
 
         u->handler = NULL;
         u->userdata = NULL;
@@ -218,17 +227,7 @@ void pool_put(Pool *p, UpConn *u, const Upstream *up) {
                 upconn_free(u);
                 return;
         }
-        if (!u->idle_timer) {
-                r = sd_event_add_time_relative(p->worker->event, &u->idle_timer, CLOCK_MONOTONIC,
-                                               up->keepalive_timeout, USEC_PER_SEC / 10, on_upconn_idle_timer, u);
-                if (r < 0) {
-                        upconn_free(u);
-                        return;
-                }
-        } else {
-                (void) sd_event_source_set_time_relative(u->idle_timer, up->keepalive_timeout);
-                (void) sd_event_source_set_enabled(u->idle_timer, SD_EVENT_ONESHOT);
-        }
+        u->idle_deadline = pool_now(p) + up->keepalive_timeout;
         u->idle_next = b->idle;
         u->idle_prev = NULL;
         if (b->idle)

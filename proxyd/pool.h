@@ -21,7 +21,7 @@ struct UpConn {
         Worker *worker;
         Stream stream;
         sd_event_source *io;
-        sd_event_source *idle_timer;
+        uint64_t idle_deadline; /* while idle: closed by pool_get/pool_sweep after this */
         struct sockaddr_storage addr;
         socklen_t addrlen;
         char addr_text[128];
@@ -63,8 +63,11 @@ typedef struct UpTls {
  * non-blocking connect in progress (u->connecting). tls NULL: plain. Returns 0 or -errno
  * (connect failed at once).
  */
-int pool_get(Pool *p, const UpstreamServer *srv, const UpTls *tls, UpConnHandler handler, void *userdata,
-             UpConn **ret);
+int pool_get(Pool *p, const struct sockaddr_storage *addr, socklen_t addrlen, const char *text, const UpTls *tls,
+             UpConnHandler handler, void *userdata, UpConn **ret);
+
+/* Close idle connections whose keepalive_timeout has passed (called about once a second). */
+void pool_sweep(Pool *p, uint64_t now);
 
 /* Return a connection after a complete exchange; it is closed instead when the pool is
  * full, the upstream allows no more requests, or keepalive is 0. */

@@ -395,13 +395,15 @@ static int on_worker_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-#define TRIM_INTERVAL_USEC (5 * USEC_PER_SEC)
+#define TRIM_INTERVAL_USEC (1 * USEC_PER_SEC)
 
-/* Request buffers are freed when a connection goes idle, but freed heap memory between live
- * connections stays resident. After a burst, once this worker has no request in progress,
- * hand the free pages back so that idle connections cost only what they hold. */
+/* Once a second: expired idle upstream connections are closed, and after a burst, once this
+ * worker has no request in progress, free heap pages go back to the system (request buffers
+ * are freed when a connection goes idle, but freed memory between live connections would
+ * stay resident), so that idle connections cost only what they hold. */
 static int on_trim_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Worker *w = userdata;
+        pool_sweep(&w->pool, usec);
         if (w->exchanges_since_trim > 0 && w->n_exchanges == 0) {
                 w->exchanges_since_trim = 0;
                 (void) malloc_trim(64 * 1024);
