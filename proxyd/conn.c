@@ -68,6 +68,7 @@ struct Conn {
         uint64_t last_read, last_write;
         uint64_t lingered;
         bool rd_ready, wr_ready;
+        bool rdhup; /* the client's FIN (or an error) was seen */
         bool draining;
         unsigned n_requests;
 };
@@ -293,13 +294,24 @@ static void exchange_log(Exchange *ex) {
 /* ---------------------------------------------------------------------------------------- */
 /* I/O helpers */
 
+/* A short read from a plain socket means its receive queue was empty at that moment: with
+ * edge-triggered events, any byte arriving later produces a new event, so the socket need not
+ * be read again until then (this saves the EAGAIN read after every request). Once the peer's
+ * FIN has been seen (hup), reading goes on until EOF is read. */
+static void note_short_read(const Stream *s, ssize_t n, size_t asked, bool hup, bool *ready) {
+        if (n > 0 && (size_t) n < asked && !hup && stream_is_plain(s))
+                *ready = false;
+}
+
 /* Read from s into b, making room for up to `want` bytes. >0 bytes, 0 EOF, -EAGAIN, -errno. */
-static ssize_t read_into(Stream *s, Buf *b, size_t want) {
+static ssize_t read_into(Stream *s, Buf *b, size_t want, bool hup, bool *ready) {
         if (buf_space(b) < want && buf_reserve(b, want) < 0)
                 return -ENOMEM;
-        ssize_t n = stream_read(s, buf_tail(b), buf_space(b));
+        size_t asked = buf_space(b);
+        ssize_t n = stream_read(s, buf_tail(b), asked);
         if (n > 0)
                 b->end += (size_t) n;
+        note_short_read(s, n, asked, hup, ready);
         return n;
 }
 
@@ -547,6 +559,8 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                 u->wr_ready = true;
                 ex->up_last_read = ex->up_last_write = conn_now(c);
         }
+        if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                u->rdhup = true;
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
                 u->rd_ready = true;
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
@@ -673,7 +687,7 @@ static int exchange_pump_request(Exchange *ex) {
         /* Need more body from the client. */
         if (!c->rd_ready)
                 return progress;
-        n = read_into(&c->client, &c->in, BODY_BUF_SIZE);
+        n = read_into(&c->client, &c->in, BODY_BUF_SIZE, c->rdhup, &c->rd_ready);
         if (n == -EAGAIN) {
                 c->rd_ready = false;
                 if (ex->body_wait_start == 0)
@@ -697,6 +711,8 @@ static int exchange_pump_request(Exchange *ex) {
                 ex->body_wait_total += c->last_read - ex->body_wait_start;
                 ex->body_wait_start = 0;
         }
+        if (!c->rd_ready)
+                ex->body_wait_start = c->last_read; /* a short read: waiting for the client again */
         return 1;
 }
 
@@ -877,7 +893,7 @@ static int exchange_pump_response(Exchange *ex) {
                 }
                 if (!u->rd_ready)
                         return progress;
-                n = read_into(&u->stream, &ex->up_in, HEAD_READ_SIZE);
+                n = read_into(&u->stream, &ex->up_in, HEAD_READ_SIZE, u->rdhup, &u->rd_ready);
                 if (n == -EAGAIN) {
                         u->rd_ready = false;
                         return progress;
@@ -974,7 +990,7 @@ static int exchange_pump_response(Exchange *ex) {
 
         if (!u->rd_ready)
                 return progress;
-        n = read_into(&u->stream, &ex->up_in, BODY_BUF_SIZE);
+        n = read_into(&u->stream, &ex->up_in, BODY_BUF_SIZE, u->rdhup, &u->rd_ready);
         if (n == -EAGAIN) {
                 u->rd_ready = false;
                 return progress;
@@ -1380,12 +1396,13 @@ static int conn_step(Conn *c) {
                                 return -1;
                         }
                         n = stream_read(&c->client, scratch, WORKER_READ_SCRATCH);
+                        note_short_read(&c->client, n, WORKER_READ_SCRATCH, c->rdhup, &c->rd_ready);
                         if (n > 0 && buf_append(&c->in, scratch, (size_t) n) < 0) {
                                 conn_close_now(c);
                                 return -1;
                         }
                 } else
-                        n = read_into(&c->client, &c->in, HEAD_READ_SIZE);
+                        n = read_into(&c->client, &c->in, HEAD_READ_SIZE, c->rdhup, &c->rd_ready);
                 if (n == -EAGAIN) {
                         c->rd_ready = false;
                         return 0;
@@ -1691,6 +1708,8 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
         Conn *c = userdata;
 
         revents = tls_stream_revents(&c->client, revents);
+        if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+                c->rdhup = true;
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
                 c->rd_ready = true;
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
@@ -1743,7 +1762,7 @@ void conn_drain(Conn *c) {
         /* A last look before closing: the request may already be in the socket buffer. */
         if (tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client))
                 return; /* still in the handshake: treat as a fresh connection */
-        n = read_into(&c->client, &c->in, HEAD_READ_SIZE);
+        n = read_into(&c->client, &c->in, HEAD_READ_SIZE, c->rdhup, &c->rd_ready);
         if (n > 0) {
                 c->last_read = conn_now(c);
                 if (c->state == CONN_IDLE) {

@@ -99,9 +99,14 @@ static PoolBucket *bucket_find(Pool *p, const struct sockaddr_storage *addr, soc
         return b;
 }
 
-/* An idle connection is usable if the server neither closed it nor sent anything. */
+/* An idle connection is usable if the server neither closed it nor sent anything. Whatever
+ * arrives while it is idle produces an event that closes it (on_upconn_io); one that arrived
+ * in the current loop iteration but is not dispatched yet shows as a pending source, and only
+ * then is the socket itself asked. */
 static bool upconn_healthy(UpConn *u) {
         char c;
+        if (sd_event_source_get_pending(u->io) <= 0)
+                return true;
         ssize_t n = recv(u->stream.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }

@@ -31,6 +31,7 @@ struct UpConn {
         bool reused;      /* taken from the pool */
         bool rd_ready;
         bool wr_ready;
+        bool rdhup; /* the server's FIN (or an error) was seen */
 
         UpConnHandler handler; /* owner's callback; NULL while idle in the pool */
         void *userdata;

@@ -594,7 +594,10 @@ def case_resumption(ports, certs):
             sess = os.path.join(tmp, "sess" + flag)
             base = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % p,
                     "-servername", "example.test", "-CAfile", certs.c("ca"), flag]
-            rc1, out1 = run(base + ["-sess_out", sess], timeout=10)
+            # a whole request and response on the first connection, so that the session
+            # ticket (sent after the TLS 1.3 handshake) is read before s_client leaves
+            req = b"GET /healthz HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
+            rc1, out1 = run(base + ["-ign_eof", "-sess_out", sess], timeout=10, input=req)
             rc2, out2 = run(base + ["-sess_in", sess], timeout=10)
             check(re.search(r"^New, %s" % ver, out1, re.M) and
                   "Verify return code: 0 (ok)" in out1,
