@@ -395,14 +395,16 @@ static void exchange_report(Exchange *ex, bool failed) {
         switch (peer_report(ex->peer, failed, conn_now(ex->c))) {
         case PEER_WENT_DOWN: {
                 char d[32];
-                log_warning("upstream %s: server %s (%s) marked unavailable for %s after %u failure(s)",
-                            ex->upstream->name, ex->peer->text, s->address,
-                            format_duration(s->fail_timeout, d, sizeof(d)), s->max_fails);
+                log_upstream_event(LOG_WARNING, ex->upstream->name, ex->peer->text, "down",
+                                   "upstream %s: server %s (%s) marked unavailable for %s after %u failure(s)",
+                                   ex->upstream->name, ex->peer->text, s->address,
+                                   format_duration(s->fail_timeout, d, sizeof(d)), s->max_fails);
                 break;
         }
         case PEER_CAME_UP:
-                log_info("upstream %s: server %s (%s) is available again", ex->upstream->name, ex->peer->text,
-                         s->address);
+                log_upstream_event(LOG_INFO, ex->upstream->name, ex->peer->text, "up",
+                                   "upstream %s: server %s (%s) is available again", ex->upstream->name,
+                                   ex->peer->text, s->address);
                 break;
         case PEER_UNCHANGED:
                 break;

@@ -99,6 +99,26 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         return -error;
 }
 
+void log_upstream_event(int level, const char *group, const char *server, const char *event, const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+
+        if (level > log_get_max_level())
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (use_journal) {
+                sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%i", level, "PROXYD_UPSTREAM_GROUP=%s", group ?: "",
+                                "PROXYD_UPSTREAM_SERVER=%s", server ?: "", "PROXYD_UPSTREAM_EVENT=%s", event, NULL);
+                return;
+        }
+        char out[1200];
+        int k = snprintf(out, sizeof(out), "%s: %s\n", level_names[level & 7], msg);
+        if (k > 0)
+                write_line(out, MIN((size_t) k, sizeof(out) - 1));
+}
+
 void log_access(const AccessEntry *e) {
         char dur[32];
         snprintf(dur, sizeof(dur), "%llu.%03llu", (unsigned long long) (e->duration_usec / 1000),

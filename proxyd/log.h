@@ -35,6 +35,12 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 #define log_error_errno(e, ...) log_full_errno(LOG_ERR, e, __VA_ARGS__)
 #define log_warning_errno(e, ...) log_full_errno(LOG_WARNING, e, __VA_ARGS__)
 
+/* An upstream server changed state (event: "down", "up", "unhealthy", "healthy", "resolved",
+ * "resolve-failed"): a readable message plus PROXYD_UPSTREAM_GROUP=, PROXYD_UPSTREAM_SERVER=
+ * and PROXYD_UPSTREAM_EVENT= in the journal, so `journalctl PROXYD_UPSTREAM_EVENT=down` works. */
+void log_upstream_event(int level, const char *group, const char *server, const char *event, const char *fmt, ...)
+        _printf_(5, 6);
+
 /* One structured entry per request (PROXYD_* journal fields; `access: k=v ...` on stderr). */
 typedef struct AccessEntry {
         const char *client;   /* "IP:PORT" */

@@ -117,19 +117,22 @@ static int manager_build_generation(Manager *m, Generation **ret) {
 
 static void on_peer_state(Peer *p, const char *upstream, bool up, const char *reason, void *userdata) {
         if (up)
-                log_notice("upstream %s: server %s (%s) is healthy again", upstream, p->text, p->conf->address);
+                log_upstream_event(LOG_NOTICE, upstream, p->text, "healthy",
+                                   "upstream %s: server %s (%s) is healthy again", upstream, p->text, p->conf->address);
         else
-                log_warning("upstream %s: server %s (%s) is unhealthy: %s", upstream, p->text, p->conf->address,
-                            reason ?: "health check failed");
+                log_upstream_event(LOG_WARNING, upstream, p->text, "unhealthy", "upstream %s: server %s (%s) is unhealthy: %s",
+                                   upstream, p->text, p->conf->address, reason ?: "health check failed");
 }
 
 static void on_resolved(const Upstream *u, const UpstreamServer *s, const char *addresses, const char *error,
                         void *userdata) {
         if (addresses)
-                log_notice("upstream %s server %s: addresses now %s", u->name, s->address, addresses);
+                log_upstream_event(LOG_NOTICE, u->name, s->address, "resolved",
+                                   "upstream %s server %s: addresses now %s", u->name, s->address, addresses);
         else
-                log_warning("upstream %s server %s: cannot resolve %s: %s; keeping the current addresses", u->name,
-                            s->address, s->host, error ?: "unknown error");
+                log_upstream_event(LOG_WARNING, u->name, s->address, "resolve-failed",
+                                   "upstream %s server %s: cannot resolve %s: %s; keeping the current addresses",
+                                   u->name, s->address, s->host, error ?: "unknown error");
 }
 
 /* Active checks and re-resolution follow the current generation. */
