@@ -406,7 +406,11 @@ static int on_trim_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         pool_sweep(&w->pool, usec);
         if (w->exchanges_since_trim > 0 && w->n_exchanges == 0) {
                 w->exchanges_since_trim = 0;
+#ifndef __SANITIZE_ADDRESS__
+                /* (glibc's trim must not run beside AddressSanitizer's allocator: it upsets the
+                 * arena bookkeeping glibc checks when a thread exits) */
                 (void) malloc_trim(64 * 1024);
+#endif
         }
         (void) sd_event_source_set_time(s, usec + TRIM_INTERVAL_USEC);
         return 0;
