@@ -315,6 +315,18 @@ static ssize_t read_into(Stream *s, Buf *b, size_t want, bool hup, bool *ready) 
         return n;
 }
 
+/* One chunk of a chunked body, re-framed canonically. */
+static int append_chunk(Buf *out, const char *data, size_t len) {
+        int r = buf_append_hex(out, len);
+        if (r >= 0)
+                r = buf_append(out, "\r\n", 2);
+        if (r >= 0)
+                r = buf_append(out, data, len);
+        if (r >= 0)
+                r = buf_append(out, "\r\n", 2);
+        return r;
+}
+
 static ssize_t client_write(Conn *c, const void *p, size_t n) {
         ssize_t k = stream_write(&c->client, p, n);
         if (k > 0) {
@@ -666,9 +678,7 @@ static int exchange_pump_request(Exchange *ex) {
                                 return 1;
                         }
                         if (dlen > 0) {
-                                if (buf_append_hex(&ex->up_out, dlen) < 0 || buf_append(&ex->up_out, "\r\n", 2) < 0 ||
-                                    buf_append(&ex->up_out, buf_head(&c->in) + off, dlen) < 0 ||
-                                    buf_append(&ex->up_out, "\r\n", 2) < 0) {
+                                if (append_chunk(&ex->up_out, buf_head(&c->in) + off, dlen) < 0) {
                                         exchange_fail(ex, 500, "out of memory");
                                         return 1;
                                 }
@@ -927,15 +937,9 @@ static int exchange_pump_response(Exchange *ex) {
                                 if (n == 0)
                                         break;
                                 if (dlen > 0) {
-                                        int r = 0;
-                                        if (ex->resp_out == HTTP_BODY_CHUNKED)
-                                                r = buf_append_hex(&c->out, dlen);
-                                        if (r >= 0 && ex->resp_out == HTTP_BODY_CHUNKED)
-                                                r = buf_append(&c->out, "\r\n", 2);
-                                        if (r >= 0)
-                                                r = buf_append(&c->out, buf_head(&ex->up_in) + off, dlen);
-                                        if (r >= 0 && ex->resp_out == HTTP_BODY_CHUNKED)
-                                                r = buf_append(&c->out, "\r\n", 2);
+                                        const char *data = buf_head(&ex->up_in) + off;
+                                        int r = ex->resp_out == HTTP_BODY_CHUNKED ? append_chunk(&c->out, data, dlen)
+                                                                                  : buf_append(&c->out, data, dlen);
                                         if (r < 0) {
                                                 exchange_fail(ex, 500, "out of memory");
                                                 return 1;
@@ -955,9 +959,7 @@ static int exchange_pump_response(Exchange *ex) {
                 if (ex->resp_out == HTTP_BODY_CHUNKED) {
                         /* until-close upstream body to an HTTP/1.1 client: chunk it */
                         size_t k = buf_len(&ex->up_in);
-                        if (buf_append_hex(&c->out, k) < 0 || buf_append(&c->out, "\r\n", 2) < 0 ||
-                            buf_append(&c->out, buf_head(&ex->up_in), k) < 0 ||
-                            buf_append(&c->out, "\r\n", 2) < 0) {
+                        if (append_chunk(&c->out, buf_head(&ex->up_in), k) < 0) {
                                 exchange_fail(ex, 500, "out of memory");
                                 return 1;
                         }
