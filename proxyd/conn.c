@@ -760,6 +760,10 @@ static int exchange_start_response(Exchange *ex) {
                 }
                 break;
         }
+        /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 response is faulty framing; the
+         * body is decoded as chunked and the client connection closed after it. */
+        if (r->body == HTTP_BODY_CHUNKED && r->version_minor == 0)
+                keep_alive = false;
         if (r->body == HTTP_BODY_CHUNKED)
                 chunked_decoder_init(&ex->resp_dec, ex->server->limits.max_chunk_overhead);
         if (!keep_alive)
