@@ -40,10 +40,14 @@ typedef struct TlsClientContext TlsClientContext;
 typedef struct TlsClientSet TlsClientSet;
 typedef struct TlsTicketKeys TlsTicketKeys;
 
-/* TLS 1.2 and 1.3 only, AEAD ciphers, ECDHE (or TLS 1.3 groups) key exchange. */
+/* TLS 1.2 and 1.3 only, AEAD ciphers, ECDHE (or TLS 1.3 groups) key exchange. X25519 is the
+ * first group: it is the key share browsers and OpenSSL send first, and with server
+ * precedence any other first choice costs every such client a HelloRetryRequest (one more
+ * round trip and a second key exchange) on each full handshake. */
 #define TLS_DEFAULT_PRIORITY                                                                                  \
         "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:" \
-        "-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
+        "-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-X448:"              \
+        "+GROUP-SECP384R1:+GROUP-SECP521R1:%SERVER_PRECEDENCE"
 
 /* Session tickets: the master key is replaced every TLS_TICKET_ROTATE_SEC seconds (the
  * previous key is forgotten, so earlier tickets stop resuming and cannot be decrypted any

@@ -567,6 +567,14 @@ def case_protocols(ports, certs):
         desc = m.group(1) if m else ""
         check(handshake_ok(out) and want in desc, "%s is accepted (%s)" % (what, desc),
               out[-400:])
+    # an OpenSSL client (one X25519 key share, like browsers) gets a ServerHello at once,
+    # not a HelloRetryRequest asking for another group
+    rc, out = run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % p, "-servername",
+                   "example.test", "-msg"])
+    hellos = out.count("ServerHello")
+    check(rc == 0 and hellos == 1 and "Server Temp Key: X25519" in out,
+          "TLS 1.3 full handshake from OpenSSL: one ServerHello (no HelloRetryRequest), X25519",
+          (rc, hellos, out[-600:]))
     # client-initiated renegotiation (TLS 1.2) is refused
     rc, out = gnutls_cli(p, sni="example.test", priority="NORMAL:-VERS-ALL:+VERS-TLS1.2",
                          extra=["--rehandshake"])
