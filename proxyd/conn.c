@@ -1308,13 +1308,16 @@ static int exchange_finish(Conn *c) {
 
         if (!keep) {
                 char probe;
-                /* Close at once when the client asked for it and sent nothing more; otherwise
+                /* Close at once when the client asked for it and sent nothing more (or has
+                 * closed already, as most clients do on reading Connection: close); otherwise
                  * linger, so unread input does not turn the close into a reset under the
                  * response. */
-                if (!client_keep_alive && stream_is_plain(&c->client) && buf_len(&c->in) == 0 && req_done &&
-                    recv(c->client.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) {
-                        conn_close_now(c);
-                        return -1;
+                if (!client_keep_alive && stream_is_plain(&c->client) && buf_len(&c->in) == 0 && req_done) {
+                        ssize_t k = recv(c->client.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+                        if (k == 0 || (k < 0 && errno == EAGAIN)) {
+                                conn_close_now(c);
+                                return -1;
+                        }
                 }
                 conn_start_closing(c);
                 return 1;
