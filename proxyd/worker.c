@@ -103,7 +103,9 @@ static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* All workers wait on the same listening sockets, and the kernel may wake the same one again
  * and again. A worker that accepted a connection while it holds clearly more connections than
- * another hands it over, so that every worker (and core) gets its share. */
+ * another hands it over, so that every worker (and core) gets its share. "Clearly" grows with
+ * the load: a hand-over costs a wake-up of the other thread, which short-lived connections
+ * (one request each) should not pay for a difference of one or two. */
 static Worker *worker_least_loaded(Worker *w) {
         Manager *m = w->manager;
         Worker *best = w;
@@ -114,7 +116,7 @@ static Worker *worker_least_loaded(Worker *w) {
                 unsigned load = atomic_load_explicit(&o->stats.connections, memory_order_relaxed);
                 if (o->draining || !o->thread_started)
                         continue;
-                if (load + 1 < best_load) {
+                if (load + 2 + best_load / 8 < best_load) {
                         best = o;
                         best_load = load;
                 }
