@@ -56,8 +56,11 @@ struct Conn {
         WorkerGen *gen; /* configuration for the current request (taken when it starts) */
         char remote_addr[INET6_ADDRSTRLEN];
         unsigned remote_port;
-        struct sockaddr_storage remote_sa; /* the balancer's ip_hash key */
-        char client_text[INET6_ADDRSTRLEN + 16];
+        union {
+                struct sockaddr sa;
+                struct sockaddr_in in;
+                struct sockaddr_in6 in6;
+        } remote_sa; /* the balancer's ip_hash key; a unix peer keeps only its family */
         unsigned local_port;
 
         ConnState state;
@@ -174,6 +177,19 @@ static uint64_t conn_now(Conn *c) {
         return t;
 }
 
+/* "address:port" of the client, for log lines: built when needed (connections are held by
+ * the thousand, log lines are rare), in a per-thread buffer valid until the next call. */
+static const char *conn_text(const Conn *c) {
+        static __thread char text[INET6_ADDRSTRLEN + 16];
+        if (c->remote_sa.sa.sa_family == AF_INET6)
+                snprintf(text, sizeof(text), "[%s]:%u", c->remote_addr, c->remote_port);
+        else if (c->remote_sa.sa.sa_family == AF_INET)
+                snprintf(text, sizeof(text), "%s:%u", c->remote_addr, c->remote_port);
+        else
+                snprintf(text, sizeof(text), "%s", c->remote_addr);
+        return text;
+}
+
 static Generation *conn_generation(Conn *c) {
         return (c->gen ?: c->worker->gen)->gen;
 }
@@ -276,7 +292,7 @@ static void exchange_log(Exchange *ex) {
         if (ex->n_tried > 0)
                 snprintf(upstream, sizeof(upstream), "%s", ex->peer_text);
         log_access(&(AccessEntry){
-                .client = c->client_text,
+                .client = conn_text(c),
                 .server = ex->server ? ex->server->name : NULL,
                 .method = ex->method ?: "-",
                 .uri = ex->target ?: "-",
@@ -483,7 +499,7 @@ static int exchange_connect(Exchange *ex) {
                              on_upstream_io, ex, &ex->up);
                 if (r >= 0)
                         break;
-                log_warning_errno(r, "%s: connect() to upstream %s failed", c->client_text, ex->peer_text);
+                log_warning_errno(r, "%s: connect() to upstream %s failed", conn_text(c), ex->peer_text);
                 exchange_end_attempt(ex, true);
                 ex->up_sent_any = false;
                 if (!exchange_may_retry(ex, NEXT_UPSTREAM_ERROR)) {
@@ -506,9 +522,9 @@ static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
         bool stale = ex->up && ex->up->reused && !ex->up_got_any;
 
         if (error != 0)
-                log_warning_errno(error, "%s: upstream %s: %s", c->client_text, ex->peer_text, what);
+                log_warning_errno(error, "%s: upstream %s: %s", conn_text(c), ex->peer_text, what);
         else
-                log_warning("%s: upstream %s: %s", c->client_text, ex->peer_text, what);
+                log_warning("%s: upstream %s: %s", conn_text(c), ex->peer_text, what);
         exchange_release_upstream(ex, false);
 
         bool replayable = ex->req_body == HTTP_BODY_NONE;
@@ -562,7 +578,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                         if (r < 0) {
                                 /* e.g. "certificate verify failed: ..." */
                                 const char *why = tls_stream_error(&u->stream);
-                                log_warning("%s: TLS handshake with upstream %s failed: %s", c->client_text,
+                                log_warning("%s: TLS handshake with upstream %s failed: %s", conn_text(c),
                                             ex->peer_text, why ?: strerror(-r));
                                 exchange_upstream_error(ex, 0, "upstream TLS handshake failed");
                                 conn_run(c);
@@ -664,7 +680,7 @@ static int exchange_pump_request(Exchange *ex) {
                         size_t off = 0, dlen = 0;
                         n = chunked_decode(&ex->req_dec, buf_head(&c->in), buf_len(&c->in), &off, &dlen);
                         if (n < 0) {
-                                log_warning("%s: bad request: invalid chunked body", c->client_text);
+                                log_warning("%s: bad request: invalid chunked body", conn_text(c));
                                 exchange_fail(ex, 400, "invalid chunked request body");
                                 return 1;
                         }
@@ -673,7 +689,7 @@ static int exchange_pump_request(Exchange *ex) {
                         ex->req_chunked_bytes += dlen;
                         if (ex_settings(ex)->client_max_body_size > 0 &&
                             ex->req_chunked_bytes > ex_settings(ex)->client_max_body_size) {
-                                log_info("%s: chunked request body exceeds client_max_body_size", c->client_text);
+                                log_info("%s: chunked request body exceeds client_max_body_size", conn_text(c));
                                 exchange_fail(ex, 413, "request body too large");
                                 return 1;
                         }
@@ -707,7 +723,7 @@ static int exchange_pump_request(Exchange *ex) {
                 return progress;
         }
         if (n <= 0) {
-                log_info("%s: client closed the connection during the request body", c->client_text);
+                log_info("%s: client closed the connection during the request body", conn_text(c));
                 ex->status = 400;
                 ex->reason = "client closed during request body";
                 exchange_release_upstream(ex, false);
@@ -817,7 +833,7 @@ static int exchange_pump_response(Exchange *ex) {
                 if (n == -EAGAIN)
                         break;
                 if (n < 0) {
-                        log_info("%s: client write failed: %s", c->client_text, strerror((int) -n));
+                        log_info("%s: client write failed: %s", conn_text(c), strerror((int) -n));
                         ex->reason = "client write failed";
                         ex->resp_truncated = ex->resp_done = ex->close_after = true;
                         buf_reset(&c->out);
@@ -857,7 +873,7 @@ static int exchange_pump_response(Exchange *ex) {
                                                  ex->method_id, &ex->resp, headers, max_headers, &err);
                         if (n < 0) {
                                 log_warning("%s: upstream %s sent an invalid response: %s (offset %zu)",
-                                            c->client_text, ex->peer_text, err.reason ?: "malformed",
+                                            conn_text(c), ex->peer_text, err.reason ?: "malformed",
                                             err.offset);
                                 exchange_release_upstream(ex, false);
                                 exchange_end_attempt(ex, true);
@@ -886,7 +902,7 @@ static int exchange_pump_response(Exchange *ex) {
                                                                          : 0;
                                 bool failed = cond && (ex->upstream->next_upstream & cond);
                                 if (failed) {
-                                        log_warning("%s: upstream %s answered %d", c->client_text, ex->peer_text,
+                                        log_warning("%s: upstream %s answered %d", conn_text(c), ex->peer_text,
                                                     ex->resp.status);
                                         if (exchange_may_retry(ex, cond)) {
                                                 exchange_release_upstream(ex, false);
@@ -933,7 +949,7 @@ static int exchange_pump_response(Exchange *ex) {
                                 n = chunked_decode(&ex->resp_dec, buf_head(&ex->up_in), buf_len(&ex->up_in), &off,
                                                    &dlen);
                                 if (n < 0) {
-                                        log_warning("%s: upstream %s sent an invalid chunked body", c->client_text,
+                                        log_warning("%s: upstream %s sent an invalid chunked body", conn_text(c),
                                                     ex->peer_text);
                                         exchange_fail(ex, 502, "invalid chunked body from upstream");
                                         return 1;
@@ -980,7 +996,7 @@ static int exchange_pump_response(Exchange *ex) {
                 if (n == -EAGAIN)
                         return progress;
                 if (n < 0) {
-                        log_info("%s: client write failed: %s", c->client_text, strerror((int) -n));
+                        log_info("%s: client write failed: %s", conn_text(c), strerror((int) -n));
                         ex->reason = "client write failed";
                         ex->resp_truncated = ex->resp_done = ex->close_after = true;
                         exchange_release_upstream(ex, false);
@@ -1013,7 +1029,7 @@ static int exchange_pump_response(Exchange *ex) {
         }
         if (n <= 0) {
                 log_warning("%s: upstream %s closed the connection before the end of the response body",
-                            c->client_text, ex->peer_text);
+                            conn_text(c), ex->peer_text);
                 ex->reason = "upstream prematurely closed the connection";
                 ex->resp_truncated = ex->resp_done = ex->close_after = true;
                 exchange_release_upstream(ex, false);
@@ -1028,7 +1044,7 @@ static int exchange_pump_response(Exchange *ex) {
 
 static void bad_request(Conn *c, const HttpError *err) {
         Exchange *ex = c->ex;
-        log_warning("%s: bad request: %s (offset %zu), status %d", c->client_text, err->reason ?: "malformed",
+        log_warning("%s: bad request: %s (offset %zu), status %d", conn_text(c), err->reason ?: "malformed",
                     err->offset, err->status);
         ex->reason = err->reason;
         ex->close_after = true;
@@ -1209,7 +1225,7 @@ static int exchange_begin(Conn *c, size_t head_len) {
                 if (getpeername(c->client.fd, (struct sockaddr *) &ss, &len) < 0)
                         ss.ss_family = AF_UNIX;
                 if (!access_check(s->access, s->n_access, (struct sockaddr *) &ss)) {
-                        log_info("%s: access to %s forbidden by rule", c->client_text, ex->target);
+                        log_info("%s: access to %s forbidden by rule", conn_text(c), ex->target);
                         ex->reason = "access denied";
                         buf_consume(&c->in, head_len);
                         return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, !body_pending);
@@ -1217,7 +1233,7 @@ static int exchange_begin(Conn *c, size_t head_len) {
         }
         if (s->client_max_body_size > 0 && req->body == HTTP_BODY_LENGTH &&
             req->content_length > s->client_max_body_size) {
-                log_info("%s: request body of %llu bytes exceeds client_max_body_size", c->client_text,
+                log_info("%s: request body of %llu bytes exceeds client_max_body_size", conn_text(c),
                          (unsigned long long) req->content_length);
                 ex->reason = "request body too large";
                 buf_consume(&c->in, head_len);
@@ -1349,7 +1365,7 @@ static int conn_step(Conn *c) {
                                 return 0;
                         }
                         if (r < 0) {
-                                log_info("%s: TLS handshake failed: %s", c->client_text,
+                                log_info("%s: TLS handshake failed: %s", conn_text(c),
                                          tls_stream_error(&c->client) ?: strerror(-r));
                                 conn_close_now(c);
                                 return -1;
@@ -1388,7 +1404,7 @@ static int conn_step(Conn *c) {
                         if (n > 0) {
                                 int r = exchange_begin(c, (size_t) n);
                                 if (r < 0) {
-                                        log_error_errno(r, "%s: cannot start the request", c->client_text);
+                                        log_error_errno(r, "%s: cannot start the request", conn_text(c));
                                         conn_close_now(c);
                                         return -1;
                                 }
@@ -1421,7 +1437,7 @@ static int conn_step(Conn *c) {
                 if (n <= 0) {
                         if (buf_len(&c->in) > 0)
                                 log_info("%s: client closed the connection in the middle of a request head",
-                                         c->client_text);
+                                         conn_text(c));
                         conn_close_now(c);
                         return -1;
                 }
@@ -1433,7 +1449,7 @@ static int conn_step(Conn *c) {
                 if (ex->tunneling) {
                         int r = tunnel_pump(&ex->tunnel);
                         if (r < 0)
-                                log_info("%s: tunnel to %s broken: %s", c->client_text, ex->peer_text,
+                                log_info("%s: tunnel to %s broken: %s", conn_text(c), ex->peer_text,
                                          strerror(-r));
                         if (r < 0 || r == 2) {
                                 ex->bytes_sent += ex->tunnel.bytes[1];
@@ -1619,11 +1635,11 @@ void conn_timeout(Conn *c) {
         case TIMEOUT_HEADER: {
                 if (tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client)) {
                         /* No HTTP can be spoken yet: just close. */
-                        log_info("%s: client_header_timeout expired during the TLS handshake", c->client_text);
+                        log_info("%s: client_header_timeout expired during the TLS handshake", conn_text(c));
                         conn_close_now(c);
                         return;
                 }
-                log_info("%s: client_header_timeout expired before the request head was complete", c->client_text);
+                log_info("%s: client_header_timeout expired before the request head was complete", conn_text(c));
                 if (!c->gen)
                         c->gen = worker_gen_ref(c->worker->gen);
                 if (!c->ex)
@@ -1644,23 +1660,23 @@ void conn_timeout(Conn *c) {
                 conn_close_now(c);
                 return;
         case TIMEOUT_TUNNEL:
-                log_info("%s: tunnel idle for too long, closing", c->client_text);
+                log_info("%s: tunnel idle for too long, closing", conn_text(c));
                 c->ex->bytes_sent += c->ex->tunnel.bytes[1];
                 c->ex->bytes_received += c->ex->tunnel.bytes[0];
                 conn_close_now(c);
                 return;
         case TIMEOUT_BODY:
-                log_info("%s: request body too slow (client_body_timeout / client_body_min_rate)", c->client_text);
+                log_info("%s: request body too slow (client_body_timeout / client_body_min_rate)", conn_text(c));
                 exchange_fail(c->ex, 408, "client_body_timeout");
                 c->ex->close_after = true;
                 break;
         case TIMEOUT_SEND:
-                log_info("%s: send_timeout expired writing to the client", c->client_text);
+                log_info("%s: send_timeout expired writing to the client", conn_text(c));
                 c->ex->reason = "send_timeout";
                 conn_close_now(c);
                 return;
         case TIMEOUT_CONNECT:
-                log_warning("%s: upstream %s: connect_timeout expired", c->client_text, c->ex->peer_text);
+                log_warning("%s: upstream %s: connect_timeout expired", conn_text(c), c->ex->peer_text);
                 exchange_release_upstream(c->ex, false);
                 exchange_end_attempt(c->ex, true);
                 c->ex->last_fail_status = 504;
@@ -1671,7 +1687,7 @@ void conn_timeout(Conn *c) {
                         exchange_fail(c->ex, 504, "upstream connect timed out");
                 break;
         case TIMEOUT_UP_READ:
-                log_warning("%s: upstream %s: read_timeout expired", c->client_text, c->ex->peer_text);
+                log_warning("%s: upstream %s: read_timeout expired", conn_text(c), c->ex->peer_text);
                 if (!c->ex->resp_head_done) {
                         exchange_release_upstream(c->ex, false);
                         exchange_end_attempt(c->ex, true);
@@ -1685,7 +1701,7 @@ void conn_timeout(Conn *c) {
                 exchange_fail(c->ex, 504, "upstream timed out");
                 break;
         case TIMEOUT_UP_SEND:
-                log_warning("%s: upstream %s: send_timeout expired", c->client_text, c->ex->peer_text);
+                log_warning("%s: upstream %s: send_timeout expired", conn_text(c), c->ex->peer_text);
                 exchange_fail(c->ex, 504, "upstream send timed out");
                 break;
         case TIMEOUT_NONE:
@@ -1814,14 +1830,13 @@ int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const stru
         c->timer = TIMER_NODE_INIT;
         c->phase_start = c->last_read = c->last_write = conn_now(c);
 
-        memcpy(&c->remote_sa, peer, MIN((size_t) peerlen, sizeof(c->remote_sa)));
         if (peer->sa_family == AF_UNIX) {
+                c->remote_sa.sa.sa_family = AF_UNIX;
                 snprintf(c->remote_addr, sizeof(c->remote_addr), "unix:");
-                snprintf(c->client_text, sizeof(c->client_text), "unix:");
         } else {
+                memcpy(&c->remote_sa, peer, MIN((size_t) peerlen, sizeof(c->remote_sa)));
                 sockaddr_format_host(peer, c->remote_addr, sizeof(c->remote_addr));
                 c->remote_port = sockaddr_port(peer);
-                sockaddr_format(peer, peerlen, c->client_text, sizeof(c->client_text));
         }
         c->local_port = local_port;
 
