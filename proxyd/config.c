@@ -2030,8 +2030,27 @@ static int parse_top(Loader *l, config_setting_t *root) {
                         r = parse_string_enum(l, s, levels, ELEMENTSOF(levels), &v);
                         if (r >= 0)
                                 c->log_level = level_values[v];
-                } else if (streq(n, "access_log"))
-                        r = get_bool(l, s, &c->access_log);
+                } else if (streq(n, "access_log")) {
+                        /* true: the journal; false: off; "/path": a file, written in blocks */
+                        if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+                                const char *file = config_setting_get_string(s);
+                                if (file[0] != '/')
+                                        r = ERR(l, s, "\"access_log\" must be true, false or an absolute file name");
+                                else {
+                                        free(c->access_log_file);
+                                        c->access_log_file = strdup(file);
+                                        c->access_log = true;
+                                        c->access_log_src = config_setting_origin(s, &l->files, &c->access_log_line);
+                                        r = c->access_log_file ? 0 : -ENOMEM;
+                                }
+                        } else if (config_setting_type(s) == CONFIG_TYPE_BOOL) {
+                                c->access_log = config_setting_get_bool(s);
+                                free(c->access_log_file);
+                                c->access_log_file = NULL;
+                                r = 0;
+                        } else
+                                r = ERR(l, s, "\"access_log\" must be true, false or an absolute file name");
+                }
                 else if (streq(n, "shutdown_timeout"))
                         r = get_duration(l, s, &c->shutdown_timeout);
                 else if (streq(n, "max_connections"))
@@ -2155,6 +2174,7 @@ static Config *config_free(Config *c) {
         }
         free(c->listens);
         strv_free(c->resolver, c->n_resolver);
+        free(c->access_log_file);
         strv_free(c->files, c->n_files);
         if (c->merged) {
                 config_destroy(c->merged);

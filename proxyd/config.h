@@ -238,6 +238,9 @@ typedef struct Config {
         unsigned max_connections; /* client connections per worker; more get a 503 and are closed */
         int log_level;    /* syslog priority: LOG_ERR .. LOG_DEBUG */
         bool access_log;
+        char *access_log_file; /* access log to this file, buffered; NULL: to the journal (or stderr) */
+        const char *access_log_src; /* where access_log was set, for open errors */
+        int access_log_line;
         uint64_t shutdown_timeout;
         char **resolver;  /* DNS servers for re-resolution: "ADDR", "ADDR:PORT", "[ADDR6]:PORT" */
         size_t n_resolver;

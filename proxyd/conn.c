@@ -284,27 +284,28 @@ static Exchange *exchange_free(Exchange *ex) {
 static void exchange_log(Exchange *ex) {
         Conn *c = ex->c;
         Generation *g = conn_generation(c);
-        char upstream[160] = "";
 
         atomic_fetch_add_explicit(&c->worker->stats.requests, 1, memory_order_relaxed);
         if (!g->config->access_log)
                 return;
-        if (ex->n_tried > 0)
-                snprintf(upstream, sizeof(upstream), "%s", ex->peer_text);
-        log_access(&(AccessEntry){
+        const AccessEntry e = {
                 .client = conn_text(c),
                 .server = ex->server ? ex->server->name : NULL,
                 .method = ex->method ?: "-",
                 .uri = ex->target ?: "-",
                 .status = ex->status,
-                .upstream = ex->n_tried > 0 ? upstream : NULL,
+                .upstream = ex->n_tried > 0 ? ex->peer_text : NULL,
                 .upstream_status = ex->upstream_status,
                 .bytes_sent = ex->bytes_sent,
                 .bytes_received = ex->bytes_received,
                 .duration_usec = now_usec(CLOCK_MONOTONIC) - ex->start,
                 .request_id = ex->request_id,
                 .reason = ex->reason,
-        });
+        };
+        if (g->access_file)
+                access_buf_add(&c->worker->access_buf, g->access_file, &e);
+        else
+                log_access(&e);
 }
 
 /* ---------------------------------------------------------------------------------------- */

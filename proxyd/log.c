@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 #include <systemd/sd-journal.h>
 
 #include "log.h"
@@ -119,6 +123,29 @@ void log_upstream_event(int level, const char *group, const char *server, const 
                 write_line(out, MIN((size_t) k, sizeof(out) - 1));
 }
 
+#define ACCESS_LINE_MAX 4096
+
+/* One access line, "\n"-terminated (cut to fit): PREFIX then k=v fields. Returns its length. */
+static size_t access_format(char *out, size_t size, const char *prefix, const AccessEntry *e) {
+        char dur[32];
+        snprintf(dur, sizeof(dur), "%llu.%03llu", (unsigned long long) (e->duration_usec / 1000),
+                 (unsigned long long) (e->duration_usec % 1000));
+        int k = snprintf(out, size,
+                         "%sclient=%s server=%s method=%s uri=%s status=%d upstream=%s upstream_status=%d "
+                         "bytes=%llu bytes_received=%llu duration_ms=%s request_id=%s%s%s\n",
+                         prefix, e->client, e->server ?: "-", e->method, e->uri, e->status, e->upstream ?: "-",
+                         e->upstream_status, (unsigned long long) e->bytes_sent,
+                         (unsigned long long) e->bytes_received, dur, e->request_id,
+                         e->reason ? " reason=" : "", e->reason ?: "");
+        if (k <= 0 || size < 2)
+                return 0;
+        if ((size_t) k >= size) {
+                k = (int) size - 1;
+                out[k - 1] = '\n';
+        }
+        return (size_t) k;
+}
+
 void log_access(const AccessEntry *e) {
         char dur[32];
         snprintf(dur, sizeof(dur), "%llu.%03llu", (unsigned long long) (e->duration_usec / 1000),
@@ -146,19 +173,119 @@ void log_access(const AccessEntry *e) {
                 return;
         }
 
-        char out[4096];
-        int k = snprintf(out, sizeof(out),
-                         "access: client=%s server=%s method=%s uri=%s status=%d upstream=%s upstream_status=%d "
-                         "bytes=%llu bytes_received=%llu duration_ms=%s request_id=%s%s%s\n",
-                         e->client, e->server ?: "-", e->method, e->uri, e->status, e->upstream ?: "-",
-                         e->upstream_status, (unsigned long long) e->bytes_sent,
-                         (unsigned long long) e->bytes_received, dur, e->request_id,
-                         e->reason ? " reason=" : "", e->reason ?: "");
-        if (k > 0) {
-                if ((size_t) k >= sizeof(out)) {
-                        k = sizeof(out) - 1;
-                        out[k - 1] = '\n';
-                }
-                write_line(out, (size_t) k);
+        char out[ACCESS_LINE_MAX];
+        size_t k = access_format(out, sizeof(out), "access: ", e);
+        if (k > 0)
+                write_line(out, k);
+}
+
+/* ---- the access log as a file ---- */
+
+struct AccessFile {
+        atomic_uint refs;
+        int fd;
+        char *path;
+        atomic_bool failing; /* a write failed: said once until writes work again */
+};
+
+int access_file_open(const char *path, AccessFile **ret) {
+        AccessFile *f = calloc(1, sizeof(AccessFile));
+        if (!f)
+                return -ENOMEM;
+        f->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+        if (f->fd < 0) {
+                int r = -errno;
+                free(f);
+                return r;
         }
+        f->path = strdup(path);
+        if (!f->path) {
+                close(f->fd);
+                free(f);
+                return -ENOMEM;
+        }
+        atomic_init(&f->refs, 1);
+        atomic_init(&f->failing, false);
+        *ret = f;
+        return 0;
+}
+
+AccessFile *access_file_ref(AccessFile *f) {
+        if (f)
+                atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+        return f;
+}
+
+AccessFile *access_file_unref(AccessFile *f) {
+        if (!f || atomic_fetch_sub(&f->refs, 1) != 1)
+                return NULL;
+        close(f->fd);
+        free(f->path);
+        free(f);
+        return NULL;
+}
+
+void access_buf_flush(AccessBuf *b) {
+        size_t off = 0;
+
+        if (b->len == 0 || !b->file)
+                return;
+        while (off < b->len) {
+                ssize_t n = write(b->file->fd, b->data + off, b->len - off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        /* disk full, file system gone read-only...: these lines are lost; say so
+                         * once, not once per block */
+                        if (!atomic_exchange(&b->file->failing, true))
+                                log_error_errno(n < 0 ? errno : EIO, "Cannot write the access log %s, dropping entries",
+                                                b->file->path);
+                        break;
+                }
+                off += (size_t) n;
+        }
+        if (off == b->len && atomic_load_explicit(&b->file->failing, memory_order_relaxed) &&
+            atomic_exchange(&b->file->failing, false))
+                log_notice("Writing the access log %s again", b->file->path);
+        b->len = 0;
+}
+
+void access_buf_add(AccessBuf *b, AccessFile *f, const AccessEntry *e) {
+        if (b->file != f) {
+                access_buf_flush(b);
+                access_file_unref(b->file);
+                b->file = access_file_ref(f);
+        }
+        if (!b->data) {
+                b->data = malloc(ACCESS_BUF_SIZE);
+                if (!b->data)
+                        return;
+        }
+        if (ACCESS_BUF_SIZE - b->len < ACCESS_LINE_MAX)
+                access_buf_flush(b);
+
+        /* "2026-11-27T10:20:30.123Z " then the k=v fields; the seconds part is formatted once
+         * a second per thread */
+        static __thread time_t last_sec = -1;
+        static __thread char stamp[32];
+        struct timespec ts;
+        char prefix[64];
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (ts.tv_sec != last_sec) {
+                struct tm tm;
+                gmtime_r(&ts.tv_sec, &tm);
+                strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+                last_sec = ts.tv_sec;
+        }
+        snprintf(prefix, sizeof(prefix), "%s.%03ldZ ", stamp, ts.tv_nsec / 1000000);
+        b->len += access_format(b->data + b->len, ACCESS_BUF_SIZE - b->len, prefix, e);
+}
+
+void access_buf_done(AccessBuf *b) {
+        access_buf_flush(b);
+        b->file = access_file_unref(b->file);
+        free(b->data);
+        b->data = NULL;
+        b->len = 0;
 }

@@ -58,3 +58,25 @@ typedef struct AccessEntry {
 } AccessEntry;
 
 void log_access(const AccessEntry *e);
+
+/* The access log as a file (access_log = "/path"): opened by each configuration generation
+ * (so a reload reopens it, e.g. after rotation), shared by the workers, refcounted. */
+typedef struct AccessFile AccessFile;
+int access_file_open(const char *path, AccessFile **ret); /* -errno */
+AccessFile *access_file_ref(AccessFile *f);
+AccessFile *access_file_unref(AccessFile *f); /* thread-safe; closes at 0; returns NULL */
+
+/* A worker's block of access log lines: appended per request, written with one write() when
+ * it holds ACCESS_BUF_SIZE bytes, when the target file changes, on the worker's once-a-second
+ * sweep and when the worker stops. Lines from different workers never interleave (O_APPEND,
+ * whole lines per write). */
+#define ACCESS_BUF_SIZE (64 * 1024)
+typedef struct AccessBuf {
+        AccessFile *file;
+        char *data;
+        size_t len;
+} AccessBuf;
+void access_buf_add(AccessBuf *b, AccessFile *f, const AccessEntry *e);
+void access_buf_flush(AccessBuf *b);
+void access_buf_done(AccessBuf *b); /* flush, release the file and the buffer */
+

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/resource.h>
 
+#include "config-merge.h"
 #include "config.h"
 #include "log.h"
 #include "manager.h"
@@ -76,6 +79,35 @@ static int check_config(const char *path) {
 
         if (r >= 0)
                 r = tls_check_config(c, &diags); /* certificates, keys, priority strings */
+        if (r >= 0 && c->access_log_file) {
+                /* An existing file must open for appending; a missing one must be creatable.
+                 * -t creates nothing: a file created by root here could not be opened by the
+                 * service's own user later. */
+                int e = 0, fd = open(c->access_log_file, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+                if (fd >= 0)
+                        close(fd);
+                else if (errno != ENOENT)
+                        e = errno;
+                else {
+                        _cleanup_free_ char *dir = strdup(c->access_log_file);
+                        if (!dir) {
+                                fprintf(stderr, "proxyd: out of memory\n");
+                                return EXIT_FAILURE;
+                        }
+                        char *slash = strrchr(dir, '/');
+                        if (slash == dir)
+                                slash[1] = 0;
+                        else
+                                *slash = 0;
+                        if (access(dir, W_OK | X_OK) < 0)
+                                e = errno;
+                }
+                if (e != 0) {
+                        r = config_diag_add(&diags, c->access_log_src, c->access_log_line, false,
+                                            "cannot open the access log \"%s\": %s", c->access_log_file, strerror(e));
+                        r = r < 0 ? r : -EINVAL;
+                }
+        }
         config_diags_print(&diags, stderr);
         config_diags_clear(&diags);
         if (r < 0) {

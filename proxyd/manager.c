@@ -102,6 +102,18 @@ static int manager_build_generation(Manager *m, Generation **ret) {
                         r = tls_server_context_new(ls[i].servers, ls[i].n, m->ticket_keys, &g->tls_servers[i], &err);
         if (r >= 0)
                 r = tls_client_set_new(c, &g->tls_clients, &err);
+        if (r >= 0 && c->access_log_file) {
+                /* opened by every generation: `systemctl reload` after a rotation starts a new file */
+                r = access_file_open(c->access_log_file, &g->access_file);
+                if (r < 0) {
+                        log_error_errno(r, "%s:%d: cannot open the access log \"%s\": %s", c->access_log_src ?: "?",
+                                        c->access_log_line, c->access_log_file, strerror(-r));
+                        snprintf(m->last_reload_error, sizeof(m->last_reload_error), "cannot open the access log %s",
+                                 c->access_log_file);
+                        generation_unref(g);
+                        return r;
+                }
+        }
         if (r < 0) {
                 log_error_errno(r, "TLS setup failed: %s", err ?: "out of memory");
                 snprintf(m->last_reload_error, sizeof(m->last_reload_error), "TLS: %s", err ?: "out of memory");

@@ -36,6 +36,7 @@ Generation *generation_unref(Generation *g) {
                 tls_server_context_free(g->tls_servers[i]);
         free(g->tls_servers);
         tls_client_set_free(g->tls_clients);
+        access_file_unref(g->access_file);
         listener_servers_free(g->listener_servers, g->n_listeners);
         config_unref(g->config);
         free(g);
@@ -406,6 +407,9 @@ static int on_worker_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_trim_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Worker *w = userdata;
         pool_sweep(&w->pool, usec);
+        access_buf_flush(&w->access_buf);
+        if (w->access_buf.file && w->access_buf.file != w->gen->gen->access_file)
+                access_buf_done(&w->access_buf); /* a reload moved on: let the old file close */
         if (w->exchanges_since_trim > 0 && w->n_exchanges == 0) {
                 w->exchanges_since_trim = 0;
 #ifndef __SANITIZE_ADDRESS__
@@ -463,6 +467,7 @@ static void *worker_main(void *userdata) {
         while (w->conns)
                 conn_abort(w->conns);
         pool_done(&w->pool);
+        access_buf_done(&w->access_buf);
         worker_remove_accept_sources(w);
         w->accept_retry = sd_event_source_disable_unref(w->accept_retry);
         w->trim_timer = sd_event_source_disable_unref(w->trim_timer);

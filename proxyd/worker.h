@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "log.h"
 #include "listener.h"
 #include "pool.h"
 #include "timerheap.h"
@@ -26,6 +27,7 @@ typedef struct Generation {
         size_t n_listeners;
         TlsServerContext **tls_servers; /* per listener, NULL for plain sockets */
         TlsClientSet *tls_clients;      /* for https upstreams */
+        AccessFile *access_file;        /* access_log = "/path"; NULL: the journal */
 } Generation;
 
 Generation *generation_ref(Generation *g);
@@ -94,6 +96,7 @@ struct Worker {
         bool refusing; /* at max_connections (logged once per episode) */
 
         Pool pool;
+        AccessBuf access_buf; /* access log lines not yet written to the file */
         char *read_scratch;         /* WORKER_READ_SCRATCH bytes: first read of a new request head */
         HttpHeader *header_scratch; /* parsed header fields of the head being handled */
         size_t n_header_scratch;
