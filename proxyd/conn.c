@@ -11,6 +11,7 @@
  * backpressure.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -28,6 +29,8 @@
 
 #define HEAD_READ_SIZE 4096u
 #define BODY_BUF_SIZE 65536u
+/* bodies (rests) at least this long are spliced when both sides are plain sockets */
+#define SPLICE_MIN (32u * 1024u)
 #define LINGER_USEC (2 * USEC_PER_SEC)
 #define LINGER_MAX_BYTES (256u * 1024u)
 #define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
@@ -135,6 +138,11 @@ struct Exchange {
         bool resp_done;
         bool resp_truncated;
         bool client_head_sent; /* bytes of the final response reached the client */
+        /* A Content-Length body between plain sockets moves through a pipe (splice), never
+         * through user space: pipe_len bytes of it are in the pipe. */
+        bool has_pipe;
+        int pipe[2];
+        size_t pipe_len;
 
         /* Upgrade: the client asked for it (and the location allows it); after the 101 is
          * flushed the exchange becomes a tunnel. */
@@ -269,6 +277,8 @@ static Exchange *exchange_free(Exchange *ex) {
         peer_release(ex->peer);
         for (size_t i = 0; i < ex->n_tried; i++)
                 peer_unref(ex->tried[i]);
+        if (ex->has_pipe)
+                worker_pipe_put(ex->c->worker, ex->pipe, ex->pipe_len == 0);
         buf_free(&ex->req_head);
         buf_free(&ex->up_out);
         buf_free(&ex->up_in);
@@ -794,6 +804,78 @@ static int exchange_start_response(Exchange *ex) {
         return 0;
 }
 
+/* The rest of a Content-Length body from a plain upstream socket to a plain client socket:
+ * upstream -> pipe -> client with splice(), the pipe filled only when empty (the same
+ * backpressure as the buffers). Returns 1 on progress, 0 when blocked, -EOPNOTSUPP when no
+ * pipe can be had (the caller copies instead). */
+static int exchange_splice_response(Exchange *ex) {
+        Conn *c = ex->c;
+        UpConn *u = ex->up;
+        ssize_t n;
+
+        if (!ex->has_pipe) {
+                if (worker_pipe_get(c->worker, ex->pipe) < 0)
+                        return -EOPNOTSUPP;
+                ex->has_pipe = true;
+        }
+        if (ex->pipe_len == 0) {
+                if (!u->rd_ready)
+                        return 0;
+                size_t want = (size_t) MIN(ex->resp_left, (uint64_t) WORKER_PIPE_SIZE);
+                n = splice(u->stream.fd, NULL, ex->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                if (n < 0 && errno == EAGAIN) {
+                        /* the pipe is empty, so it is the socket that has nothing */
+                        u->rd_ready = false;
+                        return 0;
+                }
+                if (n < 0 && errno == EINTR)
+                        return 1;
+                if (n <= 0) {
+                        if (n < 0)
+                                log_warning_errno(errno, "%s: reading the response body from upstream %s failed",
+                                                  conn_text(c), ex->peer_text);
+                        else
+                                log_warning("%s: upstream %s closed the connection before the end of the response body",
+                                            conn_text(c), ex->peer_text);
+                        ex->reason = "upstream prematurely closed the connection";
+                        ex->resp_truncated = ex->resp_done = ex->close_after = true;
+                        exchange_release_upstream(ex, false);
+                        return 1;
+                }
+                /* A short splice need not mean the socket is drained (the pipe may have run out
+                 * of slots): rd_ready stays, and the next fill says EAGAIN if it is. */
+                ex->pipe_len = (size_t) n;
+                ex->up_last_read = conn_now(c);
+                return 1;
+        }
+        if (!c->wr_ready)
+                return 0;
+        n = splice(ex->pipe[0], NULL, c->client.fd, NULL, ex->pipe_len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0 && errno == EAGAIN) {
+                c->wr_ready = false;
+                return 0;
+        }
+        if (n < 0 && errno == EINTR)
+                return 1;
+        if (n <= 0) {
+                log_info("%s: client write failed: %s", conn_text(c), n < 0 ? strerror(errno) : "nothing written");
+                ex->reason = "client write failed";
+                ex->resp_truncated = ex->resp_done = ex->close_after = true;
+                exchange_release_upstream(ex, false);
+                return 1;
+        }
+        c->last_write = conn_now(c);
+        ex->bytes_sent += (uint64_t) n;
+        ex->client_head_sent = true;
+        ex->pipe_len -= (size_t) n;
+        ex->resp_left -= (uint64_t) n;
+        if (ex->pipe_len > 0)
+                c->wr_ready = false; /* a short write: the socket buffer is full */
+        if (ex->resp_left == 0)
+                ex->resp_done = true;
+        return 1;
+}
+
 /* Response direction. Returns 1 on progress. */
 static int exchange_pump_response(Exchange *ex) {
         Conn *c = ex->c;
@@ -1011,6 +1093,14 @@ static int exchange_pump_response(Exchange *ex) {
                                 ex->resp_done = true;
                 }
                 return 1;
+        }
+
+        if (ex->resp_in == HTTP_BODY_LENGTH && ex->resp_out == HTTP_BODY_LENGTH && buf_len(&c->out) == 0 &&
+            (ex->pipe_len > 0 || ex->resp_left >= SPLICE_MIN) && stream_is_plain(&c->client) &&
+            stream_is_plain(&u->stream)) {
+                int r = exchange_splice_response(ex);
+                if (r != -EOPNOTSUPP)
+                        return r > 0 ? 1 : progress;
         }
 
         if (!u->rd_ready)
@@ -1504,8 +1594,9 @@ static bool ex_wants_client_read(const Exchange *ex) {
 
 static bool ex_wants_client_write(const Exchange *ex) {
         const Conn *c = ex->c;
-        return buf_len(&c->out) > 0 || (ex->resp_head_done && !ex->resp_done && buf_len(&ex->up_in) > 0 &&
-                                        ex->resp_out != HTTP_BODY_CHUNKED && ex->resp_in != HTTP_BODY_CHUNKED);
+        return buf_len(&c->out) > 0 || ex->pipe_len > 0 ||
+               (ex->resp_head_done && !ex->resp_done && buf_len(&ex->up_in) > 0 &&
+                ex->resp_out != HTTP_BODY_CHUNKED && ex->resp_in != HTTP_BODY_CHUNKED);
 }
 
 static bool ex_wants_up_read(const Exchange *ex) {
@@ -1514,7 +1605,7 @@ static bool ex_wants_up_read(const Exchange *ex) {
                 return false;
         if (!ex->resp_head_done)
                 return true;
-        return buf_len(&c->out) == 0 && buf_len(&ex->up_in) == 0;
+        return buf_len(&c->out) == 0 && buf_len(&ex->up_in) == 0 && ex->pipe_len == 0;
 }
 
 static bool ex_wants_up_write(const Exchange *ex) {

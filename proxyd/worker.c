@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,6 +66,41 @@ uint64_t worker_random(Worker *w) {
         x ^= x >> 27;
         w->rng = x;
         return x * UINT64_C(2685821657736338717);
+}
+
+int worker_pipe_get(Worker *w, int fds[2]) {
+        if (w->n_pipes > 0) {
+                w->n_pipes--;
+                fds[0] = w->pipes[w->n_pipes][0];
+                fds[1] = w->pipes[w->n_pipes][1];
+                return 0;
+        }
+        if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+                return -errno;
+        /* bigger than the default 64 KiB: fewer splice() calls per large body; the pages are
+         * taken only while data sits in the pipe (may fail over a user's pipe quota: harmless) */
+        (void) fcntl(fds[1], F_SETPIPE_SZ, WORKER_PIPE_SIZE);
+        return 0;
+}
+
+static void worker_close_pipes(Worker *w) {
+        while (w->n_pipes > 0) {
+                w->n_pipes--;
+                close(w->pipes[w->n_pipes][0]);
+                close(w->pipes[w->n_pipes][1]);
+        }
+}
+
+void worker_pipe_put(Worker *w, int fds[2], bool empty) {
+        if (empty && w->n_pipes < WORKER_PIPES) {
+                w->pipes[w->n_pipes][0] = fds[0];
+                w->pipes[w->n_pipes][1] = fds[1];
+                w->n_pipes++;
+        } else {
+                close(fds[0]);
+                close(fds[1]);
+        }
+        fds[0] = fds[1] = -EBADF;
 }
 
 char *worker_read_scratch(Worker *w) {
@@ -410,6 +446,8 @@ static int on_trim_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         access_buf_flush(&w->access_buf);
         if (w->access_buf.file && w->access_buf.file != w->gen->gen->access_file)
                 access_buf_done(&w->access_buf); /* a reload moved on: let the old file close */
+        if (w->n_exchanges == 0)
+                worker_close_pipes(w); /* an idle worker keeps no pipes */
         if (w->exchanges_since_trim > 0 && w->n_exchanges == 0) {
                 w->exchanges_since_trim = 0;
 #ifndef __SANITIZE_ADDRESS__
@@ -508,6 +546,7 @@ void worker_done(Worker *w) {
         w->header_scratch = NULL;
         free(w->read_scratch);
         w->read_scratch = NULL;
+        worker_close_pipes(w);
         if (w->wake_fd >= 0)
                 close(w->wake_fd);
         w->wake_fd = -EBADF;

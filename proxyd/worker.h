@@ -19,6 +19,9 @@ typedef struct Manager Manager;
 typedef struct Conn Conn;
 
 /* A configuration as the workers use it: the Config plus the servers each listener serves. */
+#define WORKER_PIPES 16
+#define WORKER_PIPE_SIZE (256 * 1024)
+
 typedef struct Generation {
         atomic_uint refcount;
         uint64_t number;
@@ -97,6 +100,8 @@ struct Worker {
 
         Pool pool;
         AccessBuf access_buf; /* access log lines not yet written to the file */
+        int pipes[WORKER_PIPES][2]; /* empty pipes kept for splicing bodies */
+        unsigned n_pipes;
         char *read_scratch;         /* WORKER_READ_SCRATCH bytes: first read of a new request head */
         HttpHeader *header_scratch; /* parsed header fields of the head being handled */
         size_t n_header_scratch;
@@ -126,6 +131,11 @@ void worker_timer_remove(Worker *w, TimerNode *t);
 
 #define WORKER_READ_SCRATCH 16384u
 char *worker_read_scratch(Worker *w);
+
+/* Pipes for splice(): an empty one from the worker's cache (or a new one, non-blocking, of
+ * WORKER_PIPE_SIZE bytes); put back when empty, else closed (its contents are garbage). */
+int worker_pipe_get(Worker *w, int fds[2]);
+void worker_pipe_put(Worker *w, int fds[2], bool empty);
 
 /* An array of at least n header slots, reused by every head this worker parses. */
 HttpHeader *worker_header_scratch(Worker *w, size_t n);
