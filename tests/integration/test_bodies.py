@@ -133,7 +133,47 @@ def main():
         b.close()
 
 
+def keepalive_downloads(port, b, n, size):
+    """n downloads of `size` bytes one after the other on one client connection:
+    -> (all intact, backend connection ids)."""
+    b.reset()
+    want = DataStream(size, seed=size + 7).sha256()
+    s = connect(port, timeout=30)
+    ok = True
+    buf = b""
+    try:
+        for i in range(n):
+            s.sendall(b"GET /dl/%d/length HTTP/1.1\r\nHost: a\r\n\r\n" % size)
+            while b"\r\n\r\n" not in buf:
+                c = s.recv(65536)
+                if not c:
+                    return False, []
+                buf += c
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            h = hashlib.sha256()
+            got = 0
+            while got < size:
+                if not buf:
+                    buf = s.recv(1 << 20)
+                    if not buf:
+                        return False, []
+                k = min(len(buf), size - got)
+                h.update(buf[:k])
+                got += k
+                buf = buf[k:]
+            ok = ok and head.startswith(b"HTTP/1.1 200") and h.hexdigest() == want
+    finally:
+        s.close()
+    return ok and not buf, [r.conn_id for r in b.complete_requests()]
+
+
 def run_checks(p, port, b):
+    # Content-Length bodies between plain sockets are spliced; the upstream connection
+    # must come out of it clean and be reused
+    ok, conns = keepalive_downloads(port, b, 5, 3 << 20)
+    check(ok and len(conns) == 5, "5 x 3 MiB on one keep-alive connection: all intact", (ok, conns))
+    check(len(set(conns)) == 1, "the upstream connection is reused after each spliced body", conns)
+
     base = p.rss_kib() or 0
     log("proxyd VmRSS at start: %d KiB" % base)
     for label, size in SIZES:

@@ -3,18 +3,27 @@
 """Failures and timeouts: unreachable backend -> 502, backend that closes
 without answering -> 502, backend that never answers -> 504 after
 read_timeout, client_header_timeout -> 408 and close, client_body_timeout
-closes, keepalive_timeout closes an idle client connection."""
+closes, keepalive_timeout closes an idle client connection, send_timeout
+closes a connection whose client stops reading a (spliced) 64 MiB body."""
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Backend, ClosingBackend, NeverAnswerBackend, Proxyd,  # noqa: E402
-                     check, connect, free_port, http_request, log,
+from harness import (Backend, ClosingBackend, DataStream, NeverAnswerBackend,  # noqa: E402
+                     Proxyd, Reply, check, connect, free_port, http_request, log,
                      recv_until_close, run_main)
+
+BIG = 64 << 20
+
+
+def big_handler(req):
+    return Reply(200, [("Content-Type", "application/octet-stream")], DataStream(BIG).blocks(),
+                 length=BIG)
 
 CONFIG = """
 workers = 2;
@@ -35,6 +44,7 @@ servers = (
       { prefix = "/never/"; proxy_pass = "http://127.0.0.1:%(never)d"; },
       { prefix = "/closing/"; proxy_pass = "http://127.0.0.1:%(closing)d"; },
       { prefix = "/slow/"; read_timeout = "5s"; proxy_pass = "http://127.0.0.1:%(never)d"; },
+      { prefix = "/big/"; send_timeout = "1s"; proxy_pass = "http://127.0.0.1:%(big)d"; },
       { prefix = "/ok/"; proxy_pass = "http://127.0.0.1:%(ok)d"; }
     );
   }
@@ -50,19 +60,21 @@ def timed_request(port, target, timeout=8.0):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="proxyd-fail-")
-    never = closing = ok = None
+    never = closing = ok = big = None
     try:
+        big = Backend(big_handler)
         never = NeverAnswerBackend()
         closing = ClosingBackend()
         ok = Backend()
         refused = free_port()
         port = free_port()
         conf = CONFIG % {"refused": refused, "nosock": os.path.join(tmp, "absent.sock"),
-                         "never": never.port, "closing": closing.port, "ok": ok.port}
+                         "never": never.port, "closing": closing.port, "ok": ok.port,
+                         "big": big.port}
         with Proxyd(conf, sockets=[("127.0.0.1:%d" % port, "http")]) as p:
             run_checks(p, port, never, closing, ok)
     finally:
-        for b in (never, closing, ok):
+        for b in (never, closing, ok, big):
             if b:
                 b.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -169,6 +181,28 @@ def run_checks(p, port, never, closing, ok):
     check(closed and 0.6 <= dt <= 4.0,
           "idle client connection closed after keepalive_timeout = 1s (took %.2fs)" % dt)
     check(data == b"", "nothing sent on the idle connection before closing", data[:200])
+
+    # send_timeout: the client reads the head, then nothing; proxyd gives up on it
+    fds_before = len(os.listdir("/proc/%d/fd" % p.pid))
+    s = connect(port, timeout=10)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET /big/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = s.recv(4096)
+        m = p.wait_log(r"send_timeout expired writing to the client", 8)
+        check(head.startswith(b"HTTP/1.1 200") and m,
+              "a client that stops reading a 64 MiB body: send_timeout = 1s closes it", head[:100])
+        data, closed = recv_until_close(s, 10, limit=BIG + (1 << 20))
+        check(closed and len(head) + len(data) < BIG,
+              "the client connection is closed before the body is complete (%d bytes arrived)"
+              % (len(head) + len(data)))
+    finally:
+        s.close()
+    deadline = time.monotonic() + 5
+    while len(os.listdir("/proc/%d/fd" % p.pid)) > fds_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check(len(os.listdir("/proc/%d/fd" % p.pid)) <= fds_before,
+          "no descriptor (socket, pipe) left behind", (fds_before, os.listdir("/proc/%d/fd" % p.pid)))
 
     # still healthy afterwards
     r = http_request(port, target="/ok/after")

@@ -131,6 +131,8 @@ RAW = {
     "R17": (b"", "hang"),
     "R18": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten!!", "close"),
     "R20": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", "rst"),
+    # R18 with a body long enough to be spliced (upstream -> pipe -> client)
+    "R18L": (b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n" + b"x" * 300000, "close"),
 }
 
 # (id, expected status, client connection must close, body check)
@@ -138,7 +140,7 @@ UPSTREAM_ROWS = [
     ("R01", 502, False), ("R02", 200, False), ("R04", 502, False), ("R05", 502, False),
     ("R07", 200, True), ("R08", 502, False), ("R10", 502, False), ("R11", 502, False),
     ("R12", 502, False), ("R14", 502, False), ("R16", 502, False), ("R17", 504, False),
-    ("R18", 200, True), ("R20", 200, True),
+    ("R18", 200, True), ("R20", 200, True), ("R18L", 200, True),
 ]
 
 
@@ -354,11 +356,12 @@ def upstream_rows(p, port, b):
                   "R07: empty body, then the client connection closes", data[:200])
         if rid == "R17":
             check(0.8 <= dt <= 4.0, "R17: 504 after read_timeout = 1s (took %.2fs)" % dt)
-        if rid in ("R18", "R20"):
+        if rid in ("R18", "R20", "R18L"):
             got = data.partition(b"\r\n\r\n")[2]
-            check(closed and len(got) < 100,
-                  "%s: client connection closed before the announced 100 bytes (got %d)"
-                  % (rid, len(got)))
+            announced = 1048576 if rid == "R18L" else 100
+            check(closed and len(got) < announced,
+                  "%s: client connection closed before the announced %d bytes (got %d)"
+                  % (rid, announced, len(got)))
         if must_close:
             check(closed, "%s: client connection closed" % rid)
         # nothing leaks into the next exchange
