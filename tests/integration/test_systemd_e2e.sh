@@ -48,6 +48,19 @@ fail() {
         FAILED=$((FAILED + 1))
 }
 
+# count_until TRIES COMMAND...: runs COMMAND (it prints a count) every 0.1 s until the count
+# is at least 1 or TRIES runs are done; prints the last count (0 if none).
+count_until() {
+        local tries=$1 n=0 i
+        shift
+        for i in $(seq 1 "$tries"); do
+                n=$("$@" || true)
+                [ "${n:-0}" -ge 1 ] && break
+                sleep 0.1
+        done
+        echo "${n:-0}"
+}
+
 # check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
 check() {
         local what=$1
@@ -424,12 +437,8 @@ else
 fi
 
 expect_code "unreachable upstream (connection refused): 502" /dead/x 502
-n502=0
-for i in $(seq 1 30); do
-        n502=$(c journalctl --no-pager -u proxyd.service -o cat PROXYD_STATUS=502 2>/dev/null | grep -c /dead/x)
-        [ "$n502" -ge 1 ] && break
-        sleep 0.1
-done
+count_502() { c journalctl --no-pager -u proxyd.service -o cat PROXYD_STATUS=502 2>/dev/null | grep -c /dead/x; }
+n502=$(count_until 30 count_502)
 if [ "$n502" -ge 1 ]; then
         ok "journalctl -u proxyd PROXYD_STATUS=502 finds the failed request"
 else
@@ -543,6 +552,27 @@ fi
 c rm -f /etc/proxyd/proxyd.conf.d/90-broken.conf
 c systemctl reload proxyd.service >/dev/null 2>&1
 check "after removing the broken drop-in, reload succeeds again" wait_http /dropin "200 dropin" 5
+
+# ---------------------------------------------------------------- access log to a file
+# The sandbox leaves one writable place, LogsDirectory=proxyd; -t (run as root) must not
+# create the file there, or the service's dynamic user could not open it.
+echo 'access_log = "/var/log/proxyd/access.log";' | c_write /etc/proxyd/proxyd.conf.d/60-access-file.conf
+check "access_log file drop-in passes proxyd -t" c proxyd -t
+check "proxyd -t created no access log file" c test ! -e /var/log/proxyd/access.log
+check "systemctl reload proxyd (access log to /var/log/proxyd/access.log)" c systemctl reload proxyd.service
+expect_http "proxying with the file access log" /e2e-file.txt "200 backend e2e content"
+count_file_lines() { c cat /var/log/proxyd/access.log 2>/dev/null | grep -c 'uri=/e2e-file.txt status=200'; }
+lines=$(count_until 50 count_file_lines)
+if [ "$lines" -ge 1 ]; then
+        ok "the request is in /var/log/proxyd/access.log (written by the sandboxed service)"
+else
+        fail "the request is in /var/log/proxyd/access.log"
+        c ls -la /var/log/proxyd/ /var/log/private/ 2>&1 | sed 's/^/#   /'
+        dump_journal
+fi
+c rm -f /etc/proxyd/proxyd.conf.d/60-access-file.conf
+c systemctl reload proxyd.service >/dev/null 2>&1
+check "back to the journal access log after removing the drop-in" wait_http /dropin "200 dropin" 5
 
 # ---------------------------------------------------------------- restart under load
 
