@@ -804,6 +804,36 @@ static int exchange_start_response(Exchange *ex) {
         return 0;
 }
 
+/* The response cannot go on (client gone, upstream gone mid-body): what reached the client
+ * is all it gets, and the connection closes after it so the truncation shows. Returns 1. */
+static int exchange_cut_response(Exchange *ex, const char *reason) {
+        ex->reason = reason;
+        ex->resp_truncated = ex->resp_done = ex->close_after = true;
+        exchange_release_upstream(ex, false);
+        return 1;
+}
+
+static int exchange_client_write_failed(Exchange *ex, int error) {
+        log_info("%s: client write failed: %s", conn_text(ex->c), error ? strerror(error) : "nothing written");
+        return exchange_cut_response(ex, "client write failed");
+}
+
+static int exchange_upstream_cut(Exchange *ex, int error) {
+        if (error)
+                log_warning_errno(error, "%s: reading the response body from upstream %s failed", conn_text(ex->c),
+                                  ex->peer_text);
+        else
+                log_warning("%s: upstream %s closed the connection before the end of the response body",
+                            conn_text(ex->c), ex->peer_text);
+        return exchange_cut_response(ex, "upstream prematurely closed the connection");
+}
+
+/* splice() without blocking; -errno on failure */
+static ssize_t splice_nb(int from, int to, size_t n) {
+        ssize_t k = splice(from, NULL, to, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        return k < 0 ? -errno : k;
+}
+
 /* The rest of a Content-Length body from a plain upstream socket to a plain client socket:
  * upstream -> pipe -> client with splice(), the pipe filled only when empty (the same
  * backpressure as the buffers). Returns 1 on progress, 0 when blocked, -EOPNOTSUPP when no
@@ -822,26 +852,16 @@ static int exchange_splice_response(Exchange *ex) {
                 if (!u->rd_ready)
                         return 0;
                 size_t want = (size_t) MIN(ex->resp_left, (uint64_t) WORKER_PIPE_SIZE);
-                n = splice(u->stream.fd, NULL, ex->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-                if (n < 0 && errno == EAGAIN) {
+                n = splice_nb(u->stream.fd, ex->pipe[1], want);
+                if (n == -EAGAIN) {
                         /* the pipe is empty, so it is the socket that has nothing */
                         u->rd_ready = false;
                         return 0;
                 }
-                if (n < 0 && errno == EINTR)
+                if (n == -EINTR)
                         return 1;
-                if (n <= 0) {
-                        if (n < 0)
-                                log_warning_errno(errno, "%s: reading the response body from upstream %s failed",
-                                                  conn_text(c), ex->peer_text);
-                        else
-                                log_warning("%s: upstream %s closed the connection before the end of the response body",
-                                            conn_text(c), ex->peer_text);
-                        ex->reason = "upstream prematurely closed the connection";
-                        ex->resp_truncated = ex->resp_done = ex->close_after = true;
-                        exchange_release_upstream(ex, false);
-                        return 1;
-                }
+                if (n <= 0)
+                        return exchange_upstream_cut(ex, (int) -n);
                 /* A short splice need not mean the socket is drained (the pipe may have run out
                  * of slots): rd_ready stays, and the next fill says EAGAIN if it is. */
                 ex->pipe_len = (size_t) n;
@@ -850,20 +870,15 @@ static int exchange_splice_response(Exchange *ex) {
         }
         if (!c->wr_ready)
                 return 0;
-        n = splice(ex->pipe[0], NULL, c->client.fd, NULL, ex->pipe_len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0 && errno == EAGAIN) {
+        n = splice_nb(ex->pipe[0], c->client.fd, ex->pipe_len);
+        if (n == -EAGAIN) {
                 c->wr_ready = false;
                 return 0;
         }
-        if (n < 0 && errno == EINTR)
+        if (n == -EINTR)
                 return 1;
-        if (n <= 0) {
-                log_info("%s: client write failed: %s", conn_text(c), n < 0 ? strerror(errno) : "nothing written");
-                ex->reason = "client write failed";
-                ex->resp_truncated = ex->resp_done = ex->close_after = true;
-                exchange_release_upstream(ex, false);
-                return 1;
-        }
+        if (n <= 0)
+                return exchange_client_write_failed(ex, (int) -n);
         c->last_write = conn_now(c);
         ex->bytes_sent += (uint64_t) n;
         ex->client_head_sent = true;
@@ -916,12 +931,8 @@ static int exchange_pump_response(Exchange *ex) {
                 if (n == -EAGAIN)
                         break;
                 if (n < 0) {
-                        log_info("%s: client write failed: %s", conn_text(c), strerror((int) -n));
-                        ex->reason = "client write failed";
-                        ex->resp_truncated = ex->resp_done = ex->close_after = true;
                         buf_reset(&c->out);
-                        exchange_release_upstream(ex, false);
-                        return 1;
+                        return exchange_client_write_failed(ex, (int) -n);
                 }
                 if (ex->resp_head_done)
                         ex->client_head_sent = true;
@@ -1079,11 +1090,7 @@ static int exchange_pump_response(Exchange *ex) {
                 if (n == -EAGAIN)
                         return progress;
                 if (n < 0) {
-                        log_info("%s: client write failed: %s", conn_text(c), strerror((int) -n));
-                        ex->reason = "client write failed";
-                        ex->resp_truncated = ex->resp_done = ex->close_after = true;
-                        exchange_release_upstream(ex, false);
-                        return 1;
+                        return exchange_client_write_failed(ex, (int) -n);
                 }
                 ex->client_head_sent = true;
                 buf_consume(&ex->up_in, (size_t) n);
@@ -1118,14 +1125,8 @@ static int exchange_pump_response(Exchange *ex) {
                 exchange_release_upstream(ex, false);
                 return 1;
         }
-        if (n <= 0) {
-                log_warning("%s: upstream %s closed the connection before the end of the response body",
-                            conn_text(c), ex->peer_text);
-                ex->reason = "upstream prematurely closed the connection";
-                ex->resp_truncated = ex->resp_done = ex->close_after = true;
-                exchange_release_upstream(ex, false);
-                return 1;
-        }
+        if (n <= 0)
+                return exchange_upstream_cut(ex, n < 0 ? (int) -n : 0);
         ex->up_last_read = conn_now(c);
         return 1;
 }
