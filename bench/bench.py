@@ -60,7 +60,9 @@ BIG_BYTES = 1024 * 1024
 #   path, conns        - request path (/small = 100 B, /big = 1 MiB) and connections
 #   headers            - extra request headers given to wrk
 #   options            - proxy variant this scenario needs; proxies are started
-#                        once per distinct options set: {"access_log": True},
+#                        once per distinct options set: {"access_log": True}
+#                        (proxyd to the journal, see JOURNALD), {"access_log":
+#                        "file"} (proxyd to its buffered file target),
 #                        {"tls": True} (listener with TLS, client speaks https)
 #   targets            - which columns run it ("origin" = wrk straight to the origin)
 #   metrics            - (key, label, better, {column: (op, ratio)}) where the
@@ -95,6 +97,14 @@ SCENARIOS = [
          metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.25)}),
                   ("p99_ms", "p99 latency ms", "lower", {"nginx": ("<=", 1.0)}),
                   ("cpu_per_100k", "CPU s / 100k req (+log sink)", "lower", {"nginx": ("<=", 0.7)})]),
+    # e2: as e, but proxyd writes its access log to its own buffered file
+    # (64 KiB per worker, written at the latest about two seconds later), like nginx's
+    # buffer=64k flush=1s; no journal involved.
+    dict(id="e2", title="(a) with access logs to a buffered file", kind="wrk", path="/small", conns=50,
+         headers=[], options={"access_log": "file"}, targets=PROXIES,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.25)}),
+                  ("p99_ms", "p99 latency ms", "lower", {"nginx": ("<=", 1.0)}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
     # TLS: run for every proxy whose TLS listener answers (proxyd shows n/a
     # until it terminates TLS). Same certificate (ECDSA P-256) and protocol
     # settings (TLS 1.2/1.3, ECDHE + AEAD) for all.
@@ -108,6 +118,7 @@ SCENARIOS = [
 ]
 
 TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+ACCESS_FILE = {"proxyd-file": "proxyd-access.log"}  # proxyd's own access-log file (e2)
 
 
 # ---------------------------------------------------------------------------
@@ -244,8 +255,12 @@ def machine_busy():
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+JOURNALD_BINARY = "/lib/systemd/systemd-journald"
+
+
 def find_journald():
-    if not os.path.exists("/run/systemd/journal/socket"):
+    if not os.path.exists(JOURNAL_SOCKET):
         return []
     out = []
     for d in os.listdir("/proc"):
@@ -257,6 +272,105 @@ def find_journald():
             except OSError:
                 pass
     return out
+
+
+# The journal sink of proxyd's access log (scenario e). "mode" is what the
+# run used: "unused" (no scenario logs to the journal), "off" (--no-journald),
+# "existing" (a journald was already running), "started" (the benchmark
+# started /lib/systemd/systemd-journald itself; stopped at the end like every
+# other process it starts), "failed" (none running and starting one failed).
+JOURNALD = {"mode": "unused", "proc": None, "pids": [], "detail": "", "events": []}
+
+
+def wants_journal(opts):
+    """proxyd logs this option set's access entries to the journal (when there is one)."""
+    return opts.get("access_log") is True
+
+
+def journal_answers():
+    """True when journald's native socket accepts datagrams (what sd_journal_send uses)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.connect(JOURNAL_SOCKET)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def ensure_journald(d, allowed):
+    """Make sure a journald runs for proxyd's journal access log; start one if none.
+
+    Returns the journald pids to count with proxyd's CPU ([] = proxyd logs to
+    its stderr file). Bounded: waits at most 10 s for a started journald.
+    """
+    if not allowed:
+        JOURNALD["mode"] = "off"
+        return []
+    ours = JOURNALD["proc"]
+    if ours is not None and ours.poll() is None:
+        return find_journald() or [ours.pid]
+    jd = find_journald()
+    if jd:
+        if JOURNALD["mode"] in ("unused", "failed"):
+            JOURNALD["mode"] = "existing"
+        JOURNALD["pids"] = jd
+        ev = "using the journald already running (pid %s)" % ",".join(map(str, jd))
+        if ev not in JOURNALD["events"]:
+            JOURNALD["events"].append(ev)
+            log(ev)
+        return jd
+    if not os.access(JOURNALD_BINARY, os.X_OK):
+        JOURNALD["mode"] = "failed"
+        JOURNALD["detail"] = "%s not found" % JOURNALD_BINARY
+        log("no journald running and %s; proxyd logs to its stderr file" % JOURNALD["detail"])
+        return []
+    outpath = os.path.join(d, "journald-output.log")
+    with open(outpath, "ab") as out:
+        # own process group (Procs.start), stopped with everything else
+        p = PROCS.start([JOURNALD_BINARY], cpus=PIN["proxy"], stdout=out, stderr=out)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and p.poll() is None:
+        if p.pid in find_journald() and journal_answers():
+            break
+        time.sleep(0.1)
+    if p.poll() is not None or p.pid not in find_journald() or not journal_answers():
+        rc = p.poll()
+        PROCS.stop(p)
+        JOURNALD["mode"] = "failed"
+        JOURNALD["detail"] = ("%s %s (see %s)" % (JOURNALD_BINARY, "exited with status %s" % rc
+                                                   if rc is not None else "did not answer within 10 s", outpath))
+        log("no journald running and starting one failed: %s; proxyd logs to its stderr file" % JOURNALD["detail"])
+        return []
+    JOURNALD.update(mode="started", proc=p, pids=[p.pid])
+    ev = "started %s (pid %d, own process group)" % (JOURNALD_BINARY, p.pid)
+    JOURNALD["events"].append(ev)
+    log(ev)
+    return find_journald()
+
+
+def stop_journald():
+    """Stop the journald this benchmark started (never one it found running)."""
+    p = JOURNALD["proc"]
+    if p is not None:
+        PROCS.stop(p)
+        JOURNALD["proc"] = None
+        JOURNALD["stopped"] = p.pid
+        log("stopped journald pid %d (started by the benchmark)" % p.pid)
+
+
+def journal_count(pids, since, timeout=60):
+    """Access entries (PROXYD_ACCESS=1) of these processes received since `since` (epoch seconds)."""
+    argv = ["journalctl", "--no-pager", "-q", "-o", "cat", "--since", "@%.6f" % since, "PROXYD_ACCESS=1"]
+    argv += ["_PID=%d" % p for p in pids]  # same field twice = OR
+    try:
+        r = run(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        return None
+    return r.stdout.count(b"\n")
 
 
 # ---------------------------------------------------------------------------
@@ -295,7 +409,7 @@ def render_nginx(d, opts):
     head, tmp = nginx_common(d, "nginx")
     port = PORTS["nginx"]
     if opts.get("access_log"):
-        alog = "access_log %s/nginx-access.log combined buffer=64k;" % d
+        alog = "access_log %s/nginx-access.log combined buffer=64k flush=1s;" % d
     else:
         alog = "access_log off;"
     listen = "listen %s:%d backlog=4096;" % (HOST, port)
@@ -334,19 +448,31 @@ def render_haproxy(d, opts):
         "backend be\n  server origin %s:%d\n") % (bind, HOST, PORTS["origin"])
 
 
+def cfg_string(v):
+    """A libconfig string literal."""
+    return '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def render_proxyd(d, opts):
     port = PORTS["proxyd"]
     tls = ""
     if opts.get("tls"):
         port += TLS_PORT_OFFSET
         tls = ('    tls = { certificate = "%s/cert.pem"; key = "%s/key.pem"; };\n' % (d, d))
+    alog = opts.get("access_log")
+    if alog == "file":
+        # proxyd's buffered file target: 64 KiB per worker, written within about two seconds
+        alog = cfg_string(os.path.join(d, ACCESS_FILE["proxyd-file"]))
+    else:
+        # true: to the journal when stderr is the journal stream, else to stderr
+        alog = "true" if alog else "false"
     return (
         "workers = 2;\nlog_level = \"warning\";\naccess_log = %s;\n"
         "upstreams = {\n  origin = {\n    keepalive = 64;\n"
         "    servers = ( { address = \"%s:%d\"; } );\n  };\n};\n"
         "servers = (\n  {\n    name = \"bench\";\n    listen = [ \"%s:%d\" ];\n%s"
         "    locations = ( { prefix = \"/\"; proxy_pass = \"http://origin\"; } );\n  }\n);\n"
-    ) % ("true" if opts.get("access_log") else "false", HOST, PORTS["origin"], HOST, port, tls)
+    ) % (alog, HOST, PORTS["origin"], HOST, port, tls)
 
 
 def argv_nginx(conf, d, opts, binary):
@@ -370,13 +496,23 @@ TARGETS = {
 }
 
 
+def access_log_file(name, opts):
+    """The file a proxy's access log goes to with these options (None: no file)."""
+    if not opts.get("access_log"):
+        return None
+    if name == "proxyd" and opts.get("access_log") == "file":
+        return ACCESS_FILE["proxyd-file"]
+    return TARGETS[name][3]
+
+
 def opts_key(opts):
     return ",".join("%s=%s" % kv for kv in sorted(opts.items())) or "default"
 
 
 class Running:
-    def __init__(self, name, proc, opts, logfile, extra_pids):
+    def __init__(self, name, proc, opts, logfile, extra_pids, journal=False):
         self.name, self.proc, self.opts, self.logfile, self.extra_pids = name, proc, opts, logfile, extra_pids
+        self.journal = journal  # access entries go to journald (counted there, not in logfile)
 
     def pids(self):
         return descendants(self.proc.pid) + list(self.extra_pids)
@@ -389,11 +525,13 @@ def url_for(name, opts, path):
     return "http://%s:%d%s" % (HOST, port, path)
 
 
-def probe(name, opts, timeout):
-    """GET /small until it answers 200 with the right size, or timeout. Returns True/False."""
+def probe(name, opts, timeout, proc=None):
+    """GET /small until it answers 200 with the right size, or timeout, or proc exits. True/False."""
     port = PORTS[name] + (TLS_PORT_OFFSET if opts.get("tls") else 0)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
         try:
             if opts.get("tls"):
                 ctx = ssl.create_default_context()
@@ -414,42 +552,76 @@ def probe(name, opts, timeout):
     return False
 
 
-def start_target(name, opts, d, binary):
-    render, suffix, argv_of, logname = TARGETS[name]
+START_ERRORS = {}  # name -> why its last start failed (for the notes)
+
+
+def tail_of(path, offset, n=3):
+    """The last n non-empty lines written to path after offset."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()[-8192:]
+    except OSError:
+        return ""
+    lines = [x.strip() for x in data.decode("utf-8", "replace").splitlines() if x.strip()]
+    return " / ".join(lines[-n:])
+
+
+def start_target(name, opts, d, binary, journal_ok=True):
+    """Start a proxy (or the origin) with these options; a Running, or None if it does not answer
+    (START_ERRORS[name] says why). journal_ok: proxyd may log to the journal (not --no-journald)."""
+    render, suffix, argv_of, _logname = TARGETS[name]
+    logname = access_log_file(name, opts)
     conf = os.path.join(d, "%s-%s.%s" % (name, opts_key(opts).replace("=", "-").replace(",", "_"), suffix))
     with open(conf, "w") as f:
         f.write(render(d, opts))
     env = dict(os.environ)
     extra = []
-    out = err = None
+    journal = False
     logfile = None
-    if logname and opts.get("access_log"):
+    if logname:
         logfile = os.path.join(d, logname)
         if os.path.exists(logfile):
             os.unlink(logfile)
-    errlog = open(os.path.join(d, "%s-output.log" % name), "ab")
+    errpath = os.path.join(d, "%s-output.log" % name)
+    errlog = open(errpath, "ab")
     out = err = errlog
     if name == "proxyd":
         env.pop("JOURNAL_STREAM", None)
-        if opts.get("access_log"):
+        if wants_journal(opts):
             # As users run it: under systemd stderr is the journal stream and
             # proxyd sends access entries to journald, whose CPU we then count.
-            # Without a running journald, proxyd writes them to stderr: a file.
+            # Without a journald (none running and we may not or could not
+            # start one), proxyd writes them to stderr: a file.
+            errpath = logfile
             err = open(logfile, "ab")
-            jd = find_journald()
+            jd = ensure_journald(d, journal_ok)
             if jd:
                 st = os.fstat(err.fileno())
                 env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
                 extra = jd
+                journal = True
+        # access_log = "file" (e2): stderr stays proxyd-output.log, no JOURNAL_STREAM
     if name == "haproxy" and opts.get("access_log"):
         out = open(logfile, "ab")
-    p = PROCS.start(argv_of(conf, d, opts, binary), cpus=PIN["origin" if name == "origin" else "proxy"],
-                    stdout=out, stderr=err, env=env)
-    if not probe(name, opts, 10):
+    err_offset = os.fstat(err.fileno()).st_size
+    try:
+        p = PROCS.start(argv_of(conf, d, opts, binary), cpus=PIN["origin" if name == "origin" else "proxy"],
+                        stdout=out, stderr=err, env=env)
+    finally:
+        for f in {errlog, out, err}:
+            f.close()  # the child has its own copies
+    if not probe(name, opts, 10, proc=p):
+        rc = p.poll()
         PROCS.stop(p)
+        why = "exited with status %s" % rc if rc is not None else "did not answer within 10 s"
+        said = tail_of(errpath, err_offset)
+        START_ERRORS[name] = "%s with options %s%s (see %s)" % (
+            why, opts_key(opts), ": " + said if said else "", errpath)
         return None
+    START_ERRORS.pop(name, None)
     time.sleep(0.5)  # let every worker finish starting
-    return Running(name, p, opts, logfile, extra)
+    return Running(name, p, opts, logfile, extra, journal)
 
 
 # ---------------------------------------------------------------------------
@@ -493,10 +665,18 @@ def measure_wrk(sc, target, a, d):
     url = url_for(target.name, target.opts, sc["path"])
     if a.warmup > 0:
         wrk(url, sc["conns"], sc["headers"], a.warmup, d)
+    logs = bool(target.opts.get("access_log")) and (target.logfile or target.journal)
+    if logs:
+        # Let buffered logs (nginx flush=1s, proxyd's file target) and
+        # journald's socket queue catch up, so the counts below cover the
+        # measured run only. Same pause for every proxy.
+        time.sleep(LOG_SETTLE_S)
     lines0 = count_lines(target.logfile)
+    since = time.time()
     import resource
     origin_pids = ORIGIN.pids() if ORIGIN and target is not ORIGIN else []
     c0 = cpu_seconds(target.pids())
+    x0 = cpu_seconds(target.extra_pids)
     o0 = cpu_seconds(origin_pids)
     m0 = machine_busy()
     w0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -504,6 +684,7 @@ def measure_wrk(sc, target, a, d):
     w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     m1 = machine_busy()
     c1 = cpu_seconds(target.pids())
+    x1 = cpu_seconds(target.extra_pids)
     o1 = cpu_seconds(origin_pids)
     secs = r["duration_us"] / 1e6
     cpu = c1 - c0
@@ -527,10 +708,24 @@ def measure_wrk(sc, target, a, d):
         "origin_cpu_s": o1 - o0,
         "foreign_cpu_share": max(0.0, foreign) / max(1e-9, m1[1] - m0[1]),
     }
-    if target.logfile:
-        time.sleep(0.2)
-        res["log_lines"] = count_lines(target.logfile) - lines0
+    if target.extra_pids:
+        res["log_sink_cpu_s"] = x1 - x0  # journald's share of cpu_s
+    if logs:
+        time.sleep(LOG_SETTLE_S)
+        if target.journal:
+            n = journal_count(descendants(target.proc.pid), since)
+            res["log_sink"] = "journal"
+            if n is not None:
+                res["log_lines"] = n
+            else:
+                res["log_count_failed"] = "journalctl failed"
+        else:
+            res["log_sink"] = "file"
+            res["log_lines"] = count_lines(target.logfile) - lines0
     return res
+
+
+LOG_SETTLE_S = 1.2  # > the 1 s flush interval of the buffered file logs
 
 
 def count_lines(path):
@@ -740,8 +935,19 @@ def warnings_of(results):
                     out.append("%s/%s run %d: %d wrk errors (non-2xx, connect, timeouts)"
                                % (sid, col, i + 1, r["errors"]))
                 if "log_lines" in r and r.get("requests"):
-                    out.append("%s/%s run %d: %d access-log lines written during %d measured requests"
-                               % (sid, col, i + 1, r["log_lines"], r["requests"]))
+                    if r.get("log_sink") == "journal":
+                        what = "journal entries (PROXYD_ACCESS=1) stored by journald"
+                    else:
+                        what = "access-log lines written"
+                    out.append("%s/%s run %d: %d %s during %d measured requests (%.1f%%)"
+                               % (sid, col, i + 1, r["log_lines"], what, r["requests"],
+                                  100.0 * r["log_lines"] / r["requests"]))
+                if "log_sink_cpu_s" in r:
+                    out.append("%s/%s run %d: journald used %.2f s of the %.2f s CPU counted for %s"
+                               % (sid, col, i + 1, r["log_sink_cpu_s"], r["cpu_s"], col))
+                if r.get("log_count_failed"):
+                    out.append("%s/%s run %d: access entries not counted: %s"
+                               % (sid, col, i + 1, r["log_count_failed"]))
                 if r.get("unavailable"):
                     out.append("%s/%s: %s" % (sid, col, r["unavailable"]))
     shares = [r["foreign_cpu_share"] for per in results.values() for runs in per.values() for r in runs
@@ -752,6 +958,42 @@ def warnings_of(results):
                                                      " - results are skewed, rerun on an idle machine"
                                                      if max(shares) > 0.05 else ""))
     return sorted(set(out))
+
+
+def access_log_notes(scenarios, cols, d):
+    """How each proxy wrote its access log in the access-log scenarios that ran."""
+    ids = [s["id"] for s in scenarios if s["options"].get("access_log")]
+    if not ids:
+        return ""
+    out = []
+    if "e" in ids:
+        m = JOURNALD["mode"]
+        pids = ",".join(map(str, JOURNALD["pids"]))
+        if "proxyd" not in cols:
+            how = "not run"
+        elif m == "started":
+            how = ("to the journal, via %s started by the benchmark for this run (pid %s, own process group, "
+                   "stopped at the end%s); journald's CPU counted with proxyd's"
+                   % (JOURNALD_BINARY, pids, "" if JOURNALD.get("stopped") else " - NOT confirmed"))
+        elif m == "existing":
+            how = ("to the journal, via the journald already running (pid %s, left running); "
+                   "journald's CPU counted with proxyd's" % pids)
+        elif m == "off":
+            how = "to stderr redirected to a file (--no-journald: journal not used)"
+        elif m == "failed":
+            how = ("to stderr redirected to a file (no journald running and starting one failed: %s)"
+                   % JOURNALD["detail"])
+        else:
+            how = "to stderr redirected to a file (no journald)"
+        if len(JOURNALD["events"]) > 1:
+            how += " [journald during the run: %s]" % "; ".join(JOURNALD["events"])
+        out.append("access logs (e): nginx to a file with buffer=64k flush=1s; HAProxy `log stdout` (foreground) "
+                   "to a file; proxyd %s" % how)
+    if "e2" in ids:
+        out.append("access logs (e2): nginx and HAProxy as in (e); proxyd to its buffered file target "
+                   "(access_log = \"%s\": 64 KiB per worker, written within about two seconds), stderr a plain file, "
+                   "no journal" % os.path.join(d, ACCESS_FILE["proxyd-file"]))
+    return "\n\n" + "\n".join(out)
 
 
 # ---------------------------------------------------------------------------
@@ -767,6 +1009,10 @@ def main():
     ap.add_argument("--no-install", action="store_true", help="do not apt-get missing packages")
     ap.add_argument("--pin", default="", help="override pinning, e.g. proxy=0,1/wrk=1/origin=0/client=1")
     ap.add_argument("--proxyd-binary", default="", help="benchmark this proxyd binary instead of building one")
+    ap.add_argument("--no-journald", action="store_true",
+                    help="scenario e: neither start nor use a journald; proxyd writes its access log to "
+                         "stderr (a file). Default: use the running journald, or start %s for the run"
+                         % JOURNALD_BINARY)
     a = ap.parse_args()
     for item in (x for x in a.pin.split("/") if x):
         role, _, cpus = item.partition("=")
@@ -779,12 +1025,18 @@ def main():
     only = set(x for x in a.only.split(",") if x)
     scenarios = [s for s in SCENARIOS if not only or s["id"] in only]
     cols = [c for c in ALL if c in a.targets.split(",")]
+    # proxyd logs to the journal in some selected scenario (e)
+    need_journal = "proxyd" in cols and any("proxyd" in s["targets"] and wants_journal(s["options"])
+                                            for s in scenarios)
 
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     # Hard bound on the whole run: every measured run plus generous slack.
     n_wrk = sum(len(s["targets"]) for s in scenarios if s["kind"] == "wrk")
-    limit = 900 + a.runs * (n_wrk * (a.duration + a.warmup + 15) + 3 * 120)
+    n_logs = sum(len(s["targets"]) for s in scenarios if s["options"].get("access_log"))
+    limit = 900 + a.runs * (n_wrk * (a.duration + a.warmup + 15) + 3 * 120) \
+        + a.runs * n_logs * (2 * LOG_SETTLE_S + 60) + (30 if need_journal else 0)
+    limit = int(limit)
     signal.signal(signal.SIGALRM, on_signal)
     signal.alarm(limit)
 
@@ -803,6 +1055,10 @@ def main():
         prepare_dir(d)
         log("work dir %s; pinning %s; %d run(s) x %d s (+%d s warm-up)"
             % (d, PIN, a.runs, a.duration, a.warmup))
+        if need_journal:
+            # before any proxy starts: use the running journald or start one (own process group,
+            # stopped at the end with everything else); --no-journald: proxyd logs to a file
+            ensure_journald(d, not a.no_journald)
         global ORIGIN
         origin = ORIGIN = start_target("origin", {}, d, binary)
         if not origin:
@@ -821,12 +1077,13 @@ def main():
                     if col == "origin":
                         tgt, base = origin, None
                     else:
-                        tgt = start_target(col, opts, d, binary)
+                        tgt = start_target(col, opts, d, binary, journal_ok=not a.no_journald)
                         if tgt:
                             time.sleep(0.5)
                             base = memory_kib(tgt.pids())
                     if not tgt:
-                        why = "did not answer with options %s (see %s/%s-output.log)" % (opts_key(opts), d, col)
+                        why = START_ERRORS.get(col) or ("did not answer with options %s (see %s/%s-output.log)"
+                                                        % (opts_key(opts), d, col))
                         log("%s %s" % (col, why))
                         for s in group:
                             results.setdefault(s["id"], {}).setdefault(col, []).append({"unavailable": why})
@@ -847,7 +1104,10 @@ def main():
         PROCS.stop(origin.proc)
     finally:
         signal.alarm(0)
-        PROCS.stop_all()
+        try:
+            stop_journald()
+        finally:
+            PROCS.stop_all()
 
     kern = platform.release()
     cpu = "?"
@@ -877,15 +1137,13 @@ def main():
     warns = warnings_of(results)
     if warns:
         text += "\n\nnotes:\n" + "\n".join("  " + w for w in warns)
-    jd = find_journald()
-    text += ("\n\naccess logs (e): nginx to a file with buffer=64k; HAProxy `log stdout` (foreground) to a file; "
-             "proxyd %s" % ("to journald (journald CPU counted)" if jd else
-                            "to stderr redirected to a file (no journald running here)"))
+    text += access_log_notes(scenarios, cols, d)
     print(text)
     with open(os.path.join(d, "results.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(d, "results.json"), "w") as f:
-        json.dump({"pin": PIN, "args": vars(a), "results": results}, f, indent=1)
+        json.dump({"pin": PIN, "args": vars(a), "results": results,
+                   "journald": {k: v for k, v in JOURNALD.items() if k != "proc"}}, f, indent=1)
     log("results: %s/results.txt and results.json" % d)
     return 0
 
