@@ -51,7 +51,7 @@ struct Conn {
         Worker *worker;
         Conn *next, *prev;
         Stream client;
-        sd_event_source *io;
+        WorkerIo io;
         TimerNode timer; /* in the worker's deadline heap */
         bool resume;     /* ran out of its step budget: continue from the timer */
         size_t listener;
@@ -1824,7 +1824,7 @@ static void conn_run(Conn *c) {
         conn_update_timer(c);
 }
 
-static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void on_client_io(void *userdata, uint32_t revents) {
         Conn *c = userdata;
 
         revents = tls_stream_revents(&c->client, revents);
@@ -1835,7 +1835,6 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                 c->wr_ready = true;
         conn_run(c);
-        return 0;
 }
 
 static void conn_free(Conn *c) {
@@ -1849,7 +1848,8 @@ static void conn_free(Conn *c) {
                 c->ex = exchange_free(c->ex);
         }
         c->gen = worker_gen_unref(c->gen);
-        sd_event_source_disable_unref(c->io);
+        if (c->io.handler)
+                worker_io_remove(w, c->client.fd, &c->io);
         worker_timer_remove(w, &c->timer);
         stream_close(&c->client);
         buf_free(&c->in);
@@ -1942,8 +1942,12 @@ int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const stru
         r = tls ? tls_stream_server_init(&c->client, fd, tls) : 0;
         /* Edge-triggered, both directions, registered once: readiness is remembered in
          * rd_ready/wr_ready and cleared on EAGAIN, so no epoll_ctl() is needed per request. */
-        if (r >= 0)
-                r = sd_event_add_io(w->event, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_client_io, c);
+        if (r >= 0) {
+                c->io = (WorkerIo){ on_client_io, c };
+                r = worker_io_add(w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io);
+                if (r < 0)
+                        c->io.handler = NULL;
+        }
         if (r < 0) {
                 conn_free(c);
                 return r;

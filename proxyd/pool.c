@@ -42,7 +42,8 @@ UpConn *upconn_free(UpConn *u) {
         if (!u)
                 return NULL;
         bucket_unlink(u);
-        sd_event_source_disable_unref(u->io);
+        if (u->io.handler)
+                worker_io_remove(u->worker, u->stream.fd, &u->io);
         stream_close(&u->stream);
         free(u->tls_key);
         free(u);
@@ -62,20 +63,19 @@ void pool_done(Pool *p) {
         p->buckets = NULL;
 }
 
-static int on_upconn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void on_upconn_io(void *userdata, uint32_t revents) {
         UpConn *u = userdata;
 
         if (u->handler) {
                 u->handler(u, revents, u->userdata);
-                return 0;
+                return;
         }
         /* Idle in the pool: whatever arrives (EOF, RST, unsolicited bytes) ends it. A late
          * "writable" edge alone says nothing. */
         if (!(revents & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-                return 0;
+                return;
         log_debug("idle upstream connection to %s closed by the server or sent unsolicited data", u->addr_text);
         upconn_free(u);
-        return 0;
 }
 
 static PoolBucket *bucket_find(Pool *p, const struct sockaddr_storage *addr, socklen_t len, const char *tls_key,
@@ -101,11 +101,11 @@ static PoolBucket *bucket_find(Pool *p, const struct sockaddr_storage *addr, soc
 
 /* An idle connection is usable if the server neither closed it nor sent anything. Whatever
  * arrives while it is idle produces an event that closes it (on_upconn_io); one that arrived
- * in the current loop iteration but is not dispatched yet shows as a pending source, and only
- * then is the socket itself asked. */
+ * in the batch being dispatched but is not handled yet shows as pending (worker_io_pending),
+ * and only then is the socket itself asked. */
 static bool upconn_healthy(UpConn *u) {
         char c;
-        if (sd_event_source_get_pending(u->io) <= 0)
+        if (!worker_io_pending(u->worker, &u->io))
                 return true;
         ssize_t n = recv(u->stream.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -207,8 +207,10 @@ int pool_get(Pool *p, const struct sockaddr_storage *addr, socklen_t addrlen, co
         }
 
         /* Edge-triggered, registered once (see conn.c). */
-        r = sd_event_add_io(p->worker->event, &u->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, on_upconn_io, u);
+        u->io = (WorkerIo){ on_upconn_io, u };
+        r = worker_io_add(p->worker, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &u->io);
         if (r < 0) {
+                u->io.handler = NULL;
                 upconn_free(u);
                 return r;
         }

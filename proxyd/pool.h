@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "stream.h"
+#include "worker-io.h"
 #include "tls.h"
 
 typedef struct Worker Worker;
@@ -20,7 +21,7 @@ typedef void (*UpConnHandler)(UpConn *u, uint32_t revents, void *userdata);
 struct UpConn {
         Worker *worker;
         Stream stream;
-        sd_event_source *io;
+        WorkerIo io;
         uint64_t idle_deadline; /* while idle: closed by pool_get/pool_sweep after this */
         struct sockaddr_storage addr;
         socklen_t addrlen;

@@ -68,6 +68,48 @@ uint64_t worker_random(Worker *w) {
         return x * UINT64_C(2685821657736338717);
 }
 
+/* ---- connection sockets: one epoll instance per worker (worker-io.h) ---- */
+
+#define WORKER_IO_BATCH 256
+
+int worker_io_add(Worker *w, int fd, uint32_t events, WorkerIo *io) {
+        struct epoll_event ev = { .events = events, .data.ptr = io };
+        return epoll_ctl(w->io_fd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void worker_io_remove(Worker *w, int fd, WorkerIo *io) {
+        if (fd >= 0)
+                (void) epoll_ctl(w->io_fd, EPOLL_CTL_DEL, fd, NULL);
+        for (int i = w->io_next; i < w->io_n; i++)
+                if (w->io_batch[i].data.ptr == io)
+                        w->io_batch[i].data.ptr = NULL;
+}
+
+bool worker_io_pending(const Worker *w, const WorkerIo *io) {
+        for (int i = w->io_next; i < w->io_n; i++)
+                if (w->io_batch[i].data.ptr == io)
+                        return true;
+        return false;
+}
+
+static int on_io_batch(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Worker *w = userdata;
+        int n = epoll_wait(w->io_fd, w->io_batch, WORKER_IO_BATCH, 0);
+
+        if (n < 0)
+                return errno == EINTR ? 0 : -errno;
+        w->io_n = n;
+        for (w->io_next = 0; w->io_next < w->io_n;) {
+                struct epoll_event *ev = &w->io_batch[w->io_next++];
+                WorkerIo *io = ev->data.ptr;
+                if (io)
+                        io->handler(io->userdata, ev->events);
+        }
+        w->io_n = w->io_next = 0;
+        /* more ready than one batch: the epoll fd stays readable and sd-event comes back */
+        return 0;
+}
+
 int worker_pipe_get(Worker *w, int fds[2]) {
         if (w->n_pipes > 0) {
                 w->n_pipes--;
@@ -373,7 +415,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 }
 
 int worker_init(Worker *w, Manager *m, unsigned index) {
-        *w = (Worker){ .manager = m, .index = index, .wake_fd = -EBADF };
+        *w = (Worker){ .manager = m, .index = index, .wake_fd = -EBADF, .io_fd = -EBADF };
         pthread_mutex_init(&w->lock, NULL);
         if (getrandom(&w->rng, sizeof(w->rng), GRND_NONBLOCK) != sizeof(w->rng))
                 w->rng = now_usec(CLOCK_MONOTONIC) ^ ((uint64_t) index << 32);
@@ -471,6 +513,13 @@ static void *worker_main(void *userdata) {
         r = sd_event_new(&w->event);
         if (r >= 0)
                 r = sd_event_add_io(w->event, &w->wake_source, w->wake_fd, EPOLLIN, on_wake, w);
+        if (r >= 0) {
+                w->io_batch = calloc(WORKER_IO_BATCH, sizeof(struct epoll_event));
+                w->io_fd = epoll_create1(EPOLL_CLOEXEC);
+                r = !w->io_batch ? -ENOMEM : w->io_fd < 0 ? -errno : 0;
+        }
+        if (r >= 0)
+                r = sd_event_add_io(w->event, &w->io_source, w->io_fd, EPOLLIN, on_io_batch, w);
         if (r >= 0)
                 r = sd_event_add_time(w->event, &w->accept_retry, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_accept_retry, w);
         if (r >= 0)
@@ -512,6 +561,7 @@ static void *worker_main(void *userdata) {
         w->timer_source = sd_event_source_disable_unref(w->timer_source);
         timer_heap_done(&w->timers);
         w->wake_source = sd_event_source_disable_unref(w->wake_source);
+        w->io_source = sd_event_source_disable_unref(w->io_source);
         w->event = sd_event_unref(w->event);
         manager_worker_exited(w->manager, w, r);
         return NULL;
@@ -550,6 +600,11 @@ void worker_done(Worker *w) {
         if (w->wake_fd >= 0)
                 close(w->wake_fd);
         w->wake_fd = -EBADF;
+        if (w->io_fd >= 0)
+                close(w->io_fd);
+        w->io_fd = -EBADF;
+        free(w->io_batch);
+        w->io_batch = NULL;
         pthread_mutex_destroy(&w->lock);
 }
 

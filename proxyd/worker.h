@@ -73,6 +73,10 @@ struct Worker {
         pthread_mutex_t lock;
         int wake_fd;
         sd_event_source *wake_source;
+        int io_fd;                       /* epoll instance of the connections' sockets (worker-io.h) */
+        sd_event_source *io_source;
+        struct epoll_event *io_batch;    /* events being dispatched: [io_next, io_n) are still to come */
+        int io_n, io_next;
         Generation *pending_gen;
         HandedConn *handed;
         size_t n_handed, cap_handed;

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The sockets of a worker's connections (clients and upstreams) share one epoll instance,
+ * which is itself a single sd-event io source: one sd-event dispatch hands a whole batch of
+ * socket events to their handlers, and a connection costs no sd-event source of its own
+ * (about 300 bytes each, and a dispatch per event). Registrations are edge-triggered and
+ * made once per socket.
+ *
+ * A handler may free other connections (a client's exchange releases its upstream
+ * connection): worker_io_remove() drops their events from the batch being dispatched, so no
+ * handler ever runs for a freed connection.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct Worker Worker;
+
+typedef struct WorkerIo {
+        void (*handler)(void *userdata, uint32_t revents);
+        void *userdata;
+} WorkerIo;
+
+int worker_io_add(Worker *w, int fd, uint32_t events, WorkerIo *io);
+void worker_io_remove(Worker *w, int fd, WorkerIo *io);
+/* An event for io was received but not dispatched yet. */
+bool worker_io_pending(const Worker *w, const WorkerIo *io);
