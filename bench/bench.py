@@ -774,7 +774,9 @@ def measure_hold(sc, target, a, d, base):
         if not line.startswith(b"READY"):
             raise RuntimeError("hold client failed against %s: %r" % (target.name, line))
         held = int(line.split()[1])
-        time.sleep(1.0)  # let idle upstream connections settle
+        # let idle upstream connections settle, and memory freed after the burst go back
+        # (proxyd trims its heap once a second, so within two seconds of the burst)
+        time.sleep(2.5)
         after = memory_kib(target.pids())
     finally:
         try:
