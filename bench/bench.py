@@ -215,8 +215,9 @@ def descendants(pid):
     return out
 
 
-def cpu_seconds(pids):
-    total = 0
+def cpu_split(pids):
+    """(user, system) CPU seconds summed over pids."""
+    user = system = 0
     for p in pids:
         try:
             with open("/proc/%d/stat" % p) as f:
@@ -224,8 +225,20 @@ def cpu_seconds(pids):
         except OSError:
             continue
         fields = s[s.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / CLK_TCK
+        user += int(fields[11])  # utime (field 14)
+        system += int(fields[12])  # stime (field 15)
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids):
+    return sum(cpu_split(pids))
+
+
+def tcp_out_segments():
+    """The machine's TCP segments sent so far (/proc/net/snmp Tcp: OutSegs)."""
+    with open("/proc/net/snmp") as f:
+        rows = [ln.split() for ln in f if ln.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("OutSegs")])
 
 
 def memory_kib(pids):
@@ -675,7 +688,9 @@ def measure_wrk(sc, target, a, d):
     since = time.time()
     import resource
     origin_pids = ORIGIN.pids() if ORIGIN and target is not ORIGIN else []
-    c0 = cpu_seconds(target.pids())
+    u0 = cpu_split(target.pids())
+    c0 = sum(u0)
+    s0 = tcp_out_segments()
     x0 = cpu_seconds(target.extra_pids)
     o0 = cpu_seconds(origin_pids)
     m0 = machine_busy()
@@ -683,7 +698,9 @@ def measure_wrk(sc, target, a, d):
     r = wrk(url, sc["conns"], sc["headers"], a.duration, d)
     w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     m1 = machine_busy()
-    c1 = cpu_seconds(target.pids())
+    u1 = cpu_split(target.pids())
+    c1 = sum(u1)
+    s1 = tcp_out_segments()
     x1 = cpu_seconds(target.extra_pids)
     o1 = cpu_seconds(origin_pids)
     secs = r["duration_us"] / 1e6
@@ -707,6 +724,12 @@ def measure_wrk(sc, target, a, d):
         "wrk_cpu_s": wrk_cpu,
         "origin_cpu_s": o1 - o0,
         "foreign_cpu_share": max(0.0, foreign) / max(1e-9, m1[1] - m0[1]),
+        # where the proxy's CPU goes: user space vs the kernel (TCP, epoll, scheduling),
+        # and the TCP segments the whole machine sent per request (loopback: each is
+        # received on the machine too)
+        "user_per_100k": (u1[0] - u0[0]) / r["requests"] * 1e5 if r["requests"] else None,
+        "sys_per_100k": (u1[1] - u0[1]) / r["requests"] * 1e5 if r["requests"] else None,
+        "segs_per_req": (s1 - s0) / r["requests"] if r["requests"] else None,
     }
     if target.extra_pids:
         res["log_sink_cpu_s"] = x1 - x0  # journald's share of cpu_s
@@ -952,6 +975,15 @@ def warnings_of(results):
                                % (sid, col, i + 1, r["log_count_failed"]))
                 if r.get("unavailable"):
                     out.append("%s/%s: %s" % (sid, col, r["unavailable"]))
+    for sid, per in results.items():
+        for col, runs in per.items():
+            ok = [r for r in runs if r.get("user_per_100k") is not None and r.get("sys_per_100k") is not None]
+            if ok and sid in ("a", "c"):
+                out.append("%s/%s: CPU s/100k req = user %.3f + system %.3f (median over runs); "
+                           "%.2f TCP segments per request on the machine"
+                           % (sid, col, statistics.median(r["user_per_100k"] for r in ok),
+                              statistics.median(r["sys_per_100k"] for r in ok),
+                              statistics.median(r["segs_per_req"] for r in ok)))
     shares = [r["foreign_cpu_share"] for per in results.values() for runs in per.values() for r in runs
               if "foreign_cpu_share" in r]
     if shares:
