@@ -908,6 +908,7 @@ static int exchange_pump_response(Exchange *ex) {
                 if (body > 0) {
                         size_t head = buf_len(&c->out);
                         struct iovec iov[2] = { { buf_head(&c->out), head }, { buf_head(&ex->up_in), body } };
+                        c->client.last_data = ex->close_after && body == ex->resp_left;
                         n = stream_writev(&c->client, iov, 2);
                         if (n > 0) {
                                 c->last_write = conn_now(c);
@@ -926,8 +927,10 @@ static int exchange_pump_response(Exchange *ex) {
                         }
                         if (n == -EAGAIN)
                                 c->wr_ready = false;
-                } else
+                } else {
+                        c->client.last_data = ex->close_after && ex->resp_done;
                         n = client_write(c, buf_head(&c->out), buf_len(&c->out));
+                }
                 if (n == -EAGAIN)
                         break;
                 if (n < 0) {

@@ -24,7 +24,7 @@ ssize_t stream_writev(Stream *s, const struct iovec *iov, int n_iov) {
                 return s->ops->writev(s, iov, n_iov);
         struct msghdr mh = { .msg_iov = (struct iovec *) iov, .msg_iovlen = (size_t) n_iov };
         for (;;) {
-                ssize_t k = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
+                ssize_t k = sendmsg(s->fd, &mh, MSG_NOSIGNAL | (s->last_data ? MSG_MORE : 0));
                 if (k >= 0)
                         return k;
                 if (errno == EINTR)

@@ -28,6 +28,10 @@ typedef struct StreamOps {
 
 struct Stream {
         int fd;
+        /* Plain sockets: the bytes being written are the last before the connection is
+         * closed or shut down: send them with MSG_MORE, so that the FIN the close adds goes
+         * out in the same segment (one segment, and one wake-up of the peer, fewer). */
+        bool last_data;
         const StreamOps *ops; /* NULL: plain socket */
         void *impl;
 };
@@ -36,6 +40,7 @@ struct Stream {
 
 static inline void stream_init_plain(Stream *s, int fd) {
         s->fd = fd;
+        s->last_data = false;
         s->ops = NULL;
         s->impl = NULL;
 }
