@@ -828,10 +828,15 @@ static int exchange_upstream_cut(Exchange *ex, int error) {
         return exchange_cut_response(ex, "upstream prematurely closed the connection");
 }
 
-/* splice() without blocking; -errno on failure */
+/* splice() without blocking (retried when interrupted); -errno on failure */
 static ssize_t splice_nb(int from, int to, size_t n) {
-        ssize_t k = splice(from, NULL, to, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        return k < 0 ? -errno : k;
+        for (;;) {
+                ssize_t k = splice(from, NULL, to, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                if (k >= 0)
+                        return k;
+                if (errno != EINTR)
+                        return -errno;
+        }
 }
 
 /* The rest of a Content-Length body from a plain upstream socket to a plain client socket:
@@ -858,8 +863,6 @@ static int exchange_splice_response(Exchange *ex) {
                         u->rd_ready = false;
                         return 0;
                 }
-                if (n == -EINTR)
-                        return 1;
                 if (n <= 0)
                         return exchange_upstream_cut(ex, (int) -n);
                 /* A short splice need not mean the socket is drained (the pipe may have run out
@@ -875,8 +878,6 @@ static int exchange_splice_response(Exchange *ex) {
                 c->wr_ready = false;
                 return 0;
         }
-        if (n == -EINTR)
-                return 1;
         if (n <= 0)
                 return exchange_client_write_failed(ex, (int) -n);
         c->last_write = conn_now(c);
