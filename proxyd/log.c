@@ -125,11 +125,15 @@ void log_upstream_event(int level, const char *group, const char *server, const 
 
 #define ACCESS_LINE_MAX 4096
 
+/* "12.345": a duration in milliseconds with microseconds */
+static void format_ms(char dur[static 32], uint64_t usec) {
+        snprintf(dur, 32, "%llu.%03llu", (unsigned long long) (usec / 1000), (unsigned long long) (usec % 1000));
+}
+
 /* One access line, "\n"-terminated (cut to fit): PREFIX then k=v fields. Returns its length. */
 static size_t access_format(char *out, size_t size, const char *prefix, const AccessEntry *e) {
         char dur[32];
-        snprintf(dur, sizeof(dur), "%llu.%03llu", (unsigned long long) (e->duration_usec / 1000),
-                 (unsigned long long) (e->duration_usec % 1000));
+        format_ms(dur, e->duration_usec);
         int k = snprintf(out, size,
                          "%sclient=%s server=%s method=%s uri=%s status=%d upstream=%s upstream_status=%d "
                          "bytes=%llu bytes_received=%llu duration_ms=%s request_id=%s%s%s\n",
@@ -147,11 +151,9 @@ static size_t access_format(char *out, size_t size, const char *prefix, const Ac
 }
 
 void log_access(const AccessEntry *e) {
-        char dur[32];
-        snprintf(dur, sizeof(dur), "%llu.%03llu", (unsigned long long) (e->duration_usec / 1000),
-                 (unsigned long long) (e->duration_usec % 1000));
-
         if (use_journal) {
+                char dur[32];
+                format_ms(dur, e->duration_usec);
                 sd_journal_send("MESSAGE=%s %s %s %d %llu %sms%s%s", e->client, e->method, e->uri, e->status,
                                 (unsigned long long) e->bytes_sent, dur, e->reason ? " " : "",
                                 e->reason ?: "",
