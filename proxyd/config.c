@@ -2032,22 +2032,20 @@ static int parse_top(Loader *l, config_setting_t *root) {
                                 c->log_level = level_values[v];
                 } else if (streq(n, "access_log")) {
                         /* true: the journal; false: off; "/path": a file, written in blocks */
-                        if (config_setting_type(s) == CONFIG_TYPE_STRING) {
-                                const char *file = config_setting_get_string(s);
-                                if (file[0] != '/')
-                                        r = ERR(l, s, "\"access_log\" must be true, false or an absolute file name");
-                                else {
-                                        free(c->access_log_file);
-                                        c->access_log_file = strdup(file);
-                                        c->access_log = true;
-                                        c->access_log_src = config_setting_origin(s, &l->files, &c->access_log_line);
-                                        r = c->access_log_file ? 0 : -ENOMEM;
-                                }
-                        } else if (config_setting_type(s) == CONFIG_TYPE_BOOL) {
+                        int type = config_setting_type(s);
+                        const char *file = type == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+
+                        free(c->access_log_file);
+                        c->access_log_file = NULL;
+                        r = 0;
+                        if (type == CONFIG_TYPE_BOOL)
                                 c->access_log = config_setting_get_bool(s);
-                                free(c->access_log_file);
-                                c->access_log_file = NULL;
-                                r = 0;
+                        else if (file && file[0] == '/') {
+                                c->access_log = true;
+                                c->access_log_file = strdup(file);
+                                c->access_log_src = config_setting_origin(s, &l->files, &c->access_log_line);
+                                if (!c->access_log_file)
+                                        r = -ENOMEM;
                         } else
                                 r = ERR(l, s, "\"access_log\" must be true, false or an absolute file name");
                 }

@@ -72,6 +72,35 @@ static int parse_argv(int argc, char *argv[]) {
         return 1;
 }
 
+/* -t for access_log = "/path": an existing file must open for appending, a missing one must be
+ * creatable. Nothing is created: a file made by root here could not be opened by the service's
+ * own user later. Returns 0, or -EINVAL with a diagnostic. */
+static int check_access_log(const Config *c, ConfigDiags *diags) {
+        int e = 0, fd = open(c->access_log_file, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+
+        if (fd >= 0)
+                close(fd);
+        else if (errno != ENOENT)
+                e = errno;
+        else {
+                _cleanup_free_ char *dir = strdup(c->access_log_file);
+                if (!dir)
+                        return -ENOMEM;
+                char *slash = strrchr(dir, '/');
+                if (slash == dir)
+                        slash[1] = 0; /* "/x": the root directory */
+                else
+                        *slash = 0;
+                if (access(dir, W_OK | X_OK) < 0)
+                        e = errno;
+        }
+        if (e == 0)
+                return 0;
+        int r = config_diag_add(diags, c->access_log_src, c->access_log_line, false,
+                                "cannot open the access log \"%s\": %s", c->access_log_file, strerror(e));
+        return r < 0 ? r : -EINVAL;
+}
+
 static int check_config(const char *path) {
         ConfigDiags diags = {};
         Config *c = NULL;
@@ -79,35 +108,8 @@ static int check_config(const char *path) {
 
         if (r >= 0)
                 r = tls_check_config(c, &diags); /* certificates, keys, priority strings */
-        if (r >= 0 && c->access_log_file) {
-                /* An existing file must open for appending; a missing one must be creatable.
-                 * -t creates nothing: a file created by root here could not be opened by the
-                 * service's own user later. */
-                int e = 0, fd = open(c->access_log_file, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
-                if (fd >= 0)
-                        close(fd);
-                else if (errno != ENOENT)
-                        e = errno;
-                else {
-                        _cleanup_free_ char *dir = strdup(c->access_log_file);
-                        if (!dir) {
-                                fprintf(stderr, "proxyd: out of memory\n");
-                                return EXIT_FAILURE;
-                        }
-                        char *slash = strrchr(dir, '/');
-                        if (slash == dir)
-                                slash[1] = 0;
-                        else
-                                *slash = 0;
-                        if (access(dir, W_OK | X_OK) < 0)
-                                e = errno;
-                }
-                if (e != 0) {
-                        r = config_diag_add(&diags, c->access_log_src, c->access_log_line, false,
-                                            "cannot open the access log \"%s\": %s", c->access_log_file, strerror(e));
-                        r = r < 0 ? r : -EINVAL;
-                }
-        }
+        if (r >= 0 && c->access_log_file)
+                r = check_access_log(c, &diags);
         config_diags_print(&diags, stderr);
         config_diags_clear(&diags);
         if (r < 0) {
