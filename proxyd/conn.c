@@ -1947,7 +1947,7 @@ int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const stru
         /* Edge-triggered, both directions, registered once: readiness is remembered in
          * rd_ready/wr_ready and cleared on EAGAIN, so no epoll_ctl() is needed per request. */
         if (r >= 0) {
-                c->io = (WorkerIo){ on_client_io, c };
+                c->io = (WorkerIo){ .handler = on_client_io, .userdata = c };
                 r = worker_io_add(w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->io);
                 if (r < 0)
                         c->io.handler = NULL;

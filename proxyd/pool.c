@@ -207,7 +207,7 @@ int pool_get(Pool *p, const struct sockaddr_storage *addr, socklen_t addrlen, co
         }
 
         /* Edge-triggered, registered once (see conn.c). */
-        u->io = (WorkerIo){ on_upconn_io, u };
+        u->io = (WorkerIo){ .handler = on_upconn_io, .userdata = u };
         r = worker_io_add(p->worker, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &u->io);
         if (r < 0) {
                 u->io.handler = NULL;

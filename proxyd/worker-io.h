@@ -21,9 +21,10 @@ typedef struct Worker Worker;
 typedef struct WorkerIo {
         void (*handler)(void *userdata, uint32_t revents);
         void *userdata;
+        bool pending; /* in the batch being dispatched, not handled yet */
 } WorkerIo;
 
 int worker_io_add(Worker *w, int fd, uint32_t events, WorkerIo *io);
 void worker_io_remove(Worker *w, int fd, WorkerIo *io);
-/* An event for io was received but not dispatched yet. */
+/* An event for io was received but not dispatched yet (O(1)). */
 bool worker_io_pending(const Worker *w, const WorkerIo *io);

@@ -80,16 +80,16 @@ int worker_io_add(Worker *w, int fd, uint32_t events, WorkerIo *io) {
 void worker_io_remove(Worker *w, int fd, WorkerIo *io) {
         if (fd >= 0)
                 (void) epoll_ctl(w->io_fd, EPOLL_CTL_DEL, fd, NULL);
+        if (!io->pending)
+                return;
+        io->pending = false;
         for (int i = w->io_next; i < w->io_n; i++)
                 if (w->io_batch[i].data.ptr == io)
                         w->io_batch[i].data.ptr = NULL;
 }
 
 bool worker_io_pending(const Worker *w, const WorkerIo *io) {
-        for (int i = w->io_next; i < w->io_n; i++)
-                if (w->io_batch[i].data.ptr == io)
-                        return true;
-        return false;
+        return io->pending;
 }
 
 static int on_io_batch(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -99,11 +99,15 @@ static int on_io_batch(sd_event_source *s, int fd, uint32_t revents, void *userd
         if (n < 0)
                 return errno == EINTR ? 0 : -errno;
         w->io_n = n;
+        for (int i = 0; i < n; i++)
+                ((WorkerIo *) w->io_batch[i].data.ptr)->pending = true;
         for (w->io_next = 0; w->io_next < w->io_n;) {
                 struct epoll_event *ev = &w->io_batch[w->io_next++];
                 WorkerIo *io = ev->data.ptr;
-                if (io)
+                if (io) {
+                        io->pending = false;
                         io->handler(io->userdata, ev->events);
+                }
         }
         w->io_n = w->io_next = 0;
         /* more ready than one batch: the epoll fd stays readable and sd-event comes back */
