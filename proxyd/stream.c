@@ -23,8 +23,10 @@ ssize_t stream_writev(Stream *s, const struct iovec *iov, int n_iov) {
         if (s->ops)
                 return s->ops->writev(s, iov, n_iov);
         struct msghdr mh = { .msg_iov = (struct iovec *) iov, .msg_iovlen = (size_t) n_iov };
+        int flags = MSG_NOSIGNAL | (s->last_data ? MSG_MORE : 0);
         for (;;) {
-                ssize_t k = sendmsg(s->fd, &mh, MSG_NOSIGNAL | (s->last_data ? MSG_MORE : 0));
+                /* send() skips copying and checking a msghdr and an iovec array */
+                ssize_t k = n_iov == 1 ? send(s->fd, iov[0].iov_base, iov[0].iov_len, flags) : sendmsg(s->fd, &mh, flags);
                 if (k >= 0)
                         return k;
                 if (errno == EINTR)
