@@ -87,6 +87,23 @@ static void listener_set_nodelay(int fd, const struct sockaddr *sa) {
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* HTTP clients speak first, so a connection is accepted only once its first bytes arrived
+ * (TCP_DEFER_ACCEPT, as nginx's `listen ... deferred`): a worker wakes up once per new
+ * connection, with the request already there, instead of once for the handshake and again
+ * for the data; connections that never send anything cost no accept at all. One that stays
+ * silent is accepted after about a second and then meets client_header_timeout as usual. A
+ * value set by the socket unit (DeferAcceptSec=) is kept. */
+static void listener_set_defer_accept(int fd, const struct sockaddr *sa) {
+        int v = 0;
+        socklen_t len = sizeof(v);
+        if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+                return;
+        if (getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &len) == 0 && v == 0) {
+                v = 1;
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, sizeof(v));
+        }
+}
+
 static int listener_add(ListenerSet *set, int fd, const char *name, bool handed_over) {
         Listener *l, *n = realloc(set->items, (set->n + 1) * sizeof(Listener));
         char text[256];
@@ -100,6 +117,7 @@ static int listener_add(ListenerSet *set, int fd, const char *name, bool handed_
         if (getsockname(fd, (struct sockaddr *) &l->addr, &l->addrlen) < 0)
                 return -errno;
         listener_set_nodelay(fd, (struct sockaddr *) &l->addr);
+        listener_set_defer_accept(fd, (struct sockaddr *) &l->addr);
         sockaddr_format((struct sockaddr *) &l->addr, l->addrlen, text, sizeof(text));
         l->text = strdup(text);
         l->name = name ? strdup(name) : NULL;

@@ -563,6 +563,8 @@ servers = ( { name = "main"; listen = [ "127.0.0.1:%d" ]; client_header_timeout 
             for i in range(100):
                 try:
                     s = socket.create_connection(("127.0.0.1", port), timeout=2)
+                    # a first byte: listeners defer accepting until a client has sent one
+                    s.sendall(b"G")
                 except OSError:
                     break
                 socks.append(s)
@@ -605,6 +607,49 @@ servers = ( { name = "main"; listen = [ "127.0.0.1:%d" ]; client_header_timeout 
         check(status_of(data) == 200, "and proxies to the backend again", data[:200])
 
 
+def deferred_accept(b):
+    """Listeners accept a connection once its first bytes arrived (TCP_DEFER_ACCEPT): a
+    silent connection costs proxyd nothing until then, is taken after about a second and
+    then meets client_header_timeout; one that sends is served at once. Checked on a
+    socket proxyd binds itself and on one handed over by the service manager."""
+    for how in ("bound", "handed over"):
+        port = free_port()
+        listen = '"127.0.0.1:%d"' % port if how == "bound" else '"http"'
+        conf = """workers = 1;
+servers = ( { name = "main"; listen = [ %s ]; client_header_timeout = "1s";
+    locations = ( { prefix = "/"; return = 200; body = "ok\\n"; } ); } );
+""" % listen
+        kw = {"wait": ("127.0.0.1", port)} if how == "bound" else \
+            {"sockets": [("127.0.0.1:%d" % port, "http")]}
+        with Proxyd(conf, **kw) as p:
+            time.sleep(0.3)
+            base = fd_count(p.pid)
+            silent = [connect(port) for _ in range(5)]
+            talker = connect(port)
+            talker.sendall(b"GET /deferred HTTP/1.1\r\n")
+            time.sleep(0.4)
+            n = fd_count(p.pid)
+            check(base is not None and n == base + 1,
+                  "%s listener: of 5 silent connections and 1 that sent bytes, only the "
+                  "latter is accepted (fds %s -> %s)" % (how, base, n))
+            talker.sendall(b"Host: a\r\nConnection: close\r\n\r\n")
+            r = read_one(talker, 3)
+            check(r is not None and r.status == 200,
+                  "%s listener: the connection that sent bytes is served" % how, r)
+            talker.close()
+            t0 = time.monotonic()
+            ends = []
+            for s in silent:
+                rest, closed = recv_until_close(s, 8)
+                ends.append((closed, round(time.monotonic() - t0, 1)))
+                s.close()
+            check(all(c for c, _ in ends) and all(t < 7 for _, t in ends),
+                  "%s listener: silent connections are still accepted in the end and closed "
+                  "by the header deadline (closed, seconds): %s" % (how, ends))
+            check(fd_count(p.pid) == base,
+                  "%s listener: no descriptor left behind (%s)" % (how, fd_count(p.pid)))
+
+
 def main():
     b = Backend(handler)
     try:
@@ -624,6 +669,7 @@ def main():
             default_limits(port, b)
             check(p.alive(), "proxyd still running after the default limits")
         max_connections(b)
+        deferred_accept(b)
         emfile(b)
     finally:
         b.close()
