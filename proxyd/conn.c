@@ -180,9 +180,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata);
 /* ---------------------------------------------------------------------------------------- */
 
 static uint64_t conn_now(Conn *c) {
-        uint64_t t = 0;
-        (void) sd_event_now(c->worker->event, CLOCK_MONOTONIC, &t);
-        return t;
+        return worker_now(c->worker);
 }
 
 /* "address:port" of the client, for log lines: built when needed (connections are held by
@@ -1853,7 +1851,7 @@ static void conn_free(Conn *c) {
         }
         c->gen = worker_gen_unref(c->gen);
         if (c->io.handler)
-                worker_io_remove(w, c->client.fd, &c->io);
+                worker_io_forget(w, &c->io);
         worker_timer_remove(w, &c->timer);
         stream_close(&c->client);
         buf_free(&c->in);

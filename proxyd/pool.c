@@ -43,7 +43,7 @@ UpConn *upconn_free(UpConn *u) {
                 return NULL;
         bucket_unlink(u);
         if (u->io.handler)
-                worker_io_remove(u->worker, u->stream.fd, &u->io);
+                worker_io_forget(u->worker, &u->io);
         stream_close(&u->stream);
         free(u->tls_key);
         free(u);
@@ -121,9 +121,7 @@ static char *tls_key_new(const UpTls *tls) {
 }
 
 static uint64_t pool_now(Pool *p) {
-        uint64_t t = 0;
-        (void) sd_event_now(p->worker->event, CLOCK_MONOTONIC, &t);
-        return t;
+        return worker_now(p->worker);
 }
 
 void pool_sweep(Pool *p, uint64_t now) {

@@ -9,7 +9,7 @@
  * made once per socket.
  *
  * A handler may free other connections (a client's exchange releases its upstream
- * connection): worker_io_remove() drops their events from the batch being dispatched, so no
+ * connection): worker_io_forget() drops their events from the batch being dispatched, so no
  * handler ever runs for a freed connection.
  */
 
@@ -25,6 +25,8 @@ typedef struct WorkerIo {
 } WorkerIo;
 
 int worker_io_add(Worker *w, int fd, uint32_t events, WorkerIo *io);
-void worker_io_remove(Worker *w, int fd, WorkerIo *io);
+/* For a socket about to be closed: closing its only descriptor takes it out of the epoll
+ * instance (no epoll_ctl() needed); this drops its events from the batch being dispatched. */
+void worker_io_forget(Worker *w, WorkerIo *io);
 /* An event for io was received but not dispatched yet (O(1)). */
 bool worker_io_pending(const Worker *w, const WorkerIo *io);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,9 +18,12 @@
 #define ACCEPT_RETRY_USEC (100 * USEC_PER_MSEC)
 
 typedef struct AcceptSlot {
+        WorkerIo io;
         Worker *worker;
+        int fd;
         size_t index;
         unsigned port; /* the listener's local port, for $server_port */
+        bool armed;    /* in the worker's epoll instance */
 } AcceptSlot;
 
 Generation *generation_ref(Generation *g) {
@@ -77,9 +81,12 @@ int worker_io_add(Worker *w, int fd, uint32_t events, WorkerIo *io) {
         return epoll_ctl(w->io_fd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-void worker_io_remove(Worker *w, int fd, WorkerIo *io) {
-        if (fd >= 0)
-                (void) epoll_ctl(w->io_fd, EPOLL_CTL_DEL, fd, NULL);
+static void worker_io_remove(Worker *w, int fd, WorkerIo *io) {
+        (void) epoll_ctl(w->io_fd, EPOLL_CTL_DEL, fd, NULL);
+        worker_io_forget(w, io);
+}
+
+void worker_io_forget(Worker *w, WorkerIo *io) {
         if (!io->pending)
                 return;
         io->pending = false;
@@ -92,12 +99,7 @@ bool worker_io_pending(const Worker *w, const WorkerIo *io) {
         return io->pending;
 }
 
-static int on_io_batch(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Worker *w = userdata;
-        int n = epoll_wait(w->io_fd, w->io_batch, WORKER_IO_BATCH, 0);
-
-        if (n < 0)
-                return errno == EINTR ? 0 : -errno;
+static void worker_dispatch_batch(Worker *w, int n) {
         w->io_n = n;
         for (int i = 0; i < n; i++)
                 ((WorkerIo *) w->io_batch[i].data.ptr)->pending = true;
@@ -110,8 +112,6 @@ static int on_io_batch(sd_event_source *s, int fd, uint32_t revents, void *userd
                 }
         }
         w->io_n = w->io_next = 0;
-        /* more ready than one batch: the epoll fd stays readable and sd-event comes back */
-        return 0;
 }
 
 int worker_pipe_get(Worker *w, int fds[2]) {
@@ -171,10 +171,26 @@ static void worker_wake(Worker *w) {
         (void) write(w->wake_fd, &one, sizeof(one));
 }
 
+/* Level-triggered and exclusive: a pending connection wakes one of the workers waiting (an
+ * exclusive entry cannot be modified, so pausing removes it and resuming adds it again). */
+static void accept_slot_arm(AcceptSlot *slot, bool on) {
+        Worker *w = slot->worker;
+        if (on == slot->armed)
+                return;
+        if (on) {
+                if (worker_io_add(w, slot->fd, EPOLLIN | EPOLLEXCLUSIVE, &slot->io) < 0) {
+                        log_warning_errno(errno, "Worker %u: cannot wait for connections on fd %d", w->index, slot->fd);
+                        return;
+                }
+        } else
+                worker_io_remove(w, slot->fd, &slot->io);
+        slot->armed = on;
+}
+
 static void worker_set_accepting(Worker *w, bool on) {
-        for (size_t i = 0; i < w->n_accept_sources; i++)
-                if (w->accept_sources[i])
-                        (void) sd_event_source_set_enabled(w->accept_sources[i], on ? SD_EVENT_ON : SD_EVENT_OFF);
+        for (size_t i = 0; i < w->n_accept_slots; i++)
+                if (w->accept_slots[i])
+                        accept_slot_arm(w->accept_slots[i], on);
 }
 
 static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -270,9 +286,10 @@ static void worker_dispatch(Worker *w, int fd, size_t listener, unsigned port, c
         worker_wake(target);
 }
 
-static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void on_accept(void *userdata, uint32_t revents) {
         AcceptSlot *slot = userdata;
         Worker *w = slot->worker;
+        int fd = slot->fd;
 
         for (unsigned i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
                 struct sockaddr_storage ss;
@@ -291,6 +308,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                                 worker_set_accepting(w, false);
                                 (void) sd_event_source_set_time_relative(w->accept_retry, ACCEPT_RETRY_USEC);
                                 (void) sd_event_source_set_enabled(w->accept_retry, SD_EVENT_ONESHOT);
+                                w->event_run = true; /* so that sd-event arms the timer */
                                 break;
                         }
                         log_warning_errno(errno, "accept() failed");
@@ -299,47 +317,51 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 atomic_fetch_add_explicit(&w->stats.accepted, 1, memory_order_relaxed);
                 worker_dispatch(w, cfd, slot->index, slot->port, (struct sockaddr *) &ss, len);
         }
-        return 0;
 }
 
 static int worker_add_accept_sources(Worker *w) {
         Manager *m = w->manager;
         size_t n = m->listeners.n;
-        int r;
 
-        if (n <= w->n_accept_sources)
+        if (n <= w->n_accept_slots)
                 return 0;
-        sd_event_source **srcs = realloc(w->accept_sources, n * sizeof(sd_event_source *));
-        if (!srcs)
+        AcceptSlot **slots = realloc(w->accept_slots, n * sizeof(AcceptSlot *));
+        if (!slots)
                 return -ENOMEM;
-        w->accept_sources = srcs;
-        for (size_t i = w->n_accept_sources; i < n; i++) {
+        w->accept_slots = slots;
+        for (size_t i = w->n_accept_slots; i < n; i++) {
                 AcceptSlot *slot = calloc(1, sizeof(AcceptSlot));
                 if (!slot)
                         return -ENOMEM;
-                slot->worker = w;
-                slot->index = i;
-                slot->port = sockaddr_port((struct sockaddr *) &m->listeners.items[i].addr);
-                r = sd_event_add_io(w->event, &srcs[i], m->listeners.items[i].fd, EPOLLIN, on_accept, slot);
-                if (r < 0) {
-                        free(slot);
-                        srcs[i] = NULL;
-                        return r;
-                }
-                (void) sd_event_source_set_destroy_callback(srcs[i], free);
-                w->n_accept_sources = i + 1;
+                *slot = (AcceptSlot){ .io = { .handler = on_accept, .userdata = slot },
+                                      .worker = w,
+                                      .fd = m->listeners.items[i].fd,
+                                      .index = i,
+                                      .port = sockaddr_port((struct sockaddr *) &m->listeners.items[i].addr) };
+                slots[i] = slot;
+                w->n_accept_slots = i + 1;
+                accept_slot_arm(slot, true);
+                if (!slot->armed)
+                        return -errno;
         }
         return 0;
 }
 
 static void worker_remove_accept_sources(Worker *w) {
-        for (size_t i = 0; i < w->n_accept_sources; i++)
-                w->accept_sources[i] = sd_event_source_disable_unref(w->accept_sources[i]);
+        for (size_t i = 0; i < w->n_accept_slots; i++) {
+                if (!w->accept_slots[i])
+                        continue;
+                accept_slot_arm(w->accept_slots[i], false);
+                free(w->accept_slots[i]);
+                w->accept_slots[i] = NULL;
+        }
 }
 
 static void worker_maybe_exit(Worker *w) {
-        if (w->draining && w->n_conns == 0)
+        if (w->draining && w->n_conns == 0) {
                 (void) sd_event_exit(w->event, 0);
+                w->event_run = true;
+        }
 }
 
 void worker_conn_closed(Worker *w) {
@@ -432,52 +454,91 @@ int worker_init(Worker *w, Manager *m, unsigned index) {
 
 #define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
 
-static void worker_timer_rearm(Worker *w) {
-        TimerNode *top = timer_heap_top(&w->timers);
-        uint64_t when = top ? top->when : USEC_INFINITY;
-
-        if (when == w->timer_armed)
-                return;
-        if (when == USEC_INFINITY)
-                (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_OFF);
-        else {
-                (void) sd_event_source_set_time(w->timer_source, when);
-                if (w->timer_armed == USEC_INFINITY)
-                        (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_ONESHOT);
-        }
-        w->timer_armed = when;
-}
-
+/* The heap's earliest deadline bounds the loop's wait (worker_wait_timeout()). */
 int worker_timer_set(Worker *w, TimerNode *t, uint64_t when) {
-        int r = timer_heap_set(&w->timers, t, when);
-        if (r >= 0 && timer_heap_top(&w->timers) == t)
-                worker_timer_rearm(w);
-        return r;
+        return timer_heap_set(&w->timers, t, when);
 }
 
 void worker_timer_remove(Worker *w, TimerNode *t) {
-        bool was_top = timer_heap_top(&w->timers) == t;
         timer_heap_remove(&w->timers, t);
-        if (was_top)
-                worker_timer_rearm(w);
 }
 
-static int on_worker_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Worker *w = userdata;
-        uint64_t now = 0;
+/* Milliseconds epoll_wait() may sleep: until the earliest deadline (rounded up: a deadline
+ * is never handled early), 0 when one is due or sd-event has work, -1 when nothing is due. */
+static int worker_wait_timeout(Worker *w) {
+        TimerNode *top = timer_heap_top(&w->timers);
 
-        (void) sd_event_now(w->event, CLOCK_MONOTONIC, &now);
-        w->timer_armed = USEC_INFINITY;
-        /* Bounded: a connection re-queued for later than now is not seen again here. */
-        for (;;) {
+        if (w->event_run)
+                return 0;
+        if (!top)
+                return -1;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        if (top->when <= now + TIMER_ACCURACY_USEC)
+                return 0;
+        uint64_t ms = (top->when - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC;
+        return ms > INT_MAX ? INT_MAX : (int) ms;
+}
+
+static void worker_run_timers(Worker *w) {
+        /* Bounded: a connection re-queued for now (to resume work it yielded) gets its turn in
+         * the next iteration, after the sockets, not again here. */
+        size_t budget = w->timers.n;
+        while (budget-- > 0) {
                 TimerNode *t = timer_heap_top(&w->timers);
-                if (!t || t->when > now + TIMER_ACCURACY_USEC)
+                if (!t || t->when > w->now + TIMER_ACCURACY_USEC)
                         break;
                 timer_heap_remove(&w->timers, t);
                 conn_timeout(conn_from_timer(t));
         }
-        worker_timer_rearm(w);
-        return 0;
+}
+
+/* The sd-event loop: run until it has nothing left to dispatch. Returns > 0 once it finished
+ * (sd_event_exit()), 0 otherwise, < 0 on failure. */
+static int worker_run_event(Worker *w) {
+        w->event_run = false;
+        for (;;) {
+                int r = sd_event_run(w->event, 0);
+                if (r < 0)
+                        return r;
+                if (sd_event_get_state(w->event) == SD_EVENT_FINISHED)
+                        return 1;
+                if (r == 0)
+                        return 0;
+        }
+}
+
+static void on_event_ready(void *userdata, uint32_t revents) {
+        Worker *w = userdata;
+        w->event_run = true;
+}
+
+static int worker_loop(Worker *w) {
+        int r, code = 0;
+
+        w->event_io = (WorkerIo){ .handler = on_event_ready, .userdata = w };
+        r = worker_io_add(w, sd_event_get_fd(w->event), EPOLLIN, &w->event_io);
+        if (r < 0)
+                return r;
+        w->now = now_usec(CLOCK_MONOTONIC);
+        w->event_run = true;
+        for (;;) {
+                if (w->event_run) {
+                        r = worker_run_event(w);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                break;
+                }
+                int n = epoll_wait(w->io_fd, w->io_batch, WORKER_IO_BATCH, worker_wait_timeout(w));
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+                w->now = now_usec(CLOCK_MONOTONIC);
+                if (n > 0)
+                        worker_dispatch_batch(w, n);
+                worker_run_timers(w);
+        }
+        r = sd_event_get_exit_code(w->event, &code);
+        return r < 0 ? r : code;
 }
 
 #define TRIM_INTERVAL_USEC (1 * USEC_PER_SEC)
@@ -523,18 +584,9 @@ static void *worker_main(void *userdata) {
                 r = !w->io_batch ? -ENOMEM : w->io_fd < 0 ? -errno : 0;
         }
         if (r >= 0)
-                r = sd_event_add_io(w->event, &w->io_source, w->io_fd, EPOLLIN, on_io_batch, w);
-        if (r >= 0)
                 r = sd_event_add_time(w->event, &w->accept_retry, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_accept_retry, w);
         if (r >= 0)
                 (void) sd_event_source_set_enabled(w->accept_retry, SD_EVENT_OFF);
-        if (r >= 0)
-                r = sd_event_add_time(w->event, &w->timer_source, CLOCK_MONOTONIC, USEC_INFINITY, TIMER_ACCURACY_USEC,
-                                      on_worker_timer, w);
-        if (r >= 0) {
-                (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_OFF);
-                w->timer_armed = USEC_INFINITY;
-        }
         if (r >= 0)
                 r = sd_event_add_time_relative(w->event, &w->trim_timer, CLOCK_MONOTONIC, TRIM_INTERVAL_USEC,
                                                USEC_PER_SEC, on_trim_timer, w);
@@ -551,7 +603,7 @@ static void *worker_main(void *userdata) {
         atomic_store(&w->applied_gen, w->gen->gen->number);
         manager_worker_ack(w->manager);
 
-        r = sd_event_loop(w->event);
+        r = worker_loop(w);
         if (r < 0)
                 log_error_errno(r, "Worker %u event loop failed", w->index);
 
@@ -562,10 +614,8 @@ static void *worker_main(void *userdata) {
         worker_remove_accept_sources(w);
         w->accept_retry = sd_event_source_disable_unref(w->accept_retry);
         w->trim_timer = sd_event_source_disable_unref(w->trim_timer);
-        w->timer_source = sd_event_source_disable_unref(w->timer_source);
         timer_heap_done(&w->timers);
         w->wake_source = sd_event_source_disable_unref(w->wake_source);
-        w->io_source = sd_event_source_disable_unref(w->io_source);
         w->event = sd_event_unref(w->event);
         manager_worker_exited(w->manager, w, r);
         return NULL;
@@ -594,8 +644,8 @@ void worker_done(Worker *w) {
         generation_unref(w->pending_gen);
         w->pending_gen = NULL;
         w->gen = worker_gen_unref(w->gen);
-        free(w->accept_sources);
-        w->accept_sources = NULL;
+        free(w->accept_slots);
+        w->accept_slots = NULL;
         free(w->header_scratch);
         w->header_scratch = NULL;
         free(w->read_scratch);

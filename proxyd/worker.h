@@ -2,7 +2,15 @@
 #pragma once
 
 /* One worker thread: its own sd_event loop, its own client connections and upstream pool.
- * Workers share only the read-only configuration generation and the listening sockets. */
+ * Workers share only the read-only configuration generation and the listening sockets.
+ *
+ * The thread blocks in one epoll instance of its own (io_fd) that holds every socket it
+ * serves: its connections' sockets, the listening sockets (EPOLLEXCLUSIVE, so a new
+ * connection wakes one idle worker, not all of them) and, as one more entry, its sd-event
+ * loop (sd_event_get_fd()), which runs the wake-ups from other threads and the worker's few
+ * timers whenever it has something to do. Connection deadlines live in a heap whose earliest
+ * entry bounds the epoll_wait() timeout. One epoll_wait() per loop iteration hands a batch of
+ * socket events to their handlers. */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,6 +22,7 @@
 #include "pool.h"
 #include "timerheap.h"
 #include "tls.h"
+#include "worker-io.h"
 
 typedef struct Manager Manager;
 typedef struct Conn Conn;
@@ -73,10 +82,12 @@ struct Worker {
         pthread_mutex_t lock;
         int wake_fd;
         sd_event_source *wake_source;
-        int io_fd;                       /* epoll instance of the connections' sockets (worker-io.h) */
-        sd_event_source *io_source;
+        int io_fd;                       /* the epoll instance the thread waits in (worker-io.h) */
         struct epoll_event *io_batch;    /* events being dispatched: [io_next, io_n) are still to come */
         int io_n, io_next;
+        WorkerIo event_io;               /* the sd-event loop's entry in io_fd */
+        bool event_run;                  /* the sd-event loop has work: run it before waiting */
+        uint64_t now;                    /* CLOCK_MONOTONIC when the last wait returned */
         Generation *pending_gen;
         HandedConn *handed;
         size_t n_handed, cap_handed;
@@ -87,15 +98,13 @@ struct Worker {
         atomic_uint_fast64_t applied_gen; /* generation number the worker serves */
 
         WorkerGen *gen;
-        sd_event_source **accept_sources;
-        size_t n_accept_sources;
+        struct AcceptSlot **accept_slots; /* per listening socket */
+        size_t n_accept_slots;
         sd_event_source *accept_retry;
 
         Conn *conns;
         unsigned n_conns;
         TimerHeap timers;              /* every connection's next deadline */
-        sd_event_source *timer_source; /* armed for the earliest of them */
-        uint64_t timer_armed;
         unsigned n_exchanges;          /* requests in progress */
         uint64_t exchanges_since_trim; /* finished since the heap was last trimmed */
         sd_event_source *trim_timer;
@@ -129,7 +138,11 @@ void worker_post_ping(Worker *w, uint64_t seq);
 /* Worker-internal. */
 void worker_conn_closed(Worker *w);
 uint64_t worker_random(Worker *w);
-/* Connection deadlines (one event source for all of them). */
+/* The loop's clock: CLOCK_MONOTONIC, read once per loop iteration. */
+static inline uint64_t worker_now(const Worker *w) {
+        return w->now;
+}
+/* Connection deadlines (the earliest one bounds the loop's wait). */
 int worker_timer_set(Worker *w, TimerNode *t, uint64_t when);
 void worker_timer_remove(Worker *w, TimerNode *t);
 
