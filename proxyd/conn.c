@@ -1423,8 +1423,11 @@ static int exchange_finish(Conn *c) {
                  * linger, so unread input does not turn the close into a reset under the
                  * response. */
                 if (!client_keep_alive && stream_is_plain(&c->client) && buf_len(&c->in) == 0 && req_done) {
-                        ssize_t k = recv(c->client.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-                        if (k == 0 || (k < 0 && errno == EAGAIN)) {
+                        /* The last read drained the socket and no event for it came since: it
+                         * holds nothing, no need to ask the kernel. */
+                        bool drained = !c->rd_ready && !worker_io_pending(c->worker, &c->io);
+                        ssize_t k = drained ? -1 : recv(c->client.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+                        if (drained || k == 0 || (k < 0 && errno == EAGAIN)) {
                                 conn_close_now(c);
                                 return -1;
                         }
