@@ -3,10 +3,10 @@
 
 /*
  * The sockets of a worker's connections (clients and upstreams) share one epoll instance,
- * which is itself a single sd-event io source: one sd-event dispatch hands a whole batch of
- * socket events to their handlers, and a connection costs no sd-event source of its own
- * (about 300 bytes each, and a dispatch per event). Registrations are edge-triggered and
- * made once per socket.
+ * which is itself one entry of the epoll instance the worker waits in (worker.h): one
+ * epoll_wait() hands a whole batch of socket events to their handlers, and a connection
+ * costs no sd-event source of its own (about 300 bytes each, and a dispatch per event).
+ * Registrations are edge-triggered and made once per socket.
  *
  * A handler may free other connections (a client's exchange releases its upstream
  * connection): worker_io_forget() drops their events from the batch being dispatched, so no

@@ -76,9 +76,14 @@ uint64_t worker_random(Worker *w) {
 
 #define WORKER_IO_BATCH 256
 
-int worker_io_add(Worker *w, int fd, uint32_t events, WorkerIo *io) {
+static int worker_loop_add(Worker *w, int fd, uint32_t events, WorkerIo *io) {
         struct epoll_event ev = { .events = events, .data.ptr = io };
         return epoll_ctl(w->io_fd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int worker_io_add(Worker *w, int fd, uint32_t events, WorkerIo *io) {
+        struct epoll_event ev = { .events = events, .data.ptr = io };
+        return epoll_ctl(w->conn_fd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
 static void worker_io_remove(Worker *w, int fd, WorkerIo *io) {
@@ -178,7 +183,7 @@ static void accept_slot_arm(AcceptSlot *slot, bool on) {
         if (on == slot->armed)
                 return;
         if (on) {
-                if (worker_io_add(w, slot->fd, EPOLLIN | EPOLLEXCLUSIVE, &slot->io) < 0) {
+                if (worker_loop_add(w, slot->fd, EPOLLIN | EPOLLEXCLUSIVE, &slot->io) < 0) {
                         log_warning_errno(errno, "Worker %u: cannot wait for connections on fd %d", w->index, slot->fd);
                         return;
                 }
@@ -441,7 +446,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 }
 
 int worker_init(Worker *w, Manager *m, unsigned index) {
-        *w = (Worker){ .manager = m, .index = index, .wake_fd = -EBADF, .io_fd = -EBADF };
+        *w = (Worker){ .manager = m, .index = index, .wake_fd = -EBADF, .io_fd = -EBADF, .conn_fd = -EBADF };
         pthread_mutex_init(&w->lock, NULL);
         if (getrandom(&w->rng, sizeof(w->rng), GRND_NONBLOCK) != sizeof(w->rng))
                 w->rng = now_usec(CLOCK_MONOTONIC) ^ ((uint64_t) index << 32);
@@ -507,6 +512,11 @@ static int worker_run_event(Worker *w) {
         }
 }
 
+static void on_conns_ready(void *userdata, uint32_t revents) {
+        Worker *w = userdata;
+        w->conns_ready = true;
+}
+
 static void on_event_ready(void *userdata, uint32_t revents) {
         Worker *w = userdata;
         w->event_run = true;
@@ -516,7 +526,10 @@ static int worker_loop(Worker *w) {
         int r, code = 0;
 
         w->event_io = (WorkerIo){ .handler = on_event_ready, .userdata = w };
-        r = worker_io_add(w, sd_event_get_fd(w->event), EPOLLIN, &w->event_io);
+        r = worker_loop_add(w, sd_event_get_fd(w->event), EPOLLIN, &w->event_io);
+        w->conns_io = (WorkerIo){ .handler = on_conns_ready, .userdata = w };
+        if (r >= 0)
+                r = worker_loop_add(w, w->conn_fd, EPOLLIN, &w->conns_io);
         if (r < 0)
                 return r;
         w->now = now_usec(CLOCK_MONOTONIC);
@@ -535,6 +548,12 @@ static int worker_loop(Worker *w) {
                 w->now = now_usec(CLOCK_MONOTONIC);
                 if (n > 0)
                         worker_dispatch_batch(w, n);
+                if (w->conns_ready) {
+                        w->conns_ready = false;
+                        n = epoll_wait(w->conn_fd, w->io_batch, WORKER_IO_BATCH, 0);
+                        if (n > 0)
+                                worker_dispatch_batch(w, n);
+                }
                 worker_run_timers(w);
         }
         r = sd_event_get_exit_code(w->event, &code);
@@ -581,7 +600,8 @@ static void *worker_main(void *userdata) {
         if (r >= 0) {
                 w->io_batch = calloc(WORKER_IO_BATCH, sizeof(struct epoll_event));
                 w->io_fd = epoll_create1(EPOLL_CLOEXEC);
-                r = !w->io_batch ? -ENOMEM : w->io_fd < 0 ? -errno : 0;
+                w->conn_fd = epoll_create1(EPOLL_CLOEXEC);
+                r = !w->io_batch ? -ENOMEM : w->io_fd < 0 || w->conn_fd < 0 ? -errno : 0;
         }
         if (r >= 0)
                 r = sd_event_add_time(w->event, &w->accept_retry, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_accept_retry, w);
@@ -657,6 +677,9 @@ void worker_done(Worker *w) {
         if (w->io_fd >= 0)
                 close(w->io_fd);
         w->io_fd = -EBADF;
+        if (w->conn_fd >= 0)
+                close(w->conn_fd);
+        w->conn_fd = -EBADF;
         free(w->io_batch);
         w->io_batch = NULL;
         pthread_mutex_destroy(&w->lock);

@@ -4,13 +4,13 @@
 /* One worker thread: its own sd_event loop, its own client connections and upstream pool.
  * Workers share only the read-only configuration generation and the listening sockets.
  *
- * The thread blocks in one epoll instance of its own (io_fd) that holds every socket it
- * serves: its connections' sockets, the listening sockets (EPOLLEXCLUSIVE, so a new
- * connection wakes one idle worker, not all of them) and, as one more entry, its sd-event
- * loop (sd_event_get_fd()), which runs the wake-ups from other threads and the worker's few
- * timers whenever it has something to do. Connection deadlines live in a heap whose earliest
- * entry bounds the epoll_wait() timeout. One epoll_wait() per loop iteration hands a batch of
- * socket events to their handlers. */
+ * The thread blocks in an epoll instance of its own (io_fd) with three kinds of entries:
+ * the listening sockets (EPOLLEXCLUSIVE, so a new connection wakes one idle worker, not all
+ * of them), its sd-event loop (sd_event_get_fd()), which runs the wake-ups from other
+ * threads and the worker's few timers whenever it has something to do, and a second epoll
+ * instance (conn_fd) holding its connections' sockets, from which one epoll_wait() takes a
+ * whole batch of socket events (worker-io.h). Connection deadlines live in a heap whose
+ * earliest entry bounds the wait. docs/architecture.md says why it is built this way. */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -82,10 +82,13 @@ struct Worker {
         pthread_mutex_t lock;
         int wake_fd;
         sd_event_source *wake_source;
-        int io_fd;                       /* the epoll instance the thread waits in (worker-io.h) */
+        int io_fd;                       /* the epoll instance the thread waits in */
         struct epoll_event *io_batch;    /* events being dispatched: [io_next, io_n) are still to come */
         int io_n, io_next;
         WorkerIo event_io;               /* the sd-event loop's entry in io_fd */
+        int conn_fd;                     /* epoll instance of the connection sockets (worker-io.h) */
+        WorkerIo conns_io;               /* conn_fd's entry in io_fd */
+        bool conns_ready;                /* conn_fd has events: take a batch */
         bool event_run;                  /* the sd-event loop has work: run it before waiting */
         uint64_t now;                    /* CLOCK_MONOTONIC when the last wait returned */
         Generation *pending_gen;
