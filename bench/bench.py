@@ -46,7 +46,7 @@ PIN = {
     "client": "0,1",
 }
 
-PORTS = {"origin": 18080, "proxyd": 18081, "nginx": 18082, "haproxy": 18083}
+PORTS = {"origin": 18080, "proxyd": 18081, "nginx": 18082, "haproxy": 18083, "relay": 18084}
 TLS_PORT_OFFSET = 100  # a proxy's TLS listener is on its port + 100
 
 SMALL_BYTES = 100
@@ -70,7 +70,10 @@ BIG_BYTES = 1024 * 1024
 # Metric keys come from measure_wrk()/measure_hold():
 #   rps, p99_ms, cpu_per_100k, mibps, cpu_per_gib, handshakes, rss_per_conn_kib,
 #   pss_per_conn_kib, base_rss_mib, base_pss_mib
-ALL = ("origin", "proxyd", "nginx", "haproxy")
+STANDARD = ("origin", "proxyd", "nginx", "haproxy")
+# relay (bench/relay.c): copies bytes between each client and its own origin connection, no HTTP
+# work at all; its figures in (a) are the floor any proxy pays on this machine.
+ALL = STANDARD + ("relay",)
 PROXIES = ("proxyd", "nginx", "haproxy")
 
 SCENARIOS = [
@@ -80,14 +83,14 @@ SCENARIOS = [
                   ("p99_ms", "p99 latency ms", "lower", {"nginx": ("<=", 1.0)}),
                   ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
     dict(id="b", title="1 MiB responses, 10 conns", kind="wrk", path="/big", conns=10,
-         headers=[], options={}, targets=ALL,
+         headers=[], options={}, targets=STANDARD,
          metrics=[("mibps", "MiB/s", "higher", {"nginx": (">=", 1.3), "haproxy": (">=", 1.0)}),
                   ("cpu_per_gib", "CPU s / GiB", "lower", {"nginx": ("<=", 0.5)})]),
     dict(id="c", title="small, client sends Connection: close", kind="wrk", path="/small", conns=50,
-         headers=["Connection: close"], options={}, targets=ALL,
+         headers=["Connection: close"], options={}, targets=STANDARD,
          metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.2)})]),
     dict(id="d", title="5,000 idle keep-alive conns", kind="hold", path="/small", conns=5000,
-         headers=[], options={}, targets=ALL,
+         headers=[], options={}, targets=STANDARD,
          metrics=[("rss_per_conn_kib", "RSS KiB / idle conn", "lower", {"nginx": ("<=", 1.0)}),
                   ("pss_per_conn_kib", "PSS KiB / idle conn", "lower", {}),
                   ("base_rss_mib", "base RSS MiB (sum)", "lower", {"nginx": ("<=", 0.5)}),
@@ -500,12 +503,22 @@ def argv_proxyd(conf, d, opts, binary):
     return [binary, "-c", conf]
 
 
+def render_relay(d, opts):
+    return "# bench/relay.c takes no configuration: relay %d -> %s:%d, 2 threads\n" % (
+        PORTS["relay"], HOST, PORTS["origin"])
+
+
+def argv_relay(conf, d, opts, binary):
+    return [RELAY_BIN, str(PORTS["relay"]), str(PORTS["origin"]), "2"]
+
+
 # name -> (config renderer, config file suffix, argv builder, access-log file when on)
 TARGETS = {
     "origin": (render_origin, "conf", argv_nginx, None),
     "proxyd": (render_proxyd, "conf", argv_proxyd, "proxyd-stderr.log"),
     "nginx": (render_nginx, "conf", argv_nginx, "nginx-access.log"),
     "haproxy": (render_haproxy, "cfg", argv_haproxy, "haproxy-stdout.log"),
+    "relay": (render_relay, "conf", argv_relay, None),
 }
 
 
@@ -858,6 +871,14 @@ def build_proxyd():
     return os.path.join(bdir, "proxyd", "proxyd")
 
 
+RELAY_BIN = os.path.join(OUT, "relay")
+
+
+def build_relay():
+    run(["cc", "-O2", "-Wall", "-o", RELAY_BIN, os.path.join(REPO, "bench", "relay.c"), "-lpthread"],
+        120, check=True)
+
+
 def prepare_dir(d):
     os.makedirs(os.path.join(d, "www"), exist_ok=True)
     with open(os.path.join(d, "www", "small"), "wb") as f:
@@ -910,7 +931,7 @@ def verdict(ratio, target):
 
 
 def table(results, scenarios, a):
-    cols = ["scenario", "metric", "origin-direct", "proxyd", "nginx", "haproxy",
+    cols = ["scenario", "metric", "origin-direct", "proxyd", "nginx", "haproxy", "relay (floor)",
             "proxyd/nginx", "target", "proxyd/haproxy", "target"]
     rows = []
     for sc in scenarios:
@@ -984,6 +1005,19 @@ def warnings_of(results):
                            % (sid, col, statistics.median(r["user_per_100k"] for r in ok),
                               statistics.median(r["sys_per_100k"] for r in ok),
                               statistics.median(r["segs_per_req"] for r in ok)))
+    per_a = results.get("a", {})
+    if per_a.get("relay") and per_a.get("nginx"):
+        def med(col, key):
+            v = [r[key] for r in per_a[col] if r.get(key) is not None]
+            return statistics.median(v) if v else None
+        rc, nc, pc = med("relay", "cpu_per_100k"), med("nginx", "cpu_per_100k"), med("proxyd", "cpu_per_100k") \
+            if per_a.get("proxyd") else None
+        rr, nr = med("relay", "rps"), med("nginx", "rps")
+        if rc and nc and rr and nr:
+            out.append("a/relay (the floor: bytes copied between each client and its own origin connection, "
+                       "no HTTP work): %.2fx nginx's CPU per request and %.2fx its requests/s%s"
+                       % (rc / nc, rr / nr, "; proxyd's CPU per request is %.2fx the floor's" % (pc / rc)
+                          if pc else ""))
     shares = [r["foreign_cpu_share"] for per in results.values() for runs in per.values() for r in runs
               if "foreign_cpu_share" in r]
     if shares:
@@ -1086,6 +1120,8 @@ def main():
         if not a.proxyd_binary:
             log("building proxyd (release) in %s" % os.path.join(OUT, "build"))
         binary = os.path.abspath(a.proxyd_binary) if a.proxyd_binary else build_proxyd()
+        if "relay" in cols and any("relay" in s["targets"] for s in scenarios):
+            build_relay()
         prepare_dir(d)
         log("work dir %s; pinning %s; %d run(s) x %d s (+%d s warm-up)"
             % (d, PIN, a.runs, a.duration, a.warmup))
