@@ -1963,14 +1963,6 @@ static int warn_location(Loader *l, const Location *loc, const config_setting_t 
         if (p->https && !loc->s.ssl_certificate != !loc->s.ssl_certificate_key)
                 TRY(ERR(l, pp, "https upstream \"%s\" needs both \"ssl_certificate\" and \"ssl_certificate_key\" "
                         "(or neither)", p->text));
-        if (p->https && p->upstream && p->upstream->health_check)
-                /* Probes speak plain HTTP: against TLS servers each one fails, and in the end
-                 * every server would be taken out. Refuse rather than fail at run time. */
-                TRY(ERR(l, pp,
-                        "proxy_pass \"%s\" reaches upstream \"%s\" over https, but its health_check probes "
-                        "speak plain HTTP and would take every server out; remove health_check from that "
-                        "group (failed requests still mark servers down, see max_fails)",
-                        p->text, p->upstream->name));
         if (p->https && !loc->s.ssl_server_name)
                 TRY(WARN(l, pp, "https upstream \"%s\" with ssl_server_name = false: no SNI is sent", p->text));
         if (p->https && !loc->s.ssl_verify)

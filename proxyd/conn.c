@@ -1223,16 +1223,7 @@ static int exchange_setup_tls(Exchange *ex, const RequestInfo *ri, const Locatio
                 return r;
         }
         char *n = buf_head(&name);
-        if (n[0] == '[') {
-                char *rb = strchr(n, ']');
-                if (rb)
-                        *rb = 0;
-                memmove(n, n + 1, strlen(n));
-        } else {
-                char *colon = strrchr(n, ':');
-                if (colon && strchr(n, ':') == colon)
-                        *colon = 0;
-        }
+        host_strip_port(n);
         ex->tls_name = strdup(n);
         buf_free(&name);
         if (!ex->tls_name)

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "health.h"
+#include "stream.h"
+#include "tls.h"
 #include "util.h"
 
 #define PROBE_RESPONSE_MAX 512 /* the status line must fit */
@@ -18,13 +20,17 @@ struct Check {
         HealthChecker *h;
         Upstream *up;
         sd_event_source *timer;
+        /* https: the first location that reaches this group over https gives the TLS
+         * settings (trust, client certificate, verification, name); NULL: plain HTTP */
+        const LocationSettings *tls;
+        char *tls_name; /* name sent as SNI and verified */
 };
 
 struct Probe {
         HealthChecker *h;
         Check *check;
         Peer *peer;
-        int fd;
+        Stream stream; /* plain or TLS over the probe's socket */
         sd_event_source *io;
         sd_event_source *timer;
         bool connected;
@@ -38,6 +44,7 @@ struct Probe {
 struct HealthChecker {
         sd_event *event;
         Config *config;
+        const TlsClientSet *tls; /* the generation's client contexts for https upstreams */
         Check *checks;
         size_t n_checks;
         Probe *probes;
@@ -56,8 +63,7 @@ static Probe *probe_free(Probe *p) {
                 p->next->prev = p->prev;
         sd_event_source_disable_unref(p->io);
         sd_event_source_disable_unref(p->timer);
-        if (p->fd >= 0)
-                close(p->fd);
+        stream_close(&p->stream);
         peer_unref(p->peer);
         free(p);
         return NULL;
@@ -124,6 +130,12 @@ static int parse_status_line(const char *s, size_t n, unsigned *ret) {
         return 0;
 }
 
+/* Wait for what the stream needs next to do what the probe wants (TLS may need to write
+ * while the probe wants to read, and the other way round). */
+static void probe_wait(Probe *p, uint32_t wanted) {
+        (void) sd_event_source_set_io_events(p->io, stream_events(&p->stream, wanted));
+}
+
 static int on_probe_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Probe *p = userdata;
 
@@ -139,25 +151,54 @@ static int on_probe_io(sd_event_source *s, int fd, uint32_t revents, void *userd
                         return 0;
                 }
                 p->connected = true;
+                const Check *ck = p->check;
+                if (ck->tls) {
+                        /* the session cache is keyed by the peer address: set up once connected */
+                        TlsClientContext *ctx = p->h->tls ? tls_client_set_get(p->h->tls, ck->tls) : NULL;
+                        int r = ctx ? tls_stream_client_init(&p->stream, fd, ctx,
+                                                             ck->tls->ssl_server_name ? ck->tls_name : NULL,
+                                                             ck->tls_name, ck->tls->ssl_verify)
+                                    : -ENOENT;
+                        if (r < 0) {
+                                probe_fail_errno(p, "TLS setup", -r);
+                                return 0;
+                        }
+                }
+        }
+        if (tls_stream_is_tls(&p->stream) && !tls_stream_handshake_done(&p->stream)) {
+                int r = tls_stream_handshake(&p->stream);
+                if (r == -EAGAIN) {
+                        probe_wait(p, 0);
+                        return 0;
+                }
+                if (r < 0) {
+                        char reason[256];
+                        snprintf(reason, sizeof(reason), "health check TLS handshake: %s",
+                                 tls_stream_error(&p->stream) ?: strerror(-r));
+                        probe_done(p, false, reason);
+                        return 0;
+                }
         }
         while (p->req_off < p->req_len) {
-                ssize_t n = send(fd, p->req + p->req_off, p->req_len - p->req_off, MSG_NOSIGNAL);
+                ssize_t n = stream_write(&p->stream, p->req + p->req_off, p->req_len - p->req_off);
+                if (n == -EAGAIN) {
+                        probe_wait(p, EPOLLOUT);
+                        return 0;
+                }
                 if (n < 0) {
-                        if (errno == EAGAIN)
-                                return 0;
-                        probe_fail_errno(p, "send", errno);
+                        probe_fail_errno(p, "send", (int) -n);
                         return 0;
                 }
                 p->req_off += (size_t) n;
-                if (p->req_off == p->req_len)
-                        (void) sd_event_source_set_io_events(s, EPOLLIN);
         }
         for (;;) {
-                ssize_t n = recv(fd, p->resp + p->resp_len, sizeof(p->resp) - p->resp_len, 0);
+                ssize_t n = stream_read(&p->stream, p->resp + p->resp_len, sizeof(p->resp) - p->resp_len);
+                if (n == -EAGAIN) {
+                        probe_wait(p, EPOLLIN);
+                        return 0;
+                }
                 if (n < 0) {
-                        if (errno == EAGAIN)
-                                return 0;
-                        probe_fail_errno(p, "receive", errno);
+                        probe_fail_errno(p, "receive", (int) -n);
                         return 0;
                 }
                 if (n == 0) {
@@ -206,7 +247,7 @@ static void probe_start(Check *ck, Peer *peer, uint64_t now) {
         p->h = h;
         p->check = ck;
         p->peer = peer_ref(peer);
-        p->fd = -EBADF;
+        p->stream = STREAM_NULL;
         p->next = h->probes;
         if (h->probes)
                 h->probes->prev = p;
@@ -221,16 +262,17 @@ static void probe_start(Check *ck, Peer *peer, uint64_t now) {
         }
         p->req_len = (size_t) r;
 
-        p->fd = socket(peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (p->fd < 0) {
+        int fd = socket(peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
                 probe_fail_errno(p, "socket", errno);
                 return;
         }
-        if (connect(p->fd, (const struct sockaddr *) &peer->addr, peer->addrlen) < 0 && errno != EINPROGRESS) {
+        stream_init_plain(&p->stream, fd); /* TLS starts once connected (on_probe_io) */
+        if (connect(fd, (const struct sockaddr *) &peer->addr, peer->addrlen) < 0 && errno != EINPROGRESS) {
                 probe_fail_errno(p, "connect", errno);
                 return;
         }
-        r = sd_event_add_io(h->event, &p->io, p->fd, EPOLLOUT, on_probe_io, p);
+        r = sd_event_add_io(h->event, &p->io, fd, EPOLLOUT, on_probe_io, p);
         if (r >= 0)
                 r = sd_event_add_time(h->event, &p->timer, CLOCK_MONOTONIC, now + hc->timeout, 0, on_probe_timer, p);
         if (r < 0)
@@ -265,8 +307,10 @@ HealthChecker *health_checker_free(HealthChecker *h) {
                 return NULL;
         while (h->probes)
                 probe_free(h->probes);
-        for (size_t i = 0; i < h->n_checks; i++)
+        for (size_t i = 0; i < h->n_checks; i++) {
                 sd_event_source_disable_unref(h->checks[i].timer);
+                free(h->checks[i].tls_name);
+        }
         free(h->checks);
         sd_event_unref(h->event);
         config_unref(h->config);
@@ -274,7 +318,32 @@ HealthChecker *health_checker_free(HealthChecker *h) {
         return NULL;
 }
 
-int health_checker_new(sd_event *e, Config *c, PeerStateChanged cb, void *userdata, HealthChecker **ret) {
+/* The first location that reaches u over https, or NULL. */
+static const Location *https_location_of(const Config *c, const Upstream *u) {
+        for (size_t i = 0; i < c->n_servers; i++)
+                for (size_t j = 0; j < c->servers[i]->n_locations; j++) {
+                        const Location *loc = c->servers[i]->locations[j];
+                        if (loc->proxy && loc->proxy->https && loc->proxy->upstream == u)
+                                return loc;
+                }
+        return NULL;
+}
+
+/* The name a probe sends (SNI) and verifies: ssl_name when it is a literal, else (the
+ * default "$proxy_host", or anything needing a request) the proxy_pass host, without a port
+ * or IPv6 brackets, as a request would have it. */
+static char *probe_tls_name(const Location *loc) {
+        const VarTemplate *t = loc->s.ssl_name;
+        const char *src = t && var_template_is_literal(t) ? t->source : loc->proxy->proxy_host;
+        char *n = strdup(src ?: "");
+        if (!n)
+                return NULL;
+        host_strip_port(n);
+        return n;
+}
+
+int health_checker_new(sd_event *e, Config *c, const TlsClientSet *tls, PeerStateChanged cb, void *userdata,
+                       HealthChecker **ret) {
         HealthChecker *h;
         size_t n = 0;
         int r;
@@ -284,6 +353,7 @@ int health_checker_new(sd_event *e, Config *c, PeerStateChanged cb, void *userda
                 return -ENOMEM;
         h->event = sd_event_ref(e);
         h->config = config_ref(c);
+        h->tls = tls;
         h->cb = cb;
         h->userdata = userdata;
         for (size_t i = 0; i < c->n_upstreams; i++)
@@ -303,6 +373,15 @@ int health_checker_new(sd_event *e, Config *c, PeerStateChanged cb, void *userda
                 Check *ck = &h->checks[h->n_checks++];
                 ck->h = h;
                 ck->up = u;
+                const Location *loc = https_location_of(c, u);
+                if (loc) {
+                        ck->tls = &loc->s;
+                        ck->tls_name = probe_tls_name(loc);
+                        if (!ck->tls_name) {
+                                health_checker_free(h);
+                                return -ENOMEM;
+                        }
+                }
                 /* The first round runs at once. */
                 r = sd_event_add_time_relative(e, &ck->timer, CLOCK_MONOTONIC, 0, 10 * USEC_PER_MSEC,
                                                on_check_timer, ck);

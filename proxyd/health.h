@@ -3,7 +3,8 @@
 
 /*
  * Active health checks, run in the manager's event loop: every `interval` each peer of an
- * upstream with a health_check gets `GET path HTTP/1.1` on a fresh non-blocking connection;
+ * upstream with a health_check gets `GET path HTTP/1.1` on a fresh non-blocking connection
+ * (TLS when the group is reached over https);
  * the status line decides. `fails` consecutive failures mark the peer unhealthy (it gets no
  * new requests), `passes` consecutive successes mark it healthy again and start its slow
  * start. Peers are healthy until checks say otherwise. Never blocks; does not log: state
@@ -14,12 +15,16 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "tls.h"
 #include "upstream.h"
 
 typedef struct HealthChecker HealthChecker;
 
 typedef void (*PeerStateChanged)(Peer *p, const char *upstream, bool up, const char *reason, void *userdata);
 
-/* Takes a reference on c (its runtimes must be set up). cb may be NULL. */
-int health_checker_new(sd_event *e, Config *c, PeerStateChanged cb, void *userdata, HealthChecker **ret);
+/* Takes a reference on c (its runtimes must be set up). tls: the client contexts of the same
+ * configuration, for groups that a location reaches over https: their probes speak TLS with
+ * that location's settings (the first such location). cb may be NULL. */
+int health_checker_new(sd_event *e, Config *c, const TlsClientSet *tls, PeerStateChanged cb, void *userdata,
+                       HealthChecker **ret);
 HealthChecker *health_checker_free(HealthChecker *h);

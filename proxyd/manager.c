@@ -153,7 +153,7 @@ static int manager_start_upstream_watch(Manager *m) {
 
         m->health = health_checker_free(m->health);
         m->resolver = resolver_free(m->resolver);
-        r = health_checker_new(m->event, m->gen->config, on_peer_state, m, &m->health);
+        r = health_checker_new(m->event, m->gen->config, m->gen->tls_clients, on_peer_state, m, &m->health);
         if (r < 0)
                 return log_error_errno(r, "Failed to start upstream health checks");
         r = resolver_new(m->event, m->gen->config, on_resolved, m, &m->resolver);

@@ -141,3 +141,16 @@ uint64_t now_usec(int clock) {
                 return 0;
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
+
+void host_strip_port(char *n) {
+        if (n[0] == '[') {
+                char *rb = strchr(n, ']');
+                if (rb)
+                        *rb = 0;
+                memmove(n, n + 1, strlen(n));
+        } else {
+                char *colon = strrchr(n, ':');
+                if (colon && strchr(n, ':') == colon)
+                        *colon = 0;
+        }
+}

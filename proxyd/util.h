@@ -83,3 +83,7 @@ int parse_uint64(const char *s, size_t n, uint64_t *ret);
 const char *format_duration(uint64_t usec, char *buf, size_t size);
 
 uint64_t now_usec(int clock); /* clock_gettime wrapper */
+
+/* "host:port" -> "host", "[v6]:port" or "[v6]" -> "v6", in place; a bare IPv6 address (more
+ * than one colon, no brackets) is left alone. The name TLS sends and verifies for a host. */
+void host_strip_port(char *n);

@@ -168,6 +168,25 @@ START_TEST(test_buf) {
 }
 END_TEST
 
+START_TEST(test_host_strip_port) {
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "localhost", "localhost" },        { "localhost:8443", "localhost" },
+                { "example.test:443", "example.test" }, { "[::1]:8443", "::1" },
+                { "[::1]", "::1" },                  { "::1", "::1" },
+                { "127.0.0.1:9", "127.0.0.1" },      { "", "" },
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char buf[64];
+                snprintf(buf, sizeof(buf), "%s", cases[i].in);
+                host_strip_port(buf);
+                ck_assert_msg(strcmp(buf, cases[i].out) == 0, "%s -> %s, expected %s", cases[i].in, buf,
+                              cases[i].out);
+        }
+}
+END_TEST
+
 static Suite *util_suite(void) {
         Suite *s = suite_create("util");
         TCase *tc = tcase_create("core");
@@ -175,6 +194,7 @@ static Suite *util_suite(void) {
         tcase_add_loop_test(tc, test_parse_duration, 0, ELEMENTSOF(durations));
         tcase_add_loop_test(tc, test_parse_size, 0, ELEMENTSOF(sizes));
         tcase_add_test(tc, test_parse_uint64);
+        tcase_add_test(tc, test_host_strip_port);
         tcase_add_test(tc, test_format_duration);
         tcase_add_test(tc, test_strndup_lower);
         tcase_add_test(tc, test_now_usec);

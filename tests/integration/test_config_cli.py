@@ -78,11 +78,6 @@ BROKEN = [
      HEAD + "    client_max_body_size = \"lots\";\n"
             "    locations = ( { prefix = \"/\"; proxy_pass = \"http://127.0.0.1:9\"; } );\n  }\n);\n",
      "\"lots\""),
-    ("https proxy_pass to a group with plain-HTTP health checks",
-     "upstreams = {\n  secure = { servers = ( { address = \"127.0.0.1:9\"; } );\n"
-     "    health_check = { path = \"/healthz\"; }; };\n};\n"
-     + HEAD + "    locations = ( { prefix = \"/\"; proxy_pass = \"https://secure\"; } );\n  }\n);\n",
-     "proxy_pass = \"https://secure\""),
     ("proxy_pass to an upstream-like name that is not defined and does not resolve",
      HEAD + "    locations = (\n      { prefix = \"/\"; proxy_pass = \"http://no-such-upstream.invalid/\"; }\n    );\n  }\n);\n",
      "no-such-upstream.invalid"),

@@ -1099,6 +1099,68 @@ def case_priority_override(certs):
 
 # --------------------------------------------------------------------------
 
+HEALTH_CONFIG = """workers = 1;
+upstreams = {
+  good = { servers = ( { address = "127.0.0.1:%(good)d"; } );
+           health_check = { path = "/healthz"; interval = "200ms"; timeout = "1s"; }; };
+  mixed = { servers = ( { address = "127.0.0.1:%(bad)d"; }, { address = "127.0.0.1:%(good)d"; } );
+            health_check = { path = "/healthz"; interval = "200ms"; timeout = "1s"; }; };
+};
+servers = ( { name = "main"; listen = [ "127.0.0.1:%(port)d" ];
+    set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
+    locations = (
+      { prefix = "/good/"; proxy_pass = "https://good"; ssl_name = "localhost";
+        ssl_trusted_certificate = "%(d)s/ca.pem"; },
+      { prefix = "/mixed/"; proxy_pass = "https://mixed"; ssl_name = "localhost";
+        ssl_trusted_certificate = "%(d)s/ca.pem"; } ); } );
+"""
+
+
+def case_health_checks(certs):
+    """health_check on groups reached over https: the probes speak TLS with the location's
+    settings (trust, name), so a good server stays up and one whose certificate does not
+    verify is taken out."""
+    good = TlsBackend(certs.c("upstream"), certs.k("upstream"), handler=echo_handler)
+    bad = TlsBackend(certs.c("selfsigned"), certs.k("selfsigned"), handler=echo_handler)
+    try:
+        port = free_port()
+        conf = HEALTH_CONFIG % dict(good=good.port, bad=bad.port, port=port, d=certs.dir)
+        with Proxyd(conf, wait=("127.0.0.1", port)) as px:
+            deadline = time.monotonic() + 8
+            probes = []
+            while time.monotonic() < deadline:
+                probes = [r for r in good.complete_requests() if r.target == "/healthz"]
+                if len(probes) >= 6 and px.wait_log(r"unhealthy", 0.1) is not None:
+                    break
+                time.sleep(0.2)
+            check(len(probes) >= 6,
+                  "health probes reach the https server over TLS (%d GET /healthz received "
+                  "through the TLS backend)" % len(probes))
+            check(probes and all(r.header("User-Agent") == "proxyd-health-check" for r in probes),
+                  "they are proxyd's probes", probes[-1].headers if probes else None)
+            snis = {v["sni"] for v in good.tls}
+            check(snis == {"localhost"}, "the probes send the location's ssl_name as SNI", snis)
+            log_text = px.log_text()
+            check(re.search(r"good.*unhealthy|unhealthy.*%d" % good.port, log_text) is None,
+                  "the server whose certificate verifies stays healthy", log_text[-600:])
+            line = next((ln for ln in log_text.splitlines()
+                         if "unhealthy" in ln and str(bad.port) in ln), None)
+            check(line is not None and "certificate" in line,
+                  "the server whose certificate does not verify is taken out, and the journal "
+                  "line says why", line or log_text[-800:])
+            codes = []
+            for i in range(6):
+                st, body = status_of(curl(["-o", "-", "-w", "\n%{http_code}",
+                                           "http://127.0.0.1:%d/mixed/r%d" % (port, i)], timeout=10))
+                codes.append(st)
+            check(codes == [200] * 6,
+                  "requests to the mixed group all go to the healthy server", codes)
+            check(px.alive(), "proxyd still running", px.log_text()[-400:])
+    finally:
+        good.close()
+        bad.close()
+
+
 def backend_handler(req):
     return Reply(200, [("Content-Type", "text/plain")],
                  ("hello-backend %s\n" % req.target).encode())
@@ -1153,7 +1215,8 @@ def main():
         for name, fn in (("credentials", lambda: case_credentials(certs)),
                          ("reload", lambda: case_reload(certs)),
                          ("-t", lambda: case_test_flag(certs)),
-                         ("priority", lambda: case_priority_override(certs))):
+                         ("priority", lambda: case_priority_override(certs)),
+                         ("health checks", lambda: case_health_checks(certs))):
             log(name)
             try:
                 fn()
