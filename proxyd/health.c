@@ -23,7 +23,8 @@ struct Check {
         /* https: the first location that reaches this group over https gives the TLS
          * settings (trust, client certificate, verification, name); NULL: plain HTTP */
         const LocationSettings *tls;
-        char *tls_name; /* name sent as SNI and verified */
+        TlsClientContext *tls_ctx; /* for those settings, from the generation's client set */
+        char *tls_name;            /* name sent as SNI and verified */
 };
 
 struct Probe {
@@ -44,7 +45,6 @@ struct Probe {
 struct HealthChecker {
         sd_event *event;
         Config *config;
-        const TlsClientSet *tls; /* the generation's client contexts for https upstreams */
         Check *checks;
         size_t n_checks;
         Probe *probes;
@@ -154,11 +154,10 @@ static int on_probe_io(sd_event_source *s, int fd, uint32_t revents, void *userd
                 const Check *ck = p->check;
                 if (ck->tls) {
                         /* the session cache is keyed by the peer address: set up once connected */
-                        TlsClientContext *ctx = p->h->tls ? tls_client_set_get(p->h->tls, ck->tls) : NULL;
-                        int r = ctx ? tls_stream_client_init(&p->stream, fd, ctx,
-                                                             ck->tls->ssl_server_name ? ck->tls_name : NULL,
-                                                             ck->tls_name, ck->tls->ssl_verify)
-                                    : -ENOENT;
+                        int r = ck->tls_ctx ? tls_stream_client_init(&p->stream, fd, ck->tls_ctx,
+                                                                     ck->tls->ssl_server_name ? ck->tls_name : NULL,
+                                                                     ck->tls_name, ck->tls->ssl_verify)
+                                            : -ENOENT;
                         if (r < 0) {
                                 probe_fail_errno(p, "TLS setup", -r);
                                 return 0;
@@ -353,7 +352,6 @@ int health_checker_new(sd_event *e, Config *c, const TlsClientSet *tls, PeerStat
                 return -ENOMEM;
         h->event = sd_event_ref(e);
         h->config = config_ref(c);
-        h->tls = tls;
         h->cb = cb;
         h->userdata = userdata;
         for (size_t i = 0; i < c->n_upstreams; i++)
@@ -376,6 +374,7 @@ int health_checker_new(sd_event *e, Config *c, const TlsClientSet *tls, PeerStat
                 const Location *loc = https_location_of(c, u);
                 if (loc) {
                         ck->tls = &loc->s;
+                        ck->tls_ctx = tls ? tls_client_set_get(tls, &loc->s) : NULL;
                         ck->tls_name = probe_tls_name(loc);
                         if (!ck->tls_name) {
                                 health_checker_free(h);

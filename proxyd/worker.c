@@ -178,24 +178,25 @@ static void worker_wake(Worker *w) {
 
 /* Level-triggered and exclusive: a pending connection wakes one of the workers waiting (an
  * exclusive entry cannot be modified, so pausing removes it and resuming adds it again). */
-static void accept_slot_arm(AcceptSlot *slot, bool on) {
+static int accept_slot_arm(AcceptSlot *slot, bool on) {
         Worker *w = slot->worker;
         if (on == slot->armed)
-                return;
+                return 0;
         if (on) {
-                if (worker_loop_add(w, slot->fd, EPOLLIN | EPOLLEXCLUSIVE, &slot->io) < 0) {
-                        log_warning_errno(errno, "Worker %u: cannot wait for connections on fd %d", w->index, slot->fd);
-                        return;
-                }
+                int r = worker_loop_add(w, slot->fd, EPOLLIN | EPOLLEXCLUSIVE, &slot->io);
+                if (r < 0)
+                        return log_warning_errno(r, "Worker %u: cannot wait for connections on fd %d", w->index,
+                                                 slot->fd);
         } else
                 worker_io_remove(w, slot->fd, &slot->io);
         slot->armed = on;
+        return 0;
 }
 
 static void worker_set_accepting(Worker *w, bool on) {
         for (size_t i = 0; i < w->n_accept_slots; i++)
                 if (w->accept_slots[i])
-                        accept_slot_arm(w->accept_slots[i], on);
+                        (void) accept_slot_arm(w->accept_slots[i], on);
 }
 
 static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -324,7 +325,7 @@ static void on_accept(void *userdata, uint32_t revents) {
         }
 }
 
-static int worker_add_accept_sources(Worker *w) {
+static int worker_add_accept_slots(Worker *w) {
         Manager *m = w->manager;
         size_t n = m->listeners.n;
 
@@ -345,18 +346,18 @@ static int worker_add_accept_sources(Worker *w) {
                                       .port = sockaddr_port((struct sockaddr *) &m->listeners.items[i].addr) };
                 slots[i] = slot;
                 w->n_accept_slots = i + 1;
-                accept_slot_arm(slot, true);
-                if (!slot->armed)
-                        return -errno;
+                int r = accept_slot_arm(slot, true);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
 
-static void worker_remove_accept_sources(Worker *w) {
+static void worker_remove_accept_slots(Worker *w) {
         for (size_t i = 0; i < w->n_accept_slots; i++) {
                 if (!w->accept_slots[i])
                         continue;
-                accept_slot_arm(w->accept_slots[i], false);
+                (void) accept_slot_arm(w->accept_slots[i], false);
                 free(w->accept_slots[i]);
                 w->accept_slots[i] = NULL;
         }
@@ -387,7 +388,7 @@ static void worker_apply_generation(Worker *w, Generation *g) {
         wg->worker = w;
         worker_gen_unref(w->gen);
         w->gen = wg;
-        (void) worker_add_accept_sources(w);
+        (void) worker_add_accept_slots(w);
         atomic_store(&w->applied_gen, g->number);
 }
 
@@ -427,7 +428,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         }
         if (exit_now) {
                 w->draining = true;
-                worker_remove_accept_sources(w);
+                worker_remove_accept_slots(w);
                 while (w->conns)
                         conn_abort(w->conns);
                 (void) sd_event_exit(w->event, 0);
@@ -435,7 +436,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         }
         if (drain && !w->draining) {
                 w->draining = true;
-                worker_remove_accept_sources(w);
+                worker_remove_accept_slots(w);
                 for (Conn *c = w->conns, *next; c; c = next) {
                         next = conn_next(c);
                         conn_drain(c);
@@ -613,7 +614,7 @@ static void *worker_main(void *userdata) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(w->trim_timer, SD_EVENT_ON);
         if (r >= 0)
-                r = worker_add_accept_sources(w);
+                r = worker_add_accept_slots(w);
         if (r < 0) {
                 log_error_errno(r, "Worker %u failed to start", w->index);
                 manager_worker_exited(w->manager, w, r);
@@ -631,7 +632,7 @@ static void *worker_main(void *userdata) {
                 conn_abort(w->conns);
         pool_done(&w->pool);
         access_buf_done(&w->access_buf);
-        worker_remove_accept_sources(w);
+        worker_remove_accept_slots(w);
         w->accept_retry = sd_event_source_disable_unref(w->accept_retry);
         w->trim_timer = sd_event_source_disable_unref(w->trim_timer);
         timer_heap_done(&w->timers);

@@ -27,10 +27,10 @@
 typedef struct Manager Manager;
 typedef struct Conn Conn;
 
-/* A configuration as the workers use it: the Config plus the servers each listener serves. */
 #define WORKER_PIPES 16
 #define WORKER_PIPE_SIZE (256 * 1024)
 
+/* A configuration as the workers use it: the Config plus the servers each listener serves. */
 typedef struct Generation {
         atomic_uint refcount;
         uint64_t number;
