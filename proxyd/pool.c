@@ -223,7 +223,9 @@ void pool_put(Pool *p, UpConn *u, const Upstream *up) {
 
         u->handler = NULL;
         u->userdata = NULL;
-        if (up->keepalive == 0 || u->requests >= up->keepalive_requests || u->connecting) {
+        /* A connection whose FIN (or error) was seen, even in an event consumed while its last
+         * response was read, is closed: edge-triggered, nothing would report it again. */
+        if (up->keepalive == 0 || u->requests >= up->keepalive_requests || u->connecting || u->rdhup) {
                 upconn_free(u);
                 return;
         }
