@@ -89,7 +89,13 @@ static void gen_cert(const char *certtool, const char *name, const char *ca, con
 
 static void make_fixtures(void) {
         const char *certtool = getenv("CERTTOOL") ?: "certtool";
+        char probe[512];
 
+        snprintf(probe, sizeof(probe), "%s --version >/dev/null 2>&1", certtool);
+        if (system(probe) != 0) {
+                fprintf(stderr, "test-tls: %s does not run: install gnutls-bin (tools/test.sh does)\n", certtool);
+                exit(EXIT_FAILURE);
+        }
         if (!mkdtemp(dir)) {
                 perror("mkdtemp");
                 exit(EXIT_FAILURE);
