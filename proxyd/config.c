@@ -411,6 +411,8 @@ enum {
         S_CLIENT_MAX_CHUNK_OVERHEAD,
         S_BUFFERING,
         S_WEBSOCKET,
+        S_UPGRADE_PROTOCOLS,
+        S_UNDERSCORES_IN_HEADERS,
         S_SSL_SERVER_NAME,
         S_SSL_VERIFY,
         S_SSL_TRUSTED_CERTIFICATE,
@@ -429,6 +431,7 @@ typedef enum SettingKind {
         K_PATH,
         K_TEMPLATE,
         K_ACCESS,
+        K_TOKENS,
 } SettingKind;
 
 static const struct {
@@ -462,6 +465,9 @@ static const struct {
                                           offsetof(LocationSettings, client_max_chunk_overhead) },
         [S_BUFFERING] = { "buffering", K_BOOL, offsetof(LocationSettings, buffering) },
         [S_WEBSOCKET] = { "websocket", K_BOOL, offsetof(LocationSettings, websocket) },
+        [S_UPGRADE_PROTOCOLS] = { "upgrade_protocols", K_TOKENS, 0 },
+        [S_UNDERSCORES_IN_HEADERS] = { "underscores_in_headers", K_BOOL,
+                                       offsetof(LocationSettings, underscores_in_headers) },
         [S_SSL_SERVER_NAME] = { "ssl_server_name", K_BOOL, offsetof(LocationSettings, ssl_server_name) },
         [S_SSL_VERIFY] = { "ssl_verify", K_BOOL, offsetof(LocationSettings, ssl_verify) },
         [S_SSL_TRUSTED_CERTIFICATE] = { "ssl_trusted_certificate", K_PATH,
@@ -485,7 +491,22 @@ static void settings_done(LocationSettings *s) {
         free(s->ssl_certificate_key);
         var_template_free(s->ssl_name);
         free(s->access);
+        strv_free(s->upgrade_protocols, s->n_upgrade_protocols);
         *s = (LocationSettings) {};
+}
+
+static int tokens_copy(LocationSettings *dst, char *const *a, size_t n) {
+        dst->upgrade_protocols = n > 0 ? calloc(n, sizeof(char *)) : NULL;
+        dst->n_upgrade_protocols = 0;
+        if (n > 0 && !dst->upgrade_protocols)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                dst->upgrade_protocols[i] = strdup(a[i]);
+                if (!dst->upgrade_protocols[i])
+                        return -ENOMEM;
+                dst->n_upgrade_protocols++;
+        }
+        return 0;
 }
 
 static int settings_builtin(LocationSettings *s) {
@@ -509,6 +530,9 @@ static int settings_builtin(LocationSettings *s) {
                 .ssl_server_name = true,
                 .ssl_verify = true,
         };
+        static char *const upgrade_default[] = { (char *) "websocket" };
+        if (tokens_copy(s, upgrade_default, ELEMENTSOF(upgrade_default)) < 0)
+                return -ENOMEM;
         return var_template_compile("$proxy_host", &s->ssl_name, NULL) < 0 ? -ENOMEM : 0;
 }
 
@@ -577,6 +601,15 @@ static int settings_resolve(LocationSettings *dst, const LocationSettings *paren
         dst->ssl_name = NULL;
         dst->access = NULL;
         dst->n_access = 0;
+        dst->upgrade_protocols = NULL;
+        dst->n_upgrade_protocols = 0;
+
+        if ((set & (UINT64_C(1) << S_UPGRADE_PROTOCOLS)) && v)
+                r = tokens_copy(dst, v->upgrade_protocols, v->n_upgrade_protocols);
+        else
+                r = tokens_copy(dst, parent->upgrade_protocols, parent->n_upgrade_protocols);
+        if (r < 0)
+                return r;
 
         for (size_t i = 0; i < parent->n_set_header; i++) {
                 r = header_set(dst, parent->set_header[i].name, parent->set_header[i].value);
@@ -851,6 +884,30 @@ static int parse_setting(Loader *l, const config_setting_t *s, PartialSettings *
                 if (r == -ENOMEM)
                         return r;
                 p->has_access = true;
+                break;
+        }
+        case K_TOKENS: {
+                char **a = NULL;
+                size_t n = 0;
+                r = get_string_list(l, s, &a, &n, true);
+                if (r < 0)
+                        return r;
+                for (size_t k = 0; k < n; k++)
+                        if (!http1_token_valid(a[k], strlen(a[k]))) {
+                                r = ERR(l, config_setting_type(s) == CONFIG_TYPE_STRING
+                                                   ? s
+                                                   : config_setting_get_elem(s, (unsigned) k),
+                                        "\"%s\": \"%s\" is not a protocol name (an HTTP token, e.g. \"websocket\")",
+                                        SETTINGS[i].name, a[k]);
+                                break;
+                        }
+                if (r < 0) {
+                        strv_free(a, n);
+                        return r;
+                }
+                strv_free(p->v.upgrade_protocols, p->v.n_upgrade_protocols);
+                p->v.upgrade_protocols = a;
+                p->v.n_upgrade_protocols = n;
                 break;
         }
         }

@@ -63,6 +63,9 @@ typedef struct LocationSettings {
 
         bool buffering;
         bool websocket;
+        char **upgrade_protocols; /* Upgrade tokens that may be tunnelled (lower case); default "websocket" */
+        size_t n_upgrade_protocols;
+        bool underscores_in_headers; /* pass request header fields whose names contain '_' */
         bool ssl_server_name;
         bool ssl_verify;
         char *ssl_trusted_certificate; /* NULL: system store */

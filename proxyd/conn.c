@@ -147,6 +147,7 @@ struct Exchange {
         /* Upgrade: the client asked for it (and the location allows it); after the 101 is
          * flushed the exchange becomes a tunnel. */
         bool upgrade;
+        char *upgrade_offered; /* the allowed protocols of the client's Upgrade, as sent upstream */
         bool tunnel_pending;
         bool tunneling;
         Tunnel tunnel;
@@ -283,6 +284,7 @@ static Exchange *exchange_free(Exchange *ex) {
         free(ex->method);
         free(ex->target);
         free(ex->tls_name);
+        free(ex->upgrade_offered);
         ex->c->worker->n_exchanges--;
         ex->c->worker->exchanges_since_trim++;
         free(ex);
@@ -529,15 +531,22 @@ static int exchange_connect(Exchange *ex) {
 static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
         Conn *c = ex->c;
         bool stale = ex->up && ex->up->reused && !ex->up_got_any;
+        /* Nothing of the request reached the socket (the first write failed): the head and any
+         * body are still all here, whatever the method. */
+        bool replayable = ex->req_body == HTTP_BODY_NONE || !ex->up_sent_any;
+        bool retry_stale = stale && replayable && !ex->retried_stale;
 
-        if (error != 0)
+        if (retry_stale)
+                log_info("%s: upstream %s: kept-alive connection closed by the server (%s%s%s); retrying on a "
+                         "new connection", conn_text(c), ex->peer_text, what, error ? ": " : "",
+                         error ? strerror(error) : "");
+        else if (error != 0)
                 log_warning_errno(error, "%s: upstream %s: %s", conn_text(c), ex->peer_text, what);
         else
                 log_warning("%s: upstream %s: %s", conn_text(c), ex->peer_text, what);
         exchange_release_upstream(ex, false);
 
-        bool replayable = ex->req_body == HTTP_BODY_NONE;
-        if (stale && replayable && !ex->retried_stale) {
+        if (retry_stale) {
                 /* A pooled connection the server had already closed: not the server's failure;
                  * retry once on a fresh connection (the same peer may be picked again). */
                 ex->retried_stale = true;
@@ -891,6 +900,15 @@ static int exchange_splice_response(Exchange *ex) {
 }
 
 /* Response direction. Returns 1 on progress. */
+/* A 101 must switch to (one of) the protocols sent upstream, and say which. */
+static bool upgrade_answer_matches(const Exchange *ex, const HttpResponse *r) {
+        int i = http1_find_header(r->headers, r->n_headers, "Upgrade");
+        if (i < 0 || !ex->upgrade_offered)
+                return false;
+        return http1_upgrade_matches(r->headers[i].value, r->headers[i].value_len, ex->upgrade_offered,
+                                     strlen(ex->upgrade_offered));
+}
+
 static int exchange_pump_response(Exchange *ex) {
         Conn *c = ex->c;
         UpConn *u = ex->up;
@@ -982,6 +1000,13 @@ static int exchange_pump_response(Exchange *ex) {
                                 return 1;
                         }
                         if (n > 0) {
+                                if (ex->resp.status == 101 && ex->upgrade &&
+                                    !upgrade_answer_matches(ex, &ex->resp)) {
+                                        log_warning("%s: upstream %s switched to a protocol that was not asked for",
+                                                    conn_text(c), ex->peer_text);
+                                        exchange_fail(ex, 502, "101 with an Upgrade that was not offered");
+                                        return 1;
+                                }
                                 if (ex->resp.status < 200 && !(ex->resp.status == 101 && ex->upgrade)) {
                                         /* 1xx: 100 was answered by proxyd itself; 101 needs a tunnel,
                                          * which this request did not ask for. Others are dropped. */
@@ -1238,6 +1263,65 @@ static int exchange_setup_tls(Exchange *ex, const RequestInfo *ri, const Locatio
         return ex->tls.ctx ? 0 : -ENOENT;
 }
 
+/* Tunnel only what the location allows (upgrade_protocols, "websocket" by default) on a
+ * body-less HTTP/1.1 request that asks for it with Connection: upgrade. Any other Upgrade is
+ * hop-by-hop and dropped: an h2c upgrade tunnelled to the backend would let the client send
+ * it requests that no location of proxyd ever sees. */
+static int exchange_decide_upgrade(Exchange *ex, const LocationSettings *s, HttpHeader *ret) {
+        const HttpRequest *req = &ex->req;
+
+        ex->upgrade = false;
+        if (!s->websocket || !(req->connection & HTTP_CONN_UPGRADE) || req->upgrade_index < 0 ||
+            req->version_minor < 1)
+                return 0;
+        const HttpHeader *h = &req->headers[req->upgrade_index];
+        if (ex->req_body != HTTP_BODY_NONE) {
+                log_debug("%s: Upgrade \"%.*s\" on a request with a body: not upgraded", conn_text(ex->c),
+                          (int) MIN(h->value_len, 64u), h->value);
+                return 0;
+        }
+        char *v = malloc(h->value_len + 1);
+        if (!v)
+                return -ENOMEM;
+        if (http1_upgrade_filter(h->value, h->value_len, s->upgrade_protocols, s->n_upgrade_protocols, v) == 0) {
+                log_debug("%s: Upgrade \"%.*s\" is not in upgrade_protocols: dropped", conn_text(ex->c),
+                          (int) MIN(h->value_len, 64u), h->value);
+                free(v);
+                return 0;
+        }
+        free(ex->upgrade_offered);
+        ex->upgrade_offered = v;
+        ex->upgrade = true;
+        *ret = (HttpHeader){ .name = "Upgrade", .name_len = 7, .value = v, .value_len = strlen(v) };
+        return 0;
+}
+
+/* Header fields whose names contain '_' are dropped unless underscores_in_headers is on: CGI,
+ * WSGI and PHP fold '_' and '-' into one variable, so "X_Remote_User" would pass for the
+ * "X-Remote-User" that a set_header strips or sets. The indices the parser derived follow. */
+static void request_drop_underscores(Exchange *ex) {
+        HttpRequest *req = &ex->req;
+        size_t j = 0;
+        int host = -1, upgrade = -1;
+
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const HttpHeader *h = &req->headers[i];
+                if (http1_name_has_underscore(h->name, h->name_len)) {
+                        log_debug("%s: dropped request header field \"%.*s\" (underscores_in_headers is off)",
+                                  conn_text(ex->c), (int) MIN(h->name_len, 64u), h->name);
+                        continue;
+                }
+                if ((int) i == req->host_index)
+                        host = (int) j;
+                if ((int) i == req->upgrade_index)
+                        upgrade = (int) j;
+                req->headers[j++] = *h;
+        }
+        req->n_headers = j;
+        req->host_index = host;
+        req->upgrade_index = upgrade;
+}
+
 static int exchange_begin(Conn *c, size_t head_len) {
         Exchange *ex = c->ex;
         HttpRequest *req = &ex->req;
@@ -1332,6 +1416,8 @@ static int exchange_begin(Conn *c, size_t head_len) {
         }
 
         /* Proxy. */
+        if (!s->underscores_in_headers)
+                request_drop_underscores(ex);
         const ProxyPass *pp = ex->loc->proxy;
         const char *target = origin;
         size_t target_len = origin_len;
@@ -1374,11 +1460,12 @@ static int exchange_begin(Conn *c, size_t head_len) {
                         return r;
         }
         bool up_keep_alive = pp->upstream->keepalive > 0;
-        ex->upgrade = s->websocket && (req->connection & HTTP_CONN_UPGRADE) && req->upgrade_index >= 0 &&
-                      req->version_minor >= 1 && ex->req_body == HTTP_BODY_NONE;
+        HttpHeader upgrade = {};
+        r = exchange_decide_upgrade(ex, s, &upgrade);
+        if (r < 0)
+                return r;
         r = http1_write_request_head(&ex->req_head, &ri, target, target_len, s, ex->req_body,
-                                     ex->req_left, up_keep_alive,
-                                     ex->upgrade ? &req->headers[req->upgrade_index] : NULL);
+                                     ex->req_left, up_keep_alive, ex->upgrade ? &upgrade : NULL);
         if (r < 0)
                 return r;
 

@@ -262,7 +262,7 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
                              const LocationSettings *s, HttpBodyKind body, uint64_t content_length,
                              bool keep_alive, const HttpHeader *upgrade) {
         const HttpRequest *req = ri->req;
-        bool host_set = false, connection_set = false, upgrade_set = false;
+        bool host_set = false, connection_set = false;
         Buf tmp = {};
         int r;
 
@@ -282,8 +282,10 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
                         host_set = true;
                 if (strcasecmp(h->name, "Connection") == 0)
                         connection_set = true;
+                /* Upgrade is proxyd's decision (upgrade_protocols): set_header = { Upgrade =
+                 * "$http_upgrade"; } from nginx configurations sends the filtered value. */
                 if (strcasecmp(h->name, "Upgrade") == 0)
-                        upgrade_set = true;
+                        continue;
                 if (!h->value || framing_header(h->name, strlen(h->name)))
                         continue;
                 buf_reset(&tmp);
@@ -320,7 +322,7 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
         else if (r >= 0 && (req->method_id == HTTP_METHOD_POST || req->method_id == HTTP_METHOD_PUT ||
                             req->method_id == HTTP_METHOD_PATCH))
                 r = buf_append_str(out, "Content-Length: 0\r\n");
-        if (r >= 0 && upgrade && !upgrade_set) {
+        if (r >= 0 && upgrade) {
                 r = buf_append_str(out, "Upgrade: ");
                 if (r >= 0)
                         r = buf_append(out, upgrade->value, upgrade->value_len);

@@ -30,9 +30,10 @@ typedef struct RequestInfo {
 int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri);
 
 /* Request head to the upstream. body: NONE, LENGTH (content_length) or CHUNKED.
- * keep_alive false adds "Connection: close". upgrade (the client's Upgrade field, or NULL)
- * asks the upstream to switch protocols: "Upgrade: ..." and "Connection: upgrade" are sent
- * unless set_header sets them itself. */
+ * keep_alive false adds "Connection: close". upgrade (the Upgrade field to send: the
+ * client's, filtered by upgrade_protocols; or NULL) asks the upstream to switch protocols:
+ * "Upgrade: ..." is sent, and "Connection: upgrade" unless set_header sets Connection. A
+ * set_header for Upgrade is never sent as such: Upgrade is always this decision's. */
 int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target, size_t target_len,
                              const LocationSettings *s, HttpBodyKind body, uint64_t content_length,
                              bool keep_alive, const HttpHeader *upgrade);

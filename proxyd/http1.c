@@ -342,6 +342,91 @@ static bool list_next(const char **cursor, const char *end, const char **ret, si
         return true;
 }
 
+bool http1_token_valid(const char *s, size_t n) {
+        if (!s || n == 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!is_tchar((unsigned char) s[i]))
+                        return false;
+        return true;
+}
+
+bool http1_name_has_underscore(const char *name, size_t len) {
+        return memchr(name, '_', len) != NULL;
+}
+
+/* One Upgrade element: name [ "/" version ], both tokens. */
+static bool upgrade_split(const char *e, size_t n, size_t *ret_name_len) {
+        const char *slash = memchr(e, '/', n);
+        size_t nl = slash ? (size_t) (slash - e) : n;
+
+        if (!http1_token_valid(e, nl))
+                return false;
+        if (slash && !http1_token_valid(slash + 1, n - nl - 1))
+                return false;
+        *ret_name_len = nl;
+        return true;
+}
+
+static bool name_eq_lower(const char *a, size_t n, const char *lower) {
+        size_t i;
+        for (i = 0; i < n && lower[i]; i++)
+                if (((unsigned char) a[i] | (a[i] >= 'A' && a[i] <= 'Z' ? 0x20 : 0)) != (unsigned char) lower[i])
+                        return false;
+        return i == n && lower[i] == 0;
+}
+
+size_t http1_upgrade_filter(const char *value, size_t len, char *const *allowed, size_t n_allowed, char *out) {
+        const char *cur = value, *end = value + len, *e;
+        size_t n, kept = 0, o = 0;
+
+        while (list_next(&cur, end, &e, &n)) {
+                size_t nl;
+                if (n == 0 || !upgrade_split(e, n, &nl))
+                        continue;
+                bool ok = false;
+                for (size_t i = 0; i < n_allowed && !ok; i++)
+                        ok = name_eq_lower(e, nl, allowed[i]);
+                if (!ok)
+                        continue;
+                if (kept > 0)
+                        out[o++] = ',';
+                memcpy(out + o, e, n);
+                o += n;
+                kept++;
+        }
+        out[o] = 0;
+        return kept;
+}
+
+bool http1_upgrade_matches(const char *value, size_t len, const char *offered, size_t offered_len) {
+        const char *cur = value, *end = value + len, *e;
+        size_t n, seen = 0;
+
+        while (list_next(&cur, end, &e, &n)) {
+                size_t nl;
+                if (n == 0)
+                        continue;
+                if (!upgrade_split(e, n, &nl))
+                        return false;
+                bool found = false;
+                const char *oc = offered, *oend = offered + offered_len, *oe;
+                size_t on;
+                while (!found && list_next(&oc, oend, &oe, &on)) {
+                        size_t onl;
+                        if (on == 0 || !upgrade_split(oe, on, &onl) || onl != nl ||
+                            strncasecmp(oe, e, nl) != 0)
+                                continue;
+                        /* "websocket" answered to "websocket/13" is fine; a different version is not */
+                        found = n == nl || (on == n && strncasecmp(oe, e, n) == 0) || on == onl;
+                }
+                if (!found)
+                        return false;
+                seen++;
+        }
+        return seen > 0;
+}
+
 /* Content-Length value: 1*DIGIT, at most INT64_MAX. */
 static bool parse_content_length(const char *s, size_t n, uint64_t *ret) {
         uint64_t v = 0;

@@ -149,6 +149,25 @@ bool http1_is_hop_by_hop(const char *name, size_t len);
 /* True if `name` is listed as a token in any Connection header among headers. */
 bool http1_connection_lists(const HttpHeader *headers, size_t n, const char *name, size_t len);
 
+/* True if s[0..n) is a non-empty token (RFC 9110 5.6.2). */
+bool http1_token_valid(const char *s, size_t n);
+
+/*
+ * Upgrade (RFC 9110 7.8): a comma list of protocol-name ["/" protocol-version].
+ * http1_upgrade_filter() copies into out (at least len + 1 bytes) the protocols of
+ * value[0..len) whose name is in allowed (lower case, compared case-insensitively), joined
+ * by ","; it returns how many it kept (0: nothing may be upgraded to). Malformed elements
+ * are dropped.
+ * http1_upgrade_matches() is true when a 101's Upgrade value names at least one protocol
+ * and every one of them is among `offered` (what was sent upstream); a version, when the
+ * 101 gives one, must match too.
+ */
+size_t http1_upgrade_filter(const char *value, size_t len, char *const *allowed, size_t n_allowed, char *out);
+bool http1_upgrade_matches(const char *value, size_t len, const char *offered, size_t offered_len);
+
+/* True if a header field name contains '_' (CGI-style backends fold it into '-'). */
+bool http1_name_has_underscore(const char *name, size_t len);
+
 HttpMethod http1_method_id(const char *m, size_t len);
 const char *http1_status_text(int status); /* "Not Found"; "" for unknown */
 

@@ -468,6 +468,9 @@ static const struct {
         { SRV "defaults = {\n connect_timeout = \"5x\"; };\n", ":3: invalid duration \"5x\" for \"connect_timeout\"" },
         { SRV "defaults = {\n client_max_body_size = \"1t\"; };\n", ":3: invalid size \"1t\" for \"client_max_body_size\"" },
         { SRV "defaults = { tpyo = 1; };\n", ":2: unknown setting \"tpyo\"" },
+        { SRV "defaults = {\n upgrade_protocols = [ \"websocket\", \"h2 c\" ]; };\n",
+          ":3: \"upgrade_protocols\": \"h2 c\" is not a protocol name" },
+        { SRV "defaults = {\n underscores_in_headers = 1; };\n", ":3: \"underscores_in_headers\" must be" },
         { SRV "\nproxy_pass = \"http://127.0.0.1\";\n", ":3: \"proxy_pass\" is only allowed inside a location" },
         { SRV "defaults = {\n proxy_pass = \"http://127.0.0.1\"; };\n", ":3: \"proxy_pass\" is only allowed inside a location" },
         { SRV_OPEN "proxy_pass = \"http://127.0.0.1\";\n locations = ( { prefix = \"/\"; return = 200; } ); } );\n",
@@ -687,6 +690,31 @@ START_TEST(test_access_host_bits) {
 }
 END_TEST
 
+START_TEST(test_upgrade_underscores) {
+        Config *c = NULL;
+        ConfigDiags d = {};
+
+        ck_assert_int_eq(load_text(SRV "defaults = { underscores_in_headers = true; upgrade_protocols = \"X-Proto\"; };\n",
+                                   &c, &d),
+                         0);
+        const LocationSettings *s = &c->servers[0]->locations[0]->s;
+        ck_assert(s->underscores_in_headers);
+        ck_assert_uint_eq(s->n_upgrade_protocols, 1);
+        ck_assert_str_eq(s->upgrade_protocols[0], "x-proto");
+        config_unref(c);
+        config_diags_clear(&d);
+
+        /* the built-in defaults */
+        ck_assert_int_eq(load_text(SRV, &c, &d), 0);
+        s = &c->servers[0]->locations[0]->s;
+        ck_assert(!s->underscores_in_headers);
+        ck_assert_uint_eq(s->n_upgrade_protocols, 1);
+        ck_assert_str_eq(s->upgrade_protocols[0], "websocket");
+        config_unref(c);
+        config_diags_clear(&d);
+}
+END_TEST
+
 static Suite *config_suite(void) {
         Suite *s = suite_create("config");
         TCase *tc = tcase_create("core");
@@ -706,6 +734,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_warnings);
         tcase_add_loop_test(tc, test_access, 0, ELEMENTSOF(access_table));
         tcase_add_test(tc, test_access_host_bits);
+        tcase_add_test(tc, test_upgrade_underscores);
         suite_add_tcase(s, tc);
         return s;
 }

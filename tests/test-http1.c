@@ -1154,6 +1154,42 @@ START_TEST(test_chunked_large_size) {
 }
 END_TEST
 
+START_TEST(test_upgrade_tokens) {
+        char *const ws[] = { (char *) "websocket" };
+        char *const two[] = { (char *) "websocket", (char *) "x-custom" };
+        char out[128];
+
+        ck_assert_uint_eq(http1_upgrade_filter("websocket", 9, ws, 1, out), 1);
+        ck_assert_str_eq(out, "websocket");
+        ck_assert_uint_eq(http1_upgrade_filter("WebSocket/13", 12, ws, 1, out), 1);
+        ck_assert_str_eq(out, "WebSocket/13");
+        ck_assert_uint_eq(http1_upgrade_filter("h2c", 3, ws, 1, out), 0);
+        ck_assert_str_eq(out, "");
+        ck_assert_uint_eq(http1_upgrade_filter("h2c, websocket", 14, ws, 1, out), 1);
+        ck_assert_str_eq(out, "websocket");
+        ck_assert_uint_eq(http1_upgrade_filter("websocketx, web socket, /1, websocket/", 38, ws, 1, out), 0);
+        ck_assert_uint_eq(http1_upgrade_filter(" x-custom ,websocket", 20, two, 2, out), 2);
+        ck_assert_str_eq(out, "x-custom,websocket");
+        ck_assert_uint_eq(http1_upgrade_filter("", 0, ws, 1, out), 0);
+
+        ck_assert(http1_upgrade_matches("websocket", 9, "websocket", 9));
+        ck_assert(http1_upgrade_matches("WEBSOCKET", 9, "websocket/13", 12));
+        ck_assert(http1_upgrade_matches("websocket/13", 12, "websocket/13", 12));
+        ck_assert(!http1_upgrade_matches("websocket/14", 12, "websocket/13", 12));
+        ck_assert(http1_upgrade_matches("websocket/13", 12, "websocket", 9));
+        ck_assert(!http1_upgrade_matches("h2c", 3, "websocket", 9));
+        ck_assert(!http1_upgrade_matches("websocket, h2c", 14, "websocket", 9));
+        ck_assert(!http1_upgrade_matches("", 0, "websocket", 9));
+        ck_assert(http1_upgrade_matches("x-custom", 8, "x-custom,websocket", 18));
+
+        ck_assert(http1_token_valid("h2c", 3));
+        ck_assert(!http1_token_valid("h2 c", 4));
+        ck_assert(!http1_token_valid("", 0));
+        ck_assert(http1_name_has_underscore("X_Remote_User", 13));
+        ck_assert(!http1_name_has_underscore("X-Remote-User", 13));
+}
+END_TEST
+
 static Suite *http1_suite(void) {
         Suite *s = suite_create("http1");
         TCase *tc;
@@ -1181,6 +1217,7 @@ static Suite *http1_suite(void) {
 
         tc = tcase_create("helpers");
         tcase_add_test(tc, test_helpers);
+        tcase_add_test(tc, test_upgrade_tokens);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("chunked");

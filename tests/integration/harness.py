@@ -383,6 +383,19 @@ class Request:
         self.peer = None
         self.time = 0.0
 
+    def parse_head(self, head):
+        """Fill request line and headers from a raw head (without the blank line)."""
+        self.raw_head = head
+        lines = head.split(b"\r\n")
+        self.request_line = lines[0]
+        parts = lines[0].decode("latin-1").split(" ")
+        if len(parts) == 3:
+            self.method, self.target, self.version = parts
+        for ln in lines[1:]:
+            if ln:
+                k, _, v = ln.decode("latin-1").partition(":")
+                self.headers.append((k, v.strip()))
+
     def header(self, name, default=None):
         n = name.lower()
         for k, v in self.headers:
@@ -554,16 +567,7 @@ class Backend:
             if head is None:
                 return
             req.time = time.monotonic()
-            req.raw_head = head
-            lines = head.split(b"\r\n")
-            req.request_line = lines[0]
-            parts = lines[0].decode("latin-1").split(" ")
-            if len(parts) == 3:
-                req.method, req.target, req.version = parts
-            for ln in lines[1:]:
-                if ln:
-                    k, _, v = ln.decode("latin-1").partition(":")
-                    req.headers.append((k, v.strip()))
+            req.parse_head(head)
             with self.cond:
                 self.requests.append(req)
             te = (req.header("Transfer-Encoding") or "").lower()

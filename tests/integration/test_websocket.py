@@ -16,7 +16,8 @@ proxyd's fd count returns to its baseline once every tunnel is closed, with
 no CLOSE-WAIT socket left.
 
 Raw sockets: an Upgrade request answered 200 is an ordinary response (no
-tunnel); bytes the client sends right behind its Upgrade request are held
+tunnel); bytes the client sends right behind its Upgrade request (to /raw/,
+whose upgrade_protocols allows "rawproto") are held
 back until the 101 and then reach the upstream through the tunnel."""
 
 import asyncio
@@ -50,7 +51,8 @@ servers = (
         set_header = { Upgrade = "$http_upgrade"; Connection = "upgrade"; }; },
       { prefix = "/nows/"; websocket = false; proxy_pass = "http://127.0.0.1:%(wsport)d"; },
       { prefix = "/idle/"; tunnel_timeout = "1s"; proxy_pass = "http://127.0.0.1:%(wsport)d"; },
-      { prefix = "/raw/"; proxy_pass = "http://127.0.0.1:%(rawport)d"; }
+      { prefix = "/raw/"; upgrade_protocols = [ "websocket", "rawproto" ];
+        proxy_pass = "http://127.0.0.1:%(rawport)d"; }
     );
   }
 );
