@@ -892,15 +892,20 @@ static int parse_setting(Loader *l, const config_setting_t *s, PartialSettings *
                 r = get_string_list(l, s, &a, &n, true);
                 if (r < 0)
                         return r;
-                for (size_t k = 0; k < n; k++)
-                        if (!http1_token_valid(a[k], strlen(a[k]))) {
-                                r = ERR(l, config_setting_type(s) == CONFIG_TYPE_STRING
-                                                   ? s
-                                                   : config_setting_get_elem(s, (unsigned) k),
-                                        "\"%s\": \"%s\" is not a protocol name (an HTTP token, e.g. \"websocket\")",
+                for (size_t k = 0; k < n && r >= 0; k++) {
+                        const config_setting_t *e = config_setting_type(s) == CONFIG_TYPE_STRING
+                                                            ? s
+                                                            : config_setting_get_elem(s, (unsigned) k);
+                        if (!http1_token_valid(a[k], strlen(a[k])))
+                                r = ERR(l, e, "\"%s\": \"%s\" is not a protocol name (an HTTP token, e.g. \"websocket\")",
                                         SETTINGS[i].name, a[k]);
-                                break;
-                        }
+                        else if (streq(a[k], "h2c"))
+                                /* a tunnelled h2c connection carries requests no location sees */
+                                r = ERR(l, e,
+                                        "\"%s\": \"h2c\" cannot be tunnelled: the backend would take requests "
+                                        "past every location and access rule",
+                                        SETTINGS[i].name);
+                }
                 if (r < 0) {
                         strv_free(a, n);
                         return r;

@@ -471,6 +471,8 @@ static const struct {
         { SRV "defaults = {\n upgrade_protocols = [ \"websocket\", \"h2 c\" ]; };\n",
           ":3: \"upgrade_protocols\": \"h2 c\" is not a protocol name" },
         { SRV "defaults = {\n underscores_in_headers = 1; };\n", ":3: \"underscores_in_headers\" must be" },
+        { SRV "defaults = {\n upgrade_protocols = [ \"websocket\", \"H2C\" ]; };\n",
+          ":3: \"upgrade_protocols\": \"h2c\" cannot be tunnelled" },
         { SRV "\nproxy_pass = \"http://127.0.0.1\";\n", ":3: \"proxy_pass\" is only allowed inside a location" },
         { SRV "defaults = {\n proxy_pass = \"http://127.0.0.1\"; };\n", ":3: \"proxy_pass\" is only allowed inside a location" },
         { SRV_OPEN "proxy_pass = \"http://127.0.0.1\";\n locations = ( { prefix = \"/\"; return = 200; } ); } );\n",
