@@ -1480,12 +1480,33 @@ static int exchange_begin(Conn *c, size_t head_len) {
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* Did the upstream send anything (bytes or EOF) past the end of its response? Such bytes must
+ * not go back to the pool: the next request sent on the connection would read them as its
+ * response. They may be in the socket without being in up_in: a spliced body is taken out
+ * by its exact length, and a HEAD or 304 response has no body to delimit what follows. A plain
+ * socket whose last read was short and that has had no event since holds nothing (the check
+ * costs no syscall then); otherwise it is asked. */
+static bool upconn_has_unread(UpConn *u, Worker *w) {
+        char probe;
+
+        if (stream_pending(&u->stream) > 0)
+                return true;
+        if (!stream_is_plain(&u->stream) || (!u->rd_ready && !worker_io_pending(w, &u->io)))
+                return false;
+        ssize_t k = recv(u->stream.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+        return !(k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
 /* Ends the exchange; returns -1 when that closed (freed) the connection, else 1. */
 static int exchange_finish(Conn *c) {
         Exchange *ex = c->ex;
         bool up_reusable = ex->up && ex->resp_done && ex->req_done && !ex->resp_truncated && ex->resp.keep_alive &&
-                           buf_len(&ex->up_in) == 0 && ex->req_head_off == buf_len(&ex->req_head) &&
-                           buf_len(&ex->up_out) == 0;
+                           ex->req_head_off == buf_len(&ex->req_head) && buf_len(&ex->up_out) == 0;
+        if (up_reusable && (buf_len(&ex->up_in) > 0 || upconn_has_unread(ex->up, c->worker))) {
+                log_warning("%s: upstream %s sent data after the end of its response; not reusing the connection",
+                            conn_text(c), ex->peer_text);
+                up_reusable = false;
+        }
         bool keep = !ex->close_after && ex->req_done && ex->client_keep_alive && !c->draining;
         bool client_keep_alive = ex->client_keep_alive, req_done = ex->req_done;
 
