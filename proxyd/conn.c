@@ -116,6 +116,7 @@ struct Exchange {
         char peer_text[128];             /* the last peer's address, for logs */
         bool peer_reported;              /* the attempt's outcome was counted (success) */
         int last_fail_status;            /* 502/504 for the last failed attempt */
+        const char *last_fail_reason;    /* and why it failed, for the log of the final error */
         uint64_t first_try;              /* next_upstream_timeout counts from here */
         UpConn *up;
         unsigned tries;
@@ -450,11 +451,12 @@ static void exchange_report(Exchange *ex, bool failed) {
         }
 }
 
-/* The current attempt is over: report it, give the peer back (it stays in the tried list). */
-static void exchange_end_attempt(Exchange *ex, bool failed) {
-        if (failed)
-                ex->last_fail_status = 502; /* timeouts set 504 after this */
-        exchange_report(ex, failed);
+/* The current attempt failed with `status` (502, or 504 for timeouts) for `reason`: report
+ * it, give the peer back (it stays in the tried list). */
+static void exchange_end_attempt(Exchange *ex, int status, const char *reason) {
+        ex->last_fail_status = status;
+        ex->last_fail_reason = reason;
+        exchange_report(ex, true);
         peer_release(ex->peer);
         ex->peer = NULL;
 }
@@ -490,7 +492,10 @@ static int exchange_connect(Exchange *ex) {
                                         ex->n_tried, now, &c->worker->rng);
                 if (!p) {
                         if (ex->tries > 0 && ex->last_fail_status)
-                                exchange_fail(ex, ex->last_fail_status, "no other upstream server to try");
+                                /* the log says why the last attempt failed, not only that
+                                 * there was nothing left to try */
+                                exchange_fail(ex, ex->last_fail_status,
+                                              ex->last_fail_reason ?: "no other upstream server to try");
                         else
                                 exchange_fail(ex, 502, "no upstream server available");
                         return 0;
@@ -511,7 +516,7 @@ static int exchange_connect(Exchange *ex) {
                 if (r >= 0)
                         break;
                 log_warning_errno(r, "%s: connect() to upstream %s failed", conn_text(c), ex->peer_text);
-                exchange_end_attempt(ex, true);
+                exchange_end_attempt(ex, 502, "upstream connect failed");
                 ex->up_sent_any = false;
                 if (!exchange_may_retry(ex, NEXT_UPSTREAM_ERROR)) {
                         exchange_fail(ex, 502, "upstream connect failed");
@@ -561,7 +566,7 @@ static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
                 (void) exchange_connect(ex);
                 return;
         }
-        exchange_end_attempt(ex, true);
+        exchange_end_attempt(ex, 502, what);
         if (exchange_may_retry(ex, NEXT_UPSTREAM_ERROR)) {
                 (void) exchange_connect(ex);
                 return;
@@ -990,7 +995,7 @@ static int exchange_pump_response(Exchange *ex) {
                                             conn_text(c), ex->peer_text, err.reason ?: "malformed",
                                             err.offset);
                                 exchange_release_upstream(ex, false);
-                                exchange_end_attempt(ex, true);
+                                exchange_end_attempt(ex, 502, "invalid response from upstream");
                                 if (exchange_may_retry(ex, NEXT_UPSTREAM_INVALID_HEADER)) {
                                         buf_reset(&ex->up_in);
                                         (void) exchange_connect(ex);
@@ -1027,7 +1032,7 @@ static int exchange_pump_response(Exchange *ex) {
                                                     ex->resp.status);
                                         if (exchange_may_retry(ex, cond)) {
                                                 exchange_release_upstream(ex, false);
-                                                exchange_end_attempt(ex, true);
+                                                exchange_end_attempt(ex, 502, NULL);
                                                 buf_reset(&ex->up_in);
                                                 (void) exchange_connect(ex);
                                                 return 1;
@@ -1875,8 +1880,7 @@ void conn_timeout(Conn *c) {
         case TIMEOUT_CONNECT:
                 log_warning("%s: upstream %s: connect_timeout expired", conn_text(c), c->ex->peer_text);
                 exchange_release_upstream(c->ex, false);
-                exchange_end_attempt(c->ex, true);
-                c->ex->last_fail_status = 504;
+                exchange_end_attempt(c->ex, 504, "upstream connect timed out");
                 c->ex->up_sent_any = false;
                 if (exchange_may_retry(c->ex, NEXT_UPSTREAM_TIMEOUT))
                         (void) exchange_connect(c->ex);
@@ -1887,8 +1891,7 @@ void conn_timeout(Conn *c) {
                 log_warning("%s: upstream %s: read_timeout expired", conn_text(c), c->ex->peer_text);
                 if (!c->ex->resp_head_done) {
                         exchange_release_upstream(c->ex, false);
-                        exchange_end_attempt(c->ex, true);
-                        c->ex->last_fail_status = 504;
+                        exchange_end_attempt(c->ex, 504, "upstream timed out");
                         if (exchange_may_retry(c->ex, NEXT_UPSTREAM_TIMEOUT)) {
                                 buf_reset(&c->ex->up_in);
                                 (void) exchange_connect(c->ex);
