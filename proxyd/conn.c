@@ -128,6 +128,10 @@ struct Exchange {
         uint64_t up_phase_start, up_last_read, up_last_write;
         bool up_sent_any;   /* a byte of this request reached the upstream socket */
         bool up_got_any;    /* a byte of the response arrived */
+        /* Writing the rest of the request failed after some of it was sent: nothing more is
+         * sent, but the server may have answered before it stopped reading. */
+        bool up_send_failed;
+        int up_send_error;
 
         /* response, upstream -> client */
         HttpResponse resp;
@@ -527,6 +531,7 @@ static int exchange_connect(Exchange *ex) {
         ex->req_head_off = 0;
         ex->up_sent_any = false;
         ex->up_got_any = false;
+        ex->up_send_failed = false;
         ex->up->requests++;
         return 1;
 }
@@ -621,6 +626,28 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
         conn_run(c);
 }
 
+/* Writing the request to the upstream failed. Before any byte of it was sent this is a
+ * connection error like any other (a kept-alive connection the server closed, retried). After
+ * that, the server may simply have answered early, e.g. a 413 for a body it will not take,
+ * and closed the connection with the rest of the body unread: the reset that follows fails
+ * our write, but the answer is still in the socket. So stop sending and read it; only when no
+ * response head can be read is the send failure the exchange's error (exchange_pump_response).
+ * The client's unsent body is not read any further; its connection closes after the
+ * response. Returns 1. */
+static int exchange_send_failed(Exchange *ex, int error) {
+        if (!ex->up_sent_any) {
+                exchange_upstream_error(ex, error, "send failed");
+                return 1;
+        }
+        log_info("%s: upstream %s: sending the request failed (%s); reading its response first",
+                 conn_text(ex->c), ex->peer_text, strerror(error));
+        ex->up_send_failed = true;
+        ex->up_send_error = error;
+        ex->close_after = true;
+        ex->up->rd_ready = true; /* the reset (or FIN) is news for the read side as well */
+        return 1;
+}
+
 /* Request direction. Returns 1 on progress. */
 static int exchange_pump_request(Exchange *ex) {
         Conn *c = ex->c;
@@ -628,7 +655,7 @@ static int exchange_pump_request(Exchange *ex) {
         int progress = 0;
         ssize_t n;
 
-        if (!u || u->connecting)
+        if (!u || u->connecting || ex->up_send_failed)
                 return 0;
 
         /* Head first, then re-framed body data, then (Content-Length) body bytes already read:
@@ -650,10 +677,8 @@ static int exchange_pump_request(Exchange *ex) {
                         u->wr_ready = false;
                         break;
                 }
-                if (n < 0) {
-                        exchange_upstream_error(ex, (int) -n, "send failed");
-                        return 1;
-                }
+                if (n < 0)
+                        return exchange_send_failed(ex, (int) -n);
                 ex->up_sent_any = true;
                 ex->up_last_write = ex->up_last_read = conn_now(c);
                 size_t left = (size_t) n, h = MIN(left, head);
@@ -686,10 +711,8 @@ static int exchange_pump_request(Exchange *ex) {
                                 u->wr_ready = false;
                                 return progress;
                         }
-                        if (n < 0) {
-                                exchange_upstream_error(ex, (int) -n, "send failed");
-                                return 1;
-                        }
+                        if (n < 0)
+                                return exchange_send_failed(ex, (int) -n);
                         ex->up_sent_any = true;
                         ex->up_last_write = ex->up_last_read = conn_now(c);
                         buf_consume(&c->in, (size_t) n);
@@ -1042,6 +1065,7 @@ static int exchange_pump_response(Exchange *ex) {
                                 int r = exchange_start_response(ex);
                                 buf_consume(&ex->up_in, (size_t) n);
                                 ex->resp_head_done = true;
+                                ex->up_last_read = conn_now(c);
                                 if (r < 0) {
                                         exchange_fail(ex, 502, "cannot build response head");
                                         return 1;
@@ -1057,13 +1081,20 @@ static int exchange_pump_response(Exchange *ex) {
                         return progress;
                 }
                 if (n <= 0) {
-                        exchange_upstream_error(ex, n < 0 ? (int) -n : 0,
-                                                ex->up_got_any ? "upstream closed the connection in the response head"
-                                                               : "upstream closed the connection without a response");
+                        if (ex->up_send_failed)
+                                /* no early answer: the failed send was the end of it */
+                                exchange_upstream_error(ex, ex->up_send_error, "send failed");
+                        else
+                                exchange_upstream_error(ex, n < 0 ? (int) -n : 0,
+                                                        ex->up_got_any ? "upstream closed the connection in the response head"
+                                                                       : "upstream closed the connection without a response");
                         return 1;
                 }
+                /* up_last_read is not moved: read_timeout bounds the whole response head
+                 * (interim 1xx responses included), counted from the last byte of the request
+                 * that was sent, so a server trickling its head cannot hold the client for
+                 * longer. From the final head on it bounds the silence between two reads. */
                 ex->up_got_any = true;
-                ex->up_last_read = conn_now(c);
                 return 1;
         }
 
@@ -1698,7 +1729,7 @@ static int conn_step(Conn *c) {
 
 static bool ex_wants_client_read(const Exchange *ex) {
         const Conn *c = ex->c;
-        return !ex->req_done && !ex->resp_done && ex->up && !ex->up->connecting &&
+        return !ex->req_done && !ex->resp_done && ex->up && !ex->up->connecting && !ex->up_send_failed &&
                ex->req_head_off == buf_len(&ex->req_head) && buf_len(&ex->up_out) == 0 && buf_len(&c->in) == 0;
 }
 
@@ -1720,7 +1751,7 @@ static bool ex_wants_up_read(const Exchange *ex) {
 
 static bool ex_wants_up_write(const Exchange *ex) {
         const Conn *c = ex->c;
-        if (!ex->up)
+        if (!ex->up || ex->up_send_failed)
                 return false;
         if (ex->up->connecting)
                 return true;
