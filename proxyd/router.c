@@ -119,21 +119,53 @@ Server *router_select_server(Server *const *servers, size_t n, const char *host,
         return best ?: servers[0];
 }
 
-static bool regex_matches(const Location *l, const char *path, size_t path_len) {
+/* 1: match, 0: no match, -1: the match could not be decided (no memory, match or depth
+ * limit, invalid UTF in a UTF pattern). */
+static int regex_matches(const Location *l, const char *path, size_t path_len) {
         pcre2_match_data *md;
         int rc;
 
         if (!l->re)
-                return false;
+                return 0;
 
         md = pcre2_match_data_create_from_pattern(l->re, NULL);
         if (!md)
-                return false;
+                return -1;
         rc = pcre2_match(l->re, (PCRE2_SPTR)path, path_len, 0, 0, md, NULL);
         pcre2_match_data_free(md);
 
-        /* Errors (match limits, invalid UTF in a UTF pattern) count as no match. */
-        return rc >= 0;
+        if (rc >= 0)
+                return 1;
+        return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+}
+
+/*
+ * A normalized path that backends commonly read as another path than proxyd does, in a
+ * way that can climb out of the location proxyd chose:
+ *  - a segment ".;..." or "..;...": servers that strip path parameters (";...") from each
+ *    segment before resolving dot segments read it as "." or "..", so "/api/..;/admin"
+ *    is "/admin" to them while proxyd (and nginx) see a segment named "..;" below "/api/";
+ *  - an overlong UTF-8 sequence (C0/C1 xx, E0 80..9F xx, F0 80..8F xx xx): never valid
+ *    UTF-8, and lenient decoders turn "%c0%ae" into '.' and "%c0%af" into '/'.
+ * nginx forwards both; proxyd refuses to route them (no location: 404).
+ */
+static bool path_is_ambiguous(const char *path, size_t path_len) {
+        const unsigned char *p = (const unsigned char *)path;
+
+        for (size_t i = 0; i < path_len; i++) {
+                unsigned char next = i + 1 < path_len ? p[i + 1] : 0;
+
+                if (p[i] == '/' && i + 2 < path_len && p[i + 1] == '.' &&
+                    (p[i + 2] == ';' || (p[i + 2] == '.' && i + 3 < path_len && p[i + 3] == ';')))
+                        return true;
+                if ((p[i] == 0xc0 || p[i] == 0xc1) && next >= 0x80 && next <= 0xbf)
+                        return true;
+                if (p[i] == 0xe0 && next >= 0x80 && next <= 0x9f)
+                        return true;
+                if (p[i] == 0xf0 && next >= 0x80 && next <= 0x8f)
+                        return true;
+        }
+        return false;
 }
 
 /* Exact match, or the longest prefix (the first of equal ones). */
@@ -174,6 +206,8 @@ Location *router_select_location(const Server *s, const char *path, size_t path_
                 *ret_match_len = 0;
         if (!s || !path)
                 return NULL;
+        if (path_is_ambiguous(path, path_len))
+                return NULL;
 
         best = find_static(s, path, path_len, &exact);
         if (best && (exact || best->stop_regex)) {
@@ -187,8 +221,16 @@ Location *router_select_location(const Server *s, const char *path, size_t path_
 
                 if (!l || (l->match != MATCH_REGEX && l->match != MATCH_IREGEX))
                         continue;
-                if (regex_matches(l, path, path_len))
+                /* An undecidable match fails closed: a regex location may be the one
+                 * that denies, so no later location or the prefix may take the request. */
+                switch (regex_matches(l, path, path_len)) {
+                case 1:
                         return l;
+                case 0:
+                        break;
+                default:
+                        return NULL;
+                }
         }
 
         if (best && ret_match_len)
@@ -208,6 +250,8 @@ Location *router_auto_redirect(const Server *s, const char *path, size_t path_le
         Location *redirect = NULL;
 
         if (!s || !path || path_len == 0)
+                return NULL;
+        if (path_is_ambiguous(path, path_len))
                 return NULL;
 
         for (size_t i = 0; i < s->n_locations; i++) {

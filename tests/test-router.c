@@ -175,6 +175,39 @@ static const RouteScenario scenarios[] = {
                         REDIR("/ap", 2, 1, NONE),
                 },
         },
+        {
+                /* Paths backends may read as other paths get no location (404): "..;" and ".;"
+                 * segments (path parameters stripped, then dot segments resolved) and overlong
+                 * UTF-8 ("%c0%ae" is '.' to lenient decoders). Neighbours still route. */
+                "ambiguous-paths",
+                { P("/admin"), P("/"), PP("/api/"), PP("/.;/") },
+                {
+                        REQ("/api/..;/admin", NONE, 0),
+                        REQ("/api/.;/admin", NONE, 0),
+                        REQ("/api/..;jsessionid=1/admin", NONE, 0),
+                        REQ("/a/..;", NONE, 0),
+                        REDIR("/.;", NONE, 0, NONE),
+                        REQ("/api/\xc0\xae\xc0\xae/admin", NONE, 0),
+                        REQ("/x\xc1\x9c", NONE, 0),
+                        REQ("/\xe0\x80\xae", NONE, 0),
+                        REQ("/\xf0\x80\x80\xae", NONE, 0),
+                        REQ("/api/a;p=1/...;/x.;/a..;", 2, 5),
+                        REQ("/caf\xc3\xa9/\xc0/\xe0\xa0\x80/\xf0\x90\x80\x80", 1, 1),
+                        REDIR("/api", 1, 1, 2),
+                },
+        },
+        {
+                /* A regex match that cannot be decided fails closed: the prefix behind it
+                 * must not take the request ((*UTF) pattern, path not valid UTF-8). */
+                "regex-error",
+                { RE("(*UTF)^/secret"), P("/") },
+                {
+                        REQ("/secret", 0, 0),
+                        REQ("/secret\xff", NONE, 0),
+                        REQ("/x\xff", NONE, 0),
+                        REQ("/x", 1, 1),
+                },
+        },
 };
 
 /* clang-format on */
