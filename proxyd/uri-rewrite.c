@@ -126,6 +126,86 @@ int uri_normalize(const char *target, size_t target_len, char **ret_path, size_t
         return 0;
 }
 
+/* "." or ".." with any of the dots written as "%2e"/"%2E": 1 for ".", 2 for "..", else 0. */
+static int dot_segment(const char *s, size_t n) {
+        int dots = 0;
+
+        for (size_t i = 0; i < n; dots++) {
+                if (s[i] == '.')
+                        i++;
+                else if (n - i >= 3 && s[i] == '%' && s[i + 1] == '2' &&
+                         (s[i + 2] == 'e' || s[i + 2] == 'E'))
+                        i += 3;
+                else
+                        return 0;
+                if (dots >= 2)
+                        return 0;
+        }
+        return dots;
+}
+
+int uri_raw_is_unambiguous(const char *target, size_t target_len, const char *norm_path, size_t norm_len) {
+        _cleanup_free_ char *view = NULL;
+        size_t path_end = 0, n = 0, o = 0;
+        bool trailing = false;
+
+        if (!target || !norm_path || target_len == 0 || target[0] != '/')
+                return -EINVAL;
+        while (path_end < target_len && target[path_end] != '?' && target[path_end] != '#')
+                path_end++;
+
+        /* The path as RFC 3986 reads it: only a raw '/' separates, an empty segment is a
+         * segment, "." and ".." (also written %2e) are resolved; nothing is decoded yet. */
+        view = malloc(path_end + 1);
+        if (!view)
+                return -ENOMEM;
+        for (size_t i = 1; i <= path_end;) {
+                size_t s = i, len;
+                int dots;
+
+                while (i < path_end && target[i] != '/')
+                        i++;
+                len = i - s;
+                dots = dot_segment(target + s, len);
+                trailing = dots > 0;
+                if (dots == 2) {
+                        if (n == 0)
+                                return 0;
+                        while (n > 0 && view[n - 1] != '/')
+                                n--;
+                        n--; /* the '/' before the dropped segment */
+                } else if (dots == 0) {
+                        view[n++] = '/';
+                        memcpy(view + n, target + s, len);
+                        n += len;
+                }
+                i++;
+        }
+        if (n == 0 || trailing)
+                view[n++] = '/';
+
+        /* Then decoded and with repeated '/' merged, it must be the path proxyd routed. */
+        for (size_t i = 0; i < n; i++) {
+                char c = view[i];
+
+                if (c == '%') {
+                        int hi = i + 2 < n ? unhex(view[i + 1]) : -1,
+                            lo = i + 2 < n ? unhex(view[i + 2]) : -1;
+
+                        if (hi < 0 || lo < 0)
+                                return 0;
+                        c = (char)(hi << 4 | lo);
+                        i += 2;
+                }
+                if (c == '/' && o > 0 && norm_path[o - 1] == '/')
+                        continue;
+                if (o >= norm_len || norm_path[o] != c)
+                        return 0;
+                o++;
+        }
+        return o == norm_len;
+}
+
 /* Bytes that are written as %XX in the part of the path that follows the replacement:
  * controls, space, '"', '#', '%', '<', '>', '?', '\\', '^', '`', '{', '|', '}', DEL
  * and everything that is not ASCII. */

@@ -26,3 +26,15 @@ int uri_normalize(const char *target, size_t target_len,
 int uri_rewrite(const char *norm_path, size_t norm_len, size_t match_len,
                 const char *replacement, const char *args, size_t args_len,
                 char **ret);
+
+/*
+ * For a target that is forwarded as received (proxy_pass without a URI part): 1 if a
+ * backend that reads the path by RFC 3986 (only a raw '/' separates segments, an empty
+ * segment is a segment, "." and ".." are resolved before decoding) ends up at norm_path,
+ * the path uri_normalize() made of it and proxyd routed; 0 if it can end up elsewhere,
+ * possibly below a location that proxyd would have denied: "/admin//.." and
+ * "/admin/x%2F../.." are "/" to proxyd and nginx but "/admin/" to such a backend.
+ * nginx forwards these; proxyd's caller should answer 400 instead.
+ * -EINVAL for a target not in origin-form, -ENOMEM.
+ */
+int uri_raw_is_unambiguous(const char *target, size_t target_len, const char *norm_path, size_t norm_len);

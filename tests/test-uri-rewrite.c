@@ -384,6 +384,61 @@ START_TEST(test_rewrite_api) {
 }
 END_TEST
 
+/* Forwarded as received: does an RFC 3986 reading of the raw path land where proxyd routed? */
+typedef struct RawCase {
+        const char *target;
+        int expect;
+} RawCase;
+
+/* clang-format off */
+static const RawCase raw_cases[] = {
+        { "/", 1 },
+        { "/api/users?id=10", 1 },
+        { "//api//x", 1 },
+        { "/img/%41//./b.png", 1 },
+        { "/a/b/../c", 1 },
+        { "/a/%2e%2E/c", 1 },
+        { "/a/.%2e/c/.", 1 },
+        { "/a/..", 1 },
+        { "/admin/.", 1 },
+        { "/a%20b/", 1 },
+        { "/x?a=/../..//", 1 },
+        { "/public#/../admin/", 1 },
+        /* An empty segment or an encoded '/' changes what ".." removes. */
+        { "/admin//..", 0 },
+        { "/admin/x//..", 0 },
+        { "/admin/x%2F../..", 0 },
+        { "/admin/x%2f..%2f..", 0 },
+        /* Decoded, the backend may see dot segments proxyd resolved. */
+        { "/admin%2F..%2Fpublic", 0 },
+        { "/a%2F.%2Fb", 0 },
+};
+/* clang-format on */
+
+START_TEST(test_raw_unambiguous) {
+        const RawCase *c = &raw_cases[_i];
+        _cleanup_free_ char *path = NULL;
+        size_t len = 0;
+
+        ck_assert_int_eq(uri_normalize(c->target, strlen(c->target), &path, &len, NULL, NULL), 0);
+        ck_assert_msg(uri_raw_is_unambiguous(c->target, strlen(c->target), path, len) == c->expect,
+                      "%s (normalized %s): expected %d", c->target, path, c->expect);
+}
+END_TEST
+
+START_TEST(test_raw_unambiguous_api) {
+        ck_assert_int_eq(uri_raw_is_unambiguous("x", 1, "/x", 2), -EINVAL);
+        ck_assert_int_eq(uri_raw_is_unambiguous("", 0, "/", 1), -EINVAL);
+        ck_assert_int_eq(uri_raw_is_unambiguous(NULL, 1, "/", 1), -EINVAL);
+        /* Only target_len bytes count, and the whole normalized path must be matched. */
+        ck_assert_int_eq(uri_raw_is_unambiguous("/a/b", 2, "/a", 2), 1);
+        ck_assert_int_eq(uri_raw_is_unambiguous("/a/b", 4, "/a", 2), 0);
+        ck_assert_int_eq(uri_raw_is_unambiguous("/a", 2, "/a/b", 4), 0);
+        /* ".." above the root is never unambiguous (uri_normalize refuses it anyway). */
+        ck_assert_int_eq(uri_raw_is_unambiguous("/..", 3, "/", 1), 0);
+}
+END_TEST
+
 static Suite *uri_rewrite_suite(void) {
         Suite *s = suite_create("uri-rewrite");
         TCase *tc = tcase_create("core");
@@ -393,6 +448,8 @@ static Suite *uri_rewrite_suite(void) {
         tcase_add_test(tc, test_normalize_counted);
         tcase_add_test(tc, test_escape_all_bytes);
         tcase_add_test(tc, test_rewrite_api);
+        tcase_add_loop_test(tc, test_raw_unambiguous, 0, (int)ELEMENTSOF(raw_cases));
+        tcase_add_test(tc, test_raw_unambiguous_api);
         suite_add_tcase(s, tc);
         return s;
 }
