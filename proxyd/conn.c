@@ -1455,6 +1455,19 @@ static int exchange_begin(Conn *c, size_t head_len) {
         if (!s->underscores_in_headers)
                 request_drop_underscores(ex);
         const ProxyPass *pp = ex->loc->proxy;
+        if (!pp->uri) {
+                /* Forwarded as received: a backend resolving "/admin//.." or "/admin/x%2F../.."
+                 * by RFC 3986 would land below a location that proxyd did not route to. */
+                r = uri_raw_is_unambiguous(origin, origin_len, norm, norm_len);
+                if (r == -ENOMEM)
+                        return r;
+                if (r == 0) {
+                        HttpError err = { .status = 400,
+                                          .reason = "request-target would be resolved differently by the upstream" };
+                        bad_request(c, &err);
+                        return 0;
+                }
+        }
         const char *target = origin;
         size_t target_len = origin_len;
         if (pp->uri) {

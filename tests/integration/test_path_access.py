@@ -70,10 +70,10 @@ ROOT = [("raw", ""), ("uri", "/")]
 
 # Documented exceptions: probe -> (root forms it applies to, what proxyd does, why).
 # What proxyd does is ("status", N): it answers N and forwards nothing, or ("target", T):
-# it forwards request-target T (with "admin" replaced like the probe), or ("raw-400",):
-# forwarded as nginx forwards it until conn.c checks uri_raw_is_unambiguous() for
-# targets forwarded as received, then 400 (both are accepted). Where nginx answered
-# itself, proxyd only has to forward nothing.
+# it forwards request-target T (with "admin" replaced like the probe). A target forwarded
+# as received that a backend resolving it by RFC 3986 would read as another path than the
+# one proxyd routed (uri_raw_is_unambiguous()) is a 400. Where nginx answered itself,
+# proxyd only has to forward nothing.
 BOTH = ("raw", "uri")
 EXCEPTIONS = {
     "/api/..;/admin": (BOTH, ("status", 404), "'..;' is '..' to backends that strip path parameters"),
@@ -89,10 +89,13 @@ EXCEPTIONS = {
                         "byte outside RFC 3986 (nginx escapes only when the target had a '%')"),
     "/api\\..\\admin\\": (("uri",), ("target", "/api%5C..%5Cadmin%5C"), "as above"),
     "/public{x}|^": (("uri",), ("target", "/public%7Bx%7D%7C%5E"), "as above"),
-    "/admin//..": (("raw",), ("raw-400",), "'/' to proxyd, '/admin/' by RFC 3986"),
-    "/admin/x%2F../..": (("raw",), ("raw-400",), "'/' to proxyd, '/admin/' by RFC 3986"),
-    "/admin/x%2f..%2f..": (("raw",), ("raw-400",), "'/' to proxyd, '/admin/x%2f..%2f..' by RFC 3986"),
-    "/admin%2F..%2Fpublic": (("raw",), ("raw-400",), "'/public' to proxyd, '/admin/../public' decoded"),
+    "/admin//..": (("raw",), ("status", 400), "'/' to proxyd, '/admin/' by RFC 3986"),
+    "/admin/x%2F../..": (("raw",), ("status", 400), "'/' to proxyd, '/admin/' by RFC 3986"),
+    "/admin/x%2f..%2f..": (("raw",), ("status", 400), "'/' to proxyd, '/admin/x%2f..%2f..' by RFC 3986"),
+    "/admin%2F..%2Fpublic": (("raw",), ("status", 400), "'/public' to proxyd, '/admin/../public' decoded"),
+    "/admin/x//..": (("raw",), ("status", 400), "'/admin/' to proxyd, '/admin/x/' by RFC 3986"),
+    "/public%2F..%2Fadmin/": (("raw",), ("status", 400),
+                              "'/admin/' to proxyd, one segment 'public%2F..%2Fadmin' by RFC 3986"),
 }
 
 
