@@ -969,6 +969,61 @@ class Proxyd:
                 self.tmp = None
 
 
+# --------------------------------------------------------------------------
+# nginx, the oracle (Debian's nginx-light; tools/test.sh installs it)
+
+NGINX = "/usr/sbin/nginx"
+
+NGINX_HTTP = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid %(t)s/nginx.pid;
+error_log %(t)s/error.log info;
+events { worker_connections %(wc)d; }
+http {
+  access_log %(t)s/access.log;
+  client_body_temp_path %(t)s/client_body;
+  proxy_temp_path %(t)s/proxy;
+  fastcgi_temp_path %(t)s/fastcgi;
+  uwsgi_temp_path %(t)s/uwsgi;
+  scgi_temp_path %(t)s/scgi;
+  proxy_http_version 1.1;
+%(servers)s
+}
+"""
+
+
+def nginx_config_text(tmp, servers, worker_connections=128):
+    """A whole foreground, single-process nginx configuration keeping its files in tmp,
+    with the given `server { ... }` (and `upstream { ... }`) blocks in its http block."""
+    return NGINX_HTTP % {"t": tmp, "servers": servers, "wc": worker_connections}
+
+
+def start_nginx(tmp, config, nginx=NGINX):
+    """Write config to tmp/nginx.conf and start nginx on it in its own session.
+    -> the Popen; its stdout and stderr go to tmp/nginx.stderr."""
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(config)
+    with open(os.path.join(tmp, "nginx.stderr"), "wb") as errf:
+        return subprocess.Popen([nginx, "-p", tmp + "/", "-e", tmp + "/error.log", "-c", conf],
+                                stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
+                                start_new_session=True)
+
+
+def stop_nginx(proc):
+    """Stop an nginx started by start_nginx(): SIGTERM, then SIGKILL to its session."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 def run_proxyd(args, config=None, timeout=20.0, env=None, dropins=None):
     """Run proxyd to completion (for -t, --dump, ...). With `config`, writes it
     to a temp dir and substitutes {conf} in args with its path.

@@ -22,7 +22,6 @@ silence between two reads of the body."""
 
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -32,10 +31,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Proxyd, check, connect, free_port, log, parse_responses,  # noqa: E402
-                     recv_until_close, run_main, wait_port)
+from harness import (NGINX, Proxyd, check, connect, free_port, log,  # noqa: E402
+                     nginx_config_text, parse_responses, recv_until_close, run_main,
+                     start_nginx, stop_nginx, wait_port)
 
-NGINX = "/usr/sbin/nginx"
 READ_TIMEOUT = 2  # seconds, both proxies
 POISON = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Poison: 1\r\n\r\nPOISON"
 BIG_FIELD = 64 << 10
@@ -308,20 +307,7 @@ servers = (
 
 
 def nginx_config(tmp, port, bport):
-    return """
-daemon off;
-master_process off;
-worker_processes 1;
-pid %(t)s/nginx.pid;
-error_log %(t)s/error.log info;
-events { worker_connections 256; }
-http {
-  access_log %(t)s/access.log;
-  client_body_temp_path %(t)s/client_body;
-  proxy_temp_path %(t)s/proxy;
-  fastcgi_temp_path %(t)s/fastcgi;
-  uwsgi_temp_path %(t)s/uwsgi;
-  scgi_temp_path %(t)s/scgi;
+    return nginx_config_text(tmp, """
   upstream hostile { server 127.0.0.1:%(b)d; keepalive 8; }
   server {
     listen 127.0.0.1:%(p)d;
@@ -335,22 +321,14 @@ http {
       proxy_next_upstream off;
     }
   }
-}
-""" % {"t": tmp, "p": port, "b": bport, "rt": READ_TIMEOUT}
+""" % {"p": port, "b": bport, "rt": READ_TIMEOUT}, worker_connections=256)
 
 
 class Nginx:
     def __init__(self, bport):
         self.tmp = tempfile.mkdtemp(prefix="proxyd-hostile-ngx-")
         self.port = free_port()
-        conf = os.path.join(self.tmp, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(nginx_config(self.tmp, self.port, bport))
-        errf = open(os.path.join(self.tmp, "nginx.stderr"), "wb")
-        self.proc = subprocess.Popen([NGINX, "-p", self.tmp + "/", "-e", self.tmp + "/error.log",
-                                      "-c", conf], stdin=subprocess.DEVNULL, stdout=errf,
-                                     stderr=errf, start_new_session=True)
-        errf.close()
+        self.proc = start_nginx(self.tmp, nginx_config(self.tmp, self.port, bport))
         self.up = wait_port(self.port, timeout=10, alive=lambda: self.proc.poll() is None)
 
     def error_log(self):
@@ -361,13 +339,7 @@ class Nginx:
             return ""
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_nginx(self.proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -23,11 +23,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Proxyd, check, free_port, log, parse_responses,  # noqa: E402
-                     raw_exchange, run_main, wait_port)
-from uri_cases import Recorder, nginx_config_text, start_nginx, stop_nginx  # noqa: E402
-
-NGINX = "/usr/sbin/nginx"
+from harness import (NGINX, Proxyd, check, free_port, log, nginx_config_text,  # noqa: E402
+                     parse_responses, raw_exchange, run_main, start_nginx, stop_nginx,
+                     wait_port)
+from uri_cases import Recorder  # noqa: E402
 
 # Request-targets; "admin" is replaced by "secret" (and "%61dmin" by "%73ecret",
 # "ADMIN" by "SECRET") for the regex servers, "{host}" by the server's name.
@@ -162,7 +161,7 @@ def main():
     try:
         nport = free_port()
         pport = free_port()
-        ngx = start_nginx(NGINX, tmp, nginx_config(tmp, nport, rec_n.port))
+        ngx = start_nginx(tmp, nginx_config(tmp, nport, rec_n.port))
         up = wait_port(nport, timeout=10, alive=lambda: ngx.poll() is None)
         if not check(up, "nginx oracle started"):
             with open(os.path.join(tmp, "nginx.stderr"), "rb") as f:

@@ -10,19 +10,15 @@ itself, both answer with the same status and send nothing upstream)."""
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Proxyd, check, free_port, log, parse_responses,  # noqa: E402
-                     raw_exchange, run_main, wait_port)
+from harness import (NGINX, Proxyd, check, free_port, log, nginx_config_text,  # noqa: E402
+                     parse_responses, raw_exchange, run_main, start_nginx, stop_nginx,
+                     wait_port)
 from uri_cases import CASES, Recorder, nginx_location_block, proxyd_location  # noqa: E402
-
-NGINX = "/usr/sbin/nginx"
-
 
 def group_cases():
     """One virtual server per distinct (match, pattern, proxy_pass_uri)."""
@@ -44,24 +40,7 @@ def nginx_config(tmp, port, backend_port, groups, order):
                     if (c["match"], c["pattern"], c["proxy_pass_uri"]) == key)
         servers.append("server {\n listen 127.0.0.1:%d;\n server_name %s;\n%s}\n"
                        % (port, groups[key], nginx_location_block(case, backend_port)))
-    return """
-daemon off;
-master_process off;
-worker_processes 1;
-pid %(t)s/nginx.pid;
-error_log %(t)s/error.log info;
-events { worker_connections 128; }
-http {
-  access_log %(t)s/access.log;
-  client_body_temp_path %(t)s/client_body;
-  proxy_temp_path %(t)s/proxy;
-  fastcgi_temp_path %(t)s/fastcgi;
-  uwsgi_temp_path %(t)s/uwsgi;
-  scgi_temp_path %(t)s/scgi;
-  proxy_http_version 1.1;
-%(servers)s
-}
-""" % {"t": tmp, "servers": "".join(servers)}
+    return nginx_config_text(tmp, "".join(servers))
 
 
 def proxyd_config(backend_port, groups, order):
@@ -106,14 +85,7 @@ def main():
         groups, order = group_cases()
         nport = free_port()
         pport = free_port()
-        conf = os.path.join(tmp, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(nginx_config(tmp, nport, rec_n.port, groups, order))
-        errf = open(os.path.join(tmp, "nginx.stderr"), "wb")
-        ngx = subprocess.Popen([NGINX, "-p", tmp + "/", "-e", tmp + "/error.log",
-                                "-c", conf], stdin=subprocess.DEVNULL, stdout=errf,
-                               stderr=errf, start_new_session=True)
-        errf.close()
+        ngx = start_nginx(tmp, nginx_config(tmp, nport, rec_n.port, groups, order))
         up = wait_port(nport, timeout=10, alive=lambda: ngx.poll() is None)
         if not check(up, "nginx oracle started"):
             with open(os.path.join(tmp, "nginx.stderr"), "rb") as f:
@@ -145,13 +117,7 @@ def main():
                       got)
             check(p.alive(), "proxyd still running")
     finally:
-        if ngx is not None and ngx.poll() is None:
-            ngx.send_signal(signal.SIGTERM)
-            try:
-                ngx.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(ngx.pid, signal.SIGKILL)
-                ngx.wait(5)
+        stop_nginx(ngx)
         rec_n.close()
         rec_p.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -254,61 +254,6 @@ def proxyd_location(case, backend_port):
                                                _libconfig_string(url))
 
 
-NGINX_HTTP = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid %(t)s/nginx.pid;
-error_log %(t)s/error.log info;
-events { worker_connections 128; }
-http {
-  access_log %(t)s/access.log;
-  client_body_temp_path %(t)s/client_body;
-  proxy_temp_path %(t)s/proxy;
-  fastcgi_temp_path %(t)s/fastcgi;
-  uwsgi_temp_path %(t)s/uwsgi;
-  scgi_temp_path %(t)s/scgi;
-  proxy_http_version 1.1;
-%(servers)s
-}
-"""
-
-
-def nginx_config_text(tmp, servers):
-    """A whole foreground, single-process nginx configuration keeping its files in tmp,
-    with the given `server { ... }` blocks."""
-    return NGINX_HTTP % {"t": tmp, "servers": servers}
-
-
-def start_nginx(nginx, tmp, config):
-    """Write config to tmp/nginx.conf and start nginx on it in its own session.
-    -> the Popen; its stdout and stderr go to tmp/nginx.stderr."""
-    import os
-    import subprocess
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(config)
-    with open(os.path.join(tmp, "nginx.stderr"), "wb") as errf:
-        return subprocess.Popen([nginx, "-p", tmp + "/", "-e", tmp + "/error.log", "-c", conf],
-                                stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
-                                start_new_session=True)
-
-
-def stop_nginx(proc):
-    """Stop an nginx started by start_nginx(): SIGTERM, then SIGKILL to its session."""
-    import os
-    import signal
-    import subprocess
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
 class Recorder:
     """Loopback HTTP backend that answers every request with a fixed 200 "ok",
     closes the connection, and keeps the raw request heads (bytes) it received."""
