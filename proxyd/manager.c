@@ -327,12 +327,14 @@ static int on_watchdog_timer(sd_event_source *s, uint64_t usec, void *userdata) 
         return 0;
 }
 
-void manager_worker_ack(Manager *m) {
+static void manager_worker_ack(void *userdata) {
+        Manager *m = userdata;
         uint64_t one = 1;
         (void) write(m->ack_fd, &one, sizeof(one));
 }
 
-void manager_worker_exited(Manager *m, Worker *w, int error) {
+static void manager_worker_exited(void *userdata, Worker *w, int error) {
+        Manager *m = userdata;
         if (error < 0)
                 m->exit_code = 1;
         atomic_fetch_add(&m->n_exited, 1);
@@ -420,9 +422,17 @@ int manager_run(Manager *m) {
         unsigned started = 0;
         int r = 0;
 
+        m->worker_host = (WorkerHost){
+                .workers = m->workers,
+                .n_workers = m->n_workers,
+                .listeners = &m->listeners,
+                .ack = manager_worker_ack,
+                .exited = manager_worker_exited,
+                .userdata = m,
+        };
         for (unsigned i = 0; i < m->n_workers; i++) {
                 Worker *w = &m->workers[i];
-                r = worker_init(w, m, i);
+                r = worker_init(w, &m->worker_host, i);
                 if (r < 0)
                         break;
                 WorkerGen *wg = calloc(1, sizeof(WorkerGen));

@@ -11,6 +11,8 @@
 #include "resolve.h"
 #include "worker.h"
 
+typedef struct Manager Manager;
+
 struct Manager {
         sd_event *event;
         char *config_path;
@@ -23,6 +25,7 @@ struct Manager {
 
         Worker *workers;
         unsigned n_workers;
+        WorkerHost worker_host; /* the workers' view of this manager */
         atomic_uint n_exited;
 
         int ack_fd; /* eventfd: workers -> manager */
@@ -49,7 +52,3 @@ struct Manager {
 int manager_new(const char *config_path, Manager **ret);
 Manager *manager_free(Manager *m);
 int manager_run(Manager *m);
-
-/* Called from worker threads. */
-void manager_worker_ack(Manager *m);
-void manager_worker_exited(Manager *m, Worker *w, int error);

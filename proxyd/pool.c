@@ -4,10 +4,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-#include "listener.h"
 #include "log.h"
 #include "pool.h"
-#include "worker.h"
+#include "util.h"
 
 struct PoolBucket {
         PoolBucket *next;
@@ -18,8 +17,8 @@ struct PoolBucket {
         unsigned n_idle;
 };
 
-void pool_init(Pool *p, Worker *w) {
-        *p = (Pool){ .worker = w };
+void pool_init(Pool *p, Worker *w, const uint64_t *now) {
+        *p = (Pool){ .worker = w, .now = now };
 }
 
 static void bucket_unlink(UpConn *u) {
@@ -35,7 +34,7 @@ static void bucket_unlink(UpConn *u) {
         u->idle_next = u->idle_prev = NULL;
         u->bucket = NULL;
         b->n_idle--;
-        u->worker->pool.n_idle--;
+        u->pool->n_idle--;
 }
 
 UpConn *upconn_free(UpConn *u) {
@@ -121,7 +120,7 @@ static char *tls_key_new(const UpTls *tls) {
 }
 
 static uint64_t pool_now(Pool *p) {
-        return worker_now(p->worker);
+        return *p->now;
 }
 
 void pool_sweep(Pool *p, uint64_t now) {
@@ -166,6 +165,7 @@ int pool_get(Pool *p, const struct sockaddr_storage *addr, socklen_t addrlen, co
         if (!u)
                 return -ENOMEM;
         u->worker = p->worker;
+        u->pool = p;
         u->stream = STREAM_NULL;
         memcpy(&u->addr, addr, addrlen);
         u->addrlen = addrlen;

@@ -14,12 +14,14 @@
 typedef struct Worker Worker;
 typedef struct UpConn UpConn;
 typedef struct PoolBucket PoolBucket;
+typedef struct Pool Pool;
 
 /* Called by an owned upstream connection's io events. */
 typedef void (*UpConnHandler)(UpConn *u, uint32_t revents, void *userdata);
 
 struct UpConn {
         Worker *worker;
+        Pool *pool;
         Stream stream;
         WorkerIo io;
         uint64_t idle_deadline; /* while idle: closed by pool_get/pool_sweep after this */
@@ -42,13 +44,14 @@ struct UpConn {
         UpConn *idle_next, *idle_prev;
 };
 
-typedef struct Pool {
+struct Pool {
         PoolBucket *buckets;
-        Worker *worker;
+        Worker *worker;     /* whose epoll instance the connections are registered in */
+        const uint64_t *now; /* the worker loop's clock */
         unsigned n_idle;
-} Pool;
+};
 
-void pool_init(Pool *p, Worker *w);
+void pool_init(Pool *p, Worker *w, const uint64_t *now);
 void pool_done(Pool *p); /* closes every idle connection */
 
 /* TLS towards an upstream: the client context and the names for SNI and verification.

@@ -11,7 +11,6 @@
 
 #include "conn.h"
 #include "log.h"
-#include "manager.h"
 #include "worker.h"
 
 #define ACCEPT_BATCH 32
@@ -212,7 +211,7 @@ static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata) {
  * the load: a hand-over costs a wake-up of the other thread, which short-lived connections
  * (one request each) should not pay for a difference of one or two. */
 static Worker *worker_least_loaded(Worker *w) {
-        Manager *m = w->manager;
+        const WorkerHost *m = w->host;
         Worker *best = w;
         unsigned best_load = atomic_load_explicit(&w->stats.connections, memory_order_relaxed);
 
@@ -249,8 +248,8 @@ static void worker_dispatch(Worker *w, int fd, size_t listener, unsigned port, c
         if (max > 0 && atomic_load_explicit(&target->stats.connections, memory_order_relaxed) >= max) {
                 /* the least loaded one is full only if every one is; else take any with room */
                 Worker *room = NULL;
-                for (unsigned i = 0; i < w->manager->n_workers && !room; i++) {
-                        Worker *o = &w->manager->workers[i];
+                for (unsigned i = 0; i < w->host->n_workers && !room; i++) {
+                        Worker *o = &w->host->workers[i];
                         if (!o->draining && o->thread_started &&
                             atomic_load_explicit(&o->stats.connections, memory_order_relaxed) < max)
                                 room = o;
@@ -326,8 +325,8 @@ static void on_accept(void *userdata, uint32_t revents) {
 }
 
 static int worker_add_accept_slots(Worker *w) {
-        Manager *m = w->manager;
-        size_t n = m->listeners.n;
+        const ListenerSet *ls = w->host->listeners;
+        size_t n = ls->n;
 
         if (n <= w->n_accept_slots)
                 return 0;
@@ -341,9 +340,9 @@ static int worker_add_accept_slots(Worker *w) {
                         return -ENOMEM;
                 *slot = (AcceptSlot){ .io = { .handler = on_accept, .userdata = slot },
                                       .worker = w,
-                                      .fd = m->listeners.items[i].fd,
+                                      .fd = ls->items[i].fd,
                                       .index = i,
-                                      .port = sockaddr_port((struct sockaddr *) &m->listeners.items[i].addr) };
+                                      .port = sockaddr_port((struct sockaddr *) &ls->items[i].addr) };
                 slots[i] = slot;
                 w->n_accept_slots = i + 1;
                 int r = accept_slot_arm(slot, true);
@@ -416,7 +415,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 
         if (g) {
                 worker_apply_generation(w, g);
-                manager_worker_ack(w->manager);
+                w->host->ack(w->host->userdata);
         }
         for (size_t i = 0; i < n_handed; i++)
                 (void) conn_new(w, handed[i].fd, handed[i].listener, handed[i].local_port, (struct sockaddr *) &handed[i].peer,
@@ -424,7 +423,7 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         free(handed);
         if (ping != atomic_load(&w->pong_seq)) {
                 atomic_store(&w->pong_seq, ping);
-                manager_worker_ack(w->manager);
+                w->host->ack(w->host->userdata);
         }
         if (exit_now) {
                 w->draining = true;
@@ -446,8 +445,8 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-int worker_init(Worker *w, Manager *m, unsigned index) {
-        *w = (Worker){ .manager = m, .index = index, .wake_fd = -EBADF, .io_fd = -EBADF, .conn_fd = -EBADF };
+int worker_init(Worker *w, const WorkerHost *host, unsigned index) {
+        *w = (Worker){ .host = host, .index = index, .wake_fd = -EBADF, .io_fd = -EBADF, .conn_fd = -EBADF };
         pthread_mutex_init(&w->lock, NULL);
         if (getrandom(&w->rng, sizeof(w->rng), GRND_NONBLOCK) != sizeof(w->rng))
                 w->rng = now_usec(CLOCK_MONOTONIC) ^ ((uint64_t) index << 32);
@@ -617,12 +616,12 @@ static void *worker_main(void *userdata) {
                 r = worker_add_accept_slots(w);
         if (r < 0) {
                 log_error_errno(r, "Worker %u failed to start", w->index);
-                manager_worker_exited(w->manager, w, r);
+                w->host->exited(w->host->userdata, w, r);
                 return NULL;
         }
-        pool_init(&w->pool, w);
+        pool_init(&w->pool, w, &w->now);
         atomic_store(&w->applied_gen, w->gen->gen->number);
-        manager_worker_ack(w->manager);
+        w->host->ack(w->host->userdata);
 
         r = worker_loop(w);
         if (r < 0)
@@ -638,7 +637,7 @@ static void *worker_main(void *userdata) {
         timer_heap_done(&w->timers);
         w->wake_source = sd_event_source_disable_unref(w->wake_source);
         w->event = sd_event_unref(w->event);
-        manager_worker_exited(w->manager, w, r);
+        w->host->exited(w->host->userdata, w, r);
         return NULL;
 }
 

@@ -24,8 +24,20 @@
 #include "tls.h"
 #include "worker-io.h"
 
-typedef struct Manager Manager;
 typedef struct Conn Conn;
+
+/* What a worker sees of the process it runs in, filled in by whoever runs the workers (the
+ * manager): its sibling workers (to hand connections over), the listening sockets, and whom
+ * to tell that a command was carried out or that the thread ended. This keeps the worker
+ * independent of the manager. */
+typedef struct WorkerHost {
+        Worker *workers;
+        unsigned n_workers;
+        const ListenerSet *listeners;
+        void (*ack)(void *userdata);                            /* any thread */
+        void (*exited)(void *userdata, Worker *w, int error);   /* from the worker's thread */
+        void *userdata;
+} WorkerHost;
 
 #define WORKER_PIPES 16
 #define WORKER_PIPE_SIZE (256 * 1024)
@@ -72,7 +84,7 @@ typedef struct HandedConn {
 } HandedConn;
 
 struct Worker {
-        Manager *manager;
+        const WorkerHost *host;
         unsigned index;
         pthread_t thread;
         bool thread_started;
@@ -127,7 +139,7 @@ struct Worker {
         WorkerStats stats;
 };
 
-int worker_init(Worker *w, Manager *m, unsigned index);
+int worker_init(Worker *w, const WorkerHost *host, unsigned index);
 int worker_start(Worker *w);
 void worker_join(Worker *w);
 void worker_done(Worker *w);
