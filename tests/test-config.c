@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <syslog.h>
 
+#include "config-schema.h"
 #include "config.h"
 #include "util.h"
 
@@ -717,6 +718,235 @@ START_TEST(test_upgrade_underscores) {
 }
 END_TEST
 
+/* ---- the settings tables and proxyd.conf(5) ---- */
+
+typedef struct ManTag {
+        char section[64];
+        char nested[64]; /* the tag whose .RS block holds this one, or "" */
+        char name[64];
+        char paren[256];
+        bool has_paren; /* the tag has a "(...)" */
+        bool matched;
+} ManTag;
+
+/* Plain text of a piece of troff: \(dq -> ", \(en and \- -> -, font changes dropped. */
+static void man_plain(const char *in, char *out, size_t size) {
+        size_t n = 0;
+
+        while (*in && n + 1 < size) {
+                if (strncmp(in, "\\(dq", 4) == 0)
+                        out[n++] = '"', in += 4;
+                else if (strncmp(in, "\\(en", 4) == 0)
+                        out[n++] = '-', in += 4;
+                else if (strncmp(in, "\\-", 2) == 0)
+                        out[n++] = '-', in += 2;
+                else if (strncmp(in, "\\f", 2) == 0 && in[2])
+                        in += 3;
+                else
+                        out[n++] = *in++;
+        }
+        out[n] = 0;
+}
+
+/* Split the arguments of a macro line (".BR name \" (type)\"") into args. */
+static size_t man_args(const char *line, char args[][256], size_t max) {
+        const char *p = strchr(line, ' ');
+        size_t na = 0;
+
+        while (p && *p && na < max) {
+                size_t k = 0;
+                while (*p == ' ')
+                        p++;
+                if (!*p)
+                        break;
+                if (*p == '"') {
+                        for (p++; *p && *p != '"' && k + 1 < 256; p++)
+                                args[na][k++] = *p;
+                        if (*p)
+                                p++;
+                } else
+                        while (*p && *p != ' ' && k + 1 < 256)
+                                args[na][k++] = *p++;
+                args[na++][k] = 0;
+        }
+        return na;
+}
+
+/* The tag line of a .TP: its bold setting names, and what its roman parts say in "(...)". */
+static size_t man_tag(const char *line, const char *section, const char *nested, ManTag *tags, size_t n,
+                      size_t max) {
+        char args[8][256], rest[512] = "", *open, *close;
+        bool all_bold = strncmp(line, ".B ", 3) == 0;
+        size_t na = man_args(line, args, ELEMENTSOF(args)), first = n;
+
+        for (size_t i = 0; i < na; i++) {
+                char plain[256];
+
+                man_plain(args[i], plain, sizeof(plain));
+                if (!all_bold && i % 2 == 1)
+                        strncat(rest, plain, sizeof(rest) - strlen(rest) - 1);
+                else if (plain[0] && strspn(plain, "abcdefghijklmnopqrstuvwxyz_") == strlen(plain)) {
+                        ck_assert_uint_lt(n, max);
+                        tags[n] = (ManTag) {};
+                        snprintf(tags[n].section, sizeof(tags[n].section), "%s", section);
+                        snprintf(tags[n].nested, sizeof(tags[n].nested), "%s", nested);
+                        snprintf(tags[n].name, sizeof(tags[n].name), "%s", plain);
+                        n++;
+                }
+        }
+        open = strchr(rest, '(');
+        close = strrchr(rest, ')');
+        for (size_t i = first; open && close > open && i < n; i++) {
+                tags[i].has_paren = true;
+                snprintf(tags[i].paren, sizeof(tags[i].paren), "%.*s", (int) (close - open - 1), open + 1);
+        }
+        return n;
+}
+
+/* Every .TP tag of man/proxyd.conf.5, with its section and the tag whose .RS block holds it. */
+static size_t man_tags(ManTag *tags, size_t max) {
+        char path[8192], line[1024], section[64] = "", stack[4][64] = {}, last[64] = "";
+        size_t n = 0, depth = 0;
+        bool tp = false;
+        FILE *f;
+
+        ck_assert_msg(getenv("TEST_DATA_DIR"), "TEST_DATA_DIR not set");
+        snprintf(path, sizeof(path), "%s/../../man/proxyd.conf.5", getenv("TEST_DATA_DIR"));
+        f = fopen(path, "re");
+        ck_assert_msg(f, "cannot open %s", path);
+        while (fgets(line, sizeof(line), f)) {
+                line[strcspn(line, "\n")] = 0;
+                if (strncmp(line, ".SH ", 4) == 0) {
+                        man_plain(line + 4 + (line[4] == '"'), section, sizeof(section));
+                        section[strcspn(section, "\"")] = 0;
+                        depth = 0;
+                } else if (streq(line, ".RS") && depth < ELEMENTSOF(stack))
+                        snprintf(stack[depth++], sizeof(stack[0]), "%s", last);
+                else if (streq(line, ".RE") && depth > 0)
+                        depth--;
+                else if (tp && line[0] == '.') {
+                        size_t k = man_tag(line, section, depth > 0 ? stack[depth - 1] : "", tags, n, max);
+                        if (k > n)
+                                snprintf(last, sizeof(last), "%s", tags[k - 1].name);
+                        n = k;
+                }
+                tp = streq(line, ".TP");
+        }
+        fclose(f);
+        return n;
+}
+
+/* What the tag's parentheses must say for row ("integer 0-1024, default 0"), or NULL for none. */
+static const char *expected_paren(const Setting *row, char *buf, size_t size) {
+        char type[64];
+        const char *t = schema_doc_type(row, type, sizeof(type));
+
+        if (!t)
+                return NULL;
+        snprintf(buf, size, "%s%s%s%s", t, row->dflt ? ", default " : row->doc_default ? ", default: " : "",
+                 row->dflt ?: row->doc_default ?: "", (row->flags & SF_REQUIRED) ? ", required" : "");
+        return buf;
+}
+
+static const char *row_section(const SettingTable *t, const Setting *row) {
+        return row->doc_section ?: t->title;
+}
+
+static bool section_has_table(const char *section) {
+        for (size_t k = 0; k < SCHEMA_N_TABLES; k++)
+                for (size_t i = 0; i < SCHEMA_TABLES[k]->n_rows; i++)
+                        if (streq(row_section(SCHEMA_TABLES[k], &SCHEMA_TABLES[k]->rows[i]), section))
+                                return true;
+        return false;
+}
+
+/* One row against the man page's tags: found once, in its section, with its type and default. */
+static void check_row(FILE *out, const SettingTable *t, const Setting *row, ManTag *tags, size_t n) {
+        const char *section = row_section(t, row), *nested = t->nested ?: "", *want;
+        char buf[256];
+        ManTag *m = NULL;
+
+        for (size_t j = 0; j < n; j++)
+                if (streq(tags[j].section, section) && streq(tags[j].nested, nested) && streq(tags[j].name, row->name)) {
+                        if (m)
+                                fprintf(out, "%s (%s): documented twice\n", row->name, section);
+                        m = &tags[j];
+                }
+        if (!m) {
+                fprintf(out, "%s: in the tables, missing from section %s%s%s\n", row->name, section,
+                        *nested ? " under " : "", nested);
+                return;
+        }
+        m->matched = true;
+        want = expected_paren(row, buf, sizeof(buf));
+        if (!want != !m->has_paren || (want && !streq(want, m->paren)))
+                fprintf(out, "%s (%s): the man page says \"(%s)\", the table \"(%s)\"\n", row->name, section,
+                        m->has_paren ? m->paren : "", want ?: "");
+}
+
+/* man/proxyd.conf.5 documents exactly the settings of the tables, with their types and defaults. */
+START_TEST(test_man_page_matches_tables) {
+        static ManTag tags[256];
+        size_t n = man_tags(tags, ELEMENTSOF(tags)), plen = 0;
+        _cleanup_free_ char *problems = NULL;
+        FILE *out = open_memstream(&problems, &plen);
+
+        ck_assert_uint_gt(n, 60);
+        for (size_t k = 0; k < SCHEMA_N_TABLES; k++)
+                for (size_t i = 0; i < SCHEMA_TABLES[k]->n_rows; i++)
+                        check_row(out, SCHEMA_TABLES[k], &SCHEMA_TABLES[k]->rows[i], tags, n);
+        for (size_t j = 0; j < n; j++)
+                if (!tags[j].matched && section_has_table(tags[j].section))
+                        fprintf(out, "%s (%s%s%s): in proxyd.conf(5), not in the tables\n", tags[j].name,
+                                tags[j].section, *tags[j].nested ? ", under " : "", tags[j].nested);
+        fclose(out);
+        ck_assert_msg(plen == 0, "proxyd.conf(5) and the settings tables differ:\n%s", problems);
+}
+END_TEST
+
+/* Every row's default parses, and gives what the daemon's defaults are. */
+START_TEST(test_table_defaults) {
+        LocationSettings s = {};
+        Config c = {};
+        Upstream u = {};
+        UpstreamServer us = {};
+        HealthCheck h = {};
+
+        ck_assert_int_eq(settings_builtin(&s), 0);
+        ck_assert_uint_eq(s.client_max_request_line, HTTP_LIMITS_DEFAULT.max_request_line);
+        ck_assert_uint_eq(s.client_max_header_line, HTTP_LIMITS_DEFAULT.max_field_size);
+        ck_assert_uint_eq(s.client_max_header_size, HTTP_LIMITS_DEFAULT.max_head_size);
+        ck_assert_uint_eq(s.client_max_headers, HTTP_LIMITS_DEFAULT.max_headers);
+        ck_assert_uint_eq(s.client_max_chunk_overhead, HTTP_LIMITS_DEFAULT.max_chunk_overhead);
+        ck_assert_uint_eq(s.connect_timeout, 5 * USEC_PER_SEC);
+        ck_assert_uint_eq(s.client_body_min_rate, 1024);
+        ck_assert_uint_eq(s.n_upgrade_protocols, 1);
+        ck_assert_str_eq(s.ssl_name->source, "$proxy_host");
+        settings_done(&s);
+        ck_assert_int_eq(schema_defaults(&SCHEMA_TOP, SC_TOP, &c, NULL), 0);
+        ck_assert_int_eq(c.log_level, LOG_INFO);
+        ck_assert(c.access_log);
+        ck_assert_uint_eq(c.max_connections, 10000);
+        ck_assert_int_eq(schema_defaults(&SCHEMA_UPSTREAM, SC_UPSTREAM, &u, NULL), 0);
+        ck_assert_uint_eq(u.next_upstream, NEXT_UPSTREAM_ERROR | NEXT_UPSTREAM_TIMEOUT);
+        ck_assert_int_eq(schema_defaults(&SCHEMA_UPSTREAM_SERVER, SC_UPSTREAM_SERVER, &us, NULL), 0);
+        ck_assert_uint_eq(us.fail_timeout, 10 * USEC_PER_SEC);
+        ck_assert_int_eq(schema_defaults(&SCHEMA_HEALTH_CHECK, SC_HEALTH_CHECK, &h, NULL), 0);
+        ck_assert_str_eq(h.path, "/");
+        free(h.path);
+
+        /* one row per name in a table, every row described */
+        for (size_t k = 0; k < SCHEMA_N_TABLES; k++)
+                for (size_t i = 0; i < SCHEMA_TABLES[k]->n_rows; i++) {
+                        const Setting *row = &SCHEMA_TABLES[k]->rows[i];
+                        ck_assert_int_eq(schema_find(SCHEMA_TABLES[k], row->name), (int) i);
+                        ck_assert_msg(row->description && *row->description, "%s has no description", row->name);
+                        ck_assert_uint_lt(i, SCHEMA_ROWS_MAX);
+                }
+}
+END_TEST
+
+
 static Suite *config_suite(void) {
         Suite *s = suite_create("config");
         TCase *tc = tcase_create("core");
@@ -737,6 +967,8 @@ static Suite *config_suite(void) {
         tcase_add_loop_test(tc, test_access, 0, ELEMENTSOF(access_table));
         tcase_add_test(tc, test_access_host_bits);
         tcase_add_test(tc, test_upgrade_underscores);
+        tcase_add_test(tc, test_man_page_matches_tables);
+        tcase_add_test(tc, test_table_defaults);
         suite_add_tcase(s, tc);
         return s;
 }
