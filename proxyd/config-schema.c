@@ -569,10 +569,14 @@ void schema_write_defaults(FILE *f) {
         fprintf(f, "\n# Built-in defaults (proxyd.conf(5)): what a setting not given above is.\n");
         for (size_t k = 0; k < SCHEMA_N_TABLES; k++) {
                 const SettingTable *t = SCHEMA_TABLES[k];
+                bool heading = false;
 
-                fprintf(f, "#\n# %s:\n", where[k]);
                 for (size_t i = 0; i < t->n_rows; i++) {
                         const Setting *row = &t->rows[i];
+                        if ((row->dflt || row->doc_default) && !heading) {
+                                fprintf(f, "#\n# %s:\n", where[k]);
+                                heading = true;
+                        }
                         if (row->dflt)
                                 fprintf(f, "#   %s = %s;  # %s\n", row->name, row->dflt, row->description);
                         else if (row->doc_default)

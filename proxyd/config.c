@@ -1159,6 +1159,7 @@ int config_dump(const Config *c, FILE *f) {
         if (!c || !c->merged || !f)
                 return -EINVAL;
         config_write(c->merged, f);
+        schema_write_defaults(f);
         if (ferror(f))
                 return -EIO;
         return 0;

@@ -283,7 +283,7 @@ int config_load(const char *path, Config **ret, ConfigDiags *diags);
 Config *config_ref(Config *c);
 Config *config_unref(Config *c); /* thread-safe; frees at 0; returns NULL */
 
-/* Print the merged configuration (libconfig syntax) */
+/* Print the merged configuration (libconfig syntax), then the built-in defaults as comments */
 int config_dump(const Config *c, FILE *f);
 
 /* "file:line: message" / "file:line: warning: message", one per line. */
