@@ -316,11 +316,11 @@ static void conn_update_timer(Conn *c) {
                 (void) worker_timer_set(c->worker, &c->timer, d);
 }
 
-Conn *conn_from_timer(TimerNode *t) {
+static Conn *conn_from_timer(TimerNode *t) {
         return (Conn *) ((char *) t - offsetof(Conn, timer));
 }
 
-void conn_timeout(Conn *c) {
+static void conn_timeout(Conn *c) {
         TimeoutKind kind;
         uint64_t d, now;
 
@@ -475,15 +475,14 @@ static void conn_free(Conn *c) {
         worker_conn_closed(w);
 }
 
-Conn *conn_next(Conn *c) {
-        return c->next;
+/* Close now (shutdown timeout, worker exit). */
+static void conn_abort_all(Worker *w) {
+        while (w->conns)
+                conn_free(w->conns);
 }
 
-void conn_abort(Conn *c) {
-        conn_free(c);
-}
-
-void conn_drain(Conn *c) {
+/* Graceful stop: an idle connection closes now, a busy one after its current response. */
+static void conn_drain(Conn *c) {
         ssize_t n;
 
         c->draining = true;
@@ -513,7 +512,7 @@ void conn_drain(Conn *c) {
         conn_free(c);
 }
 
-int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const struct sockaddr *peer,
+static int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const struct sockaddr *peer,
              socklen_t peerlen) {
         Conn *c = calloc(1, sizeof(Conn));
         int r;
@@ -566,3 +565,21 @@ int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, const stru
         conn_run(c);
         return 0;
 }
+
+static void conn_drain_all(Worker *w) {
+        for (Conn *c = w->conns, *next; c; c = next) {
+                next = c->next;
+                conn_drain(c);
+        }
+}
+
+static void conn_on_timer(TimerNode *t) {
+        conn_timeout(conn_from_timer(t));
+}
+
+const WorkerSessionOps conn_sessions = {
+        .accepted = conn_new,
+        .timeout = conn_on_timer,
+        .drain_all = conn_drain_all,
+        .abort_all = conn_abort_all,
+};

@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
+#include "conn.h"
 #include "daemon.h"
 #include "log.h"
 #include "manager.h"
@@ -423,6 +424,7 @@ int manager_run(Manager *m) {
         int r = 0;
 
         m->worker_host = (WorkerHost){
+                .sessions = &conn_sessions,
                 .workers = m->workers,
                 .n_workers = m->n_workers,
                 .listeners = &m->listeners,

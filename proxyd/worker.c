@@ -9,7 +9,6 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
-#include "conn.h"
 #include "log.h"
 #include "worker.h"
 
@@ -264,7 +263,7 @@ static void worker_dispatch(Worker *w, int fd, size_t listener, unsigned port, c
 
         atomic_fetch_add_explicit(&target->stats.connections, 1, memory_order_relaxed);
         if (target == w) {
-                (void) conn_new(w, fd, listener, port, peer, len);
+                (void) w->host->sessions->accepted(w, fd, listener, port, peer, len);
                 return;
         }
         pthread_mutex_lock(&target->lock);
@@ -275,7 +274,7 @@ static void worker_dispatch(Worker *w, int fd, size_t listener, unsigned port, c
                         pthread_mutex_unlock(&target->lock);
                         atomic_fetch_sub_explicit(&target->stats.connections, 1, memory_order_relaxed);
                         atomic_fetch_add_explicit(&w->stats.connections, 1, memory_order_relaxed);
-                        (void) conn_new(w, fd, listener, port, peer, len);
+                        (void) w->host->sessions->accepted(w, fd, listener, port, peer, len);
                         return;
                 }
                 target->handed = n;
@@ -418,8 +417,8 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 w->host->ack(w->host->userdata);
         }
         for (size_t i = 0; i < n_handed; i++)
-                (void) conn_new(w, handed[i].fd, handed[i].listener, handed[i].local_port, (struct sockaddr *) &handed[i].peer,
-                                handed[i].peerlen);
+                (void) w->host->sessions->accepted(w, handed[i].fd, handed[i].listener, handed[i].local_port,
+                                                   (struct sockaddr *) &handed[i].peer, handed[i].peerlen);
         free(handed);
         if (ping != atomic_load(&w->pong_seq)) {
                 atomic_store(&w->pong_seq, ping);
@@ -428,18 +427,14 @@ static int on_wake(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         if (exit_now) {
                 w->draining = true;
                 worker_remove_accept_slots(w);
-                while (w->conns)
-                        conn_abort(w->conns);
+                w->host->sessions->abort_all(w);
                 (void) sd_event_exit(w->event, 0);
                 return 0;
         }
         if (drain && !w->draining) {
                 w->draining = true;
                 worker_remove_accept_slots(w);
-                for (Conn *c = w->conns, *next; c; c = next) {
-                        next = conn_next(c);
-                        conn_drain(c);
-                }
+                w->host->sessions->drain_all(w);
                 worker_maybe_exit(w);
         }
         return 0;
@@ -493,7 +488,7 @@ static void worker_run_timers(Worker *w) {
                 if (!t || t->when > w->now + TIMER_ACCURACY_USEC)
                         break;
                 timer_heap_remove(&w->timers, t);
-                conn_timeout(conn_from_timer(t));
+                w->host->sessions->timeout(t);
         }
 }
 
@@ -627,8 +622,7 @@ static void *worker_main(void *userdata) {
         if (r < 0)
                 log_error_errno(r, "Worker %u event loop failed", w->index);
 
-        while (w->conns)
-                conn_abort(w->conns);
+        w->host->sessions->abort_all(w);
         pool_done(&w->pool);
         access_buf_done(&w->access_buf);
         worker_remove_accept_slots(w);

@@ -27,10 +27,25 @@
 typedef struct Conn Conn;
 
 /* What a worker sees of the process it runs in, filled in by whoever runs the workers (the
- * manager): its sibling workers (to hand connections over), the listening sockets, and whom
- * to tell that a command was carried out or that the thread ended. This keeps the worker
- * independent of the manager. */
+ * manager): the sessions it runs on the connections it accepts, its sibling workers (to hand
+ * connections over), the listening sockets, and whom to tell that a command was carried out
+ * or that the thread ended. This keeps the worker independent of the manager and of the
+ * protocol its sessions speak. */
+/* The client sessions a worker runs (HTTP/1 connections: conn.h). */
+typedef struct WorkerSessionOps {
+        /* a new client connection on listening socket `listener`; owns fd */
+        int (*accepted)(Worker *w, int fd, size_t listener, unsigned local_port, const struct sockaddr *peer,
+                        socklen_t peerlen);
+        /* a deadline in the worker's heap came (or may have come) */
+        void (*timeout)(TimerNode *t);
+        /* graceful stop: idle sessions close now, busy ones after their current response */
+        void (*drain_all)(Worker *w);
+        /* close every session now */
+        void (*abort_all)(Worker *w);
+} WorkerSessionOps;
+
 typedef struct WorkerHost {
+        const WorkerSessionOps *sessions;
         Worker *workers;
         unsigned n_workers;
         const ListenerSet *listeners;
