@@ -3,7 +3,8 @@
  * Micro-benchmark of the HTTP/1 head parser (proxyd/http1.c).
  *
  * Build (from the top of the source tree; no meson target, benchmarks are not tests):
- *   cc -O2 -std=gnu11 -D_GNU_SOURCE -Iproxyd -o parse-bench bench/parse-bench.c proxyd/http1.c
+ *   cc -O2 -std=gnu11 -D_GNU_SOURCE -Iproxyd -o parse-bench bench/parse-bench.c proxyd/http1.c \
+ *      proxyd/http1-fields.c proxyd/http1-chunked.c proxyd/util.c
  * Run:
  *   ./parse-bench                     wall-clock ns per parse for every head
  *   ./parse-bench HEAD N              parse HEAD N times (for callgrind), HEAD one of
