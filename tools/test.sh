@@ -16,6 +16,7 @@ packages=(
   libsystemd-dev libconfig-dev libpcre2-dev libgnutls28-dev libc-ares-dev check
   python3 curl wrk nginx-light
   systemd systemd-container gnutls-bin man-db python3-websockets openssl
+  dpkg-dev debhelper devscripts lintian fakeroot logrotate iproute2
 )
 
 missing=()
