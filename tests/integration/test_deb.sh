@@ -519,7 +519,7 @@ else
         fail "proxyd.service restarted by the upgrade (MainPID $pid0 -> $pid1)"
 fi
 exe=$(c readlink /proc/"$pid1"/exe 2>&1)
-check_eq "the running proxyd is the upgraded binary" /usr/sbin/proxyd "$exe"
+check_eq "the running proxyd is the upgraded binary (its /proc/PID/exe is not deleted)" /usr/sbin/proxyd "$exe"
 check_eq "proxyd.socket was not restarted (the listening socket stayed)" "$sock0" "$(prop proxyd.socket ActiveEnterTimestampMonotonic)"
 check_eq "proxyd.socket still enabled" enabled "$(c systemctl is-enabled proxyd.socket 2>&1)"
 check_prefix "after the upgrade the modified configuration serves" "200 proxyd, as modified by the administrator." "$(http /after-upgrade)"
@@ -535,6 +535,13 @@ check_eq "after remove: proxyd.service not running" inactive "$(c systemctl is-a
 check_eq "after remove: proxyd.socket not running" inactive "$(c systemctl is-active proxyd.socket 2>&1)"
 check_eq "after remove: no proxyd unit loaded" "" "$(c systemctl list-units --no-legend --plain 'proxyd*' 2>&1)"
 check_eq "after remove: nothing listens on 127.0.0.1:8080" 0 "$(listening)"
+en=$(c systemctl is-enabled proxyd.socket 2>&1)
+case "$en" in
+enabled*) fail "after remove: proxyd.socket cannot be started (is-enabled: $en)" ;;
+*) ok "after remove: proxyd.socket cannot be started (is-enabled: $(echo "$en" | head -n 1))" ;;
+esac
+check "after remove: systemctl start proxyd.socket fails (no unit file)" \
+        sh -c "! nsenter -t $LEADER -a systemctl start proxyd.socket"
 check "after remove: no proxyd process" sh -c "! nsenter -t $LEADER -a pgrep -x proxyd"
 check "after remove: /usr/sbin/proxyd gone" c test ! -e /usr/sbin/proxyd
 check "after remove: /etc/proxyd/proxyd.conf kept (a conffile)" c test -f /etc/proxyd/proxyd.conf
