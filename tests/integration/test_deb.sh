@@ -37,51 +37,11 @@ SRC=${PROXYD_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 VERBOSE=${DEB_VERBOSE:-0}
 PY=/usr/bin/python3
 MACHINE=proxyd-deb-$$
-PASSED=0
-FAILED=0
-TMP=
-NSPAWN_PID=
-LEADER=
-
-skip() {
-        echo "skip - $*"
-        exit 77
-}
-
-ok() {
-        echo "ok - $*"
-        PASSED=$((PASSED + 1))
-}
-
-fail() {
-        echo "FAIL - $*"
-        FAILED=$((FAILED + 1))
-}
-
-note() {
-        echo "# $*"
-}
-
-indent() {
-        sed 's/^/#   /'
-}
+# shellcheck source=tests/integration/container.sh
+. "$(dirname "$0")/container.sh"
 
 finish() {
-        echo "$PASSED passed, $FAILED failed"
-        [ "$FAILED" = 0 ]
-        exit
-}
-
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
-check() {
-        local what=$1 out
-        shift
-        if out=$("$@" 2>&1); then
-                ok "$what"
-        else
-                fail "$what"
-                [ -n "$out" ] && echo "$out" | tail -n 30 | indent
-        fi
+        container_finish
 }
 
 # check_prefix DESCRIPTION PREFIX GOT
@@ -101,37 +61,10 @@ check_eq() {
         fi
 }
 
-cleanup() {
-        local i
-        if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
-                # SIGTERM makes nspawn ask the container's systemd to power off.
-                kill -TERM "$NSPAWN_PID" 2>/dev/null
-                for i in $(seq 1 100); do
-                        kill -0 "$NSPAWN_PID" 2>/dev/null || break
-                        sleep 0.1
-                done
-                if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-                        kill -KILL "$NSPAWN_PID" 2>/dev/null
-                        [ -n "$LEADER" ] && kill -KILL "$LEADER" 2>/dev/null
-                fi
-                wait "$NSPAWN_PID" 2>/dev/null
-        fi
-        if [ -n "$TMP" ] && [ -d "$TMP" ]; then
-                findmnt -rn -o TARGET | grep -F "$TMP" | sort -r | while read -r m; do
-                        umount -l "$m" 2>/dev/null
-                done
-                rm -rf "$TMP"
-        fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- can we run?
 
-[ "$(id -u)" = 0 ] || skip "needs root to run systemd-nspawn"
-command -v systemd-nspawn >/dev/null || skip "systemd-nspawn is not installed (package systemd-container)"
-command -v nsenter >/dev/null || skip "nsenter is not installed (package util-linux)"
-[ -x /usr/lib/systemd/systemd ] || skip "no /usr/lib/systemd/systemd to boot in the container"
+container_require
 
 # The packaging tools are test dependencies (tools/test.sh installs them): missing is a failure.
 missing=
@@ -247,58 +180,8 @@ systemd-nspawn -D / --volatile=yes -b --register=no --keep-unit --private-networ
         systemd.firstboot=off </dev/null >"$TMP/console.log" 2>&1 &
 NSPAWN_PID=$!
 
-for i in $(seq 1 200); do
-        LEADER=
-        for p in $(pgrep -P "$NSPAWN_PID"); do
-                [ "$(cat /proc/"$p"/comm 2>/dev/null)" = systemd ] && LEADER=$p
-        done
-        [ -n "$LEADER" ] && break
-        kill -0 "$NSPAWN_PID" 2>/dev/null || break
-        sleep 0.1
-done
-if [ -z "$LEADER" ]; then
-        tail -n 20 "$TMP/console.log" | indent
-        if grep -qiE 'not supported|permission denied|operation not permitted|failed to (create|mount)' "$TMP/console.log"; then
-                skip "systemd-nspawn cannot start a container on this machine (see above)"
-        fi
-        fail "systemd-nspawn started a container"
-        finish
-fi
-
-c() {
-        nsenter -t "$LEADER" -a "$@"
-}
-
-c_write() {
-        c /bin/sh -c 'mkdir -p "$(dirname "$1")" && cat >"$1"' sh "$1"
-}
-
-state=
-for i in $(seq 1 300); do
-        state=$(c systemctl is-system-running 2>/dev/null)
-        case "$state" in
-        running | degraded) break ;;
-        esac
-        sleep 0.2
-done
-case "$state" in
-running | degraded) ok "container's systemd booted ($state)" ;;
-*)
-        fail "container's systemd booted (state '$state')"
-        tail -n 30 "$TMP/console.log" | indent
-        finish
-        ;;
-esac
-
-# http PATH: prints "STATUS BODY" (body on one line).
-http() {
-        c curl -sS --max-time 10 -o /dev/stdout -w ' %{http_code}' "http://127.0.0.1:8080$1" 2>&1 |
-                tr '\n' ' ' | awk '{ s = $NF; $NF = ""; sub(/ +$/, ""); print s " " $0 }'
-}
-
-prop() {
-        c systemctl show -P "$2" "$1" 2>/dev/null
-}
+container_wait_leader
+container_wait_booted
 
 listening() {
         c ss -Hltn 'sport = :8080' 2>/dev/null | grep -c 127.0.0.1:8080

@@ -27,26 +27,8 @@ N_REQUESTS=${E2E_REQUESTS:-300}
 VERBOSE=${E2E_VERBOSE:-0}
 PY=/usr/bin/python3
 MACHINE=proxyd-e2e-$$
-PASSED=0
-FAILED=0
-TMP=
-NSPAWN_PID=
-LEADER=
-
-skip() {
-        echo "skip - $*"
-        exit 77
-}
-
-ok() {
-        echo "ok - $*"
-        PASSED=$((PASSED + 1))
-}
-
-fail() {
-        echo "FAIL - $*"
-        FAILED=$((FAILED + 1))
-}
+# shellcheck source=tests/integration/container.sh
+. "$(dirname "$0")/container.sh"
 
 # count_until TRIES COMMAND...: runs COMMAND (it prints a count) every 0.1 s until the count
 # is at least 1 or TRIES runs are done; prints the last count (0 if none).
@@ -61,55 +43,11 @@ count_until() {
         echo "${n:-0}"
 }
 
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
-check() {
-        local what=$1
-        shift
-        local out
-        if out=$("$@" 2>&1); then
-                ok "$what"
-        else
-                fail "$what"
-                [ -n "$out" ] && echo "$out" | sed 's/^/#   /' | tail -n 30
-        fi
-}
 
-note() {
-        echo "# $*"
-}
-
-cleanup() {
-        local i
-        if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
-                # SIGTERM makes nspawn ask the container's systemd to power off.
-                kill -TERM "$NSPAWN_PID" 2>/dev/null
-                for i in $(seq 1 100); do
-                        kill -0 "$NSPAWN_PID" 2>/dev/null || break
-                        sleep 0.1
-                done
-                if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-                        kill -KILL "$NSPAWN_PID" 2>/dev/null
-                        [ -n "$LEADER" ] && kill -KILL "$LEADER" 2>/dev/null
-                fi
-                wait "$NSPAWN_PID" 2>/dev/null
-        fi
-        if [ -n "$TMP" ] && [ -d "$TMP" ]; then
-                # nspawn unmounts its own mounts; make sure nothing of ours stays.
-                findmnt -rn -o TARGET | grep -F "$TMP" | sort -r | while read -r m; do
-                        umount -l "$m" 2>/dev/null
-                done
-                rm -rf "$TMP"
-        fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- can we run?
 
-[ "$(id -u)" = 0 ] || skip "needs root to run systemd-nspawn"
-command -v systemd-nspawn >/dev/null || skip "systemd-nspawn is not installed (package systemd-container)"
-command -v nsenter >/dev/null || skip "nsenter is not installed (package util-linux)"
-[ -x /usr/lib/systemd/systemd ] || skip "no /usr/lib/systemd/systemd to boot in the container"
+container_require
 [ -x "$PY" ] || skip "no $PY"
 for t in curl journalctl systemctl; do
         [ -x /usr/bin/$t ] || skip "no /usr/bin/$t for the container"
@@ -191,54 +129,9 @@ systemd-nspawn -D / --volatile=yes -b --register=no --keep-unit --private-networ
         systemd.firstboot=off </dev/null >"$TMP/console.log" 2>&1 &
 NSPAWN_PID=$!
 
-# The leader is the container's systemd, nspawn's child (nspawn first forks
-# short-lived helpers, so wait for the process that is systemd).
-for i in $(seq 1 200); do
-        LEADER=
-        for p in $(pgrep -P "$NSPAWN_PID"); do
-                [ "$(cat /proc/"$p"/comm 2>/dev/null)" = systemd ] && LEADER=$p
-        done
-        [ -n "$LEADER" ] && break
-        kill -0 "$NSPAWN_PID" 2>/dev/null || break
-        sleep 0.1
-done
-if [ -z "$LEADER" ]; then
-        tail -n 20 "$TMP/console.log" | sed 's/^/#   /'
-        if grep -qiE 'not supported|permission denied|operation not permitted|failed to (create|mount)' "$TMP/console.log"; then
-                skip "systemd-nspawn cannot start a container on this machine (see above)"
-        fi
-        fail "systemd-nspawn started a container"
-        echo "$PASSED passed, $FAILED failed"
-        exit 1
-fi
-
-c() {
-        nsenter -t "$LEADER" -a "$@"
-}
-
-# c_write PATH: stdin becomes PATH inside the container.
-c_write() {
-        c /bin/sh -c 'mkdir -p "$(dirname "$1")" && cat >"$1"' sh "$1"
-}
-
-state=
-for i in $(seq 1 300); do
-        state=$(c systemctl is-system-running 2>/dev/null)
-        case "$state" in
-        running | degraded) break ;;
-        esac
-        sleep 0.2
-done
-case "$state" in
-running | degraded) ok "container's systemd booted ($state)" ;;
-*)
-        fail "container's systemd booted (state '$state')"
-        tail -n 30 "$TMP/console.log" | sed 's/^/#   /'
-        echo "$PASSED passed, $FAILED failed"
-        exit 1
-        ;;
-esac
-[ "$state" = degraded ] && [ "$VERBOSE" = 1 ] && c systemctl --failed --no-pager | sed 's/^/#   /'
+container_wait_leader
+container_wait_booted
+[ "$BOOT_STATE" = degraded ] && [ "$VERBOSE" = 1 ] && c systemctl --failed --no-pager | sed 's/^/#   /'
 
 # systemd-analyze verify where the units really are: the binary exists, and
 # Documentation=man:... must find the installed man pages.
@@ -252,13 +145,6 @@ fi
 
 # ---------------------------------------------------------------- helpers
 
-# http PATH [curl args]: prints "STATUS BODY" (body on one line).
-http() {
-        local p=$1
-        shift
-        c curl -sS --max-time 10 -o /dev/stdout -w ' %{http_code}' "$@" "http://127.0.0.1:8080$p" 2>&1 |
-                tr '\n' ' ' | awk '{ s = $NF; $NF = ""; sub(/ +$/, ""); print s " " $0 }'
-}
 
 expect_http() {
         local what=$1 path=$2 want=$3 got
@@ -290,10 +176,6 @@ wait_http() {
         done
         echo "GET $path gave '$got', want '$want'"
         return 1
-}
-
-prop() {
-        c systemctl show -P "$2" "$1" 2>/dev/null
 }
 
 journal_since() {
