@@ -153,6 +153,10 @@ int uri_raw_is_unambiguous(const char *target, size_t target_len, const char *no
                 return -EINVAL;
         while (path_end < target_len && target[path_end] != '?' && target[path_end] != '#')
                 path_end++;
+        /* The usual case, without a copy: the path was already normal (no '%', no dot segment, no
+         * repeated '/', or uri_normalize() would have changed it), so both readings are it. */
+        if (path_end == norm_len && memcmp(target, norm_path, norm_len) == 0)
+                return 1;
 
         /* The path as RFC 3986 reads it: only a raw '/' separates, an empty segment is a
          * segment, "." and ".." (also written %2e) are resolved; nothing is decoded yet. */
