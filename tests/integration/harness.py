@@ -157,6 +157,25 @@ def recv_until_close(s, timeout=5.0, limit=64 << 20):
     return bytes(data), closed
 
 
+def recv_until(s, marker, timeout=5.0):
+    """Read until `marker` has arrived, the peer closes or the deadline; -> the bytes."""
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while marker not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        s.settimeout(left)
+        try:
+            b = s.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not b:
+            break
+        data += b
+    return bytes(data)
+
+
 def raw_exchange(port, data, timeout=3.0, host="127.0.0.1", pause=0.5):
     """Send `data` (bytes, or a list of bytes with None meaning `pause` seconds)
     and read until the peer closes or `timeout` passes.

@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Backend, Proxyd, Reply, Request, check, connect,  # noqa: E402
-                     free_port, parse_responses, recv_until_close,
+                     free_port, parse_responses, recv_until, recv_until_close,
                      run_main, DataStream)
 
 
@@ -115,12 +115,7 @@ servers = ( { name = "m"; listen = [ "http" ];
                 for _ in range(20):
                     s = connect(port)
                     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                    d = b""
-                    while d.count(b"\n") < 1 or b"body=0\n" not in d:
-                        chunk = s.recv(4096)
-                        if not chunk:
-                            break
-                        d += chunk
+                    recv_until(s, b"body=0\n")
                     time.sleep(pause)
                     s.sendall(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
                               b"Connection: close\r\n\r\n" + b"x" * 100)
@@ -142,9 +137,7 @@ servers = ( { name = "m"; listen = [ "http" ];
             data = DataStream(size, seed=7)
             s = connect(port, timeout=30)
             s.sendall(b"GET /down HTTP/1.1\r\nHost: x\r\n\r\n")
-            d = b""
-            while b"body=0\n" not in d:
-                d += s.recv(4096)
+            recv_until(s, b"body=0\n")
             s.sendall(b"PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
                       b"Connection: close\r\n\r\n" % size)
             for blk in data.blocks():
@@ -240,18 +233,9 @@ def upgrade_smuggling():
                 s = connect(port)
                 s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
                            "Upgrade: %s\r\n\r\n" % (path, token)).encode())
-                d = b""
-                deadline = time.monotonic() + 5
-                while b"\r\n\r\n" not in d and time.monotonic() < deadline:
-                    d += s.recv(4096)
+                d = recv_until(s, b"\r\n\r\n")
                 s.sendall(b"hello")
-                s.settimeout(5)
-                got = b""
-                while b"TUNNEL:hello" not in got:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    got += chunk
+                got = recv_until(s, b"TUNNEL:hello")
                 s.close()
                 check(d.startswith(b"HTTP/1.1 101") and b"TUNNEL:hello" in d + got,
                       "Upgrade: %s to %s is tunnelled" % (token, path), (d + got)[:200])
