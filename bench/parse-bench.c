@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Micro-benchmark of the HTTP/1 head parser (proxyd/http1.c).
+ * Micro-benchmark of the HTTP/1 head parser (proxyd/http/http1.c).
  *
  * Build (from the top of the source tree; no meson target, benchmarks are not tests):
- *   cc -O2 -std=gnu11 -D_GNU_SOURCE -Iproxyd -o parse-bench bench/parse-bench.c proxyd/http1.c \
- *      proxyd/http1-fields.c proxyd/http1-chunked.c proxyd/util.c
+ *   cc -O2 -std=gnu11 -D_GNU_SOURCE -Iproxyd/base -Iproxyd/http -o parse-bench bench/parse-bench.c \
+ *      proxyd/http/http1.c proxyd/http/http1-fields.c proxyd/http/http1-chunked.c proxyd/base/util.c
  * Run:
  *   ./parse-bench                     wall-clock ns per parse for every head
  *   ./parse-bench HEAD N              parse HEAD N times (for callgrind), HEAD one of
@@ -23,7 +23,7 @@
  *
  * Instructions per parse (callgrind 3.19, gcc 12 -O2, x86-64 with SSE2), before:
  * byte-at-a-time scanner with a bounds and limit check per byte and strncasecmp()
- * per field; after: the run-skipping scanner now in proxyd/http1.c.
+ * per field; after: the run-skipping scanner now in proxyd/http/http1.c.
  *
  *   head              before    after   ratio
  *   curl                3694     1145    3.2x

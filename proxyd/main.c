@@ -8,6 +8,7 @@
 
 #include "config-merge.h"
 #include "config.h"
+#include "conn.h"
 #include "log.h"
 #include "manager.h"
 #include "tls.h"
@@ -159,7 +160,7 @@ int main(int argc, char *argv[]) {
         sigaddset(&ss, SIGINT);
         pthread_sigmask(SIG_BLOCK, &ss, NULL);
 
-        r = manager_new(arg_config, &m);
+        r = manager_new(arg_config, &conn_sessions, &m);
         if (r < 0) {
                 log_error("Not starting: the configuration %s could not be put in service", arg_config);
                 return EXIT_FAILURE;

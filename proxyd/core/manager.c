@@ -5,7 +5,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
-#include "conn.h"
 #include "daemon.h"
 #include "log.h"
 #include "manager.h"
@@ -342,12 +341,13 @@ static void manager_worker_exited(void *userdata, Worker *w, int error) {
         manager_worker_ack(m);
 }
 
-int manager_new(const char *config_path, Manager **ret) {
+int manager_new(const char *config_path, const WorkerSessionOps *sessions, Manager **ret) {
         Manager *m = calloc(1, sizeof(Manager));
         int r;
 
         if (!m)
                 return -ENOMEM;
+        m->sessions = sessions;
         m->ack_fd = -EBADF;
         m->config_path = strdup(config_path);
         if (!m->config_path) {
@@ -424,7 +424,7 @@ int manager_run(Manager *m) {
         int r = 0;
 
         m->worker_host = (WorkerHost){
-                .sessions = &conn_sessions,
+                .sessions = m->sessions,
                 .workers = m->workers,
                 .n_workers = m->n_workers,
                 .listeners = &m->listeners,

@@ -25,6 +25,7 @@ struct Manager {
 
         Worker *workers;
         unsigned n_workers;
+        const WorkerSessionOps *sessions;
         WorkerHost worker_host; /* the workers' view of this manager */
         atomic_uint n_exited;
 
@@ -49,6 +50,7 @@ struct Manager {
         char last_reload_error[256];
 };
 
-int manager_new(const char *config_path, Manager **ret);
+/* sessions: what runs on the accepted connections (the HTTP/1 session: conn_sessions). */
+int manager_new(const char *config_path, const WorkerSessionOps *sessions, Manager **ret);
 Manager *manager_free(Manager *m);
 int manager_run(Manager *m);
