@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT */
+/* Per-client limits: the shared, sharded, bounded key table and the token bucket. See limit.h. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "limit.h"
+#include "util.h"
+
+struct LimitEntry {
+        LimitEntry *hnext;        /* hash chain */
+        LimitEntry *newer, *older; /* LRU list of the shard */
+        uint64_t hash;
+        uint64_t last;   /* time of the last accepted request */
+        uint64_t excess; /* thousandths of a request, at `last` */
+        unsigned count;  /* requests in progress */
+        unsigned shard;
+        size_t key_len;  /* as given (compared up to LIMIT_KEY_MAX) */
+        char key[];
+};
+
+typedef struct LimitShard {
+        pthread_mutex_t lock;
+        LimitEntry **buckets;
+        size_t n_buckets; /* power of two */
+        LimitEntry *newest, *oldest;
+        size_t n, cap;
+} LimitShard;
+
+struct LimitTable {
+        atomic_uint refs;
+        size_t n_shards;
+        LimitShard shards[];
+};
+
+static uint64_t key_hash(const void *key, size_t n) {
+        const uint8_t *d = key;
+        uint64_t h = UINT64_C(0xcbf29ce484222325);
+        for (size_t i = 0; i < n; i++) {
+                h ^= d[i];
+                h *= UINT64_C(0x100000001b3);
+        }
+        h ^= h >> 31;
+        h *= UINT64_C(0x7fb5d329728ea185);
+        h ^= h >> 27;
+        return h;
+}
+
+int limit_table_new(size_t max_keys, LimitTable **ret) {
+        /* Small tables have one shard, so that their bound is exact; large ones spread their
+         * keys over LIMIT_SHARDS_MAX locks. */
+        size_t n_shards = max_keys >= 16 * LIMIT_SHARDS_MAX ? LIMIT_SHARDS_MAX : 1;
+        LimitTable *t;
+
+        if (max_keys == 0)
+                return -EINVAL;
+        t = calloc(1, sizeof(LimitTable) + n_shards * sizeof(LimitShard));
+        if (!t)
+                return -ENOMEM;
+        atomic_init(&t->refs, 1);
+        t->n_shards = n_shards;
+        for (size_t i = 0; i < n_shards; i++) {
+                LimitShard *s = &t->shards[i];
+                s->cap = (max_keys + n_shards - 1) / n_shards;
+                s->n_buckets = 16;
+                while (s->n_buckets < s->cap && s->n_buckets < (1u << 20))
+                        s->n_buckets <<= 1;
+                s->buckets = calloc(s->n_buckets, sizeof(LimitEntry *));
+                pthread_mutex_init(&s->lock, NULL);
+                if (!s->buckets) {
+                        t->n_shards = i + 1;
+                        limit_table_unref(t);
+                        return -ENOMEM;
+                }
+        }
+        *ret = t;
+        return 0;
+}
+
+LimitTable *limit_table_ref(LimitTable *t) {
+        if (t)
+                atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+        return t;
+}
+
+LimitTable *limit_table_unref(LimitTable *t) {
+        if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+                return NULL;
+        for (size_t i = 0; i < t->n_shards; i++) {
+                LimitShard *s = &t->shards[i];
+                for (LimitEntry *e = s->newest, *next; e; e = next) {
+                        next = e->older;
+                        free(e);
+                }
+                free(s->buckets);
+                pthread_mutex_destroy(&s->lock);
+        }
+        free(t);
+        return NULL;
+}
+
+static void lru_unlink(LimitShard *s, LimitEntry *e) {
+        if (e->newer)
+                e->newer->older = e->older;
+        else
+                s->newest = e->older;
+        if (e->older)
+                e->older->newer = e->newer;
+        else
+                s->oldest = e->newer;
+        e->newer = e->older = NULL;
+}
+
+static void lru_push(LimitShard *s, LimitEntry *e) {
+        e->older = s->newest;
+        e->newer = NULL;
+        if (s->newest)
+                s->newest->newer = e;
+        s->newest = e;
+        if (!s->oldest)
+                s->oldest = e;
+}
+
+static void entry_drop(LimitShard *s, LimitEntry *e) {
+        LimitEntry **pp = &s->buckets[e->hash & (s->n_buckets - 1)];
+        while (*pp && *pp != e)
+                pp = &(*pp)->hnext;
+        if (*pp)
+                *pp = e->hnext;
+        lru_unlink(s, e);
+        s->n--;
+        free(e);
+}
+
+/* The excess a request at `now` would leave: the stored excess plus this request, less what
+ * drained at `rate` since e->last, and never below zero (nginx's arithmetic). */
+static uint64_t excess_next(const LimitEntry *e, uint64_t rate, uint64_t now) {
+        uint64_t elapsed = now > e->last ? now - e->last : 0;
+        unsigned __int128 drained = (unsigned __int128) rate * elapsed / USEC_PER_SEC;
+        uint64_t full = e->excess + 1000;
+        return drained >= full ? 0 : full - (uint64_t) drained;
+}
+
+/* Nothing to remember: no request in progress, unused for a while, and the bucket drained so
+ * far that the next request would start from zero, as for a new key. */
+static bool entry_idle(const LimitEntry *e, const LimitParams *p, uint64_t now) {
+        return e->count == 0 && now >= e->last + LIMIT_IDLE_USEC && (p->rate == 0 || excess_next(e, p->rate, now) == 0);
+}
+
+static LimitEntry *entry_find(LimitShard *s, uint64_t h, const void *key, size_t n) {
+        size_t cmp = MIN(n, (size_t) LIMIT_KEY_MAX);
+        for (LimitEntry *e = s->buckets[h & (s->n_buckets - 1)]; e; e = e->hnext)
+                if (e->hash == h && e->key_len == n && memcmp(e->key, key, cmp) == 0)
+                        return e;
+        return NULL;
+}
+
+/* Room for one more entry: a full shard gives up its oldest entry without a request in
+ * progress (its bucket state is forgotten, as nginx does when its zone is full). */
+static bool shard_make_room(LimitShard *s) {
+        if (s->n < s->cap)
+                return true;
+        for (LimitEntry *e = s->oldest; e; e = e->newer)
+                if (e->count == 0) {
+                        entry_drop(s, e);
+                        return true;
+                }
+        return false;
+}
+
+int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key_len, uint64_t now,
+                LimitVerdict *ret, LimitHold *hold) {
+        uint64_t h = key_hash(key, MIN(key_len, (size_t) LIMIT_KEY_MAX)) ^ key_len;
+        if (key_len > LIMIT_KEY_MAX)
+                h ^= key_hash((const char *) key + LIMIT_KEY_MAX, key_len - LIMIT_KEY_MAX) * 31;
+        unsigned si = (unsigned) ((h >> 40) % t->n_shards);
+        LimitShard *s = &t->shards[si];
+        LimitVerdict v = { .result = LIMIT_PASS };
+        LimitEntry *e;
+        int r = 0;
+
+        pthread_mutex_lock(&s->lock);
+        /* Expire: the two coldest entries go when they are idle, so keys that stopped coming
+         * do not stay until the table is full. */
+        for (int k = 0; k < 2 && s->oldest && entry_idle(s->oldest, p, now); k++)
+                entry_drop(s, s->oldest);
+
+        e = entry_find(s, h, key, key_len);
+        if (!e) {
+                size_t stored = MIN(key_len, (size_t) LIMIT_KEY_MAX);
+                if (!shard_make_room(s)) {
+                        v.result = LIMIT_REJECT_FULL;
+                        goto done;
+                }
+                e = calloc(1, sizeof(LimitEntry) + stored);
+                if (!e) {
+                        r = -ENOMEM;
+                        goto done;
+                }
+                e->hash = h;
+                e->key_len = key_len;
+                e->shard = si;
+                memcpy(e->key, key, stored);
+                e->last = now;
+                e->hnext = s->buckets[h & (s->n_buckets - 1)];
+                s->buckets[h & (s->n_buckets - 1)] = e;
+                s->n++;
+                lru_push(s, e);
+                /* a new key starts with an empty bucket: its first request adds nothing */
+                e->excess = 0;
+                if (p->conn > 0)
+                        e->count++;
+                goto held;
+        }
+        lru_unlink(s, e);
+        lru_push(s, e);
+
+        if (p->conn > 0 && e->count >= p->conn) {
+                v.result = LIMIT_REJECT_CONN;
+                goto done;
+        }
+        if (p->rate > 0) {
+                uint64_t excess = excess_next(e, p->rate, now);
+                uint64_t burst = (uint64_t) p->burst * 1000;
+                if (excess > burst) {
+                        /* when a request would fit: (stored excess + 1000 - burst) drained */
+                        uint64_t need = e->excess + 1000 - burst;
+                        uint64_t at = e->last + (uint64_t) ((unsigned __int128) need * USEC_PER_SEC / p->rate);
+                        v.result = LIMIT_REJECT_RATE;
+                        v.retry_after_usec = at > now ? at - now : 1;
+                        goto done;
+                }
+                e->excess = excess;
+                e->last = now;
+                uint64_t free_part = p->nodelay ? burst : (uint64_t) p->delay * 1000;
+                if (excess > free_part) {
+                        v.result = LIMIT_DELAY;
+                        v.delay_usec = (uint64_t) ((unsigned __int128) (excess - free_part) * USEC_PER_SEC / p->rate);
+                }
+        } else
+                e->last = now;
+        if (p->conn > 0)
+                e->count++;
+held:
+        if (p->conn > 0 && hold) {
+                hold->table = limit_table_ref(t);
+                hold->entry = e;
+        }
+done:
+        pthread_mutex_unlock(&s->lock);
+        if (r >= 0)
+                *ret = v;
+        return r;
+}
+
+void limit_release(LimitHold *hold) {
+        LimitTable *t;
+        LimitShard *s;
+
+        if (!hold || !hold->table)
+                return;
+        t = hold->table;
+        s = &t->shards[hold->entry->shard];
+        pthread_mutex_lock(&s->lock);
+        if (hold->entry->count > 0)
+                hold->entry->count--;
+        pthread_mutex_unlock(&s->lock);
+        hold->table = limit_table_unref(t);
+        hold->entry = NULL;
+}
+
+size_t limit_table_size(LimitTable *t) {
+        size_t n = 0;
+        for (size_t i = 0; i < t->n_shards; i++) {
+                pthread_mutex_lock(&t->shards[i].lock);
+                n += t->shards[i].n;
+                pthread_mutex_unlock(&t->shards[i].lock);
+        }
+        return n;
+}
