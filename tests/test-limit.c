@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config-schema.h"
 #include "limit.h"
 #include "util.h"
 
@@ -25,7 +26,7 @@ static LimitResult check(LimitTable *t, const LimitParams *p, const char *key, u
 /* rate=1r/s, no burst: one request a second, the next one rejected until a second passed */
 START_TEST(test_rate_no_burst) {
         LimitTable *t;
-        LimitParams p = { .rate = 1000 };
+        LimitParams p = { .rate = 1000000 };
         LimitVerdict v;
 
         ck_assert_int_eq(limit_table_new(100, &t), 0);
@@ -46,7 +47,7 @@ END_TEST
  * frees one slot */
 START_TEST(test_burst_nodelay) {
         LimitTable *t;
-        LimitParams p = { .rate = 10000, .burst = 5, .nodelay = true };
+        LimitParams p = { .rate = 10000000, .burst = 5, .nodelay = true };
         LimitVerdict v;
 
         ck_assert_int_eq(limit_table_new(100, &t), 0);
@@ -71,7 +72,7 @@ END_TEST
  * apart; delay=2 lets the first two excess requests through at once (nginx delay=). */
 START_TEST(test_burst_delay) {
         LimitTable *t;
-        LimitParams p = { .rate = 10000, .burst = 4 };
+        LimitParams p = { .rate = 10000000, .burst = 4 };
         LimitVerdict v;
 
         ck_assert_int_eq(limit_table_new(100, &t), 0);
@@ -98,7 +99,7 @@ END_TEST
 /* Rates below one a second: 0.5r/s (30r/m) lets one request through every 2 s */
 START_TEST(test_rate_slow) {
         LimitTable *t;
-        LimitParams p = { .rate = 500 };
+        LimitParams p = { .rate = 500000 };
         LimitVerdict v;
 
         ck_assert_int_eq(limit_table_new(100, &t), 0);
@@ -137,7 +138,7 @@ END_TEST
  * when every entry has one, a new key is refused */
 START_TEST(test_bounded) {
         LimitTable *t;
-        LimitParams rp = { .rate = 1000, .burst = 10, .nodelay = true }, p = { .conn = 1 };
+        LimitParams rp = { .rate = 1000000, .burst = 10, .nodelay = true }, p = { .conn = 1 };
         LimitHold h[4] = {};
         LimitVerdict v;
         char key[16];
@@ -172,7 +173,7 @@ END_TEST
  * as the cold end of the LRU list is passed, without the table being full. */
 START_TEST(test_idle_eviction) {
         LimitTable *t;
-        LimitParams p = { .rate = 1000, .burst = 3, .nodelay = true };
+        LimitParams p = { .rate = 1000000, .burst = 3, .nodelay = true };
         LimitVerdict v;
 
         ck_assert_int_eq(limit_table_new(1000, &t), 0);
@@ -206,7 +207,7 @@ static LimitTable *shared;
 static atomic_uint passed;
 
 static void *hammer(void *arg) {
-        LimitParams p = { .rate = 1, .burst = 1499, .nodelay = true };
+        LimitParams p = { .rate = 1000, .burst = 1499, .nodelay = true };
         (void) arg;
         for (int i = 0; i < 1000; i++) {
                 LimitVerdict v;
@@ -233,7 +234,7 @@ END_TEST
 /* Keys longer than LIMIT_KEY_MAX that differ only beyond it are still different keys. */
 START_TEST(test_long_keys) {
         LimitTable *t;
-        LimitParams p = { .rate = 1000 };
+        LimitParams p = { .rate = 1000000 };
         char a[LIMIT_KEY_MAX + 10], b[LIMIT_KEY_MAX + 10];
         LimitVerdict v;
 
@@ -250,6 +251,28 @@ START_TEST(test_long_keys) {
 }
 END_TEST
 
+/* rate = "...": millionths of a request per second */
+START_TEST(test_rate_parse) {
+        static const struct {
+                const char *text;
+                uint64_t want; /* 0: invalid */
+        } t[] = {
+                { "10r/s", 10000000 }, { "1r/s", 1000000 }, { "600r/m", 10000000 }, { "1r/m", 16666 },
+                { "0.5r/s", 500000 }, { "2.25r/s", 2250000 }, { "1000000r/s", 1000000000000 },
+                { "1000001r/s", 0 }, { "0r/s", 0 }, { "10", 0 }, { "10 r/s", 0 }, { "r/s", 0 },
+                { "1.r/s", 0 }, { "10r/h", 0 }, { "-1r/s", 0 }, { "0.0000001r/s", 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                uint64_t v = 0;
+                int r = config_rate_parse(t[i].text, &v);
+                if (t[i].want == 0)
+                        ck_assert_msg(r < 0, "%s accepted", t[i].text);
+                else
+                        ck_assert_msg(r == 0 && v == t[i].want, "%s: %d %llu", t[i].text, r, (unsigned long long) v);
+        }
+}
+END_TEST
+
 static Suite *limit_suite(void) {
         Suite *s = suite_create("limit");
         TCase *tc = tcase_create("core");
@@ -263,6 +286,7 @@ static Suite *limit_suite(void) {
         tcase_add_test(tc, test_idle_eviction);
         tcase_add_test(tc, test_threads_exact);
         tcase_add_test(tc, test_long_keys);
+        tcase_add_test(tc, test_rate_parse);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -15,6 +15,7 @@
 #define UP(f) offsetof(Upstream, f)
 #define US(f) offsetof(UpstreamServer, f)
 #define HC(f) offsetof(HealthCheck, f)
+#define LZ(f) offsetof(LimitZone, f)
 #define NAMES(a) .names = a, .n_names = ELEMENTSOF(a)
 
 static const char *const log_levels[] = { "err", "warning", "notice", "info", "debug" };
@@ -35,6 +36,8 @@ static const Setting top_rows[] = {
           .check = config_check_resolver, .description = "DNS servers for re-resolving upstream names" },
         { .name = "defaults", .type = T_GROUP, .scopes = SC_TOP, .parse = schema_keep,
           .offset = SETTING_NO_FIELD, .description = "location-level settings inherited everywhere" },
+        { .name = "limits", .type = T_GROUP, .scopes = SC_TOP, .parse = config_parse_limits,
+          .offset = SETTING_NO_FIELD, .doc_section = "CLIENT LIMITS", .description = "named per-client limits" },
         { .name = "upstreams", .type = T_GROUP, .scopes = SC_TOP, .parse = schema_keep,
           .offset = SETTING_NO_FIELD, .description = "named upstream groups" },
         { .name = "servers", .type = T_LIST, .scopes = SC_TOP, .flags = SF_REQUIRED, .parse = schema_keep,
@@ -44,6 +47,11 @@ static const Setting top_rows[] = {
 static const Setting server_rows[] = {
         { .name = "name", .type = T_STRING, .scopes = SC_SERVER, .flags = SF_REQUIRED, .offset = SETTING_NO_FIELD,
           .description = "unique name, for drop-in merging and the journal" },
+        { .name = "proxy_protocol", .type = T_BOOL, .scopes = SC_SERVER, .dflt = "false", .offset = SV(proxy_protocol),
+          .doc_section = "CLIENT ADDRESSES", .description = "connections start with a PROXY protocol header" },
+        { .name = "proxy_protocol_from", .type = T_STRINGS, .scopes = SC_SERVER, .offset = SV(proxy_protocol_from),
+          .offset_n = SV(n_proxy_protocol_from), .check = config_check_cidrs, .doc_section = "CLIENT ADDRESSES",
+          .description = "addresses that may send it" },
         { .name = "listen", .type = T_STRINGS, .scopes = SC_SERVER, .flags = SF_REQUIRED, .parse = schema_keep,
           .offset = SETTING_NO_FIELD, .description = "socket names or addresses" },
         { .name = "server_name", .type = T_STRINGS, .scopes = SC_SERVER, .flags = SF_LOWER,
@@ -162,6 +170,18 @@ static const Setting inherit_rows[] = {
           .offset = LS(ssl_certificate), .description = "client certificate towards https upstreams" },
         { .name = "ssl_certificate_key", .type = T_PATH, .scopes = LOC, .inherit = INHERIT_REPLACE,
           .offset = LS(ssl_certificate_key), .description = "its key" },
+        { .name = "limit", .type = T_STRINGS, .scopes = LOC, .inherit = INHERIT_REPLACE, .offset = LS(limit),
+          .offset_n = LS(n_limit), .check = config_check_limit_names, .doc_section = "CLIENT LIMITS",
+          .description = "names of limits applied to proxied requests" },
+        { .name = "real_ip_from", .type = T_STRINGS, .scopes = LOC, .inherit = INHERIT_REPLACE, .offset = LS(real_ip_from),
+          .offset_n = LS(n_real_ip_from), .check = config_check_cidrs, .doc_section = "CLIENT ADDRESSES",
+          .description = "trusted proxies: their header says who the client is" },
+        { .name = "real_ip_header", .type = T_STRING, .scopes = LOC, .inherit = INHERIT_REPLACE,
+          .dflt = "\"X-Forwarded-For\"", .offset = LS(real_ip_header), .check = config_check_header_name,
+          .doc_section = "CLIENT ADDRESSES", .description = "the header trusted proxies set" },
+        { .name = "real_ip_recursive", .type = T_BOOL, .scopes = LOC, .inherit = INHERIT_REPLACE, .dflt = "false",
+          .offset = LS(real_ip_recursive), .doc_section = "CLIENT ADDRESSES",
+          .description = "skip every trusted address from the right" },
 };
 
 static const char *const balance_names[] = {
@@ -169,7 +189,9 @@ static const char *const balance_names[] = {
         [BALANCE_LEAST_CONN] = "least_conn",
         [BALANCE_IP_HASH] = "ip_hash",
         [BALANCE_RANDOM] = "random",
+        [BALANCE_HASH] = "hash",
 };
+static const char *const proxy_protocol_names[] = { "off", "v1", "v2" };
 /* bit i of NEXT_UPSTREAM_* is names[i]; "off" alone: none */
 static const char *const next_names[] = { "error",    "timeout",  "invalid_header", "http_502",
                                           "http_503", "http_504", "non_idempotent" };
@@ -178,7 +200,12 @@ static const Setting upstream_rows[] = {
         { .name = "servers", .type = T_LIST, .scopes = SC_UPSTREAM, .flags = SF_REQUIRED,
           .parse = config_parse_upstream_servers, .description = "the servers of the group" },
         { .name = "balance", .type = T_ENUM, .scopes = SC_UPSTREAM, .dflt = "\"round_robin\"", NAMES(balance_names),
-          .offset = UP(balance), .description = "round_robin, least_conn, ip_hash, random" },
+          .offset = UP(balance), .description = "round_robin, least_conn, ip_hash, random, hash" },
+        { .name = "hash_key", .type = T_TEMPLATE, .scopes = SC_UPSTREAM, .offset = UP(hash_key),
+          .description = "the key of balance = \"hash\"" },
+        { .name = "proxy_protocol", .type = T_ENUM, .scopes = SC_UPSTREAM, .dflt = "\"off\"",
+          NAMES(proxy_protocol_names), .offset = UP(proxy_protocol),
+          .description = "send a PROXY protocol header: off, v1, v2" },
         { .name = "keepalive", .type = T_UINT, .scopes = SC_UPSTREAM, .dflt = "32", .min = 0,
           .max = CONFIG_KEEPALIVE_MAX, .offset = UP(keepalive), .description = "idle connections per worker" },
         { .name = "keepalive_timeout", .type = T_DURATION, .scopes = SC_UPSTREAM, .dflt = "\"60s\"",
@@ -231,6 +258,23 @@ static const Setting health_check_rows[] = {
           .offset = HC(passes), .description = "consecutive passes that bring it back" },
 };
 
+static const Setting limit_rows[] = {
+        { .name = "key", .type = T_TEMPLATE, .scopes = SC_LIMIT, .dflt = "\"$remote_addr\"", .offset = LZ(key),
+          .description = "what is counted apart: the client address by default" },
+        { .name = "rate", .type = T_STRING, .scopes = SC_LIMIT, .doc_type = "string", .parse = config_parse_rate,
+          .description = "requests per second or minute per key: \"10r/s\", \"600r/m\"" },
+        { .name = "burst", .type = T_UINT, .scopes = SC_LIMIT, .dflt = "0", .min = 0, .max = 100000,
+          .offset = LZ(burst), .description = "requests above the rate that are accepted" },
+        { .name = "delay", .type = T_UINT, .scopes = SC_LIMIT, .dflt = "0", .min = 0, .max = 100000,
+          .offset = LZ(delay), .description = "of those, how many are not delayed" },
+        { .name = "nodelay", .type = T_BOOL, .scopes = SC_LIMIT, .dflt = "false", .offset = LZ(nodelay),
+          .description = "no request of the burst is delayed" },
+        { .name = "conn", .type = T_UINT, .scopes = SC_LIMIT, .dflt = "0", .min = 0, .max = 1000000,
+          .offset = LZ(conn), .description = "requests in progress per key; 0: no limit" },
+        { .name = "max_keys", .type = T_UINT, .scopes = SC_LIMIT, .dflt = "100000", .min = 1, .max = 10000000,
+          .offset = LZ(max_keys), .description = "keys remembered at most" },
+};
+
 #define TABLE(n, t, r, ...) const SettingTable n = { .title = t, .rows = r, .n_rows = ELEMENTSOF(r), __VA_ARGS__ }
 TABLE(SCHEMA_TOP, "TOP LEVEL", top_rows);
 TABLE(SCHEMA_SERVER, "SERVERS", server_rows);
@@ -240,10 +284,12 @@ TABLE(SCHEMA_INHERIT, "LOCATION SETTINGS", inherit_rows);
 TABLE(SCHEMA_UPSTREAM, "UPSTREAMS", upstream_rows);
 TABLE(SCHEMA_UPSTREAM_SERVER, "UPSTREAMS", upstream_server_rows, .nested = "servers");
 TABLE(SCHEMA_HEALTH_CHECK, "UPSTREAMS", health_check_rows, .nested = "health_check");
+TABLE(SCHEMA_LIMIT, "CLIENT LIMITS", limit_rows, .nested = "limits");
 
 const SettingTable *const SCHEMA_TABLES[] = {
         &SCHEMA_TOP,      &SCHEMA_SERVER,   &SCHEMA_TLS,             &SCHEMA_LOCATION,
         &SCHEMA_INHERIT,  &SCHEMA_UPSTREAM, &SCHEMA_UPSTREAM_SERVER, &SCHEMA_HEALTH_CHECK,
+        &SCHEMA_LIMIT,
 };
 const size_t SCHEMA_N_TABLES = ELEMENTSOF(SCHEMA_TABLES);
 
@@ -563,7 +609,7 @@ const char *schema_doc_type(const Setting *row, char *buf, size_t size) {
 
 void schema_write_defaults(FILE *f) {
         static const char *const where[] = { "top level", "servers", "tls", "locations", "defaults, servers, locations",
-                                             "upstreams", "upstream servers", "health_check" };
+                                             "upstreams", "upstream servers", "health_check", "limits" };
         _Static_assert(ELEMENTSOF(where) == ELEMENTSOF(SCHEMA_TABLES), "a heading per table");
 
         fprintf(f, "\n# Built-in defaults (proxyd.conf(5)): what a setting not given above is.\n");

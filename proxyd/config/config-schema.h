@@ -27,6 +27,7 @@ enum {
         SC_HEALTH_CHECK = 1u << 6,
         SC_TLS = 1u << 7,
         SC_TLS_CERT = 1u << 8, /* an entry of tls.certificates */
+        SC_LIMIT = 1u << 9,    /* an entry of limits */
 };
 
 typedef enum SettingType {
@@ -97,7 +98,7 @@ typedef struct SettingTable {
 } SettingTable;
 
 extern const SettingTable SCHEMA_TOP, SCHEMA_SERVER, SCHEMA_TLS, SCHEMA_LOCATION, SCHEMA_INHERIT,
-        SCHEMA_UPSTREAM, SCHEMA_UPSTREAM_SERVER, SCHEMA_HEALTH_CHECK;
+        SCHEMA_UPSTREAM, SCHEMA_UPSTREAM_SERVER, SCHEMA_HEALTH_CHECK, SCHEMA_LIMIT;
 extern const SettingTable *const SCHEMA_TABLES[];
 extern const size_t SCHEMA_N_TABLES;
 
@@ -197,6 +198,17 @@ int config_parse_matcher(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_tls_priority(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_health_check(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_upstream_servers(Loader *l, const config_setting_t *s, SchemaWalk *w);
+
+/* config-client.c: limits, client addresses, and their checks over the whole configuration */
+int config_parse_limits(Loader *l, const config_setting_t *s, SchemaWalk *w);
+int config_parse_rate(Loader *l, const config_setting_t *s, SchemaWalk *w);
+int config_rate_parse(const char *s, uint64_t *ret);
+int config_check_limit_names(Loader *l, const config_setting_t *s, const void *value, size_t n);
+int config_check_cidrs(Loader *l, const config_setting_t *s, const void *value, size_t n);
+int config_check_header_name(Loader *l, const config_setting_t *s, const void *value, size_t n);
+int parse_cidr(const char *s, AccessRule *ret);
+int config_client_link(Loader *l);
+LimitZone *limit_zone_free(LimitZone *z);
 
 /* config-address.c */
 bool all_digits(const char *s);

@@ -43,6 +43,11 @@ void settings_done(LocationSettings *s) {
         var_template_free(s->ssl_name);
         free(s->access);
         strv_free(s->upgrade_protocols, s->n_upgrade_protocols);
+        strv_free(s->limit, s->n_limit);
+        free(s->limit_zones);
+        strv_free(s->real_ip_from, s->n_real_ip_from);
+        free(s->real_ip_rules);
+        free(s->real_ip_header);
         *s = (LocationSettings) {};
 }
 
@@ -127,7 +132,11 @@ static int copy_field(const Setting *row, LocationSettings *dst, const LocationS
         case T_SIZE:
                 *(uint64_t *) to = *(const uint64_t *) from;
                 return 0;
-        case T_PATH: {
+        case T_ENUM:
+                *(int *) to = *(const int *) from;
+                return 0;
+        case T_PATH:
+        case T_STRING: {
                 const char *v = *(char *const *) from;
                 *(char **) to = v ? strdup(v) : NULL;
                 return v && !*(char **) to ? -ENOMEM : 0;
@@ -363,3 +372,30 @@ bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr
         return true;
 }
 
+
+bool cidr_match(const AccessRule *nets, size_t n, const struct sockaddr *addr) {
+        uint8_t a[16] = {};
+        int family;
+
+        if (!addr || n == 0)
+                return false;
+        if (addr->sa_family == AF_UNIX) {
+                for (size_t i = 0; i < n; i++)
+                        if (nets[i].family == AF_UNIX)
+                                return true;
+                return false;
+        }
+        if (addr->sa_family == AF_INET) {
+                family = AF_INET;
+                memcpy(a, &((const struct sockaddr_in *) addr)->sin_addr, 4);
+        } else if (addr->sa_family == AF_INET6) {
+                const struct in6_addr *in6 = &((const struct sockaddr_in6 *) addr)->sin6_addr;
+                family = IN6_IS_ADDR_V4MAPPED(in6) ? AF_INET : AF_INET6;
+                memcpy(a, in6->s6_addr + (family == AF_INET ? 12 : 0), family == AF_INET ? 4 : 16);
+        } else
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (nets[i].family == family && prefix_match(a, nets[i].addr, nets[i].prefix))
+                        return true;
+        return false;
+}

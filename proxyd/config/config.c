@@ -119,6 +119,7 @@ static Upstream *upstream_free(Upstream *u) {
         }
         free(u->servers);
         health_check_free(u->health_check);
+        var_template_free(u->hash_key);
         free(u->name);
         free(u);
         return NULL;
@@ -618,6 +619,8 @@ static Server *server_free(Server *s) {
         free(s->tls_certificates);
         free(s->tls_priority);
         free(s->tls_client_ca);
+        strv_free(s->proxy_protocol_from, s->n_proxy_protocol_from);
+        free(s->proxy_protocol_rules);
         free(s);
         return NULL;
 }
@@ -1067,6 +1070,9 @@ static Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_upstreams; i++)
                 upstream_free(c->upstreams[i]);
         free(c->upstreams);
+        for (size_t i = 0; i < c->n_limits; i++)
+                limit_zone_free(c->limits[i]);
+        free(c->limits);
         for (size_t i = 0; i < c->n_listens; i++) {
                 free(c->listens[i].text);
                 free(c->listens[i].servers);
@@ -1138,6 +1144,8 @@ int config_load(const char *path, Config **ret, ConfigDiags *diags) {
                 r = loader_defaults(&l);
         if (r >= 0)
                 r = parse_top(&l, config_root_setting((config_t *) c->merged));
+        if (r >= 0 && diags->n_errors == 0)
+                r = config_client_link(&l);
         free(l.health_dflt.path);
         /* origins point into the file list: the Config owns it from here on */
         c->files = l.files.files;

@@ -75,14 +75,49 @@ typedef struct LocationSettings {
 
         AccessRule *access; /* NULL/0: allow all */
         size_t n_access;
+
+        /* client limits and addresses (config-client.c) */
+        char **limit; /* names of `limits` entries */
+        size_t n_limit;
+        const struct LimitZone **limit_zones; /* the same, resolved (n_limit of them) */
+        char **real_ip_from; /* trusted proxies, as written */
+        size_t n_real_ip_from;
+        AccessRule *real_ip_rules; /* the same, parsed (n_real_ip_from of them) */
+        char *real_ip_header;      /* "X-Forwarded-For", "Forwarded", "X-Real-IP", ... */
+        bool real_ip_recursive;
 } LocationSettings;
+
+/* One entry of `limits`: a per-client limit, its key table shared by the locations that
+ * name it and by every worker. */
+typedef struct LimitZone {
+        char *name;
+        VarTemplate *key;
+        uint64_t rate; /* millionths of a request per second; 0: no rate limit */
+        unsigned burst;
+        unsigned delay;
+        bool nodelay;
+        unsigned conn; /* requests in progress per key; 0: no limit */
+        unsigned max_keys;
+        /* The key table, set up outside this module; released through rt_free. */
+        struct LimitTable *rt;
+        void (*rt_free)(struct LimitTable *rt);
+        const char *file;
+        int line;
+} LimitZone;
 
 typedef enum UpstreamBalance {
         BALANCE_ROUND_ROBIN,
         BALANCE_LEAST_CONN,
         BALANCE_IP_HASH,
         BALANCE_RANDOM,
+        BALANCE_HASH, /* consistent hashing of hash_key (nginx `hash KEY consistent`) */
 } UpstreamBalance;
+
+typedef enum ProxyProtocolVersion {
+        PROXY_PROTOCOL_OFF,
+        PROXY_PROTOCOL_V1,
+        PROXY_PROTOCOL_V2,
+} ProxyProtocolVersion;
 
 typedef struct UpstreamServer {
         char *address; /* as written: "10.0.0.1:80", "name:80", "unix:/run/x.sock" */
@@ -139,6 +174,8 @@ typedef struct Upstream {
         uint64_t next_upstream_timeout;  /* usec; 0: unlimited */
         uint64_t slow_start;             /* usec; 0: off */
         HealthCheck *health_check;       /* NULL: no active checks */
+        VarTemplate *hash_key;           /* balance = "hash": the key */
+        int proxy_protocol;              /* ProxyProtocolVersion sent on new connections */
         /* Runtime state (peers, health, balancer), set up outside this module; released
          * through rt_free when the Config is freed. */
         struct UpstreamRuntime *rt;
@@ -212,6 +249,10 @@ typedef struct Server {
         TlsVerifyClient tls_verify_client;
         const char *tls_file; /* the tls group */
         int tls_line;
+        bool proxy_protocol; /* a PROXY protocol header (v1 or v2) starts every connection */
+        char **proxy_protocol_from; /* who may send it, as written */
+        size_t n_proxy_protocol_from;
+        AccessRule *proxy_protocol_rules; /* the same, parsed */
 } Server;
 
 typedef enum ListenKind {
@@ -248,6 +289,8 @@ typedef struct Config {
         char **resolver;  /* DNS servers for re-resolution: "ADDR", "ADDR:PORT", "[ADDR6]:PORT" */
         size_t n_resolver;
 
+        LimitZone **limits;
+        size_t n_limits;
         Upstream **upstreams; /* named and implicit */
         size_t n_upstreams;
         Server **servers;
@@ -292,3 +335,5 @@ void config_diags_clear(ConfigDiags *d);
 
 /* True if addr (AF_INET/AF_INET6 sockaddr; AF_UNIX counts as 127.0.0.1) passes the rules. */
 bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr);
+/* True if addr is in one of the networks (rules parsed from "ADDRESS[/BITS]"; AF_UNIX: no). */
+bool cidr_match(const AccessRule *nets, size_t n, const struct sockaddr *addr);

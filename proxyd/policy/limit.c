@@ -135,7 +135,7 @@ static void entry_drop(LimitShard *s, LimitEntry *e) {
  * drained at `rate` since e->last, and never below zero (nginx's arithmetic). */
 static uint64_t excess_next(const LimitEntry *e, uint64_t rate, uint64_t now) {
         uint64_t elapsed = now > e->last ? now - e->last : 0;
-        unsigned __int128 drained = (unsigned __int128) rate * elapsed / USEC_PER_SEC;
+        unsigned __int128 drained = (unsigned __int128) rate * elapsed / (USEC_PER_SEC * 1000);
         uint64_t full = e->excess + 1000;
         return drained >= full ? 0 : full - (uint64_t) drained;
 }
@@ -224,7 +224,7 @@ int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key
                 if (excess > burst) {
                         /* when a request would fit: (stored excess + 1000 - burst) drained */
                         uint64_t need = e->excess + 1000 - burst;
-                        uint64_t at = e->last + (uint64_t) ((unsigned __int128) need * USEC_PER_SEC / p->rate);
+                        uint64_t at = e->last + (uint64_t) ((unsigned __int128) need * USEC_PER_SEC * 1000 / p->rate);
                         v.result = LIMIT_REJECT_RATE;
                         v.retry_after_usec = at > now ? at - now : 1;
                         goto done;
@@ -234,7 +234,8 @@ int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key
                 uint64_t free_part = p->nodelay ? burst : (uint64_t) p->delay * 1000;
                 if (excess > free_part) {
                         v.result = LIMIT_DELAY;
-                        v.delay_usec = (uint64_t) ((unsigned __int128) (excess - free_part) * USEC_PER_SEC / p->rate);
+                        v.delay_usec = (uint64_t) ((unsigned __int128) (excess - free_part) * USEC_PER_SEC * 1000 /
+                                                   p->rate);
                 }
         } else
                 e->last = now;
@@ -276,4 +277,27 @@ size_t limit_table_size(LimitTable *t) {
                 pthread_mutex_unlock(&t->shards[i].lock);
         }
         return n;
+}
+
+static void table_free_cb(LimitTable *t) {
+        limit_table_unref(t);
+}
+
+int limit_tables_setup(Config *c, const Config *old) {
+        for (size_t i = 0; i < c->n_limits; i++) {
+                LimitZone *z = c->limits[i];
+                for (size_t k = 0; old && k < old->n_limits && !z->rt; k++) {
+                        const LimitZone *o = old->limits[k];
+                        if (o->rt && streq(o->name, z->name) && o->max_keys == z->max_keys &&
+                            streq(o->key->source, z->key->source))
+                                z->rt = limit_table_ref(o->rt);
+                }
+                if (!z->rt) {
+                        int r = limit_table_new(z->max_keys, &z->rt);
+                        if (r < 0)
+                                return r;
+                }
+                z->rt_free = table_free_cb;
+        }
+        return 0;
 }

@@ -25,7 +25,7 @@
 #define LIMIT_IDLE_USEC (60 * UINT64_C(1000000)) /* an entry unused this long, with nothing to remember, goes */
 
 typedef struct LimitParams {
-        uint64_t rate;  /* thousandths of a request per second; 0: no rate limit */
+        uint64_t rate;  /* millionths of a request per second; 0: no rate limit */
         unsigned burst; /* requests above the rate that are accepted (delayed or not) */
         unsigned delay; /* of those, how many pass without delay */
         bool nodelay;   /* none is delayed */
@@ -68,3 +68,10 @@ void limit_release(LimitHold *hold);
 
 /* Entries in the table now (for tests and status). */
 size_t limit_table_size(LimitTable *t);
+
+#include "config.h"
+
+/* A key table for every entry of c->limits (LimitZone.rt, freed with the Config). An entry of
+ * `old` (may be NULL) with the same name, key and max_keys hands its table over, so that a
+ * reload neither forgets a client's bucket nor the requests it has in progress. */
+int limit_tables_setup(Config *c, const Config *old);
