@@ -532,6 +532,84 @@ START_TEST(test_config_upstream_fields) {
 }
 END_TEST
 
+static int pick_key(Group *g, const char *key, Peer *const *tried, size_t n_tried) {
+        uint64_t rng = 1;
+        Peer *p = upstream_pick_key(g->u.rt, NULL, key, strlen(key), tried, n_tried, 1, &rng);
+        if (!p)
+                return -1;
+        int i = (int) g->s[index_of(g, p)].entry;
+        peer_release(p);
+        return i;
+}
+
+/* balance = "hash": removing one of 8 servers moves only the keys it had, about an eighth;
+ * a server down or tried sends its keys on to the next on the ring; weights count. */
+START_TEST(test_hash_consistent) {
+        enum { N = 20000 };
+        static int first[N];
+        static const unsigned w[] = { 1, 1, 2 };
+        unsigned c[MAXS] = {}, moved = 0;
+        Group g;
+        char key[32];
+
+        group_init(&g, MAXS, NULL, BALANCE_HASH);
+        for (int i = 0; i < N; i++) {
+                snprintf(key, sizeof(key), "/obj/%d", i);
+                first[i] = pick_key(&g, key, NULL, 0);
+                ck_assert_int_ge(first[i], 0);
+                ck_assert_int_eq(pick_key(&g, key, NULL, 0), first[i]);
+                c[first[i]]++;
+        }
+        for (int k = 0; k < MAXS; k++)
+                ck_assert_msg(c[k] > N / MAXS * 6 / 10 && c[k] < N / MAXS * 14 / 10, "server %d got %u", k, c[k]);
+
+        /* server 4 removed from the group (a new set, as after a reload or DNS change) */
+        group_done(&g);
+        memmove(&g.s[4], &g.s[5], (MAXS - 5) * sizeof(UpstreamServer));
+        g.u.n_servers = MAXS - 1;
+        ck_assert_int_eq(upstream_runtimes_setup(&g.c, NULL), 0);
+        for (int i = 0; i < N; i++) {
+                snprintf(key, sizeof(key), "/obj/%d", i);
+                int now = pick_key(&g, key, NULL, 0);
+                if (first[i] != 4)
+                        ck_assert_msg(now == first[i], "key %d moved from %d to %d", i, first[i], now);
+                else {
+                        ck_assert_int_ne(now, 4);
+                        moved++;
+                }
+        }
+        ck_assert_uint_eq(moved, c[4]);
+        ck_assert_msg(moved > N / MAXS / 2 && moved < N / MAXS * 3 / 2, "%u of %d keys moved", moved, N);
+
+        /* a server down: its keys go on, the others stay; tried: the next server */
+        g.s[0].down = true;
+        for (int i = 0; i < 2000; i++) {
+                snprintf(key, sizeof(key), "/obj/%d", i);
+                int now = pick_key(&g, key, NULL, 0);
+                ck_assert_int_ne(now, 0);
+                if (first[i] != 0 && first[i] != 4)
+                        ck_assert_int_eq(now, first[i]);
+        }
+        g.s[0].down = false;
+        uint64_t rng = 1;
+        Peer *p = upstream_pick_key(g.u.rt, NULL, "k", 1, NULL, 0, 1, &rng);
+        Peer *tried[1] = { p };
+        ck_assert_int_ne(pick_key(&g, "k", tried, 1), (int) g.s[index_of(&g, p)].entry);
+        peer_release(p);
+        group_done(&g);
+
+        /* weights: twice the points, about twice the keys */
+        unsigned wc[3] = {};
+        group_init(&g, 3, w, BALANCE_HASH);
+        for (int i = 0; i < N; i++) {
+                snprintf(key, sizeof(key), "/w/%d", i);
+                wc[pick_key(&g, key, NULL, 0)]++;
+        }
+        ck_assert_msg(wc[2] > wc[0] * 3 / 2 && wc[2] > wc[1] * 3 / 2, "weights %u %u %u", wc[0], wc[1], wc[2]);
+        group_done(&g);
+}
+END_TEST
+
 static Suite *balancer_suite(void) {
         Suite *s = suite_create("balancer");
         TCase *tc = tcase_create("core");
@@ -544,6 +622,7 @@ static Suite *balancer_suite(void) {
         tcase_add_test(tc, test_least_conn);
         tcase_add_test(tc, test_ip_hash_consistent);
         tcase_add_test(tc, test_ip_hash_weighted);
+        tcase_add_test(tc, test_hash_consistent);
         tcase_add_test(tc, test_random_two);
         tcase_add_test(tc, test_slow_start);
         tcase_add_test(tc, test_entry_addresses);

@@ -249,11 +249,98 @@ static Peer *pick_random(PeerSet *set, bool backup, const PickRequest *req) {
         return a;
 }
 
+/* Consistent hashing (ketama): every peer owns weight * BALANCER_RING_POINTS points on a ring
+ * of 64-bit hashes, a key belongs to the first point at or after its hash. Removing one of N
+ * equal peers moves only the keys its points had, about 1/N of them; the others stay where
+ * they were. A key whose peer is unusable (or was tried) walks on to the next points. */
+typedef struct RingPoint {
+        uint64_t hash;
+        uint32_t peer;
+} RingPoint;
+
+struct HashRing {
+        size_t n;
+        RingPoint points[];
+};
+
+void hash_ring_free(HashRing *r) {
+        free(r);
+}
+
+static int point_cmp(const void *a, const void *b) {
+        const RingPoint *x = a, *y = b;
+        if (x->hash != y->hash)
+                return x->hash < y->hash ? -1 : 1;
+        return x->peer < y->peer ? -1 : x->peer > y->peer;
+}
+
+static uint64_t peer_identity_hash(const Peer *p) {
+        uint64_t h = UINT64_C(0xcbf29ce484222325);
+        size_t pn;
+        const void *pa = addr_bytes((const struct sockaddr *) &p->addr, p->addrlen, &pn);
+
+        h = fnv1a(h, pa, pn);
+        if (p->addr.ss_family == AF_INET)
+                h = fnv1a(h, &((const struct sockaddr_in *) &p->addr)->sin_port, 2);
+        else if (p->addr.ss_family == AF_INET6)
+                h = fnv1a(h, &((const struct sockaddr_in6 *) &p->addr)->sin6_port, 2);
+        return h;
+}
+
+static HashRing *ring_build(const PeerSet *set) {
+        size_t total = 0, k = 0;
+        HashRing *r;
+
+        for (size_t i = 0; i < set->n; i++)
+                total += (size_t) MAX(set->peers[i]->conf->weight, 1u) * BALANCER_RING_POINTS;
+        r = malloc(sizeof(HashRing) + total * sizeof(RingPoint));
+        if (!r)
+                return NULL;
+        for (size_t i = 0; i < set->n; i++) {
+                uint64_t id = peer_identity_hash(set->peers[i]);
+                size_t pts = (size_t) MAX(set->peers[i]->conf->weight, 1u) * BALANCER_RING_POINTS;
+                for (size_t j = 0; j < pts; j++)
+                        r->points[k++] = (RingPoint){ .hash = mix64(id ^ mix64(j + 1)), .peer = (uint32_t) i };
+        }
+        r->n = total;
+        qsort(r->points, total, sizeof(RingPoint), point_cmp);
+        return r;
+}
+
+static Peer *pick_hash(PeerSet *set, bool backup, const PickRequest *req) {
+        size_t lo = 0, hi;
+        uint64_t h;
+
+        if (!set->ring) {
+                set->ring = ring_build(set);
+                if (!set->ring)
+                        return NULL;
+        }
+        if (set->ring->n == 0)
+                return NULL;
+        h = mix64(fnv1a(UINT64_C(0xcbf29ce484222325), req->key ?: "", req->key ? req->key_len : 0));
+        hi = set->ring->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (set->ring->points[mid].hash < h)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (size_t k = 0; k < set->ring->n; k++) {
+                Peer *p = set->peers[set->ring->points[(lo + k) % set->ring->n].peer];
+                if (candidate(p, backup, req))
+                        return p;
+        }
+        return NULL;
+}
+
 static const BalancerOps ops_table[] = {
         [BALANCE_ROUND_ROBIN] = { .name = "round_robin", .pick = pick_round_robin },
         [BALANCE_LEAST_CONN] = { .name = "least_conn", .pick = pick_least_conn },
         [BALANCE_IP_HASH] = { .name = "ip_hash", .pick = pick_ip_hash },
         [BALANCE_RANDOM] = { .name = "random", .pick = pick_random },
+        [BALANCE_HASH] = { .name = "hash", .pick = pick_hash },
 };
 
 const BalancerOps *balancer_ops(UpstreamBalance b) {

@@ -42,8 +42,11 @@ typedef struct Peer {
         atomic_uint_fast64_t requests;         /* total picks */
 } Peer;
 
+typedef struct HashRing HashRing;
+
 typedef struct PeerSet {
         atomic_uint refs;
+        HashRing *ring; /* balance = "hash": built at the first pick (under the group lock) */
         size_t n;
         Peer *peers[];
 } PeerSet;
@@ -51,6 +54,8 @@ typedef struct PeerSet {
 /* What a pick needs to know about the request. */
 typedef struct PickRequest {
         const struct sockaddr *client; /* ip_hash key; NULL or AF_UNIX: an empty key */
+        const void *key;               /* hash: the expanded hash_key */
+        size_t key_len;
         Peer *const *tried;            /* peers already tried for this request (compared by pointer) */
         size_t n_tried;
         uint64_t now;        /* CLOCK_MONOTONIC usec */
@@ -80,3 +85,7 @@ uint64_t peer_effective_weight(const Peer *p, uint64_t now, uint64_t slow_start)
 double balancer_hrw_score(const Peer *p, const uint8_t *key, size_t key_len, uint64_t weight);
 
 uint64_t balancer_random(uint64_t *state);
+
+/* Points on the consistent-hashing ring per unit of weight (as nginx's ketama). */
+#define BALANCER_RING_POINTS 160
+void hash_ring_free(HashRing *r);

@@ -100,6 +100,7 @@ PeerSet *peer_set_unref(PeerSet *s) {
         if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
                 for (size_t i = 0; i < s->n; i++)
                         peer_unref(s->peers[i]);
+                hash_ring_free(s->ring);
                 free(s);
         }
         return NULL;
@@ -209,8 +210,15 @@ int upstream_runtimes_setup(Config *c, const Config *old) {
 
 Peer *upstream_pick(UpstreamRuntime *rt, const struct sockaddr *client, Peer *const *tried, size_t n_tried,
                     uint64_t now_usec, uint64_t *rng) {
+        return upstream_pick_key(rt, client, NULL, 0, tried, n_tried, now_usec, rng);
+}
+
+Peer *upstream_pick_key(UpstreamRuntime *rt, const struct sockaddr *client, const void *key, size_t key_len,
+                        Peer *const *tried, size_t n_tried, uint64_t now_usec, uint64_t *rng) {
         PickRequest req = {
                 .client = client,
+                .key = key,
+                .key_len = key_len,
                 .tried = tried,
                 .n_tried = n_tried,
                 .now = now_usec,

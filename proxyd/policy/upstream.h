@@ -47,6 +47,9 @@ int upstream_runtimes_setup(Config *c, const Config *old);
  */
 Peer *upstream_pick(UpstreamRuntime *rt, const struct sockaddr *client, Peer *const *tried, size_t n_tried,
                     uint64_t now_usec, uint64_t *rng);
+/* The same with the key of balance = "hash" (ignored by the other algorithms). */
+Peer *upstream_pick_key(UpstreamRuntime *rt, const struct sockaddr *client, const void *key, size_t key_len,
+                        Peer *const *tried, size_t n_tried, uint64_t now_usec, uint64_t *rng);
 
 Peer *peer_ref(Peer *p);
 Peer *peer_unref(Peer *p); /* returns NULL */
