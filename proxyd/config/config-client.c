@@ -132,6 +132,9 @@ int config_check_limit_names(Loader *l, const config_setting_t *s, const void *v
         char *const *a = value;
         int r = 0;
 
+        if (n > CONFIG_LIMITS_PER_LOCATION)
+                return ERR(l, s, "\"limit\" names %zu limits; at most %d apply to one request", n,
+                           CONFIG_LIMITS_PER_LOCATION);
         for (size_t k = 0; k < n && r != -ENOMEM; k++) {
                 if (!find_zone(l->c, a[k]))
                         r = ERR(l, elem_or(s, k), "unknown limit \"%s\" (not in the top-level \"limits\")", a[k]);

@@ -87,6 +87,8 @@ typedef struct LocationSettings {
         bool real_ip_recursive;
 } LocationSettings;
 
+#define CONFIG_LIMITS_PER_LOCATION 8 /* names in one `limit` list */
+
 /* One entry of `limits`: a per-client limit, its key table shared by the locations that
  * name it and by every worker. */
 typedef struct LimitZone {

@@ -55,6 +55,8 @@ typedef struct AccessEntry {
         uint64_t duration_usec;
         const char *request_id;
         const char *reason;   /* why proxyd produced the status itself (error cases), or NULL */
+        const char *limit;    /* the limit that rejected or delayed the request, or NULL */
+        const char *peer;     /* the proxy in front when the client address came from a header, or NULL */
 } AccessEntry;
 
 void log_access(const AccessEntry *e);

@@ -7,6 +7,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "limit.h"
 #include "manager.h"
 #include "upstream.h"
 
@@ -67,6 +68,8 @@ static int manager_build_generation(Manager *m, Generation **ret) {
 
         /* Peers, balancer state; health carried over from the generation being replaced. */
         r = upstream_runtimes_setup(c, m->gen ? m->gen->config : NULL);
+        if (r >= 0)
+                r = limit_tables_setup(c, m->gen ? m->gen->config : NULL);
         if (r < 0) {
                 log_error_errno(r, "Failed to set up upstream state");
                 snprintf(m->last_reload_error, sizeof(m->last_reload_error), "out of memory");

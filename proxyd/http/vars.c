@@ -22,6 +22,9 @@ static const char *const var_names[_VAR_MAX] = {
         [VAR_HTTP] = "http_",
         [VAR_REQUEST_METHOD] = "request_method",
         [VAR_SSL_CLIENT_S_DN] = "ssl_client_s_dn",
+        [VAR_REALIP_REMOTE_ADDR] = "realip_remote_addr",
+        [VAR_FORWARDED] = "forwarded",
+        [VAR_PROXY_ADD_FORWARDED] = "proxy_add_forwarded",
 };
 
 const char *var_name(VarId id) {

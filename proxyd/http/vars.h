@@ -24,6 +24,9 @@ typedef enum VarId {
         VAR_HTTP, /* $http_NAME: name holds NAME in lower case with '_' (match '-' or '_') */
         VAR_REQUEST_METHOD,
         VAR_SSL_CLIENT_S_DN, /* verified TLS client certificate subject (RFC 4514) */
+        VAR_REALIP_REMOTE_ADDR, /* the connection's peer, before real_ip_from replaced it */
+        VAR_FORWARDED,          /* this hop's RFC 7239 element: for=...;proto=...;host=... */
+        VAR_PROXY_ADD_FORWARDED, /* the client's Forwarded fields, then this hop's element */
         _VAR_MAX,
 } VarId;
 

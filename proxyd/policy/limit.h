@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+
 #define LIMIT_KEY_MAX 512 /* key bytes compared; a longer key is told apart by its hash beyond that */
 #define LIMIT_SHARDS_MAX 64
 #define LIMIT_IDLE_USEC (60 * UINT64_C(1000000)) /* an entry unused this long, with nothing to remember, goes */
@@ -68,8 +70,6 @@ void limit_release(LimitHold *hold);
 
 /* Entries in the table now (for tests and status). */
 size_t limit_table_size(LimitTable *t);
-
-#include "config.h"
 
 /* A key table for every entry of c->limits (LimitZone.rt, freed with the Config). An entry of
  * `old` (may be NULL) with the same name, key and max_keys hands its table over, so that a

@@ -50,6 +50,7 @@ struct Conn {
         uint64_t lingered;
         bool rd_ready, wr_ready;
         bool rdhup; /* the client's FIN (or an error) was seen */
+        bool proxy_pending; /* the PROXY protocol header is still to be read (exchange-policy.c) */
         unsigned n_requests;
 
         /* the current request's body, as the client frames it */
@@ -282,7 +283,7 @@ static int h1_send_local(Exchange *ex, const LocalResponse *l) {
         c->final_queued = true;
         c->resp_out = HTTP_BODY_NONE;
         return http1_write_local_response(&c->out, l->status, l->content_type, l->body, l->body_len, l->location,
-                                          !ex->close_after, ex->method_id == HTTP_METHOD_HEAD);
+                                          l->retry_after, !ex->close_after, ex->method_id == HTTP_METHOD_HEAD);
 }
 
 static ssize_t h1_send_data(Exchange *ex, const char *p, size_t n, bool last) {
@@ -369,6 +370,11 @@ static const char *h1_client_subject(const Exchange *ex) {
         return tls_stream_client_subject(&conn_of(ex)->client);
 }
 
+static int h1_local_address(const Exchange *ex, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        *ret_len = sizeof(*ret);
+        return getsockname(conn_of(ex)->client.fd, (struct sockaddr *) ret, ret_len) < 0 ? -errno : 0;
+}
+
 static void h1_run(Session *s) {
         conn_run((Conn *) s);
 }
@@ -385,6 +391,7 @@ static const SessionOps h1_session_ops = {
         .send_pipe = h1_send_pipe,
         .send_blocked = h1_send_blocked,
         .client_subject = h1_client_subject,
+        .local_address = h1_local_address,
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -538,6 +545,18 @@ static int conn_tunnel_step(Conn *c) {
 static int conn_head_step(Conn *c) {
         ssize_t n;
 
+        if (_unlikely_(c->proxy_pending)) {
+                int r = c->rd_ready ? session_read_proxy_header(&c->s, c->client.fd, c->rdhup) : -EAGAIN;
+                if (r == -EAGAIN) {
+                        c->rd_ready = false;
+                        return 0;
+                }
+                if (r < 0) {
+                        conn_close_now(c);
+                        return -1;
+                }
+                c->proxy_pending = false;
+        }
         if (_unlikely_(tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client))) {
                 /* Counted in the header deadline: it runs from accept. */
                 int r = tls_stream_handshake(&c->client);
@@ -760,9 +779,10 @@ static void conn_timeout(Conn *c) {
 
         switch (kind) {
         case TIMEOUT_HEADER: {
-                if (tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client)) {
+                if (c->proxy_pending || (tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client))) {
                         /* No HTTP can be spoken yet: just close. */
-                        log_info("%s: client_header_timeout expired during the TLS handshake", conn_text(c));
+                        log_info("%s: client_header_timeout expired during the %s", conn_text(c),
+                                 c->proxy_pending ? "PROXY protocol header" : "TLS handshake");
                         conn_close_now(c);
                         return;
                 }
@@ -801,6 +821,7 @@ static void conn_timeout(Conn *c) {
         case TIMEOUT_CONNECT:
         case TIMEOUT_UP_READ:
         case TIMEOUT_UP_SEND:
+        case TIMEOUT_LIMIT_DELAY:
                 exchange_timeout(c->ex, kind);
                 break;
         case TIMEOUT_NONE:
@@ -856,6 +877,7 @@ static void conn_free(Conn *c) {
                 worker_io_forget(w, &c->io);
         worker_timer_remove(w, &c->timer);
         stream_close(&c->client);
+        free(c->s.peer);
         buf_free(&c->in);
         buf_free(&c->out);
         if (c->prev)
@@ -883,8 +905,8 @@ static void conn_drain(Conn *c) {
                 return; /* busy: its response goes out with "Connection: close" */
 
         /* A last look before closing: the request may already be in the socket buffer. */
-        if (tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client))
-                return; /* still in the handshake: treat as a fresh connection */
+        if (c->proxy_pending || (tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client)))
+                return; /* still in the PROXY header or the handshake: treat as a fresh connection */
         n = read_into(&c->client, &c->in, HEAD_READ_SIZE, c->rdhup, &c->rd_ready);
         if (n > 0) {
                 c->last_read = conn_now(c);
@@ -943,7 +965,10 @@ static int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, con
         w->conns = c;
         w->n_conns++;
 
-        r = tls ? tls_stream_server_init(&c->client, fd, tls) : 0;
+        r = session_expects_proxy_header(&c->s);
+        c->proxy_pending = r > 0;
+        if (r >= 0 && tls)
+                r = tls_stream_server_init(&c->client, fd, tls);
         c->s.tls = tls != NULL;
         /* Edge-triggered, both directions, registered once: readiness is remembered in
          * rd_ready/wr_ready and cleared on EAGAIN, so no epoll_ctl() is needed per request. */

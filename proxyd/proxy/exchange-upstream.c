@@ -104,8 +104,8 @@ int exchange_connect(Exchange *ex) {
 
         for (;;) {
                 uint64_t now = ex_now(ex);
-                Peer *p = upstream_pick(ex->upstream->rt, &ex->s->remote_sa.sa, ex->tried, ex->n_tried, now,
-                                        &w->rng);
+                Peer *p = upstream_pick_key(ex->upstream->rt, &ex->s->remote_sa.sa, ex->pol.hash_key,
+                                            ex->pol.hash_key_len, ex->tried, ex->n_tried, now, &w->rng);
                 if (!p) {
                         if (ex->tries > 0 && ex->last_fail_status)
                                 /* the log says why the last attempt failed, not only that

@@ -49,6 +49,7 @@ Exchange *exchange_new(Session *s, WorkerGen *gen, void *stream) {
         if (!ex)
                 return NULL;
         s->worker->n_exchanges++;
+        session_client_reset(s);
         ex->s = s;
         ex->gen = gen;
         ex->stream = stream;
@@ -76,6 +77,7 @@ Exchange *exchange_free(Exchange *ex) {
         free(ex->target);
         free(ex->tls_name);
         free(ex->upgrade_offered);
+        exchange_policy_done(ex);
         ex->s->worker->n_exchanges--;
         ex->s->worker->exchanges_since_trim++;
         free(ex);
@@ -102,6 +104,8 @@ void exchange_log(Exchange *ex) {
                 .duration_usec = now_usec(CLOCK_MONOTONIC) - ex->start,
                 .request_id = ex->request_id,
                 .reason = ex->reason,
+                .limit = ex->pol.limit,
+                .peer = ex->s->peer && ex->s->peer->replaced ? ex->s->peer->addr : NULL,
         };
         if (g->access_file)
                 access_buf_add(&w->access_buf, g->access_file, &e);
@@ -411,8 +415,15 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
                 .server_port = ex->s->local_port,
                 .proxy_host = pp->proxy_host,
                 .request_id = ex->request_id,
+                .realip_remote_addr = session_peer_text(ex->s),
         };
         ex->upstream = pp->upstream;
+        r = exchange_limits(ex, &ri, s);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = exchange_upstream_prepare(ex, &ri);
+        if (r < 0)
+                return r;
         if (pp->https) {
                 r = exchange_setup_tls(ex, &ri, s);
                 if (r < 0)
@@ -430,6 +441,10 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
 
         if (req->expect_continue && !ex->req_done)
                 (void) ex->s->ops->send_interim(ex, 100);
+        if (ex->pol.delay_until > 0) {
+                ex->src = &source_limit_wait; /* then source_upstream */
+                return 1;
+        }
         ex->src = &source_upstream;
         return exchange_connect(ex);
 }
@@ -486,6 +501,9 @@ int exchange_begin(Exchange *ex) {
         const LocationSettings *s = ex_settings(ex);
         bool body_pending = !ex->req_done;
 
+        r = exchange_client_identity(ex, s);
+        if (r < 0)
+                return r;
         if (!ex->loc) {
                 return exchange_local_response(ex, 404, NULL, NULL, 0, NULL, !body_pending);
         }

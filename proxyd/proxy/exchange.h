@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "http1-writer.h"
+#include "exchange-policy.h"
 #include "session.h"
 #include "source.h"
 #include "tunnel.h"
@@ -124,6 +125,7 @@ struct Exchange {
         const char *reason;
         uint64_t bytes_sent;
         uint64_t bytes_received;
+        ExchangePolicy pol; /* limits held, delay, hash key (exchange-policy.c) */
 };
 
 /* ---------------------------------------------------------------------------------------- */

@@ -20,6 +20,38 @@ static int append_http_values(Buf *out, const HttpRequest *req, const VarSegment
         return first ? 0 : 1;
 }
 
+static bool all_tchar(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      strchr("!#$%&'*+-.^_`|~", c)))
+                        return false;
+        }
+        return n > 0;
+}
+
+/* RFC 7239 element for this hop: for=192.0.2.1;proto=https;host=example.com, an IPv6 client
+ * as for="[2001:db8::1]", a client over a unix socket as for=unknown; host quoted when it is
+ * not a token. */
+static int append_forwarded(Buf *out, const RequestInfo *ri) {
+        const char *a = ri->remote_addr;
+        int r;
+
+        if (streq(a, "unix:") || !*a)
+                r = buf_append_str(out, "for=unknown");
+        else if (strchr(a, ':'))
+                r = buf_printf(out, "for=\"[%s]\"", a);
+        else
+                r = buf_printf(out, "for=%s", a);
+        if (r >= 0)
+                r = buf_printf(out, ";proto=%s", ri->scheme);
+        if (r >= 0 && ri->host_len > 0) {
+                bool q = !all_tchar(ri->host, ri->host_len);
+                r = buf_printf(out, ";host=%s%.*s%s", q ? "\"" : "", (int) ri->host_len, ri->host, q ? "\"" : "");
+        }
+        return r;
+}
+
 int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri) {
         const HttpRequest *req = ri->req;
         int r = 0;
@@ -80,6 +112,19 @@ int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri) {
                 case VAR_SSL_CLIENT_S_DN:
                         if (ri->ssl_client_s_dn)
                                 r = buf_append_str(out, ri->ssl_client_s_dn);
+                        break;
+                case VAR_REALIP_REMOTE_ADDR:
+                        r = buf_append_str(out, ri->realip_remote_addr ?: ri->remote_addr);
+                        break;
+                case VAR_FORWARDED:
+                        r = append_forwarded(out, ri);
+                        break;
+                case VAR_PROXY_ADD_FORWARDED:
+                        r = append_http_values(out, req, NULL, "Forwarded", ", ");
+                        if (r > 0)
+                                r = buf_append(out, ", ", 2);
+                        if (r >= 0)
+                                r = append_forwarded(out, ri);
                         break;
                 case _VAR_MAX:
                         break;
@@ -395,7 +440,8 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
 }
 
 int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
-                               size_t body_len, const char *location, bool keep_alive, bool head_only) {
+                               size_t body_len, const char *location, unsigned retry_after, bool keep_alive,
+                               bool head_only) {
         char page[512];
         const char *text = http1_status_text(status);
         int r;
@@ -414,6 +460,8 @@ int http1_write_local_response(Buf *out, int status, const char *content_type, c
                        status, text, content_type ?: "text/plain", body_len);
         if (r >= 0 && location)
                 r = buf_printf(out, "Location: %s\r\n", location);
+        if (r >= 0 && retry_after > 0)
+                r = buf_printf(out, "Retry-After: %u\r\n", retry_after);
         if (r >= 0)
                 r = buf_append_str(out, keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
         if (r >= 0 && !head_only && body_len > 0)

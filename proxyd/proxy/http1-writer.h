@@ -25,6 +25,7 @@ typedef struct RequestInfo {
         const char *proxy_host;
         const char *request_id;
         const char *ssl_client_s_dn; /* verified client certificate subject, NULL if none */
+        const char *realip_remote_addr; /* the connection's peer, before real_ip_* (NULL: remote_addr) */
 } RequestInfo;
 
 int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri);
@@ -47,4 +48,5 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
 
 /* A response proxyd makes itself (errors, `return`). body NULL: the standard error page. */
 int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
-                               size_t body_len, const char *location, bool keep_alive, bool head_only);
+                               size_t body_len, const char *location, unsigned retry_after, bool keep_alive,
+                               bool head_only);

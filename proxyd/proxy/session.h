@@ -43,6 +43,7 @@ typedef struct Session {
                 struct sockaddr_in in;
                 struct sockaddr_in6 in6;
         } remote_sa; /* the balancer's ip_hash key, access rules; a unix peer keeps only its family */
+        struct SessionPeer *peer; /* the connection's address, kept while a request's (real_ip_*) replaces it */
         bool tls;     /* the client connection is TLS: $scheme is https */
         bool draining; /* a stop is in progress: the connection ends after the current response(s) */
 } Session;
@@ -54,6 +55,7 @@ typedef struct LocalResponse {
         const char *body;         /* NULL: the standard error page for status */
         size_t body_len;
         const char *location;     /* a Location field, or NULL */
+        unsigned retry_after;     /* a Retry-After field (seconds), or 0 */
 } LocalResponse;
 
 struct SessionOps {
@@ -101,6 +103,8 @@ struct SessionOps {
 
         /* The subject DN of the client's TLS certificate ($ssl_client_s_dn), or NULL. */
         const char *(*client_subject)(const Exchange *ex);
+        /* The address the client connected to (the PROXY protocol towards upstreams). */
+        int (*local_address)(const Exchange *ex, struct sockaddr_storage *ret, socklen_t *ret_len);
 };
 
 /* "address:port" of the client, for log lines, in a per-thread buffer valid until the next

@@ -38,6 +38,7 @@ typedef enum TimeoutKind {
         TIMEOUT_CONNECT,
         TIMEOUT_UP_READ,
         TIMEOUT_UP_SEND,
+        TIMEOUT_LIMIT_DELAY, /* a rate limit's delay is over (source_limit_wait) */
 } TimeoutKind;
 
 typedef struct SourceOps {
