@@ -15,7 +15,11 @@ balance = "hash": a URI always reaches the same server, and removing one of thre
 
 import glob
 import os
+import shutil
 import socket
+import ssl
+import subprocess
+import tempfile
 import struct
 import sys
 import threading
@@ -347,6 +351,51 @@ def test_proxy_protocol_in():
             p.close()
 
 
+PP_TLS = """servers = (
+  { name = "pp-tls"; listen = [ "127.0.0.1:PORT" ]; proxy_protocol = true; proxy_protocol_from = [ "127.0.0.1" ];
+    tls = { certificate = "CERT"; key = "KEY"; };
+    set_header = { X-Real-IP = "$remote_addr"; };
+    locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:BPORT"; } ); } );
+"""
+
+
+def test_proxy_protocol_tls():
+    """The header comes before the TLS handshake (HAProxy in TCP mode, AWS NLB)."""
+    tmp = tempfile.mkdtemp(prefix="proxyd-pp-tls-")
+    key, cert, tmpl = (os.path.join(tmp, n) for n in ("k.pem", "c.pem", "t.cfg"))
+    with open(tmpl, "w") as f:
+        f.write("cn = example.test\ndns_name = example.test\ntls_www_server\nexpiration_days = 30\n")
+    subprocess.run(["certtool", "--generate-privkey", "--key-type=ecdsa", "--outfile", key],
+                   check=True, capture_output=True)
+    subprocess.run(["certtool", "--generate-self-signed", "--load-privkey", key, "--template", tmpl,
+                    "--outfile", cert], check=True, capture_output=True)
+    try:
+        with Backend(echo_client) as b:
+            p, port = start(PP_TLS.replace("BPORT", str(b.port)).replace("CERT", cert).replace("KEY", key))
+            try:
+                ctx = ssl.create_default_context(cafile=cert)
+                s = connect(port)
+                s.sendall(v2_tcp4("192.0.2.99", "127.0.0.1", 4444, 443))
+                t = ctx.wrap_socket(s, server_hostname="example.test")
+                t.sendall(GET)
+                data, _ = recv_until_close(t)
+                t.close()
+                check(b"200 OK" in data and b"xrealip=192.0.2.99 " in data,
+                      "PROXY v2 header, then TLS: the header's client", data[-80:])
+                s = connect(port)
+                try:
+                    ctx.wrap_socket(s, server_hostname="example.test")
+                    ok = False
+                except (ssl.SSLError, OSError):
+                    ok = True
+                s.close()
+                check(ok, "TLS without the PROXY header first: refused")
+            finally:
+                p.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------
 # the PROXY protocol, to upstreams
 
@@ -531,6 +580,7 @@ def main():
     test_limits()
     test_real_ip()
     test_proxy_protocol_in()
+    test_proxy_protocol_tls()
     test_proxy_protocol_out()
     test_hash()
 
