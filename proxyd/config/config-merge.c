@@ -199,7 +199,7 @@ static int merge_root(MergeCtx *m, config_setting_t *root, const config_setting_
                 config_setting_t *d = config_setting_get_member(root, name);
                 int want = -1, r;
 
-                if (streq(name, "defaults") || streq(name, "upstreams"))
+                if (streq(name, "defaults") || streq(name, "upstreams") || streq(name, "limits"))
                         want = CONFIG_TYPE_GROUP;
                 else if (streq(name, "servers"))
                         want = CONFIG_TYPE_LIST;
@@ -216,7 +216,7 @@ static int merge_root(MergeCtx *m, config_setting_t *root, const config_setting_
                         if (want == CONFIG_TYPE_LIST)
                                 r = merge_servers(m, d, k);
                         else
-                                /* defaults: per key; upstreams: per name, the later one whole */
+                                /* defaults: per key; upstreams, limits: per name, the later one whole */
                                 r = merge_keys(m, d, k);
                         if (r < 0)
                                 return r;
