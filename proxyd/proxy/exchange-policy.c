@@ -147,7 +147,7 @@ int exchange_limits(Exchange *ex, const RequestInfo *ri, const LocationSettings 
 
         if (_likely_(s->n_limit == 0))
                 return 0;
-        for (size_t i = 0; i < s->n_limit && i < EXCHANGE_LIMITS_MAX; i++) {
+        for (size_t i = 0; i < s->n_limit; i++) {
                 const LimitZone *z = s->limit_zones[i];
                 const LimitParams p = { .rate = z->rate, .burst = z->burst, .delay = z->delay,
                                         .nodelay = z->nodelay, .conn = z->conn };

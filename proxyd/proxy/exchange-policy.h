@@ -14,7 +14,6 @@
 
 #include "limit.h"
 
-#define EXCHANGE_LIMITS_MAX 8 /* limits one location may apply */
 
 typedef struct Exchange Exchange;
 typedef struct Session Session;

@@ -524,11 +524,12 @@ def test_hash():
             import signal
             os.kill(p.pid, signal.SIGHUP)
             check(p.wait_log(r"Configuration #2 applied", timeout=5) is not None, "reloaded")
-            # every worker has the new configuration once a URI of server 2 no longer reaches it
+            # every worker has the new configuration once a URI of server 2 no longer reaches
+            # it, several times in a row (on new connections, whichever worker takes them)
             u2 = [u for u in uris if first[u] == 2][0]
-            deadline = time.monotonic() + 5
-            while where(u2) == 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            deadline, row = time.monotonic() + 10, 0
+            while row < 8 and time.monotonic() < deadline:
+                row = row + 1 if where(u2) != 2 else 0
             after = {u: where(u) for u in uris}
             stayed = [u for u in uris if first[u] != 2]
             check(all(after[u] == first[u] for u in stayed),
