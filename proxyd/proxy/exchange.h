@@ -21,7 +21,7 @@
 
 #include "buf.h"
 #include "http1-writer.h"
-#include "exchange-policy.h"
+#include "client-policy.h"
 #include "session.h"
 #include "source.h"
 #include "tunnel.h"
@@ -243,3 +243,32 @@ void exchange_reject(Exchange *ex, int status, const char *reason, size_t offset
 void exchange_release_upstream(Exchange *ex, bool reusable);
 /* Pick a peer and get a connection to it; 1 when an attempt started, 0 when it failed. */
 int exchange_connect(Exchange *ex);
+
+/* exchange-policy.c: client addresses (the PROXY protocol, real_ip_*) and limits */
+
+/* A new client connection: 1 when it must start with a PROXY protocol header, 0 when not,
+ * -EPERM when it must but comes from an address not in proxy_protocol_from (logged). */
+int session_expects_proxy_header(Session *s);
+/* Take the PROXY protocol header from fd (before anything else, TLS included): 0 done
+ * (s->remote_* say whose connection it is), -EAGAIN not complete yet (edge-triggered: wait for
+ * bytes), another -errno: the connection must be closed (a bad header, logged). */
+int session_read_proxy_header(Session *s, int fd, bool hup);
+/* The connection's own address again (a new request starts). */
+void session_client_reset(Session *s);
+/* The address of the connection's peer (after the PROXY protocol), whatever the request says. */
+const char *session_peer_text(const Session *s);
+
+/* exchange.c, once the location is known: real_ip_* of s. 0, or -ENOMEM. */
+int exchange_client_identity(Exchange *ex, const LocationSettings *s);
+/* The limits of s for a request about to be proxied. 0: go on (perhaps delayed: then the
+ * exchange's source is source_limit_wait until ex->pol.delay_until), 1: answered (429),
+ * <0: error. */
+int exchange_limits(Exchange *ex, const RequestInfo *ri, const LocationSettings *s);
+/* The upstream's hash_key, when it balances by hash; and its PROXY protocol header, in front
+ * of the request head (ex->req_head, empty so far). */
+int exchange_upstream_prepare(Exchange *ex, const RequestInfo *ri);
+void exchange_policy_done(Exchange *ex);
+
+/* A request a rate limit delays: nothing happens until ex->pol.delay_until, then the upstream
+ * source starts. */
+extern const SourceOps source_limit_wait;

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The state of client policy on the request path (exchange-policy.c): who the client is (the
+ * PROXY protocol on the connection, real_ip_* per request) and the per-client limits a
+ * request holds. The functions are declared in exchange.h.
+ */
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "limit.h"
+
+
+/* The connection's own client address while a request runs under one taken from a header. */
+typedef struct SessionPeer {
+        union {
+                struct sockaddr sa;
+                struct sockaddr_in in;
+                struct sockaddr_in6 in6;
+        } sa;
+        char addr[INET6_ADDRSTRLEN];
+        unsigned port;
+        bool replaced; /* the Session's remote_* hold a request's address */
+} SessionPeer;
+
+typedef struct ExchangePolicy {
+        LimitHold holds[CONFIG_LIMITS_PER_LOCATION];
+        size_t n_holds;
+        uint64_t delay_until; /* the request waits for a rate limit until then (source_limit_wait) */
+        const char *limit;    /* the limit that rejected or delayed the request (access entry) */
+        char *hash_key;       /* balance = "hash": the expanded key */
+        size_t hash_key_len;
+} ExchangePolicy;
+
