@@ -52,6 +52,8 @@ static const Setting server_rows[] = {
           .description = "TLS termination" },
         { .name = "locations", .type = T_LIST, .scopes = SC_SERVER, .flags = SF_REQUIRED, .parse = schema_keep,
           .offset = SETTING_NO_FIELD, .description = "the locations" },
+        { .name = "admin", .type = T_BOOL, .scopes = SC_SERVER, .dflt = "false", .offset = SV(admin),
+          .description = "serves proxyd's admin endpoint (metrics, status, control) instead of locations" },
 };
 
 static const char *const verify_modes[] = { "off", "optional", "on" };

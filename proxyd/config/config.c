@@ -871,7 +871,12 @@ static int parse_server(Loader *l, const config_setting_t *g, const LocationSett
                         "client_max_header_line at least 16, client_max_header_size at least the request line, "
                         "client_max_headers at least 1)", srv->name ?: "?"));
 
-        if (!locs)
+        if (srv->admin) {
+                /* proxyd answers there itself (admin.c): metrics, status page, control */
+                if (locs)
+                        TRY(ERR(l, locs, "server \"%s\" has admin = true: it takes no \"locations\"",
+                                srv->name ?: "?"));
+        } else if (!locs)
                 TRY(ERR(l, g, "server \"%s\" has no \"locations\"", srv->name ?: "?"));
         else if (config_setting_type(locs) != CONFIG_TYPE_LIST)
                 TRY(ERR(l, locs, "\"locations\" must be a list ( { ... }, ... )"));
@@ -966,6 +971,75 @@ static int warn_server(Loader *l, const Server *srv, const config_setting_t *g) 
         return 0;
 }
 
+/* ---- the admin endpoint ---- */
+
+/* At most one server has admin = true, and it shares no socket with the others, so that a
+ * public listener never reaches the admin handler. Without one, a built-in admin server
+ * (default settings, no access rules) serves the socket named "admin" if systemd hands it
+ * over (proxyd-admin.socket: a unix socket whose mode and group are the access control). */
+static int config_admin_setup(Loader *l, const LocationSettings *defaults) {
+        Config *c = l->c;
+        Server *admin = NULL;
+        int r;
+
+        for (size_t i = 0; i < c->n_servers; i++) {
+                Server *s = c->servers[i];
+                if (!s->admin)
+                        continue;
+                if (admin)
+                        TRY(config_diag_add(l->diags, s->file, s->line, false,
+                                            "server \"%s\" has admin = true, but server \"%s\" (%s:%d) already has",
+                                            s->name ?: "?", admin->name ?: "?", admin->file ?: "?", admin->line));
+                else
+                        admin = s;
+        }
+        for (size_t i = 0; i < c->n_listens; i++) {
+                const Listen *li = &c->listens[i];
+                for (size_t k = 1; k < li->n_servers; k++)
+                        if (li->servers[k]->admin != li->servers[0]->admin) {
+                                const Server *a = li->servers[k]->admin ? li->servers[k] : li->servers[0];
+                                const Server *o = li->servers[k]->admin ? li->servers[0] : li->servers[k];
+                                TRY(config_diag_add(l->diags, a->file, a->line, false,
+                                                    "the admin server \"%s\" shares listen \"%s\" with server \"%s\": "
+                                                    "the admin endpoint needs a socket of its own",
+                                                    a->name ?: "?", li->text, o->name ?: "?"));
+                                break;
+                        }
+        }
+        if (admin)
+                return 0;
+
+        Server *srv = calloc(1, sizeof(Server)), **a;
+        if (!srv)
+                return -ENOMEM;
+        a = reallocarray(c->servers, c->n_servers + 1, sizeof(Server *));
+        if (!a) {
+                free(srv);
+                return -ENOMEM;
+        }
+        c->servers = a;
+        a[c->n_servers++] = srv;
+        srv->admin = srv->admin_builtin = true;
+        srv->limits = HTTP_LIMITS_DEFAULT;
+        srv->name = strdup("admin");
+        if (!srv->name)
+                return -ENOMEM;
+        PartialSettings p = {};
+        r = settings_resolve(&srv->s, defaults, &p);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n_listens; i++)
+                if (c->listens[i].kind == LISTEN_NAME && streq(c->listens[i].text, "admin"))
+                        return config_diag_add(l->diags, c->listens[i].file, c->listens[i].line, false,
+                                               "listen \"admin\" is the admin endpoint's socket: only a server "
+                                               "with admin = true may use it");
+        r = add_listen(l, srv, NULL, "admin");
+        if (r < 0)
+                return r;
+        c->listens[c->n_listens - 1].optional = true;
+        return 0;
+}
+
 /* ---- top level ---- */
 
 static int parse_top(Loader *l, config_setting_t *root) {
@@ -1025,6 +1099,10 @@ static int parse_top(Loader *l, config_setting_t *root) {
         if (r == -ENOMEM)
                 goto finish;
 
+        r = config_admin_setup(l, &dflt);
+        if (r == -ENOMEM)
+                goto finish;
+
         for (size_t i = 0; i < c->n_listens; i++) {
                 const Listen *li = &c->listens[i];
                 for (size_t k = 1; k < li->n_servers; k++)
@@ -1044,6 +1122,8 @@ static int parse_top(Loader *l, config_setting_t *root) {
 
         if (l->diags->n_errors == 0 && servers)
                 for (size_t i = 0; i < c->n_servers; i++) {
+                        if (c->servers[i]->admin)
+                                continue;
                         r = warn_server(l, c->servers[i], config_setting_get_elem(servers, (unsigned) i));
                         if (r < 0)
                                 goto finish;

@@ -177,6 +177,7 @@ typedef struct Location {
         LocationSettings s;
         const char *file;
         int line;
+        atomic_uint metrics_id; /* set on first use (metrics.c) */
 } Location;
 
 /* One certificate chain + key for TLS termination (chosen by SNI when several). */
@@ -212,6 +213,12 @@ typedef struct Server {
         TlsVerifyClient tls_verify_client;
         const char *tls_file; /* the tls group */
         int tls_line;
+        /* The admin endpoint (metrics, status page, runtime control): no locations. The
+         * built-in one (admin_builtin) listens on the socket named "admin" when it is handed
+         * over and no server of the configuration has admin = true. */
+        bool admin;
+        bool admin_builtin;
+        atomic_uint metrics_id; /* set on first use (metrics.c) */
 } Server;
 
 typedef enum ListenKind {
@@ -229,6 +236,7 @@ typedef struct Listen {
         socklen_t addrlen;
         Server **servers;
         size_t n_servers;
+        bool optional; /* the built-in admin server's: used only when handed over */
         const char *file;
         int line;
 } Listen;

@@ -222,7 +222,7 @@ int listeners_bind(ListenerSet *set, const Config *c, ListenerServers **ret) {
 
                 for (size_t j = 0; j < set->n && !found; j++)
                         found = listen_matches(ls, &set->items[j]);
-                if (found)
+                if (found || ls->optional)
                         continue;
                 if (ls->kind == LISTEN_NAME)
                         return log_error_errno(ENOENT, "%s:%d: listen \"%s\": no socket with that name was handed over "

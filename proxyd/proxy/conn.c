@@ -74,6 +74,7 @@ static int conn_step(Conn *c) {
                                 c->rd_ready = false;
                                 return 0;
                         }
+                        metrics_tls_handshake(&c->worker->metrics, r >= 0);
                         if (r < 0) {
                                 log_info("%s: TLS handshake failed: %s", conn_text(c),
                                          tls_stream_error(&c->client) ?: strerror(-r));

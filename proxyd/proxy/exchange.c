@@ -87,6 +87,7 @@ void exchange_log(Exchange *ex) {
         Generation *g = conn_generation(c);
 
         atomic_fetch_add_explicit(&c->worker->stats.requests, 1, memory_order_relaxed);
+        exchange_count(ex);
         if (!g->config->access_log)
                 return;
         const AccessEntry e = {
@@ -420,6 +421,8 @@ int exchange_begin(Conn *c, size_t head_len) {
                 ex->req_body = HTTP_BODY_NONE;
         }
 
+        if (ls->n > 0 && ls->servers[0]->admin)
+                return admin_exchange_begin(c, head_len, ls->servers[0]);
         request_host(ex, &host, &host_len);
         ex->server = router_select_server(ls->servers, ls->n, host, host_len);
         if (!ex->server) {

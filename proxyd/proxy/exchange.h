@@ -279,3 +279,9 @@ int exchange_connect(Exchange *ex);
 int exchange_pump_request(Exchange *ex);
 int exchange_pump_response(Exchange *ex);
 bool upconn_has_unread(UpConn *u, Worker *w);
+
+/* admin-http.c: the admin endpoint (a socket whose server has admin = true), and the
+ * exchange's count in the metrics (from exchange_log) */
+
+int admin_exchange_begin(Conn *c, size_t head_len, Server *srv);
+void exchange_count(Exchange *ex);
