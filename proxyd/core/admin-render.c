@@ -301,9 +301,36 @@ static void json_upstreams(Buf *b, const Manager *m, const Config *c) {
         (void) buf_append(b, "]", 1);
 }
 
-int admin_render_upstreams(Admin *a, Worker *w, Buf *out) {
-        json_upstreams(out, w->host->userdata, w->gen->gen->config);
-        return buf_append(out, "\n", 1);
+int admin_render_upstreams(Admin *a, Worker *w, Buf *out, bool text) {
+        const Manager *m = w->host->userdata;
+        const Config *c = w->gen->gen->config;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+        if (!text) {
+                json_upstreams(out, m, c);
+                return buf_append(out, "\n", 1);
+        }
+        /* for proxyd ctl list: one line per server, columns aligned for the usual widths */
+        (void) buf_printf(out, "%-16s %-24s %-10s %6s %6s %10s %8s %s\n", "GROUP", "SERVER", "STATE", "WEIGHT",
+                          "ACTIVE", "SELECTED", "FAILURES", "CHECKS");
+        for (size_t i = 0; i < c->n_upstreams; i++) {
+                const Upstream *u = c->upstreams[i];
+                PeerSet *set = upstream_runtime_peers(u->rt);
+                for (size_t k = 0; set && k < set->n; k++) {
+                        const Peer *p = set->peers[k];
+                        char checks[48] = "-";
+                        if (u->health_check)
+                                snprintf(checks, sizeof(checks), "%llu/%llu",
+                                         (unsigned long long) atomic_load(&p->checks_passed),
+                                         (unsigned long long) atomic_load(&p->checks_failed));
+                        (void) buf_printf(out, "%-16s %-24s %-10s %6u %6u %10llu %8llu %s\n", u->name, p->text,
+                                          peer_state_name(peer_state(p, now)), peer_weight(p),
+                                          atomic_load(&p->active), (unsigned long long) atomic_load(&p->requests),
+                                          (unsigned long long) atomic_load(&p->failures), checks);
+                }
+                peer_set_unref(set);
+        }
+        return 0;
 }
 
 int admin_render_status(Admin *a, Worker *w, Buf *out) {

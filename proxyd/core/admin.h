@@ -83,7 +83,7 @@ void admin_counters(Admin *a, AdminCounters *ret); /* any thread */
 /* Worker thread: the bodies of the read-only endpoints, from the worker's generation. */
 int admin_render_metrics(Admin *a, Worker *w, Buf *out);
 int admin_render_status(Admin *a, Worker *w, Buf *out);
-int admin_render_upstreams(Admin *a, Worker *w, Buf *out);
+int admin_render_upstreams(Admin *a, Worker *w, Buf *out, bool text); /* text: for proxyd ctl list */
 
 /* JSON string (quotes included), escaped. */
 int json_append_string(Buf *b, const char *s);

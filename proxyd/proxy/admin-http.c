@@ -197,8 +197,13 @@ static int admin_route(Exchange *ex, const char *path, size_t plen, const char *
                         type = "text/plain; version=0.0.4; charset=utf-8";
                 } else if (path_is(path, plen, "/api/status"))
                         r = admin_render_status(a, w, &b);
-                else
-                        r = admin_render_upstreams(a, w, &b);
+                else {
+                        _cleanup_free_ char *format = query_get(q, qlen, "format");
+                        bool text = format && streq(format, "text");
+                        r = admin_render_upstreams(a, w, &b, text);
+                        if (text)
+                                type = "text/plain; charset=utf-8";
+                }
                 if (r >= 0)
                         r = answer(ex, 200, type, buf_head(&b), buf_len(&b));
                 buf_free(&b);
