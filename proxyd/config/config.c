@@ -975,12 +975,12 @@ static int warn_server(Loader *l, const Server *srv, const config_setting_t *g) 
 
 /* At most one server has admin = true, and it shares no socket with the others, so that a
  * public listener never reaches the admin handler. Without one, a built-in admin server
- * (default settings, no access rules) serves the socket named "admin" if systemd hands it
- * over (proxyd-admin.socket: a unix socket whose mode and group are the access control). */
+ * (default settings, no access rules: Config.admin_builtin) serves the socket named "admin"
+ * if systemd hands it over (proxyd-admin.socket: a unix socket whose mode and group are the
+ * access control). */
 static int config_admin_setup(Loader *l, const LocationSettings *defaults) {
         Config *c = l->c;
         Server *admin = NULL;
-        int r;
 
         for (size_t i = 0; i < c->n_servers; i++) {
                 Server *s = c->servers[i];
@@ -1009,35 +1009,22 @@ static int config_admin_setup(Loader *l, const LocationSettings *defaults) {
         if (admin)
                 return 0;
 
-        Server *srv = calloc(1, sizeof(Server)), **a;
-        if (!srv)
-                return -ENOMEM;
-        a = reallocarray(c->servers, c->n_servers + 1, sizeof(Server *));
-        if (!a) {
-                free(srv);
-                return -ENOMEM;
-        }
-        c->servers = a;
-        a[c->n_servers++] = srv;
-        srv->admin = srv->admin_builtin = true;
-        srv->limits = HTTP_LIMITS_DEFAULT;
-        srv->name = strdup("admin");
-        if (!srv->name)
-                return -ENOMEM;
-        PartialSettings p = {};
-        r = settings_resolve(&srv->s, defaults, &p);
-        if (r < 0)
-                return r;
         for (size_t i = 0; i < c->n_listens; i++)
                 if (c->listens[i].kind == LISTEN_NAME && streq(c->listens[i].text, "admin"))
                         return config_diag_add(l->diags, c->listens[i].file, c->listens[i].line, false,
                                                "listen \"admin\" is the admin endpoint's socket: only a server "
                                                "with admin = true may use it");
-        r = add_listen(l, srv, NULL, "admin");
-        if (r < 0)
-                return r;
-        c->listens[c->n_listens - 1].optional = true;
-        return 0;
+        Server *srv = calloc(1, sizeof(Server));
+        if (!srv)
+                return -ENOMEM;
+        c->admin_builtin = srv;
+        srv->admin = true;
+        srv->limits = HTTP_LIMITS_DEFAULT;
+        srv->name = strdup("admin");
+        if (!srv->name)
+                return -ENOMEM;
+        PartialSettings p = {};
+        return settings_resolve(&srv->s, defaults, &p);
 }
 
 /* ---- top level ---- */
@@ -1144,6 +1131,7 @@ static Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_servers; i++)
                 server_free(c->servers[i]);
         free(c->servers);
+        server_free(c->admin_builtin);
         for (size_t i = 0; i < c->n_upstreams; i++)
                 upstream_free(c->upstreams[i]);
         free(c->upstreams);

@@ -213,11 +213,8 @@ typedef struct Server {
         TlsVerifyClient tls_verify_client;
         const char *tls_file; /* the tls group */
         int tls_line;
-        /* The admin endpoint (metrics, status page, runtime control): no locations. The
-         * built-in one (admin_builtin) listens on the socket named "admin" when it is handed
-         * over and no server of the configuration has admin = true. */
+        /* The admin endpoint (metrics, status page, runtime control): no locations. */
         bool admin;
-        bool admin_builtin;
         atomic_uint metrics_id; /* set on first use (metrics.c) */
 } Server;
 
@@ -236,7 +233,6 @@ typedef struct Listen {
         socklen_t addrlen;
         Server **servers;
         size_t n_servers;
-        bool optional; /* the built-in admin server's: used only when handed over */
         const char *file;
         int line;
 } Listen;
@@ -260,6 +256,9 @@ typedef struct Config {
         size_t n_upstreams;
         Server **servers;
         size_t n_servers;
+        /* The admin endpoint's server when none has admin = true: serves the handed-over
+         * socket named "admin", if any (listener.c). Not in `servers` or `listens`. */
+        Server *admin_builtin;
         Listen *listens;
         size_t n_listens;
 

@@ -34,6 +34,15 @@ static void totals(const Manager *m, Totals *t) {
         }
 }
 
+/* The configuration's servers, and the built-in admin server last when there is one. */
+static size_t n_servers(const Config *c) {
+        return c->n_servers + (c->admin_builtin ? 1 : 0);
+}
+
+static const Server *server_at(const Config *c, size_t i) {
+        return i < c->n_servers ? c->servers[i] : c->admin_builtin;
+}
+
 static const char *location_label(const Location *loc, char *buf, size_t size) {
         static const char *const kinds[] = { [MATCH_EXACT] = "=", [MATCH_PREFIX] = "", [MATCH_REGEX] = "~",
                                              [MATCH_IREGEX] = "~*" };
@@ -205,40 +214,40 @@ int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
         (void) buf_printf(out, "proxyd_tls_handshake_failures_total %llu\n", (unsigned long long) t.tls_failed);
 
         header(out, "proxyd_server_requests_total", "counter", "Requests by server, status class and protocol");
-        for (size_t i = 0; i < c->n_servers; i++) {
+        for (size_t i = 0; i < n_servers(c); i++) {
                 MetricsSum s;
-                metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, c->servers[i]), &s);
-                requests_by_class(out, "proxyd_server_requests_total", "server", c->servers[i]->name, NULL, NULL, &s);
+                metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, server_at(c, i)), &s);
+                requests_by_class(out, "proxyd_server_requests_total", "server", server_at(c, i)->name, NULL, NULL, &s);
         }
         header(out, "proxyd_requests_total", "counter", "Requests by server, location, status class and protocol");
-        for (size_t i = 0; i < c->n_servers; i++)
-                for (size_t k = 0; k < c->servers[i]->n_locations; k++) {
-                        const Location *loc = c->servers[i]->locations[k];
+        for (size_t i = 0; i < n_servers(c); i++)
+                for (size_t k = 0; k < server_at(c, i)->n_locations; k++) {
+                        const Location *loc = server_at(c, i)->locations[k];
                         MetricsSum s;
-                        metrics_sum(m->workers, m->n_workers, metrics_location_id(reg, c->servers[i], loc), &s);
-                        requests_by_class(out, "proxyd_requests_total", "server", c->servers[i]->name, "location",
+                        metrics_sum(m->workers, m->n_workers, metrics_location_id(reg, server_at(c, i), loc), &s);
+                        requests_by_class(out, "proxyd_requests_total", "server", server_at(c, i)->name, "location",
                                           location_label(loc, lb, sizeof(lb)), &s);
                 }
         header(out, "proxyd_request_duration_seconds", "histogram",
                "From a request's first byte to the end of its response, by server");
-        for (size_t i = 0; i < c->n_servers; i++) {
+        for (size_t i = 0; i < n_servers(c); i++) {
                 MetricsSum s;
-                metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, c->servers[i]), &s);
-                histogram(out, "proxyd_request_duration_seconds_bucket", "server", c->servers[i]->name, NULL, NULL, &s);
-                histogram_tail(out, "proxyd_request_duration_seconds", "server", c->servers[i]->name, NULL, NULL, &s);
+                metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, server_at(c, i)), &s);
+                histogram(out, "proxyd_request_duration_seconds_bucket", "server", server_at(c, i)->name, NULL, NULL, &s);
+                histogram_tail(out, "proxyd_request_duration_seconds", "server", server_at(c, i)->name, NULL, NULL, &s);
         }
         header(out, "proxyd_received_bytes_total", "counter", "Bytes received from clients (heads and bodies)");
-        for (size_t i = 0; i < c->n_servers; i++) {
+        for (size_t i = 0; i < n_servers(c); i++) {
                 MetricsSum s;
-                metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, c->servers[i]), &s);
-                series(out, "proxyd_received_bytes_total", "server", c->servers[i]->name, NULL, NULL);
+                metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, server_at(c, i)), &s);
+                series(out, "proxyd_received_bytes_total", "server", server_at(c, i)->name, NULL, NULL);
                 (void) buf_printf(out, "} %llu\n", (unsigned long long) s.bytes_in);
         }
         header(out, "proxyd_sent_bytes_total", "counter", "Bytes sent to clients (heads and bodies)");
-        for (size_t i = 0; i < c->n_servers; i++) {
+        for (size_t i = 0; i < n_servers(c); i++) {
                 MetricsSum s;
-                metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, c->servers[i]), &s);
-                series(out, "proxyd_sent_bytes_total", "server", c->servers[i]->name, NULL, NULL);
+                metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, server_at(c, i)), &s);
+                series(out, "proxyd_sent_bytes_total", "server", server_at(c, i)->name, NULL, NULL);
                 (void) buf_printf(out, "} %llu\n", (unsigned long long) s.bytes_out);
         }
         for (size_t i = 0; i < ELEMENTSOF(peer_metrics); i++) {
@@ -351,8 +360,8 @@ int admin_render_status(Admin *a, Worker *w, Buf *out) {
                           (unsigned long long) ac.reloads, (unsigned long long) ac.reload_failures);
         (void) json_append_string(out, ac.last_error);
         (void) buf_append_str(out, ",\"servers\":[");
-        for (size_t i = 0; i < c->n_servers; i++) {
-                const Server *srv = c->servers[i];
+        for (size_t i = 0; i < n_servers(c); i++) {
+                const Server *srv = server_at(c, i);
                 MetricsSum s;
                 uint64_t by_class[5] = {};
                 metrics_sum(m->workers, m->n_workers, metrics_server_id(m->metrics, srv), &s);

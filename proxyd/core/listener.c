@@ -222,7 +222,7 @@ int listeners_bind(ListenerSet *set, const Config *c, ListenerServers **ret) {
 
                 for (size_t j = 0; j < set->n && !found; j++)
                         found = listen_matches(ls, &set->items[j]);
-                if (found || ls->optional)
+                if (found)
                         continue;
                 if (ls->kind == LISTEN_NAME)
                         return log_error_errno(ENOENT, "%s:%d: listen \"%s\": no socket with that name was handed over "
@@ -246,6 +246,14 @@ int listeners_bind(ListenerSet *set, const Config *c, ListenerServers **ret) {
                                         listener_servers_free(map, set->n);
                                         return r;
                                 }
+                        }
+                }
+                /* proxyd-admin.socket without an admin server in the configuration */
+                if (map[j].n == 0 && c->admin_builtin && streq_ptr(set->items[j].name, "admin")) {
+                        r = servers_append(&map[j], c->admin_builtin);
+                        if (r < 0) {
+                                listener_servers_free(map, set->n);
+                                return r;
                         }
                 }
                 if (map[j].n == 0 && set->items[j].handed_over) {

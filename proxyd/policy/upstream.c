@@ -139,7 +139,7 @@ static const Upstream *find_old_upstream(const Config *old, const Upstream *u) {
 
 /* The server entry is configured the same way in both generations (its address aside). */
 static bool same_server_conf(const UpstreamServer *a, const UpstreamServer *b) {
-        return streq(a->address, b->address) && a->weight == b->weight && a->max_fails == b->max_fails &&
+        return streq_ptr(a->address, b->address) && a->weight == b->weight && a->max_fails == b->max_fails &&
                a->fail_timeout == b->fail_timeout && a->backup == b->backup && a->down == b->down &&
                a->max_conns == b->max_conns;
 }

@@ -82,13 +82,15 @@ if [ -d "$D/etc/proxyd" ]; then
 fi
 
 check "installed: /usr/sbin/proxyd" test -x "$TMP/usr/sbin/proxyd"
-for u in proxyd.service proxyd.socket proxyd-https.socket; do
+for u in proxyd.service proxyd.socket proxyd-https.socket proxyd-admin.socket; do
         check "installed: unit $u" test -f "$TMP/usr/lib/systemd/system/$u"
 done
 check "installed: /etc/proxyd/proxyd.conf" test -f "$TMP/etc-proxyd/proxyd.conf"
 check "installed: /etc/proxyd/proxyd.conf.d/" test -d "$TMP/etc-proxyd/proxyd.conf.d"
-check "installed: man pages proxyd(8) and proxyd.conf(5)" \
-        test -f "$TMP/usr/share/man/man8/proxyd.8" -a -f "$TMP/usr/share/man/man5/proxyd.conf.5"
+check "installed: man pages proxyd(8), proxyd-ctl(8) and proxyd.conf(5)" \
+        test -f "$TMP/usr/share/man/man8/proxyd.8" -a -f "$TMP/usr/share/man/man8/proxyd-ctl.8" \
+        -a -f "$TMP/usr/share/man/man5/proxyd.conf.5"
+check "installed: /usr/lib/sysusers.d/proxyd.conf (the proxyd-admin group)" test -f "$TMP/usr/lib/sysusers.d/proxyd.conf"
 mkdir -p "$TMP/etc-proxyd/proxyd.conf.d"
 if [ ! -x "$TMP/usr/sbin/proxyd" ] || [ ! -f "$TMP/usr/lib/systemd/system/proxyd.service" ]; then
         echo "$PASSED passed, $FAILED failed"
@@ -135,7 +137,7 @@ container_wait_booted
 
 # systemd-analyze verify where the units really are: the binary exists, and
 # Documentation=man:... must find the installed man pages.
-out=$(c systemd-analyze verify "$VERIFY_MAN" proxyd.service proxyd.socket proxyd-https.socket 2>&1)
+out=$(c systemd-analyze verify "$VERIFY_MAN" proxyd.service proxyd.socket proxyd-https.socket proxyd-admin.socket 2>&1)
 if [ $? = 0 ] && [ -z "$out" ]; then
         ok "systemd-analyze verify $VERIFY_MAN: clean"
 else
@@ -606,6 +608,62 @@ c rm -f /etc/systemd/system/proxyd.service.d/60-config.conf
 c systemctl daemon-reload
 c systemctl restart proxyd.service
 expect_http "without the drop-in, the main configuration is back" /dropin "200 dropin"
+
+# ---------------------------------------------------------------- admin socket
+
+check "systemctl start proxyd-admin.socket" c systemctl start proxyd-admin.socket
+perm=$(c stat -c '%a %U %G' /run/proxyd/admin.sock 2>&1)
+if [ "$perm" = "660 root proxyd-admin" ]; then
+        ok "/run/proxyd/admin.sock is mode 0660, root:proxyd-admin"
+else
+        fail "/run/proxyd/admin.sock is mode 0660, root:proxyd-admin (got '$perm')"
+fi
+check "systemctl restart proxyd (it receives the admin socket)" c systemctl restart proxyd.service
+expect_http "proxying works with the admin socket handed over" /e2e-file.txt "200 backend e2e content"
+metrics=$(c curl -s --max-time 5 --unix-socket /run/proxyd/admin.sock http://localhost/metrics)
+if echo "$metrics" | grep -Eq '^proxyd_server_requests_total\{server="main",code="2xx",protocol="HTTP/1.1",scheme="http"\} [1-9]'; then
+        ok "curl --unix-socket /run/proxyd/admin.sock /metrics counts the request"
+else
+        fail "curl --unix-socket /run/proxyd/admin.sock /metrics counts the request"
+        echo "$metrics" | head -n 20 | sed 's/^/#   /'
+        dump_journal
+fi
+expect_code "/metrics on the public socket is not the admin endpoint (backend's 404)" /metrics 404
+list=$(c proxyd ctl list 2>&1)
+if echo "$list" | grep -Eq '^127\.0\.0\.1:8081 +127\.0\.0\.1:8081 +up '; then
+        ok "proxyd ctl list shows the upstream server up"
+else
+        fail "proxyd ctl list shows the upstream server up"
+        echo "$list" | sed 's/^/#   /'
+fi
+check "proxyd ctl drain 127.0.0.1:8081 127.0.0.1:8081" c proxyd ctl drain 127.0.0.1:8081 127.0.0.1:8081
+expect_code "a drained sole server gets no request: 502" /e2e-file.txt 502
+drain_entry() { c journalctl --no-pager -u proxyd.service -o json PROXYD_ADMIN_ACTION=drain 2>/dev/null | tail -n 1; }
+j=
+for i in $(seq 1 30); do
+        j=$(drain_entry)
+        [ -n "$j" ] && break
+        sleep 0.1
+done
+if echo "$j" | "$PY" -c '
+import json, sys
+e = json.loads(sys.stdin.read())
+ok = e.get("PROXYD_ADMIN_UID") == "0" and e.get("PROXYD_ADMIN_PID", "").isdigit() and \
+     e.get("PROXYD_UPSTREAM_SERVER") == "127.0.0.1:8081" and "draining" in e.get("MESSAGE", "")
+sys.exit(0 if ok else 1)' 2>/dev/null; then
+        ok "the drain is in the journal with PROXYD_ADMIN_PID= and PROXYD_ADMIN_UID=0"
+else
+        fail "the drain is in the journal with PROXYD_ADMIN_PID= and PROXYD_ADMIN_UID=0"
+        echo "#   $j"
+fi
+check "proxyd ctl enable 127.0.0.1:8081 127.0.0.1:8081" c proxyd ctl enable 127.0.0.1:8081 127.0.0.1:8081
+expect_http "enabled again: proxied" /e2e-file.txt "200 backend e2e content"
+out=$(c proxyd ctl reload 2>&1)
+if echo "$out" | grep -q '"ok":true'; then
+        ok "proxyd ctl reload ($out)"
+else
+        fail "proxyd ctl reload: $out"
+fi
 
 # ---------------------------------------------------------------- done
 
