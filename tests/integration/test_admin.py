@@ -156,6 +156,7 @@ def main():
         shutil.rmtree(sdir, ignore_errors=True)
     separation_and_config()
     explicit_admin_server()
+    tls_admin_server()
 
 
 def run_checks(p, port, sock, backends, addr, gate):
@@ -397,6 +398,34 @@ servers = (
               "the admin server's access rules allow 127.0.0.2 over the TCP admin socket", body[:200])
         status, _, body = admin_request("/", tcp=port)
         check(status == 200 and body == b"public\n", "the public socket serves its own location")
+
+
+def tls_admin_server():
+    """TLS with required client certificates on the admin endpoint, and the TLS metrics."""
+    from test_tls import Certs, curl_https, status_of
+    certs = Certs()
+    port, aport = free_port(), free_port()
+    conf = """
+servers = (
+  { name = "main"; listen = [ "http" ]; locations = ( { prefix = "/"; return = 200; } ); },
+  { name = "ops"; admin = true; listen = [ "admin" ];
+    tls = { certificate = "%s"; key = "%s"; client_ca = "%s"; verify_client = "on"; }; }
+);""" % (certs.c("example"), certs.k("example"), certs.c("ca"))
+    try:
+        with Proxyd(conf, sockets=[("127.0.0.1:%d" % port, "http"), ("127.0.0.1:%d" % aport, "admin")]):
+            mtls = ["--cert", certs.c("client"), "--key", certs.k("client")]
+            st, body = status_of(curl_https(aport, "/metrics", certs, extra=mtls))
+            ms = parse_metrics(body.decode())
+            check(st == 200 and metric(ms, "proxyd_tls_handshakes_total") == 1.0,
+                  "the TLS admin endpoint answers a client with a certificate; 1 handshake counted", (st, body[:200]))
+            st, _ = status_of(curl_https(aport, "/metrics", certs))
+            check(st != 200, "without a client certificate the TLS admin endpoint refuses", st)
+            st, body = status_of(curl_https(aport, "/metrics", certs, extra=mtls))
+            ms = parse_metrics(body.decode())
+            check_eq((metric(ms, "proxyd_tls_handshakes_total"), metric(ms, "proxyd_tls_handshake_failures_total")),
+                     (3.0, 1.0), "3 TLS handshakes counted, 1 of them failed")
+    finally:
+        certs.close()
 
 
 if __name__ == "__main__":

@@ -611,7 +611,13 @@ expect_http "without the drop-in, the main configuration is back" /dropin "200 d
 
 # ---------------------------------------------------------------- admin socket
 
-check "systemctl start proxyd-admin.socket" c systemctl start proxyd-admin.socket
+if c systemctl start proxyd-admin.socket; then
+        ok "systemctl start proxyd-admin.socket"
+else
+        fail "systemctl start proxyd-admin.socket"
+        c systemctl status --no-pager proxyd-admin.socket 2>&1 | sed 's/^/#   /'
+        c journalctl --no-pager -n 20 -u proxyd-admin.socket -u systemd-sysusers.service 2>&1 | sed 's/^/#   /'
+fi
 perm=$(c stat -c '%a %U %G' /run/proxyd/admin.sock 2>&1)
 if [ "$perm" = "660 root proxyd-admin" ]; then
         ok "/run/proxyd/admin.sock is mode 0660, root:proxyd-admin"
