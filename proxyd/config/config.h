@@ -249,6 +249,7 @@ typedef struct Config {
         const char *access_log_src; /* where access_log was set, for open errors */
         int access_log_line;
         uint64_t shutdown_timeout;
+        bool metrics; /* count exchanges for /metrics (admin endpoint) */
         char **resolver;  /* DNS servers for re-resolution: "ADDR", "ADDR:PORT", "[ADDR6]:PORT" */
         size_t n_resolver;
 

@@ -29,6 +29,9 @@ extern const size_t admin_page_html_len;
 
 void exchange_count(Exchange *ex) {
         Conn *c = ex->c;
+
+        if (!conn_generation(c)->config->metrics)
+                return;
         Peer *last = ex->n_tried > 0 && ex->upstream_status > 0 ? ex->tried[ex->n_tried - 1] : NULL;
         const MetricsExchange e = {
                 .server = ex->server,

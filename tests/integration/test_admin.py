@@ -157,6 +157,7 @@ def main():
     separation_and_config()
     explicit_admin_server()
     tls_admin_server()
+    metrics_off()
 
 
 def run_checks(p, port, sock, backends, addr, gate):
@@ -398,6 +399,22 @@ servers = (
               "the admin server's access rules allow 127.0.0.2 over the TCP admin socket", body[:200])
         status, _, body = admin_request("/", tcp=port)
         check(status == 200 and body == b"public\n", "the public socket serves its own location")
+
+
+def metrics_off():
+    """metrics = false: requests are not counted; the endpoint still answers."""
+    port, aport = free_port(), free_port()
+    conf = """
+metrics = false;
+servers = ( { name = "main"; listen = [ "http" ]; locations = ( { prefix = "/"; return = 200; } ); } );"""
+    with Proxyd(conf, sockets=[("127.0.0.1:%d" % port, "http"), ("127.0.0.1:%d" % aport, "admin")]):
+        for _ in range(2):
+            check_eq(raw_request(port, "/")[2], 200, "GET / with metrics = false")
+        status, _, body = admin_request("/metrics", tcp=aport)
+        ms = parse_metrics(body.decode())
+        check(status == 200 and metric(ms, "proxyd_request_duration_seconds_count", server="main") == 0.0
+              and not [k for k in ms if k[0] == "proxyd_requests_total"],
+              "metrics = false: no request is counted", body[:300])
 
 
 def tls_admin_server():
