@@ -104,7 +104,9 @@ def main():
     port, aport = free_port(), free_port()
     tmp = tempfile.mkdtemp(prefix="proxyd-page-")
     try:
-        with Proxyd(CONFIG % addr, sockets=[("127.0.0.1:%d" % port, "http"), ("127.0.0.1:%d" % aport, "admin")]):
+        with Proxyd(CONFIG % addr, sockets=[("127.0.0.1:%d" % port, "http"), ("127.0.0.1:%d" % aport, "admin")]) as px:
+            check(px.wait_log(r"warning: The admin socket 127\.0\.0\.1:%d is not a unix socket" % aport),
+                  "a TCP admin socket without an admin server is warned about", px.log_text()[-500:])
             for cmd in (["drain", "app", addr["a2"]], ["disable", "app", addr["a3"]], ["check", "hc", addr["h2"]]):
                 # the TCP admin socket, as a drop-in of proxyd-admin.socket would give it
                 p = subprocess.run(["curl", "-s", "-X", "POST",
