@@ -186,6 +186,10 @@ int settings_resolve(LocationSettings *dst, const LocationSettings *parent, cons
 int settings_builtin(LocationSettings *s);
 void settings_done(LocationSettings *s);
 void partial_done(PartialSettings *p);
+
+/* After the servers are parsed: check the admin server (config-admin.c), or make the
+ * built-in one (Config.admin_builtin). */
+int config_admin_setup(Loader *l, const LocationSettings *defaults);
 int parse_access_rule(const char *s, AccessRule *ret);
 
 /* config.c: parsers the tables refer to */

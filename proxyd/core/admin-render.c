@@ -8,18 +8,42 @@
 #include <stdio.h>
 
 #include "admin.h"
-#include "manager.h"
 #include "upstream.h"
 
 static const char *const class_names[5] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
 static const char *const proto_names[2] = { "HTTP/1.0", "HTTP/1.1" };
 static const char *const scheme_names[2] = { "http", "https" };
 
+/* One key's slot summed over the workers. */
+static void metrics_sum(Worker *workers, unsigned n_workers, unsigned id, MetricsSum *ret) {
+        *ret = (MetricsSum){};
+        if (id == 0 || id > METRICS_IDS_MAX)
+                return;
+        for (unsigned w = 0; w < n_workers; w++) {
+                const MetricsSlot *p = atomic_load_explicit(&workers[w].metrics.pages[(id - 1) / METRICS_PAGE],
+                                                            memory_order_acquire);
+                if (!p)
+                        continue;
+                const MetricsSlot *s = &p[(id - 1) % METRICS_PAGE];
+                for (unsigned a = 0; a < 2; a++)
+                        for (unsigned b = 0; b < 2; b++)
+                                for (unsigned c = 0; c < 5; c++)
+                                        ret->requests[a][b][c] += atomic_load_explicit(&s->requests[a][b][c],
+                                                                                       memory_order_relaxed);
+                ret->bytes_in += atomic_load_explicit(&s->bytes_in, memory_order_relaxed);
+                ret->bytes_out += atomic_load_explicit(&s->bytes_out, memory_order_relaxed);
+                for (unsigned k = 0; k < METRICS_BUCKETS; k++)
+                        ret->buckets[k] += atomic_load_explicit(&s->buckets[k], memory_order_relaxed);
+                ret->count += atomic_load_explicit(&s->count, memory_order_relaxed);
+                ret->sum_usec += atomic_load_explicit(&s->sum_usec, memory_order_relaxed);
+        }
+}
+
 typedef struct Totals {
         uint64_t connections, accepted, requests, active, idle_upstream, tls, tls_failed;
 } Totals;
 
-static void totals(const Manager *m, Totals *t) {
+static void totals(const WorkerHost *m, Totals *t) {
         *t = (Totals){};
         for (unsigned i = 0; i < m->n_workers; i++) {
                 Worker *w = &m->workers[i];
@@ -117,7 +141,7 @@ static void for_each_peer(const Config *c, Buf *b, PeerVisit visit, void *userda
 
 typedef struct PeerMetric {
         const char *name;
-        const Manager *m;
+        const WorkerHost *m;
         uint64_t now;
 } PeerMetric;
 
@@ -181,7 +205,7 @@ static const struct {
 };
 
 int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
-        const Manager *m = w->host->userdata;
+        const WorkerHost *m = w->host;
         const Config *c = w->gen->gen->config;
         MetricsRegistry *reg = w->host->metrics;
         AdminCounters ac;
@@ -267,7 +291,7 @@ int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
 
 /* ---- JSON for the status page and proxyd ctl ---- */
 
-static void json_peer(Buf *b, const Manager *m, const Upstream *u, const Peer *p, uint64_t now) {
+static void json_peer(Buf *b, const WorkerHost *m, const Upstream *u, const Peer *p, uint64_t now) {
         MetricsSum s;
         metrics_sum(m->workers, m->n_workers, metrics_peer_id(m->metrics, u->name, p), &s);
         (void) buf_append_str(b, "{\"server\":");
@@ -286,7 +310,7 @@ static void json_peer(Buf *b, const Manager *m, const Upstream *u, const Peer *p
                           (double) s.sum_usec / 1e6);
 }
 
-static void json_upstreams(Buf *b, const Manager *m, const Config *c) {
+static void json_upstreams(Buf *b, const WorkerHost *m, const Config *c) {
         static const char *const balance[] = { "round_robin", "least_conn", "ip_hash", "random" };
         uint64_t now = now_usec(CLOCK_MONOTONIC);
 
@@ -311,7 +335,7 @@ static void json_upstreams(Buf *b, const Manager *m, const Config *c) {
 }
 
 int admin_render_upstreams(Admin *a, Worker *w, Buf *out, bool text) {
-        const Manager *m = w->host->userdata;
+        const WorkerHost *m = w->host;
         const Config *c = w->gen->gen->config;
         uint64_t now = now_usec(CLOCK_MONOTONIC);
 
@@ -343,7 +367,7 @@ int admin_render_upstreams(Admin *a, Worker *w, Buf *out, bool text) {
 }
 
 int admin_render_status(Admin *a, Worker *w, Buf *out) {
-        const Manager *m = w->host->userdata;
+        const WorkerHost *m = w->host;
         const Config *c = w->gen->gen->config;
         AdminCounters ac;
         Totals t;

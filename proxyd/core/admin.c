@@ -11,7 +11,6 @@
 #include "admin.h"
 #include "health.h"
 #include "log.h"
-#include "manager.h"
 #include "upstream.h"
 
 typedef struct AdminWorkerLink {
@@ -19,10 +18,11 @@ typedef struct AdminWorkerLink {
         int fd; /* eventfd: manager -> this worker */
         sd_event_source *source; /* in the worker's loop, added from its thread */
         AdminRequest *replies;   /* under admin->lock */
+        AdminRequest *waiting;   /* submitted, not answered yet: the worker's thread only */
 } AdminWorkerLink;
 
 struct Admin {
-        Manager *m;
+        AdminHost host;
         pthread_mutex_t lock;
         AdminRequest *queue; /* worker -> manager, under lock */
         int fd;
@@ -126,9 +126,20 @@ static int on_worker_reply(sd_event_source *s, int fd, uint32_t revents, void *u
                 AdminRequest *req = list;
                 list = req->next;
                 req->next = NULL;
+                for (AdminRequest **p = &l->waiting; *p; p = &(*p)->wnext)
+                        if (*p == req) {
+                                *p = req->wnext;
+                                break;
+                        }
                 req->replied(req->worker, req);
         }
         return 0;
+}
+
+void admin_forget(Admin *a, Worker *w, void *waiter) {
+        for (AdminRequest *req = a->links[w->index].waiting; req; req = req->wnext)
+                if (req->waiter == waiter)
+                        req->waiter = NULL;
 }
 
 int admin_submit(Admin *a, Worker *w, AdminRequest *req) {
@@ -142,6 +153,8 @@ int admin_submit(Admin *a, Worker *w, AdminRequest *req) {
                         return r;
         }
         req->worker = w;
+        req->wnext = l->waiting;
+        l->waiting = req;
         pthread_mutex_lock(&a->lock);
         req->next = a->queue;
         a->queue = req;
@@ -238,7 +251,7 @@ static void admin_change_peers(Admin *a, AdminRequest *req, Upstream *u) {
                 n++;
                 if (req->action == ADMIN_CHECK) {
                         req->pending++;
-                        int r = health_checker_probe_now(a->m->health, u, p, on_probe_done, req);
+                        int r = health_checker_probe_now(a->host.health(a->host.userdata), u, p, on_probe_done, req);
                         if (r < 0)
                                 on_probe_done(p, false, "the health check could not start", req);
                         continue;
@@ -289,20 +302,19 @@ static void admin_change_peers(Admin *a, AdminRequest *req, Upstream *u) {
 }
 
 static void admin_execute(Admin *a, AdminRequest *req) {
-        Manager *m = a->m;
-
         if (req->action == ADMIN_RELOAD) {
+                const char *error = NULL;
                 admin_log(req, "reload requested");
-                int r = manager_reload(m);
+                int r = a->host.reload(a->host.userdata, &error);
                 if (r < 0) {
-                        reply_error(a, req, 422, "%s", m->last_reload_error[0] ? m->last_reload_error : strerror(-r));
+                        reply_error(a, req, 422, "%s", error && *error ? error : strerror(-r));
                         return;
                 }
                 req->next = a->waiting_reload;
                 a->waiting_reload = req;
                 return;
         }
-        Upstream *u = find_group(m->gen->config, req->group);
+        Upstream *u = find_group(a->host.generation(a->host.userdata)->config, req->group);
         if (!u) {
                 reply_error(a, req, 404, "no upstream group %s", req->group ?: "(none)");
                 return;
@@ -335,7 +347,7 @@ void admin_reload_done(Admin *a, bool ok, const char *error) {
                 }
                 buf_reset(&req->body);
                 (void) buf_printf(&req->body, "{\"ok\":true,\"generation\":%llu}\n",
-                                  (unsigned long long) a->m->gen->number);
+                                  (unsigned long long) a->host.generation(a->host.userdata)->number);
                 req->status = 200;
                 admin_reply(a, req);
         }
@@ -366,22 +378,22 @@ static int on_admin_queue(sd_event_source *s, int fd, uint32_t revents, void *us
         return 0;
 }
 
-int admin_new(Manager *m, Admin **ret) {
+int admin_new(const AdminHost *host, Admin **ret) {
         Admin *a = calloc(1, sizeof(Admin));
         int r;
 
         if (!a)
                 return -ENOMEM;
-        a->m = m;
+        a->host = *host;
         a->fd = -EBADF;
         a->started = now_usec(CLOCK_MONOTONIC);
         pthread_mutex_init(&a->lock, NULL);
-        a->links = calloc(m->n_workers ?: 1, sizeof(AdminWorkerLink));
+        a->links = calloc(host->n_workers ?: 1, sizeof(AdminWorkerLink));
         if (!a->links) {
                 admin_free(a);
                 return -ENOMEM;
         }
-        for (unsigned i = 0; i < m->n_workers; i++) {
+        for (unsigned i = 0; i < host->n_workers; i++) {
                 a->links[i] = (AdminWorkerLink){ .admin = a, .fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) };
                 a->n_links++;
                 if (a->links[i].fd < 0) {
@@ -391,7 +403,7 @@ int admin_new(Manager *m, Admin **ret) {
                 }
         }
         a->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        r = a->fd < 0 ? -errno : sd_event_add_io(m->event, &a->source, a->fd, EPOLLIN, on_admin_queue, a);
+        r = a->fd < 0 ? -errno : sd_event_add_io(host->event, &a->source, a->fd, EPOLLIN, on_admin_queue, a);
         if (r < 0) {
                 admin_free(a);
                 return r;

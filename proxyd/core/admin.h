@@ -16,10 +16,22 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "health.h"
 #include "worker.h"
 
-typedef struct Manager Manager;
 typedef struct Admin Admin;
+
+/* What the admin commands need of the process (the manager fills it in). */
+typedef struct AdminHost {
+        sd_event *event; /* the manager's loop: commands run there */
+        unsigned n_workers;
+        Generation *(*generation)(void *userdata); /* the newest configuration generation */
+        HealthChecker *(*health)(void *userdata);  /* its active health checks */
+        /* Reload: 0, the new generation is on its way (admin_reload_done follows), or <0 and
+         * *ret_error says "file:line: why". */
+        int (*reload)(void *userdata, const char **ret_error);
+        void *userdata;
+} AdminHost;
 
 typedef enum AdminAction {
         ADMIN_DRAIN,
@@ -47,10 +59,11 @@ struct AdminRequest {
         uid_t uid;
         char who[64]; /* "pid 123 uid 0" or the client address */
 
-        /* the asking side */
+        /* the asking side (its thread only) */
         Worker *worker;
-        char request_id[33]; /* of the exchange waiting for the answer */
+        void *waiter; /* the exchange waiting for the answer; NULL once it ended */
         AdminReplied replied;
+        AdminRequest *wnext; /* in the worker's list of requests waiting for an answer */
 
         /* the answer (manager thread) */
         int status;   /* HTTP status */
@@ -60,13 +73,15 @@ struct AdminRequest {
         AdminRequest *next;
 };
 
-int admin_new(Manager *m, Admin **ret);
+int admin_new(const AdminHost *host, Admin **ret);
 Admin *admin_free(Admin *a);
 
 /* Worker thread: queue req for the manager; req->replied(w, req) runs later in w's loop and
  * owns req (admin_request_free). */
 int admin_submit(Admin *a, Worker *w, AdminRequest *req);
 AdminRequest *admin_request_free(AdminRequest *req);
+/* Worker thread: the waiter ended before its answer came (the answer will find no waiter). */
+void admin_forget(Admin *a, Worker *w, void *waiter);
 
 /* Manager thread: the outcome of a reload (ok: every worker serves the new generation). */
 void admin_reload_done(Admin *a, bool ok, const char *error);

@@ -349,6 +349,22 @@ static void manager_worker_exited(void *userdata, Worker *w, int error) {
         manager_worker_ack(m);
 }
 
+/* What the admin endpoint's commands see of the manager (admin.h). */
+static Generation *admin_generation(void *userdata) {
+        return ((Manager *) userdata)->gen;
+}
+
+static HealthChecker *admin_health(void *userdata) {
+        return ((Manager *) userdata)->health;
+}
+
+static int admin_reload(void *userdata, const char **ret_error) {
+        Manager *m = userdata;
+        int r = manager_reload(m);
+        *ret_error = m->last_reload_error;
+        return r;
+}
+
 int manager_new(const char *config_path, const WorkerSessionOps *sessions, Manager **ret) {
         Manager *m = calloc(1, sizeof(Manager));
         int r;
@@ -423,7 +439,15 @@ int manager_new(const char *config_path, const WorkerSessionOps *sessions, Manag
         }
         for (unsigned i = 0; i < m->n_workers; i++)
                 m->workers[i].wake_fd = -EBADF;
-        r = admin_new(m, &m->admin);
+        const AdminHost ah = {
+                .event = m->event,
+                .n_workers = m->n_workers,
+                .generation = admin_generation,
+                .health = admin_health,
+                .reload = admin_reload,
+                .userdata = m,
+        };
+        r = admin_new(&ah, &m->admin);
         if (r < 0)
                 goto fail;
         *ret = m;

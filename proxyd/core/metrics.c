@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "metrics.h"
-#include "worker.h"
 
 /* Upper bounds of the histogram buckets, in usec: 5ms .. 10s (Prometheus' defaults, plus 1ms
  * and 2.5ms for a proxy whose answers are often that fast). */
@@ -152,30 +151,6 @@ void metrics_count_exchange(WorkerMetrics *m, MetricsRegistry *reg, const Metric
                         metrics_add(&s->requests[scheme][proto][cls], 1);
                         count_duration(s, e->upstream_usec);
                 }
-        }
-}
-
-void metrics_sum(const Worker *workers, unsigned n_workers, unsigned id, MetricsSum *ret) {
-        *ret = (MetricsSum){};
-        if (id == 0 || id > METRICS_IDS_MAX)
-                return;
-        for (unsigned w = 0; w < n_workers; w++) {
-                const MetricsSlot *p = atomic_load_explicit(&workers[w].metrics.pages[(id - 1) / METRICS_PAGE],
-                                                            memory_order_acquire);
-                if (!p)
-                        continue;
-                const MetricsSlot *s = &p[(id - 1) % METRICS_PAGE];
-                for (unsigned a = 0; a < 2; a++)
-                        for (unsigned b = 0; b < 2; b++)
-                                for (unsigned c = 0; c < 5; c++)
-                                        ret->requests[a][b][c] += atomic_load_explicit(&s->requests[a][b][c],
-                                                                                       memory_order_relaxed);
-                ret->bytes_in += atomic_load_explicit(&s->bytes_in, memory_order_relaxed);
-                ret->bytes_out += atomic_load_explicit(&s->bytes_out, memory_order_relaxed);
-                for (unsigned k = 0; k < METRICS_BUCKETS; k++)
-                        ret->buckets[k] += atomic_load_explicit(&s->buckets[k], memory_order_relaxed);
-                ret->count += atomic_load_explicit(&s->count, memory_order_relaxed);
-                ret->sum_usec += atomic_load_explicit(&s->sum_usec, memory_order_relaxed);
         }
 }
 

@@ -104,7 +104,7 @@ typedef struct MetricsExchange {
 
 void metrics_count_exchange(WorkerMetrics *m, MetricsRegistry *reg, const MetricsExchange *e);
 
-/* One id's slot summed over the workers (what a scrape reads). */
+/* One id's slot summed over the workers (what a scrape reads: admin-render.c). */
 typedef struct MetricsSum {
         uint64_t requests[2][2][5];
         uint64_t bytes_in, bytes_out;
@@ -113,8 +113,6 @@ typedef struct MetricsSum {
         uint64_t sum_usec;
 } MetricsSum;
 
-typedef struct Worker Worker;
-void metrics_sum(const Worker *workers, unsigned n_workers, unsigned id, MetricsSum *ret);
 
 /* Labels: a Prometheus label value, escaped (\\, \", \n). */
 int metrics_append_label(Buf *b, const char *v);

@@ -3,10 +3,10 @@
  * The admin endpoint on the request path: a socket whose server has admin = true (the socket
  * named "admin" by default, proxyd-admin.socket) is answered here and never routed to
  * locations; the public sockets never get here (config.c refuses a socket shared by the
- * admin server and another). Reading endpoints are answered at once from the worker's
- * thread; commands go to the manager thread (core/admin.c) and the exchange waits, with no
- * upstream, until the answer comes back to this worker. Also the request path's one call for
- * the metrics (exchange_count).
+ * admin server and another). Reading endpoints are answered at once, from the worker's
+ * thread, as local responses; a command goes to the manager thread (core/admin.c) while the
+ * exchange runs source_admin, a response source that only waits, until the answer comes back
+ * to this worker. Also the request path's one call for the metrics (exchange_count).
  *
  *   GET  /                   the status page (HTML, refreshes itself from /api/status)
  *   GET  /metrics            Prometheus text format
@@ -28,26 +28,63 @@ extern const char admin_page_html[];
 extern const size_t admin_page_html_len;
 
 void exchange_count(Exchange *ex) {
-        Conn *c = ex->c;
-
-        if (!conn_generation(c)->config->metrics)
+        if (!ex_generation(ex)->config->metrics)
                 return;
+        Worker *w = ex->s->worker;
         Peer *last = ex->n_tried > 0 && ex->upstream_status > 0 ? ex->tried[ex->n_tried - 1] : NULL;
         const MetricsExchange e = {
                 .server = ex->server,
                 .loc = ex->loc,
                 .status = ex->status,
-                .tls = tls_stream_is_tls(&c->client),
+                .tls = ex->s->tls,
                 .minor = ex->minor,
                 .bytes_in = ex->bytes_received,
                 .bytes_out = ex->bytes_sent,
                 .duration_usec = now_usec(CLOCK_MONOTONIC) - ex->start,
                 .group = last && ex->upstream ? ex->upstream->name : NULL,
                 .peer = last,
-                .upstream_usec = conn_now(c) - ex->up_phase_start,
+                .upstream_usec = ex_now(ex) - ex->up_phase_start,
         };
-        metrics_count_exchange(&c->worker->metrics, c->worker->host->metrics, &e);
+        metrics_count_exchange(&w->metrics, w->host->metrics, &e);
 }
+
+/* The source of an exchange that waits for the manager's answer: nothing to do meanwhile
+ * (no body is read, no deadline runs); when the exchange ends first, the answer is dropped. */
+static int admin_step(Exchange *ex) {
+        (void) ex;
+        return 0;
+}
+
+static bool admin_no(const Exchange *ex) {
+        (void) ex;
+        return false;
+}
+
+static uint64_t admin_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
+        (void) ex;
+        *ret_kind = TIMEOUT_NONE;
+        return USEC_INFINITY;
+}
+
+static void admin_timeout(Exchange *ex, TimeoutKind kind) {
+        (void) ex;
+        (void) kind;
+}
+
+static void admin_finish(Exchange *ex) {
+        Worker *w = ex->s->worker;
+        admin_forget(w->host->admin, w, ex);
+}
+
+static const SourceOps source_admin = {
+        .name = "admin",
+        .step = admin_step,
+        .wants_body = admin_no,
+        .has_output = admin_no,
+        .deadline = admin_deadline,
+        .timeout = admin_timeout,
+        .finish = admin_finish,
+};
 
 static int answer(Exchange *ex, int status, const char *type, const char *body, size_t len) {
         return exchange_local_response(ex, status, type, body, len, NULL, ex->req_done);
@@ -103,38 +140,37 @@ static char *query_get(const char *q, size_t qlen, const char *name) {
         return NULL;
 }
 
-/* The answer came back from the manager: find the exchange that waits for it (the client may
- * have gone away meanwhile) and send it. */
+/* The answer came back from the manager: the exchange that waits for it (unless it ended
+ * meanwhile: the client went away) sends it, and its session runs. */
 static void on_replied(Worker *w, AdminRequest *req) {
-        for (Conn *c = w->conns; c; c = c->next) {
-                Exchange *ex = c->ex;
-                if (!ex || !streq(ex->request_id, req->request_id) || ex->resp_done)
-                        continue;
+        Exchange *ex = req->waiter;
+
+        (void) w;
+        if (ex) {
+                Session *s = ex->s;
                 if (answer(ex, req->status, "application/json", buf_head(&req->body), buf_len(&req->body)) < 0)
-                        conn_close_now(c);
-                else
-                        conn_run(c);
-                break;
+                        exchange_fail(ex, 500, "out of memory");
+                s->ops->run(s);
         }
         admin_request_free(req);
 }
 
-static void caller(Conn *c, AdminRequest *req) {
+static void caller(Exchange *ex, AdminRequest *req) {
         struct ucred cred = {};
         socklen_t len = sizeof(cred);
 
-        if (c->remote_sa.sa.sa_family == AF_UNIX &&
-            getsockopt(c->client.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        if (ex->s->remote_sa.sa.sa_family == AF_UNIX && ex->s->fd >= 0 &&
+            getsockopt(ex->s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
                 req->have_cred = true;
                 req->pid = cred.pid;
                 req->uid = cred.uid;
                 snprintf(req->who, sizeof(req->who), "pid %d uid %u", (int) cred.pid, (unsigned) cred.uid);
         } else
-                snprintf(req->who, sizeof(req->who), "%s", conn_text(c));
+                snprintf(req->who, sizeof(req->who), "%s", ex_text(ex));
 }
 
 static int submit(Exchange *ex, AdminAction action, const char *q, size_t qlen) {
-        Conn *c = ex->c;
+        Worker *w = ex->s->worker;
         AdminRequest *req = calloc(1, sizeof(AdminRequest));
         _cleanup_free_ char *weight = NULL;
         int r;
@@ -142,9 +178,9 @@ static int submit(Exchange *ex, AdminAction action, const char *q, size_t qlen) 
         if (!req)
                 return -ENOMEM;
         req->action = action;
-        memcpy(req->request_id, ex->request_id, sizeof(req->request_id));
+        req->waiter = ex;
         req->replied = on_replied;
-        caller(c, req);
+        caller(ex, req);
         if (action != ADMIN_RELOAD) {
                 req->group = query_get(q, qlen, "upstream");
                 req->server = query_get(q, qlen, "server");
@@ -165,12 +201,13 @@ static int submit(Exchange *ex, AdminAction action, const char *q, size_t qlen) 
                 }
                 req->weight = (unsigned) v;
         }
-        r = admin_submit(c->worker->host->admin, c->worker, req);
+        r = admin_submit(w->host->admin, w, req);
         if (r < 0) {
                 admin_request_free(req);
                 return answer_json_error(ex, 500, "cannot reach the manager");
         }
-        return 0; /* the exchange waits: on_replied answers */
+        ex->src = &source_admin; /* the exchange waits: on_replied answers */
+        return 0;
 }
 
 static bool path_is(const char *p, size_t n, const char *want) {
@@ -178,7 +215,7 @@ static bool path_is(const char *p, size_t n, const char *want) {
 }
 
 static int admin_route(Exchange *ex, const char *path, size_t plen, const char *q, size_t qlen) {
-        Worker *w = ex->c->worker;
+        Worker *w = ex->s->worker;
         Admin *a = w->host->admin;
         bool get = ex->method_id == HTTP_METHOD_GET || ex->method_id == HTTP_METHOD_HEAD;
         bool post = ex->method_id == HTTP_METHOD_POST;
@@ -237,23 +274,15 @@ static int admin_route(Exchange *ex, const char *path, size_t plen, const char *
         return submit(ex, (AdminAction) action, q, qlen);
 }
 
-int admin_exchange_begin(Conn *c, size_t head_len, Server *srv) {
-        Exchange *ex = c->ex;
+int admin_exchange_begin(Exchange *ex, Server *srv) {
         const char *t = ex->target, *q;
         size_t tlen = strlen(ex->target), plen;
 
         ex->server = srv;
-        buf_consume(&c->in, head_len);
-        if (srv->s.n_access > 0) {
-                struct sockaddr_storage ss = {};
-                socklen_t len = sizeof(ss);
-                if (getpeername(c->client.fd, (struct sockaddr *) &ss, &len) < 0)
-                        ss.ss_family = AF_UNIX;
-                if (!access_check(srv->s.access, srv->s.n_access, (struct sockaddr *) &ss)) {
-                        log_info("%s: admin endpoint %s forbidden by rule", conn_text(c), ex->target);
-                        ex->reason = "access denied";
-                        return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, ex->req_done);
-                }
+        if (srv->s.n_access > 0 && !access_check(srv->s.access, srv->s.n_access, &ex->s->remote_sa.sa)) {
+                log_info("%s: admin endpoint %s forbidden by rule", ex_text(ex), ex->target);
+                ex->reason = "access denied";
+                return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, ex->req_done);
         }
         if (!ex->req_done) {
                 /* commands take their arguments in the query; a body is not read */
