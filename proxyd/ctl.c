@@ -42,12 +42,12 @@ static void ctl_help(void) {
 
 static int append_encoded(char *out, size_t size, size_t *len, const char *s) {
         static const char hex[] = "0123456789ABCDEF";
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
                 if (*len + 4 >= size)
                         return -ENAMETOOLONG;
                 if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
                     strchr("-._~:[]", *p))
-                        out[(*len)++] = (char) *p;
+                        out[(*len)++] = (char)*p;
                 else {
                         out[(*len)++] = '%';
                         out[(*len)++] = hex[*p >> 4];
@@ -60,7 +60,7 @@ static int append_encoded(char *out, size_t size, size_t *len, const char *s) {
 
 /* One request over the socket; *ret_body is malloc'ed (NUL-terminated). Returns the status. */
 static int ctl_request(const char *socket_path, const char *method, const char *target, char **ret_body) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char head[4096];
         size_t len = 0, cap = 65536;
         char *buf;
@@ -72,16 +72,18 @@ static int ctl_request(const char *socket_path, const char *method, const char *
         }
         strcpy(sa.sun_path, socket_path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int e = errno;
                 fprintf(stderr, "proxyd ctl: cannot connect to %s: %s\n", socket_path, strerror(e));
                 if (fd >= 0)
                         close(fd);
                 return -e;
         }
-        n = snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: proxyd-ctl\r\n"
-                                         "Connection: close\r\n\r\n", method, target);
-        if (n < 0 || (size_t) n >= sizeof(head) || write(fd, head, (size_t) n) != n) {
+        n = snprintf(head, sizeof(head),
+                     "%s %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: proxyd-ctl\r\n"
+                     "Connection: close\r\n\r\n",
+                     method, target);
+        if (n < 0 || (size_t)n >= sizeof(head) || write(fd, head, (size_t)n) != n) {
                 fprintf(stderr, "proxyd ctl: cannot send the request\n");
                 close(fd);
                 return -EIO;
@@ -103,7 +105,7 @@ static int ctl_request(const char *socket_path, const char *method, const char *
                         continue;
                 if (k <= 0)
                         break;
-                len += (size_t) k;
+                len += (size_t)k;
         }
         close(fd);
         if (!buf)
@@ -140,8 +142,8 @@ static void print_error(const char *body) {
 
 int ctl_main(int argc, char *argv[]) {
         static const struct option options[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "help", no_argument, NULL, 'h' },
+                {"socket", required_argument, NULL, 's'},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         const char *socket_path = getenv("PROXYD_ADMIN_SOCKET") ?: CTL_DEFAULT_SOCKET;
@@ -189,7 +191,7 @@ int ctl_main(int argc, char *argv[]) {
                    strcmp(cmd, "check") == 0 || strcmp(cmd, "weight") == 0) {
                 want = cmd[0] == 'w' ? 3 : 2;
                 if (nargs == want) {
-                        tl = (size_t) snprintf(target, sizeof(target), "/api/upstreams/%s?upstream=", cmd);
+                        tl = (size_t)snprintf(target, sizeof(target), "/api/upstreams/%s?upstream=", cmd);
                         int r = append_encoded(target, sizeof(target), &tl, args[0]);
                         if (r >= 0 && tl + 8 < sizeof(target)) {
                                 strcpy(target + tl, "&server=");
@@ -211,8 +213,8 @@ int ctl_main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         if (nargs != want) {
-                fprintf(stderr, "proxyd ctl %s: expected %d argument(s), got %d (see proxyd ctl --help)\n", cmd, want,
-                        nargs);
+                fprintf(stderr, "proxyd ctl %s: expected %d argument(s), got %d (see proxyd ctl --help)\n",
+                        cmd, want, nargs);
                 return EXIT_FAILURE;
         }
 

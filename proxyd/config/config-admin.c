@@ -17,9 +17,10 @@ int config_admin_setup(Loader *l, const LocationSettings *defaults) {
                 if (!s->admin)
                         continue;
                 if (admin)
-                        TRY(config_diag_add(l->diags, s->file, s->line, false,
-                                            "server \"%s\" has admin = true, but server \"%s\" (%s:%d) already has",
-                                            s->name ?: "?", admin->name ?: "?", admin->file ?: "?", admin->line));
+                        TRY(config_diag_add(
+                                l->diags, s->file, s->line, false,
+                                "server \"%s\" has admin = true, but server \"%s\" (%s:%d) already has",
+                                s->name ?: "?", admin->name ?: "?", admin->file ?: "?", admin->line));
                 else
                         admin = s;
         }
@@ -29,10 +30,11 @@ int config_admin_setup(Loader *l, const LocationSettings *defaults) {
                         if (li->servers[k]->admin != li->servers[0]->admin) {
                                 const Server *a = li->servers[k]->admin ? li->servers[k] : li->servers[0];
                                 const Server *o = li->servers[k]->admin ? li->servers[0] : li->servers[k];
-                                TRY(config_diag_add(l->diags, a->file, a->line, false,
-                                                    "the admin server \"%s\" shares listen \"%s\" with server \"%s\": "
-                                                    "the admin endpoint needs a socket of its own",
-                                                    a->name ?: "?", li->text, o->name ?: "?"));
+                                TRY(config_diag_add(
+                                        l->diags, a->file, a->line, false,
+                                        "the admin server \"%s\" shares listen \"%s\" with server \"%s\": "
+                                        "the admin endpoint needs a socket of its own",
+                                        a->name ?: "?", li->text, o->name ?: "?"));
                                 break;
                         }
         }
@@ -41,9 +43,10 @@ int config_admin_setup(Loader *l, const LocationSettings *defaults) {
 
         for (size_t i = 0; i < c->n_listens; i++)
                 if (c->listens[i].kind == LISTEN_NAME && streq(c->listens[i].text, "admin"))
-                        return config_diag_add(l->diags, c->listens[i].file, c->listens[i].line, false,
-                                               "listen \"admin\" is the admin endpoint's socket: only a server "
-                                               "with admin = true may use it");
+                        return config_diag_add(
+                                l->diags, c->listens[i].file, c->listens[i].line, false,
+                                "listen \"admin\" is the admin endpoint's socket: only a server "
+                                "with admin = true may use it");
         Server *srv = calloc(1, sizeof(Server));
         if (!srv)
                 return -ENOMEM;

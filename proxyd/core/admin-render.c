@@ -10,9 +10,9 @@
 #include "admin.h"
 #include "upstream.h"
 
-static const char *const class_names[5] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
-static const char *const proto_names[2] = { "HTTP/1.0", "HTTP/1.1" };
-static const char *const scheme_names[2] = { "http", "https" };
+static const char *const class_names[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+static const char *const proto_names[2] = {"HTTP/1.0", "HTTP/1.1"};
+static const char *const scheme_names[2] = {"http", "https"};
 
 /* One key's slot summed over the workers. */
 static void metrics_sum(Worker *workers, unsigned n_workers, unsigned id, MetricsSum *ret) {
@@ -20,8 +20,8 @@ static void metrics_sum(Worker *workers, unsigned n_workers, unsigned id, Metric
         if (id == 0 || id > METRICS_IDS_MAX)
                 return;
         for (unsigned w = 0; w < n_workers; w++) {
-                const MetricsSlot *p = atomic_load_explicit(&workers[w].metrics.pages[(id - 1) / METRICS_PAGE],
-                                                            memory_order_acquire);
+                const MetricsSlot *p = atomic_load_explicit(
+                        &workers[w].metrics.pages[(id - 1) / METRICS_PAGE], memory_order_acquire);
                 if (!p)
                         continue;
                 const MetricsSlot *s = &p[(id - 1) % METRICS_PAGE];
@@ -54,7 +54,8 @@ static void totals(const WorkerHost *m, Totals *t) {
                 t->active += __atomic_load_n(&w->n_exchanges, __ATOMIC_RELAXED);
                 t->idle_upstream += __atomic_load_n(&w->pool.n_idle, __ATOMIC_RELAXED);
                 t->tls += atomic_load_explicit(&w->metrics.tls_handshakes, memory_order_relaxed);
-                t->tls_failed += atomic_load_explicit(&w->metrics.tls_handshake_failures, memory_order_relaxed);
+                t->tls_failed +=
+                        atomic_load_explicit(&w->metrics.tls_handshake_failures, memory_order_relaxed);
         }
 }
 
@@ -68,39 +69,40 @@ static const Server *server_at(const Config *c, size_t i) {
 }
 
 static const char *location_label(const Location *loc, char *buf, size_t size) {
-        static const char *const kinds[] = { [MATCH_EXACT] = "=", [MATCH_PREFIX] = "", [MATCH_REGEX] = "~",
-                                             [MATCH_IREGEX] = "~*" };
+        static const char *const kinds[] = {
+                [MATCH_EXACT] = "=", [MATCH_PREFIX] = "", [MATCH_REGEX] = "~", [MATCH_IREGEX] = "~*"};
         snprintf(buf, size, "%s%s%s", kinds[loc->match], *kinds[loc->match] ? " " : "", loc->pattern ?: "");
         return buf;
 }
 
 static void header(Buf *b, const char *name, const char *type, const char *help) {
-        (void) buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        (void)buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* `name{k1="v1",k2="v2"` (the caller closes the braces) */
-static void series(Buf *b, const char *name, const char *k1, const char *v1, const char *k2, const char *v2) {
-        (void) buf_printf(b, "%s{%s=\"", name, k1);
-        (void) metrics_append_label(b, v1);
-        (void) buf_append(b, "\"", 1);
+static void series(Buf *b, const char *name, const char *k1, const char *v1, const char *k2,
+                   const char *v2) {
+        (void)buf_printf(b, "%s{%s=\"", name, k1);
+        (void)metrics_append_label(b, v1);
+        (void)buf_append(b, "\"", 1);
         if (k2) {
-                (void) buf_printf(b, ",%s=\"", k2);
-                (void) metrics_append_label(b, v2);
-                (void) buf_append(b, "\"", 1);
+                (void)buf_printf(b, ",%s=\"", k2);
+                (void)metrics_append_label(b, v2);
+                (void)buf_append(b, "\"", 1);
         }
 }
 
-static void histogram(Buf *b, const char *name, const char *k1, const char *v1, const char *k2, const char *v2,
-                      const MetricsSum *s) {
+static void histogram(Buf *b, const char *name, const char *k1, const char *v1, const char *k2,
+                      const char *v2, const MetricsSum *s) {
         uint64_t cum = 0;
         for (unsigned i = 0; i < METRICS_BUCKETS; i++) {
                 cum += s->buckets[i];
                 series(b, name, k1, v1, k2, v2);
-                (void) buf_printf(b, ",le=\"%g\"} %llu\n", (double) metrics_bucket_usec[i] / 1e6,
-                                  (unsigned long long) cum);
+                (void)buf_printf(b, ",le=\"%g\"} %llu\n", (double)metrics_bucket_usec[i] / 1e6,
+                                 (unsigned long long)cum);
         }
         series(b, name, k1, v1, k2, v2);
-        (void) buf_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long) s->count);
+        (void)buf_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)s->count);
 }
 
 static void histogram_tail(Buf *b, const char *base, const char *k1, const char *v1, const char *k2,
@@ -108,10 +110,10 @@ static void histogram_tail(Buf *b, const char *base, const char *k1, const char 
         char n[128];
         snprintf(n, sizeof(n), "%s_sum", base);
         series(b, n, k1, v1, k2, v2);
-        (void) buf_printf(b, "} %.6f\n", (double) s->sum_usec / 1e6);
+        (void)buf_printf(b, "} %.6f\n", (double)s->sum_usec / 1e6);
         snprintf(n, sizeof(n), "%s_count", base);
         series(b, n, k1, v1, k2, v2);
-        (void) buf_printf(b, "} %llu\n", (unsigned long long) s->count);
+        (void)buf_printf(b, "} %llu\n", (unsigned long long)s->count);
 }
 
 static void requests_by_class(Buf *b, const char *name, const char *k1, const char *v1, const char *k2,
@@ -122,9 +124,9 @@ static void requests_by_class(Buf *b, const char *name, const char *k1, const ch
                                 if (s->requests[sc][p][c] == 0)
                                         continue;
                                 series(b, name, k1, v1, k2, v2);
-                                (void) buf_printf(b, ",code=\"%s\",protocol=\"%s\",scheme=\"%s\"} %llu\n",
-                                                  class_names[c], proto_names[p], scheme_names[sc],
-                                                  (unsigned long long) s->requests[sc][p][c]);
+                                (void)buf_printf(b, ",code=\"%s\",protocol=\"%s\",scheme=\"%s\"} %llu\n",
+                                                 class_names[c], proto_names[p], scheme_names[sc],
+                                                 (unsigned long long)s->requests[sc][p][c]);
                         }
 }
 
@@ -158,23 +160,26 @@ static void visit_peer(Buf *b, const Upstream *u, const Peer *p, void *userdata)
                 PeerState st = peer_state(p, pm->now);
                 for (PeerState s = 0; s < _PEER_STATE_MAX; s++) {
                         series(b, n, "upstream", u->name, "server", p->text);
-                        (void) buf_printf(b, ",state=\"%s\"} %d\n", peer_state_name(s), s == st);
+                        (void)buf_printf(b, ",state=\"%s\"} %d\n", peer_state_name(s), s == st);
                 }
                 return;
         }
         if (streq(n, "proxyd_upstream_response_duration_seconds")) {
                 MetricsSum s;
-                metrics_sum(pm->m->workers, pm->m->n_workers, metrics_peer_id(pm->m->metrics, u->name, p), &s);
-                histogram(b, "proxyd_upstream_response_duration_seconds_bucket", "upstream", u->name, "server",
-                          p->text, &s);
+                metrics_sum(pm->m->workers, pm->m->n_workers, metrics_peer_id(pm->m->metrics, u->name, p),
+                            &s);
+                histogram(b, "proxyd_upstream_response_duration_seconds_bucket", "upstream", u->name,
+                          "server", p->text, &s);
                 histogram_tail(b, n, "upstream", u->name, "server", p->text, &s);
                 return;
         }
         if (streq(n, "proxyd_upstream_server_health_checks_total")) {
                 series(b, n, "upstream", u->name, "server", p->text);
-                (void) buf_printf(b, ",result=\"pass\"} %llu\n", (unsigned long long) atomic_load(&p->checks_passed));
+                (void)buf_printf(b, ",result=\"pass\"} %llu\n",
+                                 (unsigned long long)atomic_load(&p->checks_passed));
                 series(b, n, "upstream", u->name, "server", p->text);
-                (void) buf_printf(b, ",result=\"fail\"} %llu\n", (unsigned long long) atomic_load(&p->checks_failed));
+                (void)buf_printf(b, ",result=\"fail\"} %llu\n",
+                                 (unsigned long long)atomic_load(&p->checks_failed));
                 return;
         }
         if (streq(n, "proxyd_upstream_server_active_requests"))
@@ -186,22 +191,22 @@ static void visit_peer(Buf *b, const Upstream *u, const Peer *p, void *userdata)
         else if (streq(n, "proxyd_upstream_server_failures_total"))
                 v = atomic_load(&p->failures);
         series(b, n, "upstream", u->name, "server", p->text);
-        (void) buf_printf(b, "} %llu\n", (unsigned long long) v);
+        (void)buf_printf(b, "} %llu\n", (unsigned long long)v);
 }
 
 static const struct {
         const char *name, *type, *help;
 } peer_metrics[] = {
-        { "proxyd_upstream_server_state", "gauge",
-          "1 for the state the upstream server is in (up, down, unhealthy, draining, disabled)" },
-        { "proxyd_upstream_server_active_requests", "gauge", "Requests the upstream server is handling now" },
-        { "proxyd_upstream_server_weight", "gauge", "Weight in use (configured, or set at run time)" },
-        { "proxyd_upstream_server_selected_total", "counter", "Times the balancer chose the upstream server" },
-        { "proxyd_upstream_server_failures_total", "counter",
-          "Failed attempts (connect errors, timeouts, invalid heads, next_upstream statuses)" },
-        { "proxyd_upstream_server_health_checks_total", "counter", "Active health check results" },
-        { "proxyd_upstream_response_duration_seconds", "histogram",
-          "From the start of the attempt (connect or pooled connection) to the end of the response" },
+        {"proxyd_upstream_server_state", "gauge",
+         "1 for the state the upstream server is in (up, down, unhealthy, draining, disabled)"},
+        {"proxyd_upstream_server_active_requests", "gauge", "Requests the upstream server is handling now"},
+        {"proxyd_upstream_server_weight", "gauge", "Weight in use (configured, or set at run time)"},
+        {"proxyd_upstream_server_selected_total", "counter", "Times the balancer chose the upstream server"},
+        {"proxyd_upstream_server_failures_total", "counter",
+         "Failed attempts (connect errors, timeouts, invalid heads, next_upstream statuses)"},
+        {"proxyd_upstream_server_health_checks_total", "counter", "Active health check results"},
+        {"proxyd_upstream_response_duration_seconds", "histogram",
+         "From the start of the attempt (connect or pooled connection) to the end of the response"},
 };
 
 int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
@@ -214,68 +219,84 @@ int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
 
         totals(m, &t);
         admin_counters(a, &ac);
-        (void) buf_printf(out, "# HELP proxyd_build_info proxyd's version\n# TYPE proxyd_build_info gauge\n"
-                               "proxyd_build_info{version=\"%s\"} 1\n", PROXYD_VERSION);
+        (void)buf_printf(out,
+                         "# HELP proxyd_build_info proxyd's version\n# TYPE proxyd_build_info gauge\n"
+                         "proxyd_build_info{version=\"%s\"} 1\n",
+                         PROXYD_VERSION);
         header(out, "proxyd_workers", "gauge", "Worker threads");
-        (void) buf_printf(out, "proxyd_workers %u\n", m->n_workers);
+        (void)buf_printf(out, "proxyd_workers %u\n", m->n_workers);
         header(out, "proxyd_config_generation", "gauge", "Number of the configuration generation served");
-        (void) buf_printf(out, "proxyd_config_generation %llu\n", (unsigned long long) w->gen->gen->number);
-        header(out, "proxyd_reloads_total", "counter", "Configuration reloads tried (SIGHUP or the admin endpoint)");
-        (void) buf_printf(out, "proxyd_reloads_total %llu\n", (unsigned long long) ac.reloads);
-        header(out, "proxyd_reload_failures_total", "counter", "Reloads that failed (the old configuration kept serving)");
-        (void) buf_printf(out, "proxyd_reload_failures_total %llu\n", (unsigned long long) ac.reload_failures);
+        (void)buf_printf(out, "proxyd_config_generation %llu\n", (unsigned long long)w->gen->gen->number);
+        header(out, "proxyd_reloads_total", "counter",
+               "Configuration reloads tried (SIGHUP or the admin endpoint)");
+        (void)buf_printf(out, "proxyd_reloads_total %llu\n", (unsigned long long)ac.reloads);
+        header(out, "proxyd_reload_failures_total", "counter",
+               "Reloads that failed (the old configuration kept serving)");
+        (void)buf_printf(out, "proxyd_reload_failures_total %llu\n", (unsigned long long)ac.reload_failures);
         header(out, "proxyd_connections", "gauge", "Open client connections");
-        (void) buf_printf(out, "proxyd_connections %llu\n", (unsigned long long) t.connections);
+        (void)buf_printf(out, "proxyd_connections %llu\n", (unsigned long long)t.connections);
         header(out, "proxyd_connections_accepted_total", "counter", "Client connections accepted");
-        (void) buf_printf(out, "proxyd_connections_accepted_total %llu\n", (unsigned long long) t.accepted);
+        (void)buf_printf(out, "proxyd_connections_accepted_total %llu\n", (unsigned long long)t.accepted);
         header(out, "proxyd_requests_active", "gauge", "Requests in progress");
-        (void) buf_printf(out, "proxyd_requests_active %llu\n", (unsigned long long) t.active);
-        header(out, "proxyd_upstream_idle_connections", "gauge", "Idle upstream connections in the keep-alive pools");
-        (void) buf_printf(out, "proxyd_upstream_idle_connections %llu\n", (unsigned long long) t.idle_upstream);
-        header(out, "proxyd_tls_handshakes_total", "counter", "TLS handshakes with clients, finished or failed");
-        (void) buf_printf(out, "proxyd_tls_handshakes_total %llu\n", (unsigned long long) t.tls);
-        header(out, "proxyd_tls_handshake_failures_total", "counter", "TLS handshakes with clients that failed");
-        (void) buf_printf(out, "proxyd_tls_handshake_failures_total %llu\n", (unsigned long long) t.tls_failed);
+        (void)buf_printf(out, "proxyd_requests_active %llu\n", (unsigned long long)t.active);
+        header(out, "proxyd_upstream_idle_connections", "gauge",
+               "Idle upstream connections in the keep-alive pools");
+        (void)buf_printf(out, "proxyd_upstream_idle_connections %llu\n",
+                         (unsigned long long)t.idle_upstream);
+        header(out, "proxyd_tls_handshakes_total", "counter",
+               "TLS handshakes with clients, finished or failed");
+        (void)buf_printf(out, "proxyd_tls_handshakes_total %llu\n", (unsigned long long)t.tls);
+        header(out, "proxyd_tls_handshake_failures_total", "counter",
+               "TLS handshakes with clients that failed");
+        (void)buf_printf(out, "proxyd_tls_handshake_failures_total %llu\n",
+                         (unsigned long long)t.tls_failed);
 
-        header(out, "proxyd_server_requests_total", "counter", "Requests by server, status class and protocol");
+        header(out, "proxyd_server_requests_total", "counter",
+               "Requests by server, status class and protocol");
         for (size_t i = 0; i < n_servers(c); i++) {
                 MetricsSum s;
                 metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, server_at(c, i)), &s);
-                requests_by_class(out, "proxyd_server_requests_total", "server", server_at(c, i)->name, NULL, NULL, &s);
+                requests_by_class(out, "proxyd_server_requests_total", "server", server_at(c, i)->name, NULL,
+                                  NULL, &s);
         }
-        header(out, "proxyd_requests_total", "counter", "Requests by server, location, status class and protocol");
+        header(out, "proxyd_requests_total", "counter",
+               "Requests by server, location, status class and protocol");
         for (size_t i = 0; i < n_servers(c); i++)
                 for (size_t k = 0; k < server_at(c, i)->n_locations; k++) {
                         const Location *loc = server_at(c, i)->locations[k];
                         MetricsSum s;
-                        metrics_sum(m->workers, m->n_workers, metrics_location_id(reg, server_at(c, i), loc), &s);
-                        requests_by_class(out, "proxyd_requests_total", "server", server_at(c, i)->name, "location",
-                                          location_label(loc, lb, sizeof(lb)), &s);
+                        metrics_sum(m->workers, m->n_workers, metrics_location_id(reg, server_at(c, i), loc),
+                                    &s);
+                        requests_by_class(out, "proxyd_requests_total", "server", server_at(c, i)->name,
+                                          "location", location_label(loc, lb, sizeof(lb)), &s);
                 }
         header(out, "proxyd_request_duration_seconds", "histogram",
                "From a request's first byte to the end of its response, by server");
         for (size_t i = 0; i < n_servers(c); i++) {
                 MetricsSum s;
                 metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, server_at(c, i)), &s);
-                histogram(out, "proxyd_request_duration_seconds_bucket", "server", server_at(c, i)->name, NULL, NULL, &s);
-                histogram_tail(out, "proxyd_request_duration_seconds", "server", server_at(c, i)->name, NULL, NULL, &s);
+                histogram(out, "proxyd_request_duration_seconds_bucket", "server", server_at(c, i)->name,
+                          NULL, NULL, &s);
+                histogram_tail(out, "proxyd_request_duration_seconds", "server", server_at(c, i)->name, NULL,
+                               NULL, &s);
         }
-        header(out, "proxyd_received_bytes_total", "counter", "Bytes received from clients (heads and bodies)");
+        header(out, "proxyd_received_bytes_total", "counter",
+               "Bytes received from clients (heads and bodies)");
         for (size_t i = 0; i < n_servers(c); i++) {
                 MetricsSum s;
                 metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, server_at(c, i)), &s);
                 series(out, "proxyd_received_bytes_total", "server", server_at(c, i)->name, NULL, NULL);
-                (void) buf_printf(out, "} %llu\n", (unsigned long long) s.bytes_in);
+                (void)buf_printf(out, "} %llu\n", (unsigned long long)s.bytes_in);
         }
         header(out, "proxyd_sent_bytes_total", "counter", "Bytes sent to clients (heads and bodies)");
         for (size_t i = 0; i < n_servers(c); i++) {
                 MetricsSum s;
                 metrics_sum(m->workers, m->n_workers, metrics_server_id(reg, server_at(c, i)), &s);
                 series(out, "proxyd_sent_bytes_total", "server", server_at(c, i)->name, NULL, NULL);
-                (void) buf_printf(out, "} %llu\n", (unsigned long long) s.bytes_out);
+                (void)buf_printf(out, "} %llu\n", (unsigned long long)s.bytes_out);
         }
         for (size_t i = 0; i < ELEMENTSOF(peer_metrics); i++) {
-                PeerMetric pm = { .name = peer_metrics[i].name, .m = m, .now = now_usec(CLOCK_MONOTONIC) };
+                PeerMetric pm = {.name = peer_metrics[i].name, .m = m, .now = now_usec(CLOCK_MONOTONIC)};
                 header(out, peer_metrics[i].name, peer_metrics[i].type, peer_metrics[i].help);
                 for_each_peer(c, out, visit_peer, &pm);
         }
@@ -284,8 +305,8 @@ int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
          * proxyd_rate_limited_total (counted per worker like the ones above). */
         header(out, "proxyd_metrics_keys_dropped_total", "counter",
                "Series not counted because the registry of servers, locations and upstream servers is full");
-        (void) buf_printf(out, "proxyd_metrics_keys_dropped_total %llu\n",
-                          (unsigned long long) atomic_load(&reg->dropped));
+        (void)buf_printf(out, "proxyd_metrics_keys_dropped_total %llu\n",
+                         (unsigned long long)atomic_load(&reg->dropped));
         return 0;
 }
 
@@ -294,44 +315,45 @@ int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
 static void json_peer(Buf *b, const WorkerHost *m, const Upstream *u, const Peer *p, uint64_t now) {
         MetricsSum s;
         metrics_sum(m->workers, m->n_workers, metrics_peer_id(m->metrics, u->name, p), &s);
-        (void) buf_append_str(b, "{\"server\":");
-        (void) json_append_string(b, p->text);
-        (void) buf_append_str(b, ",\"address\":");
-        (void) json_append_string(b, p->conf->address);
-        (void) buf_printf(b,
-                          ",\"state\":\"%s\",\"weight\":%u,\"configured_weight\":%u,\"backup\":%s,\"active\":%u,"
-                          "\"selected\":%llu,\"failures\":%llu,\"checks_passed\":%llu,\"checks_failed\":%llu,"
-                          "\"responses\":%llu,\"response_time_sum\":%.6f}",
-                          peer_state_name(peer_state(p, now)), peer_weight(p), p->conf->weight,
-                          p->conf->backup ? "true" : "false", atomic_load(&p->active),
-                          (unsigned long long) atomic_load(&p->requests), (unsigned long long) atomic_load(&p->failures),
-                          (unsigned long long) atomic_load(&p->checks_passed),
-                          (unsigned long long) atomic_load(&p->checks_failed), (unsigned long long) s.count,
-                          (double) s.sum_usec / 1e6);
+        (void)buf_append_str(b, "{\"server\":");
+        (void)json_append_string(b, p->text);
+        (void)buf_append_str(b, ",\"address\":");
+        (void)json_append_string(b, p->conf->address);
+        (void)buf_printf(
+                b,
+                ",\"state\":\"%s\",\"weight\":%u,\"configured_weight\":%u,\"backup\":%s,\"active\":%u,"
+                "\"selected\":%llu,\"failures\":%llu,\"checks_passed\":%llu,\"checks_failed\":%llu,"
+                "\"responses\":%llu,\"response_time_sum\":%.6f}",
+                peer_state_name(peer_state(p, now)), peer_weight(p), p->conf->weight,
+                p->conf->backup ? "true" : "false", atomic_load(&p->active),
+                (unsigned long long)atomic_load(&p->requests), (unsigned long long)atomic_load(&p->failures),
+                (unsigned long long)atomic_load(&p->checks_passed),
+                (unsigned long long)atomic_load(&p->checks_failed), (unsigned long long)s.count,
+                (double)s.sum_usec / 1e6);
 }
 
 static void json_upstreams(Buf *b, const WorkerHost *m, const Config *c) {
-        static const char *const balance[] = { "round_robin", "least_conn", "ip_hash", "random" };
+        static const char *const balance[] = {"round_robin", "least_conn", "ip_hash", "random"};
         uint64_t now = now_usec(CLOCK_MONOTONIC);
 
-        (void) buf_append(b, "[", 1);
+        (void)buf_append(b, "[", 1);
         for (size_t i = 0; i < c->n_upstreams; i++) {
                 const Upstream *u = c->upstreams[i];
                 PeerSet *set = upstream_runtime_peers(u->rt);
-                (void) buf_append_str(b, i ? ",{\"name\":" : "{\"name\":");
-                (void) json_append_string(b, u->name);
-                (void) buf_printf(b, ",\"implicit\":%s,\"balance\":\"%s\",\"health_check\":%s,\"servers\":[",
-                                  u->implicit ? "true" : "false", balance[u->balance],
-                                  u->health_check ? "true" : "false");
+                (void)buf_append_str(b, i ? ",{\"name\":" : "{\"name\":");
+                (void)json_append_string(b, u->name);
+                (void)buf_printf(b, ",\"implicit\":%s,\"balance\":\"%s\",\"health_check\":%s,\"servers\":[",
+                                 u->implicit ? "true" : "false", balance[u->balance],
+                                 u->health_check ? "true" : "false");
                 for (size_t k = 0; set && k < set->n; k++) {
                         if (k)
-                                (void) buf_append(b, ",", 1);
+                                (void)buf_append(b, ",", 1);
                         json_peer(b, m, u, set->peers[k], now);
                 }
                 peer_set_unref(set);
-                (void) buf_append_str(b, "]}");
+                (void)buf_append_str(b, "]}");
         }
-        (void) buf_append(b, "]", 1);
+        (void)buf_append(b, "]", 1);
 }
 
 int admin_render_upstreams(Admin *a, Worker *w, Buf *out, bool text) {
@@ -344,8 +366,8 @@ int admin_render_upstreams(Admin *a, Worker *w, Buf *out, bool text) {
                 return buf_append(out, "\n", 1);
         }
         /* for proxyd ctl list: one line per server, columns aligned for the usual widths */
-        (void) buf_printf(out, "%-16s %-24s %-10s %6s %6s %10s %8s %s\n", "GROUP", "SERVER", "STATE", "WEIGHT",
-                          "ACTIVE", "SELECTED", "FAILURES", "CHECKS");
+        (void)buf_printf(out, "%-16s %-24s %-10s %6s %6s %10s %8s %s\n", "GROUP", "SERVER", "STATE",
+                         "WEIGHT", "ACTIVE", "SELECTED", "FAILURES", "CHECKS");
         for (size_t i = 0; i < c->n_upstreams; i++) {
                 const Upstream *u = c->upstreams[i];
                 PeerSet *set = upstream_runtime_peers(u->rt);
@@ -354,12 +376,13 @@ int admin_render_upstreams(Admin *a, Worker *w, Buf *out, bool text) {
                         char checks[48] = "-";
                         if (u->health_check)
                                 snprintf(checks, sizeof(checks), "%llu/%llu",
-                                         (unsigned long long) atomic_load(&p->checks_passed),
-                                         (unsigned long long) atomic_load(&p->checks_failed));
-                        (void) buf_printf(out, "%-16s %-24s %-10s %6u %6u %10llu %8llu %s\n", u->name, p->text,
-                                          peer_state_name(peer_state(p, now)), peer_weight(p),
-                                          atomic_load(&p->active), (unsigned long long) atomic_load(&p->requests),
-                                          (unsigned long long) atomic_load(&p->failures), checks);
+                                         (unsigned long long)atomic_load(&p->checks_passed),
+                                         (unsigned long long)atomic_load(&p->checks_failed));
+                        (void)buf_printf(out, "%-16s %-24s %-10s %6u %6u %10llu %8llu %s\n", u->name,
+                                         p->text, peer_state_name(peer_state(p, now)), peer_weight(p),
+                                         atomic_load(&p->active),
+                                         (unsigned long long)atomic_load(&p->requests),
+                                         (unsigned long long)atomic_load(&p->failures), checks);
                 }
                 peer_set_unref(set);
         }
@@ -374,16 +397,17 @@ int admin_render_status(Admin *a, Worker *w, Buf *out) {
 
         totals(m, &t);
         admin_counters(a, &ac);
-        (void) buf_printf(out,
-                          "{\"version\":\"%s\",\"workers\":%u,\"generation\":%llu,\"uptime\":%.3f,"
-                          "\"connections\":%llu,\"requests\":%llu,\"active\":%llu,\"reloads\":%llu,"
-                          "\"reload_failures\":%llu,\"last_reload_error\":",
-                          PROXYD_VERSION, m->n_workers, (unsigned long long) w->gen->gen->number,
-                          (double) (now_usec(CLOCK_MONOTONIC) - ac.started) / 1e6, (unsigned long long) t.connections,
-                          (unsigned long long) t.requests, (unsigned long long) t.active,
-                          (unsigned long long) ac.reloads, (unsigned long long) ac.reload_failures);
-        (void) json_append_string(out, ac.last_error);
-        (void) buf_append_str(out, ",\"servers\":[");
+        (void)buf_printf(out,
+                         "{\"version\":\"%s\",\"workers\":%u,\"generation\":%llu,\"uptime\":%.3f,"
+                         "\"connections\":%llu,\"requests\":%llu,\"active\":%llu,\"reloads\":%llu,"
+                         "\"reload_failures\":%llu,\"last_reload_error\":",
+                         PROXYD_VERSION, m->n_workers, (unsigned long long)w->gen->gen->number,
+                         (double)(now_usec(CLOCK_MONOTONIC) - ac.started) / 1e6,
+                         (unsigned long long)t.connections, (unsigned long long)t.requests,
+                         (unsigned long long)t.active, (unsigned long long)ac.reloads,
+                         (unsigned long long)ac.reload_failures);
+        (void)json_append_string(out, ac.last_error);
+        (void)buf_append_str(out, ",\"servers\":[");
         for (size_t i = 0; i < n_servers(c); i++) {
                 const Server *srv = server_at(c, i);
                 MetricsSum s;
@@ -393,19 +417,21 @@ int admin_render_status(Admin *a, Worker *w, Buf *out) {
                         for (unsigned p = 0; p < 2; p++)
                                 for (unsigned k = 0; k < 5; k++)
                                         by_class[k] += s.requests[sc][p][k];
-                (void) buf_append_str(out, i ? ",{\"name\":" : "{\"name\":");
-                (void) json_append_string(out, srv->name);
-                (void) buf_printf(out,
-                                  ",\"admin\":%s,\"tls\":%s,\"requests\":%llu,\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,"
-                                  "\"4xx\":%llu,\"5xx\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_sum\":%.6f}",
-                                  srv->admin ? "true" : "false", srv->n_tls_certificates ? "true" : "false",
-                                  (unsigned long long) s.count, (unsigned long long) by_class[0],
-                                  (unsigned long long) by_class[1], (unsigned long long) by_class[2],
-                                  (unsigned long long) by_class[3], (unsigned long long) by_class[4],
-                                  (unsigned long long) s.bytes_in, (unsigned long long) s.bytes_out,
-                                  (double) s.sum_usec / 1e6);
+                (void)buf_append_str(out, i ? ",{\"name\":" : "{\"name\":");
+                (void)json_append_string(out, srv->name);
+                (void)buf_printf(
+                        out,
+                        ",\"admin\":%s,\"tls\":%s,\"requests\":%llu,\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,"
+                        "\"4xx\":%llu,\"5xx\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_sum\":%."
+                        "6f}",
+                        srv->admin ? "true" : "false", srv->n_tls_certificates ? "true" : "false",
+                        (unsigned long long)s.count, (unsigned long long)by_class[0],
+                        (unsigned long long)by_class[1], (unsigned long long)by_class[2],
+                        (unsigned long long)by_class[3], (unsigned long long)by_class[4],
+                        (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out,
+                        (double)s.sum_usec / 1e6);
         }
-        (void) buf_append_str(out, "],\"upstreams\":");
+        (void)buf_append_str(out, "],\"upstreams\":");
         json_upstreams(out, m, c);
         return buf_append_str(out, "}\n");
 }

@@ -15,7 +15,7 @@
 
 typedef struct AdminWorkerLink {
         Admin *admin;
-        int fd; /* eventfd: manager -> this worker */
+        int fd;                  /* eventfd: manager -> this worker */
         sd_event_source *source; /* in the worker's loop, added from its thread */
         AdminRequest *replies;   /* under admin->lock */
         AdminRequest *waiting;   /* submitted, not answered yet: the worker's thread only */
@@ -72,7 +72,7 @@ AdminRequest *admin_request_free(AdminRequest *req) {
 
 int json_append_string(Buf *b, const char *s) {
         int r = buf_append(b, "\"", 1);
-        for (const unsigned char *p = (const unsigned char *) (s ?: ""); *p && r >= 0; p++) {
+        for (const unsigned char *p = (const unsigned char *)(s ?: ""); *p && r >= 0; p++) {
                 if (*p == '"' || *p == '\\')
                         r = buf_printf(b, "\\%c", *p);
                 else if (*p < 0x20)
@@ -93,7 +93,7 @@ static void admin_reply(Admin *a, AdminRequest *req) {
         req->next = l->replies;
         l->replies = req;
         pthread_mutex_unlock(&a->lock);
-        (void) write(l->fd, &one, sizeof(one));
+        (void)write(l->fd, &one, sizeof(one));
 }
 
 static void reply_error(Admin *a, AdminRequest *req, int status, const char *fmt, ...) _printf_(4, 5);
@@ -106,9 +106,9 @@ static void reply_error(Admin *a, AdminRequest *req, int status, const char *fmt
         va_end(ap);
         req->status = status;
         buf_reset(&req->body);
-        (void) buf_append_str(&req->body, "{\"ok\":false,\"error\":");
-        (void) json_append_string(&req->body, msg);
-        (void) buf_append_str(&req->body, "}\n");
+        (void)buf_append_str(&req->body, "{\"ok\":false,\"error\":");
+        (void)json_append_string(&req->body, msg);
+        (void)buf_append_str(&req->body, "}\n");
         admin_reply(a, req);
 }
 
@@ -117,7 +117,7 @@ static int on_worker_reply(sd_event_source *s, int fd, uint32_t revents, void *u
         AdminRequest *list;
         uint64_t v;
 
-        (void) read(fd, &v, sizeof(v));
+        (void)read(fd, &v, sizeof(v));
         pthread_mutex_lock(&l->admin->lock);
         list = l->replies;
         l->replies = NULL;
@@ -159,7 +159,7 @@ int admin_submit(Admin *a, Worker *w, AdminRequest *req) {
         req->next = a->queue;
         a->queue = req;
         pthread_mutex_unlock(&a->lock);
-        (void) write(a->fd, &one, sizeof(one));
+        (void)write(a->fd, &one, sizeof(one));
         return 0;
 }
 
@@ -176,8 +176,8 @@ static void admin_log(const AdminRequest *req, const char *fmt, ...) {
         if (log_to_journal()) {
                 sd_journal_send("MESSAGE=%s (by %s)", msg, req->who, "PRIORITY=%i", LOG_NOTICE,
                                 "PROXYD_ADMIN_ACTION=%s", admin_action_name(req->action),
-                                "PROXYD_ADMIN_PID=%lld", req->have_cred ? (long long) req->pid : -1LL,
-                                "PROXYD_ADMIN_UID=%lld", req->have_cred ? (long long) req->uid : -1LL,
+                                "PROXYD_ADMIN_PID=%lld", req->have_cred ? (long long)req->pid : -1LL,
+                                "PROXYD_ADMIN_UID=%lld", req->have_cred ? (long long)req->uid : -1LL,
                                 "PROXYD_UPSTREAM_GROUP=%s", req->group ?: "", "PROXYD_UPSTREAM_SERVER=%s",
                                 req->server ?: "", NULL);
                 return;
@@ -201,7 +201,7 @@ static bool peer_matches(const Peer *p, const char *server) {
 static void check_finish(Admin *a, AdminRequest *req) {
         if (--req->pending > 0)
                 return;
-        (void) buf_printf(&req->body, "],\"ok\":%s}\n", req->ok ? "true" : "false");
+        (void)buf_printf(&req->body, "],\"ok\":%s}\n", req->ok ? "true" : "false");
         req->status = 200;
         admin_reply(a, req);
 }
@@ -213,15 +213,15 @@ static void on_probe_done(Peer *p, bool ok, const char *reason, void *userdata) 
         if (req->pending == 0)
                 return;
         if (buf_len(&req->body) > 0 && buf_head(&req->body)[buf_len(&req->body) - 1] == '}')
-                (void) buf_append(&req->body, ",", 1);
-        (void) buf_append_str(&req->body, "{\"server\":");
-        (void) json_append_string(&req->body, p->text);
-        (void) buf_printf(&req->body, ",\"result\":\"%s\"", ok ? "pass" : "fail");
+                (void)buf_append(&req->body, ",", 1);
+        (void)buf_append_str(&req->body, "{\"server\":");
+        (void)json_append_string(&req->body, p->text);
+        (void)buf_printf(&req->body, ",\"result\":\"%s\"", ok ? "pass" : "fail");
         if (reason) {
-                (void) buf_append_str(&req->body, ",\"reason\":");
-                (void) json_append_string(&req->body, reason);
+                (void)buf_append_str(&req->body, ",\"reason\":");
+                (void)json_append_string(&req->body, reason);
         }
-        (void) buf_append(&req->body, "}", 1);
+        (void)buf_append(&req->body, "}", 1);
         if (!ok)
                 req->ok = false;
         check_finish(a, req);
@@ -240,10 +240,10 @@ static void admin_change_peers(Admin *a, AdminRequest *req, Upstream *u) {
                         reply_error(a, req, 409, "upstream %s has no health_check", u->name);
                         return;
                 }
-                (void) buf_append_str(&req->body, "{\"results\":[");
+                (void)buf_append_str(&req->body, "{\"results\":[");
                 req->pending = 1;
         } else
-                (void) buf_append_str(&req->body, "{\"ok\":true,\"servers\":[");
+                (void)buf_append_str(&req->body, "{\"ok\":true,\"servers\":[");
         for (size_t i = 0; set && i < set->n; i++) {
                 Peer *p = set->peers[i];
                 if (!peer_matches(p, req->server))
@@ -251,7 +251,8 @@ static void admin_change_peers(Admin *a, AdminRequest *req, Upstream *u) {
                 n++;
                 if (req->action == ADMIN_CHECK) {
                         req->pending++;
-                        int r = health_checker_probe_now(a->host.health(a->host.userdata), u, p, on_probe_done, req);
+                        int r = health_checker_probe_now(a->host.health(a->host.userdata), u, p,
+                                                         on_probe_done, req);
                         if (r < 0)
                                 on_probe_done(p, false, "the health check could not start", req);
                         continue;
@@ -273,18 +274,19 @@ static void admin_change_peers(Admin *a, AdminRequest *req, Upstream *u) {
                         break;
                 }
                 if (req->action == ADMIN_WEIGHT)
-                        admin_log(req, "upstream %s: server %s weight set to %u", u->name, p->text, req->weight);
+                        admin_log(req, "upstream %s: server %s weight set to %u", u->name, p->text,
+                                  req->weight);
                 else
                         admin_log(req, "upstream %s: server %s %s", u->name, p->text,
                                   req->action == ADMIN_DRAIN     ? "draining"
                                   : req->action == ADMIN_DISABLE ? "disabled"
                                                                  : "enabled");
                 if (n > 1)
-                        (void) buf_append(&req->body, ",", 1);
-                (void) buf_append_str(&req->body, "{\"server\":");
-                (void) json_append_string(&req->body, p->text);
-                (void) buf_printf(&req->body, ",\"state\":\"%s\",\"active\":%u}", peer_state_name(peer_state(p, now)),
-                                  atomic_load(&p->active));
+                        (void)buf_append(&req->body, ",", 1);
+                (void)buf_append_str(&req->body, "{\"server\":");
+                (void)json_append_string(&req->body, p->text);
+                (void)buf_printf(&req->body, ",\"state\":\"%s\",\"active\":%u}",
+                                 peer_state_name(peer_state(p, now)), atomic_load(&p->active));
         }
         peer_set_unref(set);
         if (n == 0) {
@@ -296,7 +298,7 @@ static void admin_change_peers(Admin *a, AdminRequest *req, Upstream *u) {
                 check_finish(a, req); /* answered when the last probe ends */
                 return;
         }
-        (void) buf_append_str(&req->body, "]}\n");
+        (void)buf_append_str(&req->body, "]}\n");
         req->status = 200;
         admin_reply(a, req);
 }
@@ -346,8 +348,8 @@ void admin_reload_done(Admin *a, bool ok, const char *error) {
                         continue;
                 }
                 buf_reset(&req->body);
-                (void) buf_printf(&req->body, "{\"ok\":true,\"generation\":%llu}\n",
-                                  (unsigned long long) a->host.generation(a->host.userdata)->number);
+                (void)buf_printf(&req->body, "{\"ok\":true,\"generation\":%llu}\n",
+                                 (unsigned long long)a->host.generation(a->host.userdata)->number);
                 req->status = 200;
                 admin_reply(a, req);
         }
@@ -358,7 +360,7 @@ static int on_admin_queue(sd_event_source *s, int fd, uint32_t revents, void *us
         AdminRequest *list, *rev = NULL;
         uint64_t v;
 
-        (void) read(fd, &v, sizeof(v));
+        (void)read(fd, &v, sizeof(v));
         pthread_mutex_lock(&a->lock);
         list = a->queue;
         a->queue = NULL;
@@ -394,7 +396,7 @@ int admin_new(const AdminHost *host, Admin **ret) {
                 return -ENOMEM;
         }
         for (unsigned i = 0; i < host->n_workers; i++) {
-                a->links[i] = (AdminWorkerLink){ .admin = a, .fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) };
+                a->links[i] = (AdminWorkerLink){.admin = a, .fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
                 a->n_links++;
                 if (a->links[i].fd < 0) {
                         r = -errno;

@@ -66,10 +66,10 @@ struct AdminRequest {
         AdminRequest *wnext; /* in the worker's list of requests waiting for an answer */
 
         /* the answer (manager thread) */
-        int status;   /* HTTP status */
-        Buf body;     /* JSON */
+        int status;       /* HTTP status */
+        Buf body;         /* JSON */
         unsigned pending; /* health checks still running */
-        bool ok;      /* for ADMIN_CHECK: every probe passed */
+        bool ok;          /* for ADMIN_CHECK: every probe passed */
         AdminRequest *next;
 };
 

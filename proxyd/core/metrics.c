@@ -51,7 +51,7 @@ static unsigned registry_lookup(MetricsRegistry *r, MetricsKind kind, const char
                 MetricsKey *k = reallocarray(r->keys, r->n + 1, sizeof(MetricsKey));
                 if (k) {
                         r->keys = k;
-                        k[r->n] = (MetricsKey){ .kind = kind, .a = strdup(a), .b = b ? strdup(b) : NULL };
+                        k[r->n] = (MetricsKey){.kind = kind, .a = strdup(a), .b = b ? strdup(b) : NULL};
                         if (k[r->n].a && (!b || k[r->n].b))
                                 id = ++r->n;
                         else {
@@ -66,7 +66,8 @@ static unsigned registry_lookup(MetricsRegistry *r, MetricsKind kind, const char
         return id;
 }
 
-static unsigned cached_id(atomic_uint *cache, MetricsRegistry *r, MetricsKind kind, const char *a, const char *b) {
+static unsigned cached_id(atomic_uint *cache, MetricsRegistry *r, MetricsKind kind, const char *a,
+                          const char *b) {
         unsigned id = atomic_load_explicit(cache, memory_order_relaxed);
         if (_likely_(id != 0))
                 return id;
@@ -76,25 +77,26 @@ static unsigned cached_id(atomic_uint *cache, MetricsRegistry *r, MetricsKind ki
 }
 
 unsigned metrics_server_id(MetricsRegistry *r, const Server *s) {
-        return cached_id((atomic_uint *) &s->metrics_id, r, METRICS_SERVER, s->name ?: "", NULL);
+        return cached_id((atomic_uint *)&s->metrics_id, r, METRICS_SERVER, s->name ?: "", NULL);
 }
 
-static const char *const match_names[] = {
-        [MATCH_EXACT] = "exact", [MATCH_PREFIX] = "prefix", [MATCH_REGEX] = "regex", [MATCH_IREGEX] = "iregex"
-};
+static const char *const match_names[] = {[MATCH_EXACT] = "exact",
+                                          [MATCH_PREFIX] = "prefix",
+                                          [MATCH_REGEX] = "regex",
+                                          [MATCH_IREGEX] = "iregex"};
 
 unsigned metrics_location_id(MetricsRegistry *r, const Server *s, const Location *loc) {
-        unsigned id = atomic_load_explicit((atomic_uint *) &loc->metrics_id, memory_order_relaxed);
+        unsigned id = atomic_load_explicit((atomic_uint *)&loc->metrics_id, memory_order_relaxed);
         char key[512];
 
         if (_likely_(id != 0))
                 return id;
         snprintf(key, sizeof(key), "%s %s", match_names[loc->match], loc->pattern ?: "");
-        return cached_id((atomic_uint *) &loc->metrics_id, r, METRICS_LOCATION, s->name ?: "", key);
+        return cached_id((atomic_uint *)&loc->metrics_id, r, METRICS_LOCATION, s->name ?: "", key);
 }
 
 unsigned metrics_peer_id(MetricsRegistry *r, const char *group, const Peer *p) {
-        return cached_id((atomic_uint *) &p->metrics_id, r, METRICS_PEER, group, p->text);
+        return cached_id((atomic_uint *)&p->metrics_id, r, METRICS_PEER, group, p->text);
 }
 
 MetricsSlot *worker_metrics_slot(WorkerMetrics *m, unsigned id) {
@@ -130,7 +132,7 @@ void metrics_count_exchange(WorkerMetrics *m, MetricsRegistry *reg, const Metric
 
         if (!e->server || !reg)
                 return;
-        unsigned cls = e->status >= 100 && e->status < 600 ? (unsigned) (e->status / 100 - 1) : 4;
+        unsigned cls = e->status >= 100 && e->status < 600 ? (unsigned)(e->status / 100 - 1) : 4;
         unsigned proto = e->minor >= 1 ? 1 : 0, scheme = e->tls ? 1 : 0;
 
         s = worker_metrics_slot(m, metrics_server_id(reg, e->server));

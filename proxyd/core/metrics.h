@@ -24,7 +24,7 @@
 
 #define METRICS_IDS_MAX 4096u /* keys; more are not counted (proxyd_metrics_keys_dropped_total) */
 #define METRICS_PAGE 64u
-#define METRICS_BUCKETS 12u   /* finite histogram buckets (+Inf is the count) */
+#define METRICS_BUCKETS 12u /* finite histogram buckets (+Inf is the count) */
 
 typedef struct MetricsSlot {
         /* requests [scheme: http, https][protocol: HTTP/1.0, HTTP/1.1][status class 1xx..5xx] */
@@ -88,13 +88,13 @@ static inline void metrics_tls_handshake(WorkerMetrics *m, bool ok) {
 unsigned metrics_bucket(uint64_t usec);
 extern const uint64_t metrics_bucket_usec[METRICS_BUCKETS];
 
-/* One finished exchange, as the request path reports it (proxy/admin.c builds it). */
+/* One finished exchange, as the request path reports it (proxy/admin-http.c builds it). */
 typedef struct MetricsExchange {
-        const Server *server;   /* NULL: none chosen (a bad request head) */
-        const Location *loc;    /* NULL: none */
+        const Server *server; /* NULL: none chosen (a bad request head) */
+        const Location *loc;  /* NULL: none */
         int status;
         bool tls;
-        int minor;              /* HTTP/1.minor */
+        int minor; /* HTTP/1.minor */
         uint64_t bytes_in, bytes_out;
         uint64_t duration_usec;
         const char *group;      /* the upstream group of the last attempt, or NULL */
@@ -112,7 +112,6 @@ typedef struct MetricsSum {
         uint64_t count;
         uint64_t sum_usec;
 } MetricsSum;
-
 
 /* Labels: a Prometheus label value, escaped (\\, \", \n). */
 int metrics_append_label(Buf *b, const char *v);

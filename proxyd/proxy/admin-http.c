@@ -51,24 +51,24 @@ void exchange_count(Exchange *ex) {
 /* The source of an exchange that waits for the manager's answer: nothing to do meanwhile
  * (no body is read, no deadline runs); when the exchange ends first, the answer is dropped. */
 static int admin_step(Exchange *ex) {
-        (void) ex;
+        (void)ex;
         return 0;
 }
 
 static bool admin_no(const Exchange *ex) {
-        (void) ex;
+        (void)ex;
         return false;
 }
 
 static uint64_t admin_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
-        (void) ex;
+        (void)ex;
         *ret_kind = TIMEOUT_NONE;
         return USEC_INFINITY;
 }
 
 static void admin_timeout(Exchange *ex, TimeoutKind kind) {
-        (void) ex;
-        (void) kind;
+        (void)ex;
+        (void)kind;
 }
 
 static void admin_finish(Exchange *ex) {
@@ -106,7 +106,7 @@ static int answer_json_error(Exchange *ex, int status, const char *msg) {
 static int hexval(char ch) {
         if (ch >= '0' && ch <= '9')
                 return ch - '0';
-        ch = (char) (ch | 0x20);
+        ch = (char)(ch | 0x20);
         return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
 }
 
@@ -116,20 +116,20 @@ static char *query_get(const char *q, size_t qlen, const char *name) {
         const char *p = q, *end = q + qlen;
 
         while (p && p < end) {
-                const char *amp = memchr(p, '&', (size_t) (end - p)), *e = amp ?: end;
-                if ((size_t) (e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
-                        char *v = malloc((size_t) (e - p) + 1), *o = v;
+                const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ?: end;
+                if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+                        char *v = malloc((size_t)(e - p) + 1), *o = v;
                         if (!v)
                                 return NULL;
                         for (const char *s = p + nl + 1; s < e; s++) {
                                 if (*s == '%' && e - s >= 3 && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-                                        *o++ = (char) (hexval(s[1]) * 16 + hexval(s[2]));
+                                        *o++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
                                         s += 2;
                                 } else
                                         *o++ = *s == '+' ? ' ' : *s;
                         }
                         *o = 0;
-                        if (strlen(v) != (size_t) (o - v)) { /* a NUL inside */
+                        if (strlen(v) != (size_t)(o - v)) { /* a NUL inside */
                                 free(v);
                                 return NULL;
                         }
@@ -145,10 +145,11 @@ static char *query_get(const char *q, size_t qlen, const char *name) {
 static void on_replied(Worker *w, AdminRequest *req) {
         Exchange *ex = req->waiter;
 
-        (void) w;
+        (void)w;
         if (ex) {
                 Session *s = ex->s;
-                if (answer(ex, req->status, "application/json", buf_head(&req->body), buf_len(&req->body)) < 0)
+                if (answer(ex, req->status, "application/json", buf_head(&req->body), buf_len(&req->body)) <
+                    0)
                         exchange_fail(ex, 500, "out of memory");
                 s->ops->run(s);
         }
@@ -164,7 +165,7 @@ static void caller(Exchange *ex, AdminRequest *req) {
                 req->have_cred = true;
                 req->pid = cred.pid;
                 req->uid = cred.uid;
-                snprintf(req->who, sizeof(req->who), "pid %d uid %u", (int) cred.pid, (unsigned) cred.uid);
+                snprintf(req->who, sizeof(req->who), "pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
         } else
                 snprintf(req->who, sizeof(req->who), "%s", ex_text(ex));
 }
@@ -199,7 +200,7 @@ static int submit(Exchange *ex, AdminAction action, const char *q, size_t qlen) 
                         admin_request_free(req);
                         return answer_json_error(ex, 400, "weight= must be an integer from 1 to 1000");
                 }
-                req->weight = (unsigned) v;
+                req->weight = (unsigned)v;
         }
         r = admin_submit(w->host->admin, w, req);
         if (r < 0) {
@@ -271,7 +272,7 @@ static int admin_route(Exchange *ex, const char *path, size_t plen, const char *
                 return answer_json_error(ex, 404, "no such command");
         if (!post)
                 return answer_json_error(ex, 405, "commands need POST");
-        return submit(ex, (AdminAction) action, q, qlen);
+        return submit(ex, (AdminAction)action, q, qlen);
 }
 
 int admin_exchange_begin(Exchange *ex, Server *srv) {
@@ -294,6 +295,6 @@ int admin_exchange_begin(Exchange *ex, Server *srv) {
                 return answer_json_error(ex, 400, "the request-target must start with /");
         }
         q = memchr(t, '?', tlen);
-        plen = q ? (size_t) (q - t) : tlen;
+        plen = q ? (size_t)(q - t) : tlen;
         return admin_route(ex, t, plen, q ? q + 1 : "", q ? tlen - plen - 1 : 0);
 }
