@@ -157,14 +157,14 @@ mkdir -p "$TMP/usr-upper" "$TMP/dpkg-upper" "$TMP/var/lib/dpkg" "$TMP/var/tmp"
 mkdir -p "$TMP/var/cache/man"
 chmod 1777 "$TMP/var/tmp"
 # dpkg resolves the users and groups of its statoverrides: the host's
-# databases, as writable copies.
-accounts=()
+# databases, copied into the container's /etc once it runs (not bound as files:
+# systemd-sysusers, which makes the package's proxyd-admin group, replaces
+# /etc/group by renaming a new file over it).
+mkdir -p "$TMP/accounts"
 for f in passwd group shadow gshadow; do
-        if [ -f /etc/$f ]; then
-                cp -p /etc/$f "$TMP/$f"
-                accounts+=(--bind="$TMP/$f":/etc/$f)
-        fi
+        [ -f /etc/$f ] && cp -p /etc/$f "$TMP/accounts/$f"
 done
+accounts=(--bind-ro="$TMP/accounts":/run/host-accounts)
 [ -d /etc/apt ] && accounts+=(--bind-ro=/etc/apt)
 systemd-id128 new >"$TMP/machine-id"
 : >"$TMP/console.log"
@@ -182,6 +182,7 @@ NSPAWN_PID=$!
 
 container_wait_leader
 container_wait_booted
+c /bin/sh -c 'cp -p /run/host-accounts/* /etc/'
 
 listening() {
         c ss -Hltn 'sport = :8080' 2>/dev/null | grep -c 127.0.0.1:8080
