@@ -673,6 +673,30 @@ else
         fail "proxyd ctl reload: $out"
 fi
 
+# A TCP address for the admin endpoint: a drop-in with the same FileDescriptorName.
+c mkdir -p /etc/systemd/system/proxyd-admin.socket.d
+c_write /etc/systemd/system/proxyd-admin.socket.d/50-tcp.conf <<'EOF'
+[Socket]
+ListenStream=127.0.0.1:9145
+EOF
+c systemctl daemon-reload
+c systemctl stop proxyd.service
+check "systemctl restart proxyd-admin.socket with a TCP drop-in" c systemctl restart proxyd-admin.socket
+expect_http "proxyd started again by a connection" /e2e-file.txt "200 backend e2e content"
+got=$(c curl -s --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:9145/metrics)
+if [ "$got" = 200 ]; then
+        ok "the drop-in's 127.0.0.1:9145 serves /metrics"
+else
+        fail "the drop-in's 127.0.0.1:9145 serves /metrics (got '$got')"
+fi
+if journal_since "$(($(c date +%s) - 60))" -o cat | grep -q 'admin socket 127.0.0.1:9145 is not a unix socket'; then
+        ok "the journal warns that the TCP admin socket has no access rules"
+else
+        fail "the journal warns that the TCP admin socket has no access rules"
+fi
+c rm -rf /etc/systemd/system/proxyd-admin.socket.d
+c systemctl daemon-reload
+
 # ---------------------------------------------------------------- done
 
 fails=$(c systemctl show -P NRestarts proxyd.service)
