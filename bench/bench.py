@@ -82,6 +82,13 @@ SCENARIOS = [
          metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.25)}),
                   ("p99_ms", "p99 latency ms", "lower", {"nginx": ("<=", 1.0)}),
                   ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
+    # a0: (a) for proxyd with `metrics = false`: what counting for /metrics costs (proxyd's
+    # (a) column counts, as by default); `bench/run.sh --only a,a0 --targets proxyd`.
+    dict(id="a0", title="(a) with proxyd's metrics off", kind="wrk", path="/small", conns=50,
+         headers=[], options={"metrics": False}, targets=("proxyd",),
+         metrics=[("rps", "requests/s", "higher", {}),
+                  ("p99_ms", "p99 latency ms", "lower", {}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {})]),
     dict(id="b", title="1 MiB responses, 10 conns", kind="wrk", path="/big", conns=10,
          headers=[], options={}, targets=STANDARD,
          metrics=[("mibps", "MiB/s", "higher", {"nginx": (">=", 1.3), "haproxy": (">=", 1.0)}),
@@ -482,7 +489,8 @@ def render_proxyd(d, opts):
     else:
         # true: to the journal when stderr is the journal stream, else to stderr
         alog = "true" if alog else "false"
-    return (
+    metrics = "metrics = false;\n" if opts.get("metrics") is False else ""
+    return metrics + (
         "workers = 2;\nlog_level = \"warning\";\naccess_log = %s;\n"
         "upstreams = {\n  origin = {\n    keepalive = 64;\n"
         "    servers = ( { address = \"%s:%d\"; } );\n  };\n};\n"

@@ -2,7 +2,9 @@
 # Hot-path profile of proxyd: instructions per request under callgrind, the top
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
-#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP]
+#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M]
+#
+# -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
 #
 # proxyd runs with 1 worker (callgrind serialises threads anyway) in front of
 # a 1-worker nginx origin serving /small (100 B) and /big (1 MiB). A
@@ -21,11 +23,12 @@ CONNS=1
 URLPATH=/small
 BIN=
 TOP=30
-while getopts "n:w:c:p:b:t:h" o; do
+METRICS=true
+while getopts "n:w:c:p:b:t:Mh" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;;
-        *) sed -n '2,14p' "$0"; exit 2 ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;;
+        *) sed -n '2,16p' "$0"; exit 2 ;;
         esac
 done
 
@@ -79,6 +82,7 @@ http {
 EOF
 cat >"$D/proxyd.conf" <<EOF
 workers = 1;
+metrics = $METRICS;
 log_level = "warning";
 access_log = false;
 shutdown_timeout = "1s";

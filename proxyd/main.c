@@ -8,6 +8,7 @@
 
 #include "config-merge.h"
 #include "config.h"
+#include "ctl.h"
 #include "conn.h"
 #include "log.h"
 #include "manager.h"
@@ -28,6 +29,9 @@ static void help(void) {
                "      --dump          print the merged configuration and exit\n"
                "      --version       print the version and exit\n"
                "  -h, --help          show this help\n"
+               "\n"
+               "\n"
+               "  proxyd ctl COMMAND  control a running proxyd through its admin socket (proxyd ctl --help)\n"
                "\n"
                "Signals: SIGHUP reloads the configuration, SIGTERM stops after in-flight requests.\n",
                PROXYD_CONFIG_PATH);
@@ -133,6 +137,8 @@ int main(int argc, char *argv[]) {
         sigset_t ss;
         int r;
 
+        if (argc > 1 && streq(argv[1], "ctl"))
+                return ctl_main(argc - 1, argv + 1);
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

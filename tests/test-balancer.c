@@ -443,6 +443,43 @@ START_TEST(test_carry_over) {
 }
 END_TEST
 
+/* Runtime control: drained and disabled peers get no pick, a weight override counts, and a
+ * reload keeps the overrides of servers whose configuration did not change only. */
+START_TEST(test_admin_state) {
+        Group g1, g2;
+        uint64_t rng = 1, now = now_usec(CLOCK_MONOTONIC);
+        unsigned counts[4] = {};
+
+        group_init(&g1, 4, NULL, BALANCE_ROUND_ROBIN);
+        atomic_store(&peer_of(&g1, 0)->admin, PEER_ADMIN_DRAIN);
+        atomic_store(&peer_of(&g1, 1)->admin, PEER_ADMIN_DISABLED);
+        atomic_store(&peer_of(&g1, 2)->weight_override, 3);
+        ck_assert_str_eq(peer_state_name(peer_state(peer_of(&g1, 0), now)), "draining");
+        ck_assert_str_eq(peer_state_name(peer_state(peer_of(&g1, 1), now)), "disabled");
+        ck_assert_str_eq(peer_state_name(peer_state(peer_of(&g1, 2), now)), "up");
+        for (int i = 0; i < 8; i++)
+                counts[pick1(&g1, NULL, now, &rng)]++;
+        ck_assert_uint_eq(counts[0], 0);
+        ck_assert_uint_eq(counts[1], 0);
+        ck_assert_uint_eq(counts[2], 6);
+        ck_assert_uint_eq(counts[3], 2);
+
+        g2 = g1;
+        g2.u.servers = g2.s;
+        g2.ups[0] = &g2.u;
+        g2.c.upstreams = g2.ups;
+        g2.u.rt = NULL;
+        g2.s[1].weight = 2; /* server 1's configuration changed: its override goes */
+        ck_assert_int_eq(upstream_runtimes_setup(&g2.c, &g1.c), 0);
+        ck_assert_int_eq(atomic_load(&peer_of(&g2, 0)->admin), PEER_ADMIN_DRAIN);
+        ck_assert_int_eq(atomic_load(&peer_of(&g2, 1)->admin), PEER_ADMIN_NONE);
+        ck_assert_uint_eq(atomic_load(&peer_of(&g2, 2)->weight_override), 3);
+        ck_assert_uint_eq(atomic_load(&peer_of(&g2, 2)->requests), 6); /* counts go on */
+        group_done(&g1);
+        group_done(&g2);
+}
+END_TEST
+
 static Config *load_text(const char *text, ConfigDiags *d) {
         /* diagnostics stay in d for the caller to check */
         char path[] = "/tmp/test-balancer-XXXXXX";
@@ -627,6 +664,7 @@ static Suite *balancer_suite(void) {
         tcase_add_test(tc, test_slow_start);
         tcase_add_test(tc, test_entry_addresses);
         tcase_add_test(tc, test_carry_over);
+        tcase_add_test(tc, test_admin_state);
         tcase_add_test(tc, test_config_upstream_fields);
         suite_add_tcase(s, tc);
         return s;

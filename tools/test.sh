@@ -17,6 +17,7 @@ packages=(
   python3 curl wrk nginx-light
   systemd systemd-container gnutls-bin man-db python3-websockets openssl
   dpkg-dev debhelper devscripts lintian fakeroot logrotate iproute2
+  prometheus chromium
 )
 
 missing=()

@@ -30,6 +30,8 @@ static const Setting top_rows[] = {
           .values = log_level_values, .offset = CF(log_level), .description = "journal threshold" },
         { .name = "access_log", .type = T_BOOL, .scopes = SC_TOP, .dflt = "true", .doc_type = "boolean or string",
           .parse = config_parse_access_log, .description = "true: the journal; false: off; \"/path\": a file" },
+        { .name = "metrics", .type = T_BOOL, .scopes = SC_TOP, .dflt = "true", .offset = CF(metrics),
+          .description = "count requests for the admin endpoint's /metrics and status page" },
         { .name = "shutdown_timeout", .type = T_DURATION, .scopes = SC_TOP, .dflt = "\"30s\"",
           .offset = CF(shutdown_timeout), .description = "drain time after SIGTERM" },
         { .name = "resolver", .type = T_STRINGS, .scopes = SC_TOP, .offset = CF(resolver), .offset_n = CF(n_resolver),
@@ -60,6 +62,8 @@ static const Setting server_rows[] = {
           .description = "TLS termination" },
         { .name = "locations", .type = T_LIST, .scopes = SC_SERVER, .flags = SF_REQUIRED, .parse = schema_keep,
           .offset = SETTING_NO_FIELD, .description = "the locations" },
+        { .name = "admin", .type = T_BOOL, .scopes = SC_SERVER, .dflt = "false", .offset = SV(admin),
+          .description = "serves proxyd's admin endpoint (metrics, status, control) instead of locations" },
 };
 
 static const char *const verify_modes[] = { "off", "optional", "on" };

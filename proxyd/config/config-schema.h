@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <assert.h>
+
 /*
  * The settings schema (private to the config modules): every setting of proxyd.conf is one
  * row of a table, one table per kind of group. A row says the setting's name, type, the
@@ -187,6 +189,10 @@ int settings_resolve(LocationSettings *dst, const LocationSettings *parent, cons
 int settings_builtin(LocationSettings *s);
 void settings_done(LocationSettings *s);
 void partial_done(PartialSettings *p);
+
+/* After the servers are parsed: check the admin server (config-admin.c), or make the
+ * built-in one (Config.admin_builtin). */
+int config_admin_setup(Loader *l, const LocationSettings *defaults);
 int parse_access_rule(const char *s, AccessRule *ret);
 
 /* config.c: parsers the tables refer to */
@@ -209,6 +215,28 @@ int config_check_header_name(Loader *l, const config_setting_t *s, const void *v
 int parse_cidr(const char *s, AccessRule *ret);
 int config_client_link(Loader *l);
 LimitZone *limit_zone_free(LimitZone *z);
+
+/* Where s was written (file, line), for the structs that keep it. */
+static inline void set_origin(Loader *l, const config_setting_t *s, const char **file, int *line) {
+        *file = config_setting_origin(s, &l->files, line);
+}
+
+/* The first member of the walk's group that row name took, or NULL. */
+static inline const config_setting_t *seen(const SchemaWalk *w, const char *name) {
+        int i = schema_find(w->table, name);
+
+        assert(i >= 0);
+        return w->seen[i];
+}
+
+/* config-upstream.c */
+Upstream *upstream_free(Upstream *u);
+int upstream_new(Loader *l, const char *name, bool implicit, Upstream **ret);
+int config_add_upstream(Config *c, Upstream *u);
+/* Append one UpstreamServer per address of `address` (as written). *ret_err set on -EINVAL. */
+int upstream_add_address(Upstream *u, const char *address, const UpstreamServer *tmpl, const char **ret_err);
+int parse_upstream(Loader *l, const config_setting_t *g);
+Upstream *find_upstream(Config *c, const char *name, bool implicit);
 
 /* config-address.c */
 bool all_digits(const char *s);

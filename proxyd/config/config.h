@@ -216,6 +216,7 @@ typedef struct Location {
         LocationSettings s;
         const char *file;
         int line;
+        atomic_uint metrics_id; /* set on first use (metrics.c) */
 } Location;
 
 /* One certificate chain + key for TLS termination (chosen by SNI when several). */
@@ -255,6 +256,9 @@ typedef struct Server {
         char **proxy_protocol_from; /* who may send it, as written */
         size_t n_proxy_protocol_from;
         AccessRule *proxy_protocol_rules; /* the same, parsed */
+        /* The admin endpoint (metrics, status page, runtime control): no locations. */
+        bool admin;
+        atomic_uint metrics_id; /* set on first use (metrics.c) */
 } Server;
 
 typedef enum ListenKind {
@@ -288,6 +292,7 @@ typedef struct Config {
         const char *access_log_src; /* where access_log was set, for open errors */
         int access_log_line;
         uint64_t shutdown_timeout;
+        bool metrics; /* count exchanges for /metrics (admin endpoint) */
         char **resolver;  /* DNS servers for re-resolution: "ADDR", "ADDR:PORT", "[ADDR6]:PORT" */
         size_t n_resolver;
 
@@ -297,6 +302,9 @@ typedef struct Config {
         size_t n_upstreams;
         Server **servers;
         size_t n_servers;
+        /* The admin endpoint's server when none has admin = true: serves the handed-over
+         * socket named "admin", if any (listener.c). Not in `servers` or `listens`. */
+        Server *admin_builtin;
         Listen *listens;
         size_t n_listens;
 

@@ -39,6 +39,8 @@ struct Probe {
         size_t req_len, req_off;
         char resp[PROBE_RESPONSE_MAX];
         size_t resp_len;
+        HealthProbeDone done; /* a check forced through the admin endpoint: its caller */
+        void *done_userdata;
         Probe *next, *prev;
 };
 
@@ -85,6 +87,7 @@ static void probe_done(Probe *p, bool ok, const char *reason) {
         Peer *peer = p->peer;
         bool changed = false, up = false;
 
+        atomic_fetch_add_explicit(ok ? &peer->checks_passed : &peer->checks_failed, 1, memory_order_relaxed);
         if (ok) {
                 atomic_store(&peer->check_fails, 0);
                 unsigned n = atomic_fetch_add(&peer->check_passes, 1) + 1;
@@ -105,7 +108,11 @@ static void probe_done(Probe *p, bool ok, const char *reason) {
         }
         peer_ref(peer);
         const char *name = p->check->up->name;
+        HealthProbeDone done = p->done;
+        void *done_userdata = p->done_userdata;
         probe_free(p);
+        if (done)
+                done(peer, ok, ok ? NULL : reason, done_userdata);
         if (changed && h->cb)
                 h->cb(peer, name, up, up ? "health check passed" : reason, h->userdata);
         peer_unref(peer);
@@ -233,7 +240,7 @@ static int on_probe_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void probe_start(Check *ck, Peer *peer, uint64_t now) {
+static int probe_start(Check *ck, Peer *peer, uint64_t now, HealthProbeDone done, void *done_userdata) {
         HealthChecker *h = ck->h;
         const HealthCheck *hc = ck->up->health_check;
         const UpstreamServer *conf = peer->conf;
@@ -242,7 +249,9 @@ static void probe_start(Check *ck, Peer *peer, uint64_t now) {
 
         p = calloc(1, sizeof(Probe));
         if (!p)
-                return;
+                return -ENOMEM;
+        p->done = done;
+        p->done_userdata = done_userdata;
         p->h = h;
         p->check = ck;
         p->peer = peer_ref(peer);
@@ -257,25 +266,26 @@ static void probe_start(Check *ck, Peer *peer, uint64_t now) {
                      hc->path, conf->host ? conf->address : ck->up->name);
         if (r < 0 || (size_t) r >= sizeof(p->req)) {
                 probe_done(p, false, "health check: request too long");
-                return;
+                return 0;
         }
         p->req_len = (size_t) r;
 
         int fd = socket(peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
                 probe_fail_errno(p, "socket", errno);
-                return;
+                return 0;
         }
         stream_init_plain(&p->stream, fd); /* TLS starts once connected (on_probe_io) */
         if (connect(fd, (const struct sockaddr *) &peer->addr, peer->addrlen) < 0 && errno != EINPROGRESS) {
                 probe_fail_errno(p, "connect", errno);
-                return;
+                return 0;
         }
         r = sd_event_add_io(h->event, &p->io, fd, EPOLLOUT, on_probe_io, p);
         if (r >= 0)
                 r = sd_event_add_time(h->event, &p->timer, CLOCK_MONOTONIC, now + hc->timeout, 0, on_probe_timer, p);
         if (r < 0)
                 probe_fail_errno(p, "setup", -r);
+        return 0;
 }
 
 static bool probe_running(HealthChecker *h, const Peer *peer) {
@@ -291,9 +301,10 @@ static int on_check_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         for (size_t i = 0; set && i < set->n; i++) {
                 Peer *peer = set->peers[i];
-                if (peer->conf->down || probe_running(ck->h, peer))
+                if (peer->conf->down || probe_running(ck->h, peer) ||
+                    atomic_load(&peer->admin) == PEER_ADMIN_DISABLED)
                         continue;
-                probe_start(ck, peer, usec);
+                (void) probe_start(ck, peer, usec, NULL, NULL);
         }
         peer_set_unref(set);
         (void) sd_event_source_set_time(s, usec + ck->up->health_check->interval);
@@ -304,8 +315,12 @@ static int on_check_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 HealthChecker *health_checker_free(HealthChecker *h) {
         if (!h)
                 return NULL;
-        while (h->probes)
-                probe_free(h->probes);
+        while (h->probes) {
+                Probe *p = h->probes;
+                if (p->done)
+                        p->done(p->peer, false, "the health checker was restarted by a reload", p->done_userdata);
+                probe_free(p);
+        }
         for (size_t i = 0; i < h->n_checks; i++) {
                 sd_event_source_disable_unref(h->checks[i].timer);
                 free(h->checks[i].tls_name);
@@ -392,4 +407,17 @@ int health_checker_new(sd_event *e, Config *c, const TlsClientSet *tls, PeerStat
         }
         *ret = h;
         return 0;
+}
+
+int health_checker_probe_now(HealthChecker *h, const Upstream *u, Peer *peer, HealthProbeDone done,
+                             void *userdata) {
+        uint64_t now = 0;
+
+        for (size_t i = 0; h && i < h->n_checks; i++) {
+                if (h->checks[i].up != u)
+                        continue;
+                (void) sd_event_now(h->event, CLOCK_MONOTONIC, &now);
+                return probe_start(&h->checks[i], peer, now, done, userdata);
+        }
+        return -EOPNOTSUPP;
 }

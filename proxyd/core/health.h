@@ -28,3 +28,9 @@ typedef void (*PeerStateChanged)(Peer *p, const char *upstream, bool up, const c
 int health_checker_new(sd_event *e, Config *c, const TlsClientSet *tls, PeerStateChanged cb, void *userdata,
                        HealthChecker **ret);
 HealthChecker *health_checker_free(HealthChecker *h);
+
+/* Probe one peer of u now, besides the regular rounds; done gets its result (reason: why it
+ * failed). -EOPNOTSUPP: u has no health_check. The result counts like any other. */
+typedef void (*HealthProbeDone)(Peer *p, bool ok, const char *reason, void *userdata);
+int health_checker_probe_now(HealthChecker *h, const Upstream *u, Peer *peer, HealthProbeDone done,
+                             void *userdata);

@@ -248,6 +248,18 @@ int listeners_bind(ListenerSet *set, const Config *c, ListenerServers **ret) {
                                 }
                         }
                 }
+                /* proxyd-admin.socket without an admin server in the configuration */
+                if (map[j].n == 0 && c->admin_builtin && streq_ptr(set->items[j].name, "admin")) {
+                        r = servers_append(&map[j], c->admin_builtin);
+                        if (r < 0) {
+                                listener_servers_free(map, set->n);
+                                return r;
+                        }
+                        if (set->items[j].addr.ss_family != AF_UNIX)
+                                log_warning("The admin socket %s is not a unix socket and no server has admin = true: "
+                                            "anyone who reaches it may control proxyd (give it access rules)",
+                                            set->items[j].text);
+                }
                 if (map[j].n == 0 && set->items[j].handed_over) {
                         log_error("Handed-over socket %s (%s) is not used by any server's listen entry",
                                   set->items[j].name ?: "(unnamed)", set->items[j].text);

@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
+#include "admin.h"
 #include "daemon.h"
 #include "log.h"
 #include "limit.h"
@@ -233,17 +234,22 @@ static int on_ack(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
                 log_info("Configuration #%llu applied", (unsigned long long) m->gen->number);
                 daemon_notify_ready(NULL);
                 manager_update_status(m);
+                admin_reload_done(m->admin, true, NULL);
         }
         return 0;
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        Manager *m = userdata;
+        (void) manager_reload(userdata);
+        return 0;
+}
+
+int manager_reload(Manager *m) {
         Generation *g = NULL;
         int r;
 
         if (m->stopping)
-                return 0;
+                return -ESHUTDOWN;
         daemon_notify_reloading();
         log_info("Reloading configuration from %s", m->config_path);
         m->last_reload_error[0] = 0;
@@ -253,8 +259,10 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
                           m->last_reload_error);
                 daemon_notify_ready(NULL);
                 manager_update_status(m);
-                return 0;
+                admin_note_reload(m->admin, true, m->last_reload_error);
+                return r;
         }
+        admin_note_reload(m->admin, false, NULL);
         log_set_max_level(g->config->log_level);
         if (g->config->workers != 0 && g->config->workers != m->n_workers)
                 log_notice("workers = %u takes effect at the next restart", g->config->workers);
@@ -344,6 +352,22 @@ static void manager_worker_exited(void *userdata, Worker *w, int error) {
         manager_worker_ack(m);
 }
 
+/* What the admin endpoint's commands see of the manager (admin.h). */
+static Generation *admin_generation(void *userdata) {
+        return ((Manager *) userdata)->gen;
+}
+
+static HealthChecker *admin_health(void *userdata) {
+        return ((Manager *) userdata)->health;
+}
+
+static int admin_reload(void *userdata, const char **ret_error) {
+        Manager *m = userdata;
+        int r = manager_reload(m);
+        *ret_error = m->last_reload_error;
+        return r;
+}
+
 int manager_new(const char *config_path, const WorkerSessionOps *sessions, Manager **ret) {
         Manager *m = calloc(1, sizeof(Manager));
         int r;
@@ -357,6 +381,9 @@ int manager_new(const char *config_path, const WorkerSessionOps *sessions, Manag
                 free(m);
                 return -ENOMEM;
         }
+        r = metrics_registry_new(&m->metrics);
+        if (r < 0)
+                goto fail;
         r = tls_ticket_keys_new(&m->ticket_keys);
         if (r < 0)
                 goto fail;
@@ -415,6 +442,17 @@ int manager_new(const char *config_path, const WorkerSessionOps *sessions, Manag
         }
         for (unsigned i = 0; i < m->n_workers; i++)
                 m->workers[i].wake_fd = -EBADF;
+        const AdminHost ah = {
+                .event = m->event,
+                .n_workers = m->n_workers,
+                .generation = admin_generation,
+                .health = admin_health,
+                .reload = admin_reload,
+                .userdata = m,
+        };
+        r = admin_new(&ah, &m->admin);
+        if (r < 0)
+                goto fail;
         *ret = m;
         return 0;
 fail:
@@ -434,6 +472,8 @@ int manager_run(Manager *m) {
                 .ack = manager_worker_ack,
                 .exited = manager_worker_exited,
                 .userdata = m,
+                .metrics = m->metrics,
+                .admin = m->admin,
         };
         for (unsigned i = 0; i < m->n_workers; i++) {
                 Worker *w = &m->workers[i];
@@ -478,8 +518,10 @@ int manager_run(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        m->admin = admin_free(m->admin);
         for (unsigned i = 0; m->workers && i < m->n_workers; i++)
                 worker_done(&m->workers[i]);
+        m->metrics = metrics_registry_free(m->metrics);
         free(m->workers);
         sd_event_source_disable_unref(m->ack_source);
         sd_event_source_disable_unref(m->watchdog_timer);

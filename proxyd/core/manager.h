@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "health.h"
+#include "metrics.h"
 #include "listener.h"
 #include "resolve.h"
 #include "worker.h"
@@ -48,9 +49,16 @@ struct Manager {
         uint64_t status_last_requests;
         uint64_t status_last_time;
         char last_reload_error[256];
+
+        MetricsRegistry *metrics; /* keys of the workers' counters */
+        struct Admin *admin;      /* the admin endpoint's commands (admin.c) */
 };
 
 /* sessions: what runs on the accepted connections (the HTTP/1 session: conn_sessions). */
 int manager_new(const char *config_path, const WorkerSessionOps *sessions, Manager **ret);
 Manager *manager_free(Manager *m);
 int manager_run(Manager *m);
+/* Reload the configuration (SIGHUP, or the admin endpoint). 0: the new generation is on its
+ * way to the workers (READY=1 follows when all serve it); <0: it failed, last_reload_error
+ * says why ("file:line: why") and the old one keeps serving. */
+int manager_reload(Manager *m);

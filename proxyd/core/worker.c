@@ -676,6 +676,7 @@ void worker_done(Worker *w) {
         w->conn_fd = -EBADF;
         free(w->io_batch);
         w->io_batch = NULL;
+        worker_metrics_done(&w->metrics);
         pthread_mutex_destroy(&w->lock);
 }
 

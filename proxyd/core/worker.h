@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "listener.h"
+#include "metrics.h"
 #include "pool.h"
 #include "timerheap.h"
 #include "tls.h"
@@ -52,6 +53,8 @@ typedef struct WorkerHost {
         void (*ack)(void *userdata);                            /* any thread */
         void (*exited)(void *userdata, Worker *w, int error);   /* from the worker's thread */
         void *userdata;
+        MetricsRegistry *metrics; /* keys of the workers' counters */
+        struct Admin *admin;      /* the admin endpoint's link to the manager (admin.h) */
 } WorkerHost;
 
 #define WORKER_PIPES 16
@@ -152,6 +155,7 @@ struct Worker {
         unsigned rr;
 
         WorkerStats stats;
+        WorkerMetrics metrics; /* written by this thread only, summed by scrapes */
 };
 
 int worker_init(Worker *w, const WorkerHost *host, unsigned index);

@@ -19,7 +19,8 @@ uint64_t balancer_random(uint64_t *state) {
 bool peer_usable(const Peer *p, const PickRequest *req) {
         unsigned max_conns = p->conf->max_conns;
 
-        if (p->conf->down || !atomic_load_explicit(&p->healthy, memory_order_relaxed))
+        if (p->conf->down || !atomic_load_explicit(&p->healthy, memory_order_relaxed) ||
+            atomic_load_explicit(&p->admin, memory_order_relaxed) != PEER_ADMIN_NONE)
                 return false;
         if (atomic_load_explicit(&p->down_until, memory_order_relaxed) > req->now &&
             !atomic_load_explicit(&p->sole, memory_order_relaxed))
@@ -33,7 +34,8 @@ bool peer_usable(const Peer *p, const PickRequest *req) {
 }
 
 uint64_t peer_effective_weight(const Peer *p, uint64_t now, uint64_t slow_start) {
-        uint64_t w = (uint64_t) MAX(p->conf->weight, 1u) * BALANCER_WEIGHT_SCALE;
+        unsigned cw = atomic_load_explicit(&p->weight_override, memory_order_relaxed) ?: p->conf->weight;
+        uint64_t w = (uint64_t) MAX(cw, 1u) * BALANCER_WEIGHT_SCALE;
         uint64_t since, low;
 
         if (slow_start == 0)
@@ -47,6 +49,34 @@ uint64_t peer_effective_weight(const Peer *p, uint64_t now, uint64_t slow_start)
         if (now <= since)
                 return low;
         return low + (uint64_t) ((double) (w - low) * (double) (now - since) / (double) slow_start);
+}
+
+PeerState peer_state(const Peer *p, uint64_t now) {
+        switch (atomic_load_explicit(&p->admin, memory_order_relaxed)) {
+        case PEER_ADMIN_DRAIN:
+                return PEER_STATE_DRAINING;
+        case PEER_ADMIN_DISABLED:
+                return PEER_STATE_DISABLED;
+        }
+        if (p->conf->down)
+                return PEER_STATE_DOWN;
+        if (!atomic_load_explicit(&p->healthy, memory_order_relaxed))
+                return PEER_STATE_UNHEALTHY;
+        if (atomic_load_explicit(&p->down_until, memory_order_relaxed) > now &&
+            !atomic_load_explicit(&p->sole, memory_order_relaxed))
+                return PEER_STATE_DOWN;
+        return PEER_STATE_UP;
+}
+
+const char *peer_state_name(PeerState s) {
+        static const char *const names[_PEER_STATE_MAX] = {
+                [PEER_STATE_UP] = "up",
+                [PEER_STATE_DOWN] = "down",
+                [PEER_STATE_UNHEALTHY] = "unhealthy",
+                [PEER_STATE_DRAINING] = "draining",
+                [PEER_STATE_DISABLED] = "disabled",
+        };
+        return s < _PEER_STATE_MAX ? names[s] : "?";
 }
 
 /* a->active / wa < b->active / wb, without division */

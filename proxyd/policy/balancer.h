@@ -40,9 +40,36 @@ typedef struct Peer {
         atomic_uint check_fails, check_passes; /* consecutive results (health checker only) */
         atomic_uint_fast64_t recovered_at;     /* start of the slow-start ramp; 0: none */
         atomic_uint_fast64_t requests;         /* total picks */
+
+        /* Runtime control (proxyd ctl, admin endpoint): set by the manager thread, read by
+         * every worker's picks at once. Kept over a reload when the server's configuration
+         * did not change (upstream.c). */
+        atomic_int admin;             /* PeerAdmin */
+        atomic_uint weight_override;  /* 0: the configured weight */
+        atomic_uint_fast64_t checks_passed, checks_failed; /* active health check results */
+        atomic_uint_fast64_t failures;                     /* failed attempts, ever */
+        atomic_uint metrics_id;       /* set on first use (metrics.c) */
 } Peer;
 
 typedef struct HashRing HashRing;
+typedef enum PeerAdmin {
+        PEER_ADMIN_NONE,
+        PEER_ADMIN_DRAIN,    /* no new requests; in-flight ones finish; health checks go on */
+        PEER_ADMIN_DISABLED, /* no new requests and no health checks (maintenance) */
+} PeerAdmin;
+
+/* What an operator sees (metrics, status page, proxyd ctl). */
+typedef enum PeerState {
+        PEER_STATE_UP,
+        PEER_STATE_DOWN,      /* `down` in the configuration, or max_fails reached */
+        PEER_STATE_UNHEALTHY, /* failed its active health checks */
+        PEER_STATE_DRAINING,
+        PEER_STATE_DISABLED,
+        _PEER_STATE_MAX,
+} PeerState;
+
+PeerState peer_state(const Peer *p, uint64_t now);
+const char *peer_state_name(PeerState s);
 
 typedef struct PeerSet {
         atomic_uint refs;

@@ -138,6 +138,13 @@ static const Upstream *find_old_upstream(const Config *old, const Upstream *u) {
         return NULL;
 }
 
+/* The server entry is configured the same way in both generations (its address aside). */
+static bool same_server_conf(const UpstreamServer *a, const UpstreamServer *b) {
+        return streq_ptr(a->address, b->address) && a->weight == b->weight && a->max_fails == b->max_fails &&
+               a->fail_timeout == b->fail_timeout && a->backup == b->backup && a->down == b->down &&
+               a->max_conns == b->max_conns;
+}
+
 static void carry_state(Peer *p, const Upstream *u, const Upstream *o, PeerSet *old_set) {
         if (!old_set)
                 return;
@@ -150,6 +157,15 @@ static void carry_state(Peer *p, const Upstream *u, const Upstream *o, PeerSet *
                 atomic_store(&p->down_until, atomic_load(&q->down_until));
                 atomic_store(&p->passive_down, atomic_load(&q->passive_down));
                 atomic_store(&p->recovered_at, atomic_load(&q->recovered_at));
+                atomic_store(&p->checks_passed, atomic_load(&q->checks_passed));
+                atomic_store(&p->checks_failed, atomic_load(&q->checks_failed));
+                atomic_store(&p->failures, atomic_load(&q->failures));
+                atomic_store(&p->requests, atomic_load(&q->requests));
+                /* Runtime overrides stay unless the configuration changed the server. */
+                if (same_server_conf(p->conf, q->conf)) {
+                        atomic_store(&p->admin, atomic_load(&q->admin));
+                        atomic_store(&p->weight_override, atomic_load(&q->weight_override));
+                }
                 if (u->health_check && o->health_check) {
                         atomic_store(&p->healthy, atomic_load(&q->healthy));
                         atomic_store(&p->check_fails, atomic_load(&q->check_fails));
@@ -253,6 +269,7 @@ PeerChange peer_report(Peer *p, bool failed, uint64_t now_usec) {
                 }
                 return PEER_UNCHANGED;
         }
+        atomic_fetch_add_explicit(&p->failures, 1, memory_order_relaxed);
         if (s->max_fails == 0 || atomic_load_explicit(&p->sole, memory_order_relaxed))
                 return PEER_UNCHANGED; /* failure accounting disabled; a sole server is always tried */
         uint64_t start = atomic_load(&p->fail_window_start);
@@ -271,12 +288,8 @@ PeerChange peer_report(Peer *p, bool failed, uint64_t now_usec) {
 }
 
 bool peer_is_up(const Peer *p, uint64_t now_usec) {
-        return !p->conf->down && atomic_load_explicit(&p->healthy, memory_order_relaxed) &&
-               (atomic_load_explicit(&p->down_until, memory_order_relaxed) <= now_usec ||
-                atomic_load_explicit(&p->sole, memory_order_relaxed));
+        return peer_state(p, now_usec) == PEER_STATE_UP;
 }
-
-
 
 int upstream_runtime_set_entry_addresses(UpstreamRuntime *rt, const UpstreamServer *conf,
                                          const struct sockaddr_storage *addrs, const socklen_t *lens, size_t n) {

@@ -564,6 +564,7 @@ static int conn_head_step(Conn *c) {
                         c->rd_ready = false;
                         return 0;
                 }
+                metrics_tls_handshake(&c->s.worker->metrics, r >= 0);
                 if (r < 0) {
                         log_info("%s: TLS handshake failed: %s", conn_text(c), tls_stream_error(&c->client) ?: strerror(-r));
                         conn_close_now(c);
@@ -958,6 +959,7 @@ static int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, con
                 c->s.remote_port = sockaddr_port(peer);
         }
         c->s.local_port = local_port;
+        c->s.fd = fd;
 
         c->next = w->conns;
         if (w->conns)

@@ -89,6 +89,7 @@ void exchange_log(Exchange *ex) {
         Generation *g = ex_generation(ex);
 
         atomic_fetch_add_explicit(&w->stats.requests, 1, memory_order_relaxed);
+        exchange_count(ex);
         if (!g->config->access_log)
                 return;
         const AccessEntry e = {
@@ -473,6 +474,8 @@ int exchange_begin(Exchange *ex) {
                 ex->req_body = HTTP_BODY_NONE;
         }
 
+        if (ls->n > 0 && ls->servers[0]->admin)
+                return admin_exchange_begin(ex, ls->servers[0]);
         request_host(ex, &host, &host_len);
         ex->server = router_select_server(ls->servers, ls->n, host, host_len);
         if (!ex->server) {

@@ -272,3 +272,8 @@ void exchange_policy_done(Exchange *ex);
 /* A request a rate limit delays: nothing happens until ex->pol.delay_until, then the upstream
  * source starts. */
 extern const SourceOps source_limit_wait;
+/* admin-http.c: the admin endpoint (a socket whose server has admin = true: its own response
+ * source), and the exchange's count in the metrics (from exchange_log) */
+
+int admin_exchange_begin(Exchange *ex, Server *srv);
+void exchange_count(Exchange *ex);

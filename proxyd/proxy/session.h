@@ -46,6 +46,7 @@ typedef struct Session {
         struct SessionPeer *peer; /* the connection's address, kept while a request's (real_ip_*) replaces it */
         bool tls;     /* the client connection is TLS: $scheme is https */
         bool draining; /* a stop is in progress: the connection ends after the current response(s) */
+        int fd;        /* the client socket, for the peer credentials of a unix client (SO_PEERCRED) */
 } Session;
 
 /* A response proxyd makes itself: an error page (body NULL) or `return`. */

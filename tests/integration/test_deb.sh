@@ -157,14 +157,14 @@ mkdir -p "$TMP/usr-upper" "$TMP/dpkg-upper" "$TMP/var/lib/dpkg" "$TMP/var/tmp"
 mkdir -p "$TMP/var/cache/man"
 chmod 1777 "$TMP/var/tmp"
 # dpkg resolves the users and groups of its statoverrides: the host's
-# databases, as writable copies.
-accounts=()
+# databases, copied into the container's /etc once it runs (not bound as files:
+# systemd-sysusers, which makes the package's proxyd-admin group, replaces
+# /etc/group by renaming a new file over it).
+mkdir -p "$TMP/accounts"
 for f in passwd group shadow gshadow; do
-        if [ -f /etc/$f ]; then
-                cp -p /etc/$f "$TMP/$f"
-                accounts+=(--bind="$TMP/$f":/etc/$f)
-        fi
+        [ -f /etc/$f ] && cp -p /etc/$f "$TMP/accounts/$f"
 done
+accounts=(--bind-ro="$TMP/accounts":/run/host-accounts)
 [ -d /etc/apt ] && accounts+=(--bind-ro=/etc/apt)
 systemd-id128 new >"$TMP/machine-id"
 : >"$TMP/console.log"
@@ -182,6 +182,7 @@ NSPAWN_PID=$!
 
 container_wait_leader
 container_wait_booted
+c /bin/sh -c 'cp -p /run/host-accounts/* /etc/'
 
 listening() {
         c ss -Hltn 'sport = :8080' 2>/dev/null | grep -c 127.0.0.1:8080
@@ -195,7 +196,9 @@ dump_journal() {
 # (tools/demo.sh) would show through the /usr overlay, and a policy-rc.d that
 # tools/test.sh may have in place while it installs packages.
 for f in /usr/sbin/proxyd /usr/lib/systemd/system/proxyd.service /usr/lib/systemd/system/proxyd.socket \
-        /usr/lib/systemd/system/proxyd-https.socket /usr/share/man/man8/proxyd.8 /usr/share/man/man5/proxyd.conf.5 \
+        /usr/lib/systemd/system/proxyd-https.socket /usr/lib/systemd/system/proxyd-admin.socket \
+        /usr/lib/sysusers.d/proxyd.conf /usr/share/man/man8/proxyd.8 /usr/share/man/man8/proxyd-ctl.8 \
+        /usr/share/man/man5/proxyd.conf.5 \
         /usr/sbin/policy-rc.d; do
         if c test -e "$f" && ! c dpkg -S "$f" >/dev/null 2>&1; then
                 c rm -f "$f"
@@ -234,6 +237,10 @@ check_eq "proxyd -t on the packaged configuration: OK, no warning" "configuratio
 
 check_eq "proxyd.socket enabled" enabled "$(c systemctl is-enabled proxyd.socket 2>&1)"
 check_eq "proxyd.socket active" active "$(c systemctl is-active proxyd.socket 2>&1)"
+check_eq "proxyd-admin.socket enabled" enabled "$(c systemctl is-enabled proxyd-admin.socket 2>&1)"
+check_eq "proxyd-admin.socket active" active "$(c systemctl is-active proxyd-admin.socket 2>&1)"
+check_eq "/run/proxyd/admin.sock: mode 0660, root:proxyd-admin" "660 root proxyd-admin" \
+        "$(c stat -c '%a %U %G' /run/proxyd/admin.sock 2>&1)"
 check_eq "proxyd-https.socket not enabled" disabled "$(c systemctl is-enabled proxyd-https.socket 2>&1)"
 check_eq "proxyd-https.socket not started" inactive "$(c systemctl is-active proxyd-https.socket 2>&1)"
 check_eq "proxyd.service not started before the first connection" inactive "$(c systemctl is-active proxyd.service 2>&1)"
@@ -248,6 +255,7 @@ case "$got" in
         ;;
 esac
 check_eq "GET /healthz" "200 ok" "$(http /healthz)"
+check "proxyd ctl status answers on /run/proxyd/admin.sock" c /bin/sh -c 'proxyd ctl status | grep -q "\"workers\":"'
 check_eq "proxyd.service socket-activated" active "$(c systemctl is-active proxyd.service 2>&1)"
 pid=$(prop proxyd.service MainPID)
 # (awk runs on the host: the container's empty /etc has no /etc/alternatives/awk)
@@ -406,6 +414,8 @@ check_eq "the running proxyd is the upgraded binary (its /proc/PID/exe is not de
 check_eq "proxyd.socket was not restarted (the listening socket stayed)" "$sock0" "$(prop proxyd.socket ActiveEnterTimestampMonotonic)"
 check_eq "proxyd.socket still enabled" enabled "$(c systemctl is-enabled proxyd.socket 2>&1)"
 check_prefix "after the upgrade the modified configuration serves" "200 proxyd, as modified by the administrator." "$(http /after-upgrade)"
+check_eq "after the upgrade: proxyd-admin.socket active" active "$(c systemctl is-active proxyd-admin.socket 2>&1)"
+check "after the upgrade: proxyd ctl status answers" c /bin/sh -c 'proxyd ctl status | grep -q "\"workers\":"'
 
 # ---------------------------------------------------------------- remove and purge
 

@@ -82,13 +82,15 @@ if [ -d "$D/etc/proxyd" ]; then
 fi
 
 check "installed: /usr/sbin/proxyd" test -x "$TMP/usr/sbin/proxyd"
-for u in proxyd.service proxyd.socket proxyd-https.socket; do
+for u in proxyd.service proxyd.socket proxyd-https.socket proxyd-admin.socket; do
         check "installed: unit $u" test -f "$TMP/usr/lib/systemd/system/$u"
 done
 check "installed: /etc/proxyd/proxyd.conf" test -f "$TMP/etc-proxyd/proxyd.conf"
 check "installed: /etc/proxyd/proxyd.conf.d/" test -d "$TMP/etc-proxyd/proxyd.conf.d"
-check "installed: man pages proxyd(8) and proxyd.conf(5)" \
-        test -f "$TMP/usr/share/man/man8/proxyd.8" -a -f "$TMP/usr/share/man/man5/proxyd.conf.5"
+check "installed: man pages proxyd(8), proxyd-ctl(8) and proxyd.conf(5)" \
+        test -f "$TMP/usr/share/man/man8/proxyd.8" -a -f "$TMP/usr/share/man/man8/proxyd-ctl.8" \
+        -a -f "$TMP/usr/share/man/man5/proxyd.conf.5"
+check "installed: /usr/lib/sysusers.d/proxyd.conf (the proxyd-admin group)" test -f "$TMP/usr/lib/sysusers.d/proxyd.conf"
 mkdir -p "$TMP/etc-proxyd/proxyd.conf.d"
 if [ ! -x "$TMP/usr/sbin/proxyd" ] || [ ! -f "$TMP/usr/lib/systemd/system/proxyd.service" ]; then
         echo "$PASSED passed, $FAILED failed"
@@ -135,7 +137,7 @@ container_wait_booted
 
 # systemd-analyze verify where the units really are: the binary exists, and
 # Documentation=man:... must find the installed man pages.
-out=$(c systemd-analyze verify "$VERIFY_MAN" proxyd.service proxyd.socket proxyd-https.socket 2>&1)
+out=$(c systemd-analyze verify "$VERIFY_MAN" proxyd.service proxyd.socket proxyd-https.socket proxyd-admin.socket 2>&1)
 if [ $? = 0 ] && [ -z "$out" ]; then
         ok "systemd-analyze verify $VERIFY_MAN: clean"
 else
@@ -606,6 +608,94 @@ c rm -f /etc/systemd/system/proxyd.service.d/60-config.conf
 c systemctl daemon-reload
 c systemctl restart proxyd.service
 expect_http "without the drop-in, the main configuration is back" /dropin "200 dropin"
+
+# ---------------------------------------------------------------- admin socket
+
+# systemd refuses to start a socket unit whose service runs: stop proxyd first; the next
+# connection starts it again, with every socket.
+check "systemctl stop proxyd (before starting proxyd-admin.socket)" c systemctl stop proxyd.service
+if c systemctl start proxyd-admin.socket; then
+        ok "systemctl start proxyd-admin.socket"
+else
+        fail "systemctl start proxyd-admin.socket"
+        c systemctl status --no-pager proxyd-admin.socket 2>&1 | sed 's/^/#   /'
+        c journalctl --no-pager -n 20 -u proxyd-admin.socket -u systemd-sysusers.service 2>&1 | sed 's/^/#   /'
+fi
+perm=$(c stat -c '%a %U %G' /run/proxyd/admin.sock 2>&1)
+if [ "$perm" = "660 root proxyd-admin" ]; then
+        ok "/run/proxyd/admin.sock is mode 0660, root:proxyd-admin"
+else
+        fail "/run/proxyd/admin.sock is mode 0660, root:proxyd-admin (got '$perm')"
+fi
+expect_http "proxyd started by a connection, with the admin socket handed over" /e2e-file.txt "200 backend e2e content"
+metrics=$(c curl -s --max-time 5 --unix-socket /run/proxyd/admin.sock http://localhost/metrics)
+if echo "$metrics" | grep -Eq '^proxyd_server_requests_total\{server="main",code="2xx",protocol="HTTP/1.1",scheme="http"\} [1-9]'; then
+        ok "curl --unix-socket /run/proxyd/admin.sock /metrics counts the request"
+else
+        fail "curl --unix-socket /run/proxyd/admin.sock /metrics counts the request"
+        echo "$metrics" | head -n 20 | sed 's/^/#   /'
+        dump_journal
+fi
+expect_code "/metrics on the public socket is not the admin endpoint (backend's 404)" /metrics 404
+list=$(c proxyd ctl list 2>&1)
+if echo "$list" | grep -Eq '^127\.0\.0\.1:8081 +127\.0\.0\.1:8081 +up '; then
+        ok "proxyd ctl list shows the upstream server up"
+else
+        fail "proxyd ctl list shows the upstream server up"
+        echo "$list" | sed 's/^/#   /'
+fi
+check "proxyd ctl drain 127.0.0.1:8081 127.0.0.1:8081" c proxyd ctl drain 127.0.0.1:8081 127.0.0.1:8081
+expect_code "a drained sole server gets no request: 502" /e2e-file.txt 502
+drain_entry() { c journalctl --no-pager -u proxyd.service -o json PROXYD_ADMIN_ACTION=drain 2>/dev/null | tail -n 1; }
+j=
+for i in $(seq 1 30); do
+        j=$(drain_entry)
+        [ -n "$j" ] && break
+        sleep 0.1
+done
+if echo "$j" | "$PY" -c '
+import json, sys
+e = json.loads(sys.stdin.read())
+ok = e.get("PROXYD_ADMIN_UID") == "0" and e.get("PROXYD_ADMIN_PID", "").isdigit() and \
+     e.get("PROXYD_UPSTREAM_SERVER") == "127.0.0.1:8081" and "draining" in e.get("MESSAGE", "")
+sys.exit(0 if ok else 1)' 2>/dev/null; then
+        ok "the drain is in the journal with PROXYD_ADMIN_PID= and PROXYD_ADMIN_UID=0"
+else
+        fail "the drain is in the journal with PROXYD_ADMIN_PID= and PROXYD_ADMIN_UID=0"
+        echo "#   $j"
+fi
+check "proxyd ctl enable 127.0.0.1:8081 127.0.0.1:8081" c proxyd ctl enable 127.0.0.1:8081 127.0.0.1:8081
+expect_http "enabled again: proxied" /e2e-file.txt "200 backend e2e content"
+out=$(c proxyd ctl reload 2>&1)
+if echo "$out" | grep -q '"ok":true'; then
+        ok "proxyd ctl reload ($out)"
+else
+        fail "proxyd ctl reload: $out"
+fi
+
+# A TCP address for the admin endpoint: a drop-in with the same FileDescriptorName.
+c mkdir -p /etc/systemd/system/proxyd-admin.socket.d
+c_write /etc/systemd/system/proxyd-admin.socket.d/50-tcp.conf <<'EOF'
+[Socket]
+ListenStream=127.0.0.1:9145
+EOF
+c systemctl daemon-reload
+c systemctl stop proxyd.service
+check "systemctl restart proxyd-admin.socket with a TCP drop-in" c systemctl restart proxyd-admin.socket
+expect_http "proxyd started again by a connection" /e2e-file.txt "200 backend e2e content"
+got=$(c curl -s --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:9145/metrics)
+if [ "$got" = 200 ]; then
+        ok "the drop-in's 127.0.0.1:9145 serves /metrics"
+else
+        fail "the drop-in's 127.0.0.1:9145 serves /metrics (got '$got')"
+fi
+if journal_since "$(($(c date +%s) - 60))" -o cat | grep -q 'admin socket 127.0.0.1:9145 is not a unix socket'; then
+        ok "the journal warns that the TCP admin socket has no access rules"
+else
+        fail "the journal warns that the TCP admin socket has no access rules"
+fi
+c rm -rf /etc/systemd/system/proxyd-admin.socket.d
+c systemctl daemon-reload
 
 # ---------------------------------------------------------------- done
 
