@@ -43,6 +43,10 @@ void settings_done(LocationSettings *s) {
         var_template_free(s->ssl_name);
         free(s->access);
         strv_free(s->upgrade_protocols, s->n_upgrade_protocols);
+        var_template_free(s->cache_key);
+        var_template_free(s->cache_bypass);
+        var_template_free(s->cache_no_store);
+        strv_free(s->cache_valid, s->n_cache_valid);
         *s = (LocationSettings) {};
 }
 
@@ -122,6 +126,10 @@ static int copy_field(const Setting *row, LocationSettings *dst, const LocationS
         switch (row->type) {
         case T_BOOL:
                 *(bool *) to = *(const bool *) from;
+                return 0;
+        case T_UINT:
+        case T_FLAGS:
+                *(unsigned *) to = *(const unsigned *) from;
                 return 0;
         case T_DURATION:
         case T_SIZE:

@@ -55,6 +55,7 @@ typedef struct AccessEntry {
         uint64_t duration_usec;
         const char *request_id;
         const char *reason;   /* why proxyd produced the status itself (error cases), or NULL */
+        const char *cache;    /* the cache's word (HIT, MISS, ...), NULL where no cache is on */
 } AccessEntry;
 
 void log_access(const AccessEntry *e);

@@ -58,3 +58,8 @@ const char *http_date_format(time_t t, char *buf, size_t size);
 /* Whether a comma-separated field value lists token (case-insensitive), e.g. Vary or
  * Connection. "*" matches only "*". */
 bool http_list_has(const char *v, size_t n, const char *token);
+
+/* cache_valid entries: "CODE [CODE...] DURATION" or "any DURATION". 0 with the parts, or
+ * -EINVAL. */
+int cache_valid_parse(const char *s, int *codes, size_t max_codes, size_t *ret_n, bool *ret_any,
+                      uint64_t *ret_usec);

@@ -275,43 +275,6 @@ int cache_vary_values(const char *names, const HttpHeader *req, size_t n, Buf *o
 
 /* ---- cache_valid ---- */
 
-int cache_valid_parse(const char *s, int *codes, size_t max_codes, size_t *ret_n, bool *ret_any,
-                      uint64_t *ret_usec) {
-        char buf[256];
-        size_t n = 0;
-        bool any = false;
-        char *last = NULL, *save = NULL;
-
-        if (strlen(s) >= sizeof(buf))
-                return -EINVAL;
-        strcpy(buf, s);
-        char *words[34];
-        size_t k = 0;
-        for (char *w = strtok_r(buf, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
-                if (k == ELEMENTSOF(words))
-                        return -EINVAL;
-                words[k++] = w;
-        }
-        if (k < 2)
-                return -EINVAL;
-        last = words[k - 1];
-        for (size_t i = 0; i + 1 < k; i++) {
-                uint64_t v;
-                if (streq(words[i], "any")) {
-                        any = true;
-                        continue;
-                }
-                if (parse_uint64(words[i], strlen(words[i]), &v) < 0 || v < 200 || v > 599 || n == max_codes)
-                        return -EINVAL;
-                codes[n++] = (int) v;
-        }
-        if (parse_duration(last, ret_usec) < 0)
-                return -EINVAL;
-        *ret_n = n;
-        *ret_any = any;
-        return 0;
-}
-
 int64_t cache_valid_lookup(char *const *entries, size_t n, int status) {
         for (size_t i = 0; i < n; i++) {
                 int codes[32];

@@ -83,10 +83,6 @@ int cache_vary_names(const HttpHeader *h, size_t n, Buf *out);
  * when their strings are equal. */
 int cache_vary_values(const char *names, const HttpHeader *req, size_t n, Buf *out);
 
-/* cache_valid entries: "CODE [CODE...] DURATION" or "any DURATION". 0 with the parts, or
- * -EINVAL. */
-int cache_valid_parse(const char *s, int *codes, size_t max_codes, size_t *ret_n, bool *ret_any,
-                      uint64_t *ret_usec);
 /* The first entry that names status (or "any"), in seconds; -1 when none does. */
 int64_t cache_valid_lookup(char *const *entries, size_t n, int status);
 

@@ -118,6 +118,11 @@ struct Exchange {
         Tunnel tunnel;
         uint64_t tunnel_last;
 
+        /* the response cache (cache.c): its state, and whether body bytes given to the
+         * session are teed into a new object (then nothing is spliced) */
+        struct CacheState *cache;
+        bool cache_tee;
+
         bool close_after;
         int status;
         int upstream_status;

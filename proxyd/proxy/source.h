@@ -60,3 +60,10 @@ typedef struct SourceOps {
 
 extern const SourceOps source_local;
 extern const SourceOps source_upstream;
+extern const SourceOps source_cache; /* cache.c */
+
+/* Ops for a source without request body, deadlines or anything to give back (exchange.c). */
+bool source_no_body(const Exchange *ex);
+uint64_t source_no_deadline(const Exchange *ex, TimeoutKind *ret_kind);
+void source_no_timeout(Exchange *ex, TimeoutKind kind);
+void source_no_finish(Exchange *ex);
