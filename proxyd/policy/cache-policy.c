@@ -138,7 +138,9 @@ CacheVerdict cache_verdict(const CacheEntryTimes *t, const CacheControl *req, ti
 
         if ((t->flags & CC_NO_CACHE) || (req->flags & CC_NO_CACHE))
                 return CACHE_VALIDATE;
-        if (req->max_age != CC_UNSET && age > req->max_age)
+        /* max-age=0 (a browser's reload) always revalidates: ages are whole seconds, and a
+         * copy 0.9 s old would otherwise pass as "not older than 0" */
+        if (req->max_age != CC_UNSET && (age > req->max_age || req->max_age == 0))
                 return CACHE_VALIDATE;
         if (left > 0) {
                 if (req->min_fresh != CC_UNSET && left < req->min_fresh)

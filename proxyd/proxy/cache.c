@@ -309,8 +309,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         if (!s || !s->cache || ex->upgrade)
                 return 0;
         bool safe = ex->method_id == HTTP_METHOD_GET || ex->method_id == HTTP_METHOD_HEAD;
-        bool unsafe = !safe && ex->method_id != HTTP_METHOD_OPTIONS && ex->method_id != HTTP_METHOD_TRACE &&
-                      !(is_purge(ex) && !s->cache_purge);
+        bool unsafe = !safe && ex->method_id != HTTP_METHOD_OPTIONS && ex->method_id != HTTP_METHOD_TRACE;
         if (!safe && !unsafe)
                 return 0;
         c = ex->cache = calloc(1, sizeof(CacheState));
@@ -321,7 +320,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         c->key = expand(s->cache_key, ri);
         if (!c->key)
                 return -ENOMEM;
-        if (is_purge(ex)) {
+        if (is_purge(ex) && s->cache_purge) {
                 int r = answer_purge(ex, c);
                 return r < 0 ? r : 1;
         }
