@@ -26,6 +26,11 @@ typedef struct DiskHeader {
         uint32_t pad;
 } DiskHeader;
 
+typedef struct Fill {
+        struct Fill *next;
+        char id[];
+} Fill;
+
 typedef struct Store {
         pthread_mutex_t lock;
         bool configured, ready;
@@ -35,6 +40,7 @@ typedef struct Store {
         CacheObject *lru_head, *lru_tail, *mem_head, *mem_tail;
         uint64_t memory_used, disk_used, objects;
         unsigned tmp_counter;
+        Fill *fills; /* fetches in progress (request collapsing) */
         atomic_uint_fast64_t hits, misses, stores, evictions, purged;
 } Store;
 
@@ -635,6 +641,48 @@ size_t cache_store_purge(const char *key) {
 
 size_t cache_store_purge_prefix(const char *prefix) {
         return purge_matching(prefix, true);
+}
+
+static Fill **fill_find(const char *id) {
+        Fill **p = &store.fills;
+        while (*p && !streq((*p)->id, id))
+                p = &(*p)->next;
+        return p;
+}
+
+int cache_store_fill_claim(const char *id) {
+        int r = 1;
+        pthread_mutex_lock(&store.lock);
+        if (*fill_find(id))
+                r = 0;
+        else {
+                Fill *f = malloc(sizeof(Fill) + strlen(id) + 1);
+                if (f) { /* without memory: no collapsing */
+                        strcpy(f->id, id);
+                        f->next = store.fills;
+                        store.fills = f;
+                }
+        }
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+bool cache_store_fill_pending(const char *id) {
+        pthread_mutex_lock(&store.lock);
+        bool r = *fill_find(id) != NULL;
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+void cache_store_fill_done(const char *id) {
+        pthread_mutex_lock(&store.lock);
+        Fill **p = fill_find(id);
+        if (*p) {
+                Fill *f = *p;
+                *p = f->next;
+                free(f);
+        }
+        pthread_mutex_unlock(&store.lock);
 }
 
 void cache_store_count(bool hit) {

@@ -75,5 +75,12 @@ CacheObject *cache_object_ref(CacheObject *o);
 size_t cache_store_purge(const char *key);
 size_t cache_store_purge_prefix(const char *prefix);
 
+/* Request collapsing: claim the fetch of id (key and variant): 1 when the caller is the
+ * one to fetch it (and calls cache_store_fill_done when it is over), 0 when another request
+ * is fetching it now. */
+int cache_store_fill_claim(const char *id);
+bool cache_store_fill_pending(const char *id);
+void cache_store_fill_done(const char *id);
+
 void cache_store_count(bool hit);
 void cache_store_stats(CacheStats *ret);

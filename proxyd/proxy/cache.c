@@ -19,6 +19,11 @@ typedef struct CacheState {
         CacheObject *fill; /* being filled from the upstream response */
         CacheControl req_cc;
         bool authorization, head, may_store, revalidate, takeover, serving, invalidate;
+        /* request collapsing: the fetch of claim_id is this request's (claimed) or another's
+         * (wait: polled every CACHE_WAIT_POLL, for at most CACHE_WAIT_MAX) */
+        char *claim_id;
+        bool claimed, wait;
+        uint64_t wait_start, next_poll;
         time_t request_time;
         CacheStatusInfo st;
         const char *word;
@@ -40,6 +45,9 @@ typedef struct CacheState {
         HttpResponse resp;
         char status_text[160], age_text[24], length_text[24];
 } CacheState;
+
+#define CACHE_WAIT_POLL (20 * USEC_PER_MSEC)
+#define CACHE_WAIT_MAX (5 * USEC_PER_SEC) /* as nginx's proxy_cache_lock_timeout */
 
 /* ---- small helpers ---- */
 
@@ -228,13 +236,37 @@ static bool cache_has_output(const Exchange *ex) {
         return c && c->serving && !ex->resp_done && c->off < c->obj->body_len;
 }
 
+static uint64_t cache_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
+        const CacheState *c = ex->cache;
+        if (!c || !c->wait)
+                return source_no_deadline(ex, ret_kind);
+        *ret_kind = TIMEOUT_CACHE_WAIT;
+        return c->next_poll;
+}
+
+static CacheObject *lookup(CacheState *c, Buf *variant);
+static void cache_wait_over(Exchange *ex, CacheState *c);
+
+static void cache_timeout(Exchange *ex, TimeoutKind kind) {
+        CacheState *c = ex->cache;
+        uint64_t now = ex_now(ex);
+
+        if (kind != TIMEOUT_CACHE_WAIT || !c || !c->wait)
+                return;
+        if (cache_store_fill_pending(c->claim_id) && now < c->wait_start + CACHE_WAIT_MAX) {
+                c->next_poll = now + CACHE_WAIT_POLL;
+                return;
+        }
+        cache_wait_over(ex, c);
+}
+
 const SourceOps source_cache = {
         .name = "cache",
         .step = cache_step,
         .wants_body = source_no_body,
         .has_output = cache_has_output,
-        .deadline = source_no_deadline,
-        .timeout = source_no_timeout,
+        .deadline = cache_deadline,
+        .timeout = cache_timeout,
         .finish = source_no_finish, /* the object is let go with the exchange (cache_exchange_free) */
 };
 
@@ -359,15 +391,17 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 return 0;
         }
 
-        Buf names = {}, variant = {};
-        CacheObject *o = NULL;
-        int k = cache_store_vary(c->key, &names);
-        if (k == 1 && buf_append(&names, "", 1) >= 0 &&
-            cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, &variant) >= 0 &&
-            buf_append(&variant, "", 1) >= 0)
-                o = cache_store_lookup(c->key, buf_head(&variant));
-        c->st.fwd = o ? CACHE_FWD_NONE : k == 1 && buf_len(&names) > 1 ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS;
-        buf_free(&names);
+        Buf variant = {};
+        CacheObject *o = lookup(c, &variant);
+        if (!o && c->may_store) {
+                /* request collapsing: one fetch per key and variant at a time */
+                if (asprintf(&c->claim_id, "%s\n%s", c->key, buf_len(&variant) ? buf_head(&variant) : "") < 0) {
+                        buf_free(&variant);
+                        return -ENOMEM;
+                }
+                c->claimed = cache_store_fill_claim(c->claim_id);
+                c->wait = !c->claimed;
+        }
         buf_free(&variant);
         if (o && c->authorization && !cache_shareable_with_authorization(o->times.flags, o->times.s_maxage)) {
                 cache_object_unref(o);
@@ -398,11 +432,62 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 int r = exchange_local_response(ex, 504, NULL, NULL, 0, NULL, ex->req_done);
                 return r < 0 ? r : 1;
         }
-        cache_store_count(false);
+        if (!c->wait)
+                cache_store_count(false);
         set_word(c, o ? "EXPIRED" : "MISS");
         if (c->may_store || c->obj)
                 drop_conditionals(ex);
         return 0;
+}
+
+/* The stored object for the request's key and the variant its fields select (into
+ * variant), with c->st.fwd saying how a miss missed. */
+static CacheObject *lookup(CacheState *c, Buf *variant) {
+        Buf names = {};
+        CacheObject *o = NULL;
+        int k = cache_store_vary(c->key, &names);
+        if (k == 1 && buf_append(&names, "", 1) >= 0 &&
+            cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, variant) >= 0 &&
+            buf_append(variant, "", 1) >= 0)
+                o = cache_store_lookup(c->key, buf_head(variant));
+        c->st.fwd = o ? CACHE_FWD_NONE : k == 1 && buf_len(&names) > 1 ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS;
+        buf_free(&names);
+        return o;
+}
+
+bool cache_wait(Exchange *ex) {
+        CacheState *c = ex->cache;
+
+        if (!c || !c->wait)
+                return false;
+        ex->src = &source_cache;
+        c->wait_start = ex_now(ex);
+        c->next_poll = c->wait_start + CACHE_WAIT_POLL;
+        return true;
+}
+
+/* The fetch this request waited for is over (or took too long): the object it stored, if
+ * fresh, else the upstream after all. */
+static void cache_wait_over(Exchange *ex, CacheState *c) {
+        Buf variant = {};
+        CacheObject *o = lookup(c, &variant);
+
+        buf_free(&variant);
+        c->wait = false;
+        c->st.collapsed = true;
+        if (o && cache_verdict(&o->times, &c->req_cc, time(NULL)) == CACHE_USE &&
+            (!c->authorization || cache_shareable_with_authorization(o->times.flags, o->times.s_maxage))) {
+                cache_store_count(true);
+                set_word(c, "HIT");
+                if (serve(ex, c, o) < 0)
+                        exchange_fail(ex, 500, "cannot serve from the cache");
+                return;
+        }
+        cache_object_unref(o);
+        cache_store_count(false);
+        c->claimed = cache_store_fill_claim(c->claim_id);
+        ex->src = &source_upstream;
+        (void) exchange_connect(ex);
 }
 
 int cache_request_head(Exchange *ex, Buf *head) {
@@ -693,6 +778,10 @@ void cache_exchange_end(Exchange *ex) {
                 } else
                         log_info("%s: response for %s not stored: it did not end complete", ex_text(ex), c->key);
         }
+        if (c->claimed) {
+                cache_store_fill_done(c->claim_id);
+                c->claimed = false;
+        }
         if (c->invalidate && ex->status >= 200 && ex->status < 400) {
                 (void) cache_purge(c->key);
                 for (size_t i = 0; i < ELEMENTSOF(c->invalidate_paths); i++)
@@ -706,6 +795,9 @@ void cache_exchange_free(Exchange *ex) {
 
         if (!c)
                 return;
+        if (c->claimed)
+                cache_store_fill_done(c->claim_id);
+        free(c->claim_id);
         cache_object_unref(c->obj);
         cache_object_unref(c->fill);
         free(c->key);

@@ -25,6 +25,10 @@
 int cache_request(Exchange *ex, const RequestInfo *ri);
 /* The upstream request head was written: add the validators of a revalidation. */
 int cache_request_head(Exchange *ex, Buf *head);
+/* The request is about to go upstream: true when another request for the same object is
+ * being fetched (request collapsing); the exchange then waits in the cache source, and
+ * is served the object once it is stored, or goes upstream after all. */
+bool cache_wait(Exchange *ex);
 /* The final upstream response head: 1 when the cache takes the response over (a 304 merged,
  * a stale copy for a 5xx; the caller sends nothing and ends the upstream response), else 0
  * with *r the head to send (Cache-Status added). <0: fatal. */

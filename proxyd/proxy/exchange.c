@@ -441,6 +441,8 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
         if (req->expect_continue && !ex->req_done)
                 (void) ex->s->ops->send_interim(ex, 100);
         ex->src = &source_upstream;
+        if (cache_wait(ex))
+                return 0; /* another request is fetching it: wait for that one */
         return exchange_connect(ex);
 }
 

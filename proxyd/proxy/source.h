@@ -38,6 +38,7 @@ typedef enum TimeoutKind {
         TIMEOUT_CONNECT,
         TIMEOUT_UP_READ,
         TIMEOUT_UP_SEND,
+        TIMEOUT_CACHE_WAIT, /* a collapsed request looks again whether the object arrived */
 } TimeoutKind;
 
 typedef struct SourceOps {

@@ -31,6 +31,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from email.utils import formatdate
 
@@ -460,6 +461,35 @@ def test_purge(port, backend):
     check_eq(seen(backend, "/purgeable/big"), 2, "after the purge: a miss")
 
 
+def test_collapsing(port, backend):
+    """Concurrent misses for one key: one origin request; the others wait for it (they are
+    served once it is stored, not as it streams in)."""
+    path = "/c/slow"
+    gate = threading.Event()
+
+    def slow(req):
+        gate.wait(10)
+        return Reply(200, [("Cache-Control", "max-age=60")], b"collapsed body " * 1000)
+    ROUTES[path] = slow
+    results = [None] * 6
+
+    def fetch(i):
+        results[i] = http_request(port, target=path, timeout=20)
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    backend.wait_requests(1, timeout=5)
+    time.sleep(1.0)  # the other requests arrive meanwhile (a late one would be a plain hit)
+    gate.set()
+    for t in threads:
+        t.join(30)
+    check_eq(seen(backend, path), 1, "%d concurrent misses: one origin request" % len(results))
+    check(all(r is not None and r.status == 200 and r.body == b"collapsed body " * 1000 for r in results),
+          "every one of them gets the whole body")
+    collapsed = [r for r in results if r and "collapsed" in (r.header("Cache-Status") or "")]
+    check(len(collapsed) >= 1, "the requests that waited say collapsed in Cache-Status", len(collapsed))
+
+
 def test_access_and_status(p):
     words = [d.get("cache") for d in p.access_lines()]
     for w in ("MISS", "HIT", "EXPIRED", "REVALIDATED", "STALE", "BYPASS", "PURGE"):
@@ -591,6 +621,7 @@ def main():
         test_invalidation(port, backend)
         test_stale(port, backend, {"close": dead.close})
         test_purge(port, backend)
+        test_collapsing(port, backend)
         ROUTES["/plain/x"] = counter([("Cache-Control", "max-age=60")])
         get(port, "/plain/x")
         get(port, "/plain/x")
