@@ -27,7 +27,8 @@ typedef struct CacheState {
         time_t request_time;
         CacheStatusInfo st;
         const char *word;
-        uint64_t off;        /* body bytes given to the session */
+        uint64_t off, end;   /* the body bytes given to the session so far, and where they stop */
+        char *range, *if_range; /* the client's Range and If-Range */
         uint64_t expect_len; /* a Content-Length response's length, else UINT64_MAX */
         /* the client's conditionals, answered from the cache */
         char *if_none_match;
@@ -43,7 +44,7 @@ typedef struct CacheState {
         /* the head given to the session */
         HttpHeader *fields;
         HttpResponse resp;
-        char status_text[160], age_text[24], length_text[24];
+        char status_text[160], age_text[24], length_text[24], range_text[80];
 } CacheState;
 
 #define CACHE_WAIT_POLL (20 * USEC_PER_MSEC)
@@ -164,10 +165,65 @@ static bool client_not_modified(const CacheState *c, const HttpHeader *f, size_t
         return c->has_ims && lm && http_date_parse(lm->value, lm->value_len, &t) == 0 && t <= c->ims;
 }
 
+/* If-Range (RFC 9110 13.1.5): a strong ETag match, or exactly the stored Last-Modified. */
+static bool if_range_holds(const char *v, const HttpHeader *f, size_t n) {
+        const HttpHeader *h;
+        if (v[0] == '"' || (v[0] == 'W' && v[1] == '/')) {
+                h = stored_field(f, n, "ETag");
+                return v[0] == '"' && h && h->value_len == strlen(v) && memcmp(h->value, v, h->value_len) == 0;
+        }
+        h = stored_field(f, n, "Last-Modified");
+        return h && h->value_len == strlen(v) && memcmp(h->value, v, h->value_len) == 0;
+}
+
+/* One "bytes=first-last", "bytes=first-" or "bytes=-suffix" of a body of len bytes: 1 with
+ * [*first, *end), 0 to answer with the whole body (no or several ranges, or not bytes),
+ * -1 when not satisfiable (416). */
+static int parse_range(const char *v, uint64_t len, uint64_t *first, uint64_t *end) {
+        uint64_t a = 0, b = 0;
+        const char *p = v;
+        bool has_a = false, has_b = false;
+
+        if (strncasecmp(p, "bytes=", 6) != 0 || strchr(p, ','))
+                return 0;
+        p += 6;
+        while (*p == ' ')
+                p++;
+        for (; *p >= '0' && *p <= '9'; p++, has_a = true)
+                if (a > UINT64_MAX / 10 - 10)
+                        return 0;
+                else
+                        a = a * 10 + (uint64_t) (*p - '0');
+        if (*p++ != '-')
+                return 0;
+        for (; *p >= '0' && *p <= '9'; p++, has_b = true)
+                if (b > UINT64_MAX / 10 - 10)
+                        return 0;
+                else
+                        b = b * 10 + (uint64_t) (*p - '0');
+        while (*p == ' ')
+                p++;
+        if (*p || (!has_a && !has_b) || (has_a && has_b && b < a))
+                return 0;
+        if (!has_a) {
+                /* the last b bytes */
+                if (b == 0)
+                        return -1;
+                *first = b >= len ? 0 : len - b;
+                *end = len;
+                return len > 0 ? 1 : -1;
+        }
+        if (a >= len)
+                return -1;
+        *first = a;
+        *end = has_b ? MIN(b + 1, len) : len;
+        return 1;
+}
+
 /* Give o to the session: the head now, the body from cache_step. */
 static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
         const LocationSettings *s = ex_settings(ex);
-        size_t n = parse_stored(c, o, 3);
+        size_t n = parse_stored(c, o, 4); /* Age, Cache-Status, Content-Length, Content-Range */
         time_t now = time(NULL);
 
         if (n == SIZE_MAX)
@@ -189,26 +245,44 @@ static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
                 c->fields[n++] = (HttpHeader){ "Cache-Status", 12, c->status_text, strlen(c->status_text) };
         }
         bool bodiless = not_modified || c->head || o->status == 204 || o->status == 304;
+        int status = not_modified ? 304 : o->status;
+        uint64_t first = 0, end = o->body_len;
+        int range = 0;
+        if (c->range && status == 200 && !bodiless && (!c->if_range || if_range_holds(c->if_range, c->fields, n)))
+                range = parse_range(c->range, o->body_len, &first, &end);
+        if (range > 0) {
+                status = 206;
+                snprintf(c->range_text, sizeof(c->range_text), "bytes %llu-%llu/%llu", (unsigned long long) first,
+                         (unsigned long long) end - 1, (unsigned long long) o->body_len);
+                c->fields[n++] = (HttpHeader){ "Content-Range", 13, c->range_text, strlen(c->range_text) };
+        } else if (range < 0) {
+                /* 416 with the stored fields and an empty body */
+                status = 416;
+                first = end = 0;
+                snprintf(c->range_text, sizeof(c->range_text), "bytes */%llu", (unsigned long long) o->body_len);
+                c->fields[n++] = (HttpHeader){ "Content-Range", 13, c->range_text, strlen(c->range_text) };
+        }
         if (c->head && !not_modified) {
                 snprintf(c->length_text, sizeof(c->length_text), "%llu", (unsigned long long) o->body_len);
                 c->fields[n++] = (HttpHeader){ "Content-Length", 14, c->length_text, strlen(c->length_text) };
         }
         c->resp = (HttpResponse){
                 .version_minor = 1,
-                .status = not_modified ? 304 : o->status,
+                .status = status,
                 .headers = c->fields,
                 .n_headers = n,
                 .body = bodiless ? HTTP_BODY_NONE : HTTP_BODY_LENGTH,
-                .content_length = bodiless ? 0 : o->body_len,
+                .content_length = bodiless ? 0 : end - first,
                 .keep_alive = true,
         };
         ex->status = c->resp.status;
         ex->src = &source_cache;
         ex->resp_head_done = true;
-        ex->resp_done = bodiless || o->body_len == 0;
+        ex->resp_done = bodiless || end == first;
         ex->resp_truncated = false;
         c->serving = true;
-        c->off = 0;
+        c->off = first;
+        c->end = end;
         return ex->s->ops->send_head(ex, &c->resp);
 }
 
@@ -218,7 +292,7 @@ static int cache_step(Exchange *ex) {
         if (!c || !c->serving || ex->resp_done)
                 return 0;
         const CacheObject *o = c->obj;
-        ssize_t k = ex->s->ops->send_data(ex, o->body + c->off, (size_t) (o->body_len - c->off), true);
+        ssize_t k = ex->s->ops->send_data(ex, o->body + c->off, (size_t) (c->end - c->off), true);
         if (k < 0) {
                 exchange_client_failed(ex, (int) -k);
                 return 1;
@@ -226,14 +300,14 @@ static int cache_step(Exchange *ex) {
         if (k == 0)
                 return 0;
         c->off += (uint64_t) k;
-        if (c->off >= o->body_len)
+        if (c->off >= c->end)
                 ex->resp_done = true;
         return 1;
 }
 
 static bool cache_has_output(const Exchange *ex) {
         const CacheState *c = ex->cache;
-        return c && c->serving && !ex->resp_done && c->off < c->obj->body_len;
+        return c && c->serving && !ex->resp_done && c->off < c->end;
 }
 
 static uint64_t cache_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
@@ -281,7 +355,8 @@ static void drop_conditionals(Exchange *ex) {
 
         for (size_t i = 0; i < req->n_headers; i++) {
                 const HttpHeader *h = &req->headers[i];
-                if (field_is(h, "If-None-Match") || field_is(h, "If-Modified-Since") || field_is(h, "If-Range"))
+                if (field_is(h, "If-None-Match") || field_is(h, "If-Modified-Since") || field_is(h, "If-Range") ||
+                    field_is(h, "Range"))
                         continue;
                 if ((int) i == req->host_index)
                         host = (int) j;
@@ -375,6 +450,12 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         c->may_store = !c->head && !template_true(s->cache_no_store, ri);
         int inm = http1_find_header(req->headers, req->n_headers, "If-None-Match");
         if (inm >= 0 && !(c->if_none_match = strndup(req->headers[inm].value, req->headers[inm].value_len)))
+                return -ENOMEM;
+        int rg = http1_find_header(req->headers, req->n_headers, "Range");
+        if (rg >= 0 && !(c->range = strndup(req->headers[rg].value, req->headers[rg].value_len)))
+                return -ENOMEM;
+        int ir = http1_find_header(req->headers, req->n_headers, "If-Range");
+        if (ir >= 0 && !(c->if_range = strndup(req->headers[ir].value, req->headers[ir].value_len)))
                 return -ENOMEM;
         int ims = http1_find_header(req->headers, req->n_headers, "If-Modified-Since");
         if (ims >= 0)
@@ -802,6 +883,8 @@ void cache_exchange_free(Exchange *ex) {
         cache_object_unref(c->fill);
         free(c->key);
         free(c->if_none_match);
+        free(c->range);
+        free(c->if_range);
         buf_free(&c->req_copy);
         free(c->req_fields);
         free(c->scheme);

@@ -16,9 +16,11 @@ without waiting: the origin sends an Age larger than max-age.
   Vary           one object per variant
   validation     If-None-Match / If-Modified-Since sent for a stale object,
                  304 merged (new freshness, stored body); client conditionals
-                 answered 304 from the cache; HEAD from a stored GET
+                 answered 304 from the cache; HEAD from a stored GET; byte
+                 ranges and If-Range from a stored response
   invalidation   POST invalidates its URI and its Location
   stale          stale-if-error and cache_use_stale for 5xx and a dead origin
+  collapsing     concurrent misses: one origin request
   purge          PURGE of a key and of a prefix; not allowed elsewhere;
                  a purge during a hit does not disturb the hit
   store          restart persistence, a corrupted or truncated file never
@@ -340,6 +342,29 @@ def test_validation(port, backend):
     check(r.status == 200 and r.body == b"" and r.header("Content-Length") == str(len(b"client body\n")),
           "HEAD from the stored GET: its Content-Length, no body", r)
     check_eq(seen(backend, cond), 1, "all of these from the cache")
+
+    # ranges from the stored (complete) response
+    rng = "/val/range"
+    body = bytes(range(256)) * 4
+    ROUTES[rng] = fixed([("Cache-Control", "max-age=60"), ("ETag", '"r1"')], body)
+    a = get(port, rng, [("Range", "bytes=0-9")])
+    check(a.status == 200 and a.body == body, "a Range miss fetches and gets the whole response", a)
+    check("Range" not in backend.requests[-1].raw_head.decode(), "Range is not sent upstream on a miss")
+    for spec, want in (("bytes=10-19", (10, 20)), ("bytes=1000-", (1000, 1024)), ("bytes=-24", (1000, 1024)),
+                       ("bytes=1020-5000", (1020, 1024))):
+        r = get(port, rng, [("Range", spec)])
+        check(r.status == 206 and r.body == body[want[0]:want[1]] and
+              r.header("Content-Range") == "bytes %d-%d/1024" % (want[0], want[1] - 1),
+              "%s: 206 from the stored response" % spec, (r.status, r.header("Content-Range"), len(r.body)))
+    r = get(port, rng, [("Range", "bytes=2000-")])
+    check(r.status == 416 and r.header("Content-Range") == "bytes */1024", "an unsatisfiable range: 416", r)
+    r = get(port, rng, [("Range", "bytes=0-1,5-6")])
+    check(r.status == 200 and r.body == body, "several ranges: the whole response", r.status)
+    r = get(port, rng, [("Range", "bytes=0-9"), ("If-Range", '"r1"')])
+    check_eq(r.status, 206, "If-Range with the stored ETag: the range")
+    r = get(port, rng, [("Range", "bytes=0-9"), ("If-Range", '"old"')])
+    check(r.status == 200 and r.body == body, "If-Range with another ETag: the whole response", r.status)
+    check_eq(seen(backend, rng), 1, "every range from the one stored response")
 
 
 def test_invalidation(port, backend):
