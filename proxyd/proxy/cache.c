@@ -149,6 +149,14 @@ static bool etag_matches(const char *list, const HttpHeader *etag) {
         return false;
 }
 
+/* The fetch this request claimed is over: requests waiting for it look again. */
+static void release_claim(CacheState *c) {
+        if (c->claimed) {
+                cache_store_fill_done(c->claim_id);
+                c->claimed = false;
+        }
+}
+
 static void set_word(CacheState *c, const char *w) {
         c->word = w;
 }
@@ -759,6 +767,8 @@ int cache_response(Exchange *ex, const HttpResponse **rp) {
                 if (k < 0)
                         return k;
         }
+        if (!c->fill)
+                release_claim(c); /* nothing will be stored: the requests waiting need not wait */
         if (!s->cache_status_header)
                 return 0;
         free(c->fields);
@@ -800,6 +810,7 @@ void cache_tee(Exchange *ex, const char *p, size_t n) {
                 cache_object_unref(c->fill);
                 c->fill = NULL;
                 ex->cache_tee = false;
+                release_claim(c);
         }
 }
 
@@ -859,10 +870,7 @@ void cache_exchange_end(Exchange *ex) {
                 } else
                         log_info("%s: response for %s not stored: it did not end complete", ex_text(ex), c->key);
         }
-        if (c->claimed) {
-                cache_store_fill_done(c->claim_id);
-                c->claimed = false;
-        }
+        release_claim(c);
         if (c->invalidate && ex->status >= 200 && ex->status < 400) {
                 (void) cache_purge(c->key);
                 for (size_t i = 0; i < ELEMENTSOF(c->invalidate_paths); i++)
@@ -876,8 +884,7 @@ void cache_exchange_free(Exchange *ex) {
 
         if (!c)
                 return;
-        if (c->claimed)
-                cache_store_fill_done(c->claim_id);
+        release_claim(c);
         free(c->claim_id);
         cache_object_unref(c->obj);
         cache_object_unref(c->fill);
