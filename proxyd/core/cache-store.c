@@ -614,6 +614,8 @@ void cache_object_unref(CacheObject *o) {
                 return;
         pthread_mutex_lock(&store.lock);
         unref_locked(o);
+        if (store.memory_used > store.memory_max)
+                evict_locked(); /* bodies that were in use when the limit was passed */
         pthread_mutex_unlock(&store.lock);
 }
 
