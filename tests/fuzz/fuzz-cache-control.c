@@ -80,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 HttpHeader req[1] = { { "Accept", 6, s, size } };
                 FUZZ_CHECK(cache_vary_values(n, req, 1, &v1) == 0 && cache_vary_values(n, req, 1, &v2) == 0,
                            "vary values failed");
-                FUZZ_CHECK(buf_len(&v1) == buf_len(&v2) && memcmp(buf_head(&v1), buf_head(&v2), buf_len(&v1)) == 0,
+                FUZZ_CHECK(buf_len(&v1) == buf_len(&v2) &&
+                                   (buf_len(&v1) == 0 || memcmp(buf_head(&v1), buf_head(&v2), buf_len(&v1)) == 0),
                            "unstable");
         }
         buf_free(&names);
