@@ -85,6 +85,7 @@ typedef struct LocationSettings {
         VarTemplate *cache_bypass;   /* not empty and not "0": not answered from the cache */
         VarTemplate *cache_no_store; /* not empty and not "0": the response is not stored */
         unsigned cache_heuristic;    /* percent of Date - Last-Modified; 0: no heuristic freshness */
+        unsigned cache_min_uses;     /* misses of a key before its response is stored */
         unsigned cache_use_stale;    /* CACHE_STALE_* */
         bool cache_status_header;
         bool cache_purge;            /* PURGE requests purge (access rules apply) */

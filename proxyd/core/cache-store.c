@@ -12,6 +12,7 @@
 #include "util.h"
 
 #define N_BUCKETS 4096u
+#define N_USES 8192u
 #define DISK_MAGIC "PXDCACH1"
 
 /* The file's fixed part; strings, head and body follow, then the checksum. */
@@ -41,6 +42,10 @@ typedef struct Store {
         uint64_t memory_used, disk_used, objects;
         unsigned tmp_counter;
         Fill *fills; /* fetches in progress (request collapsing) */
+        struct {
+                uint64_t key_hash;
+                unsigned n;
+        } uses[N_USES]; /* cache_min_uses */
         atomic_uint_fast64_t hits, misses, stores, evictions, purged;
 } Store;
 
@@ -685,6 +690,17 @@ void cache_store_fill_done(const char *id) {
                 free(f);
         }
         pthread_mutex_unlock(&store.lock);
+}
+
+unsigned cache_store_use(const char *key) {
+        uint64_t h = fnv(UINT64_C(0xcbf29ce484222325), key, strlen(key));
+        pthread_mutex_lock(&store.lock);
+        unsigned i = (unsigned) (h % N_USES);
+        if (store.uses[i].key_hash != h)
+                store.uses[i].key_hash = h, store.uses[i].n = 0;
+        unsigned n = ++store.uses[i].n;
+        pthread_mutex_unlock(&store.lock);
+        return n;
 }
 
 void cache_store_count(bool hit) {

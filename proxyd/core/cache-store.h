@@ -82,5 +82,9 @@ int cache_store_fill_claim(const char *id);
 bool cache_store_fill_pending(const char *id);
 void cache_store_fill_done(const char *id);
 
+/* One more request for key that found nothing stored; returns how many there were (counted
+ * in a bounded table: a key that meets another in its slot starts again from 1). */
+unsigned cache_store_use(const char *key);
+
 void cache_store_count(bool hit);
 void cache_store_stats(CacheStats *ret);

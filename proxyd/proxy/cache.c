@@ -482,6 +482,8 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
 
         Buf variant = {};
         CacheObject *o = lookup(c, &variant);
+        if (!o && c->may_store && s->cache_min_uses > 1 && cache_store_use(c->key) < s->cache_min_uses)
+                c->may_store = false; /* not asked for often enough yet */
         if (!o && c->may_store) {
                 /* request collapsing: one fetch per key and variant at a time */
                 if (asprintf(&c->claim_id, "%s\n%s", c->key, buf_len(&variant) ? buf_head(&variant) : "") < 0) {

@@ -23,6 +23,7 @@ without waiting: the origin sends an Age larger than max-age.
   collapsing     concurrent misses: one origin request
   purge          PURGE of a key and of a prefix; not allowed elsewhere;
                  a purge during a hit does not disturb the hit
+  key            cache_key with variables; the default key; cache_min_uses
   store          restart persistence, a corrupted or truncated file never
                  served, eviction by cache_disk_size"""
 
@@ -79,6 +80,8 @@ servers = (
       { prefix = "/purgeable/"; proxy_pass = "http://%(origin)s"; cache = true; cache_purge = true;
         access = [ "allow 127.0.0.1", "deny all" ]; },
       { prefix = "/plain/"; proxy_pass = "http://%(origin)s"; },
+      { prefix = "/key/"; proxy_pass = "http://%(origin)s"; cache = true; cache_key = "$uri"; },
+      { prefix = "/uses/"; proxy_pass = "http://%(origin)s"; cache = true; cache_min_uses = 3; },
       { prefix = "/"; proxy_pass = "http://%(origin)s"; cache = true; }
     );
   }
@@ -227,6 +230,27 @@ def test_not_stored(port, backend):
     r = get(port, "/bypass/x", [("X-Bypass", "1")])
     check_eq(seen(backend, "/bypass/x"), 3, "cache_no_store: not stored; then stored; cache_bypass: forwarded")
     check("fwd=bypass" in (r.header("Cache-Status") or ""), "a bypass says fwd=bypass", r.header("Cache-Status"))
+
+
+def test_key(port, backend):
+    ROUTES["/key/a"] = counter([("Cache-Control", "max-age=60")])
+    a = get(port, "/key/a?x=1")
+    b = get(port, "/key/a?x=2", [("Host", "other.example")])
+    check_eq(seen(backend, "/key/a"), 1, "cache_key = \"$uri\": the query and the host are not part of the key")
+    check_eq(b.body, a.body, "the second request gets the first one's object")
+    ROUTES["/f/q"] = counter([("Cache-Control", "max-age=60")])
+    get(port, "/f/q?x=1")
+    get(port, "/f/q?x=2")
+    get(port, "/f/q?x=1", [("Host", "other.example")])
+    get(port, "/f/q?x=1")
+    check_eq(seen(backend, "/f/q"), 3, "the default key is scheme, host and request URI")
+
+
+def test_min_uses(port, backend):
+    ROUTES["/uses/x"] = counter([("Cache-Control", "max-age=60")])
+    for _ in range(5):
+        get(port, "/uses/x")
+    check_eq(seen(backend, "/uses/x"), 3, "cache_min_uses = 3: stored at the third request, then hits")
 
 
 def test_request_directives(port, backend):
@@ -640,6 +664,8 @@ def main():
         p, port = start(backend, store, dead=dead.port)
         test_freshness(port, backend)
         test_not_stored(port, backend)
+        test_key(port, backend)
+        test_min_uses(port, backend)
         test_request_directives(port, backend)
         test_vary(port, backend)
         test_validation(port, backend)
