@@ -3,6 +3,7 @@
  * defaults -> server -> location by the rows' inheritance (SCHEMA_INHERIT). */
 #include <arpa/inet.h>
 
+#include "cache-control.h"
 #include "config-schema.h"
 #include "util.h"
 
@@ -371,3 +372,30 @@ bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr
         return true;
 }
 
+/* ---- the cache's checks ---- */
+
+int config_check_cache_valid(Loader *l, const config_setting_t *s, const void *value, size_t n) {
+        char *const *a = value;
+        int r = 0;
+
+        for (size_t k = 0; k < n && r >= 0; k++) {
+                int codes[32];
+                size_t nc;
+                bool any;
+                uint64_t usec;
+                if (cache_valid_parse(a[k], codes, ELEMENTSOF(codes), &nc, &any, &usec) < 0)
+                        r = ERR(l, config_setting_type(s) == CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, (unsigned) k),
+                                "invalid cache_valid entry \"%s\" (expected \"CODE [CODE...] DURATION\" or \"any DURATION\")",
+                                a[k]);
+        }
+        return r;
+}
+
+int config_check_cache_path(Loader *l, const config_setting_t *s, const void *value, size_t n) {
+        const char *v = value;
+
+        (void) n;
+        if (v[0] != '/')
+                return ERR(l, s, "\"cache_path\" must be an absolute path");
+        return 0;
+}

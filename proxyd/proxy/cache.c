@@ -11,6 +11,7 @@
 #include "cache-policy.h"
 #include "cache-store.h"
 #include "cache.h"
+#include "exchange.h"
 #include "log.h"
 
 typedef struct CacheState {

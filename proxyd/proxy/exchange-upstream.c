@@ -11,7 +11,6 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 
-#include "cache.h"
 #include "exchange.h"
 #include "log.h"
 #include "tls.h"

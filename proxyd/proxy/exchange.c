@@ -12,7 +12,6 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 
-#include "cache.h"
 #include "exchange.h"
 #include "listener.h"
 #include "log.h"
