@@ -25,13 +25,15 @@ without waiting: the origin sends an Age larger than max-age.
                  a purge during a hit does not disturb the hit
   key            cache_key with variables; the default key; cache_min_uses
   store          restart persistence, a corrupted or truncated file never
-                 served, eviction by cache_disk_size"""
+                 served, eviction by cache_disk_size, a full disk (on a small
+                 tmpfs, where mounting one is possible)"""
 
 import glob
 import hashlib
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -644,6 +646,44 @@ def test_store(backend):
         shutil.rmtree(store, ignore_errors=True)
 
 
+def test_full_disk(backend):
+    """A store on a file system that fills up: what does not fit stays in memory, no
+    partial file is left, and after a restart only complete objects are served. Needs a
+    tmpfs mount (root); without one this part is not checked (and not counted)."""
+    mnt = tempfile.mkdtemp(prefix="proxyd-cache-full-")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        print("# full disk: not checked (cannot mount a tmpfs here)")
+        os.rmdir(mnt)
+        return
+    try:
+        store = os.path.join(mnt, "store")
+        bodies = {}
+        p, port = start(backend, store)
+        for i in range(6):
+            path = "/full/%d" % i
+            bodies[path] = hashlib.sha256(b"%d" % i).digest() * 600  # 19200 bytes
+            ROUTES[path] = fixed([("Cache-Control", "max-age=600")], bodies[path])
+            get(port, path)
+        served = {path: get(port, path).body for path in bodies}
+        check(all(served[k] == bodies[k] for k in bodies), "objects that did not fit on disk are served from memory")
+        check(all(seen(backend, k) == 1 for k in bodies), "and were all hits")
+        check("No space left on device" in p.log_text(), "the full disk is logged")
+        p.stop()
+        left = os.listdir(store)
+        check(not any(f.startswith("tmp.") for f in left), "no partial file is left behind", left)
+        p, port = start(backend, store)
+        again = {path: get(port, path).body for path in bodies}
+        check(all(again[k] == bodies[k] for k in bodies), "after a restart every body is intact")
+        on_disk = sum(1 for k in bodies if seen(backend, k) == 1)
+        check(0 < on_disk < len(bodies), "the objects that were on disk survived the restart, the others refetched",
+              on_disk)
+        p.stop()
+    finally:
+        subprocess.run(["umount", mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(mnt, ignore_errors=True)
+
+
 class DeadOrigin:
     """An origin for /dead/ that can be switched off."""
 
@@ -681,6 +721,7 @@ def main():
         p.stop()
         p = None
         test_store(backend)
+        test_full_disk(backend)
         test_status(backend)
         test_example()
     finally:
