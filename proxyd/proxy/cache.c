@@ -20,6 +20,7 @@ typedef struct CacheState {
         CacheObject *fill; /* being filled from the upstream response */
         CacheControl req_cc;
         bool authorization, head, may_store, revalidate, takeover, serving, invalidate;
+        bool head_as_get; /* a HEAD miss fetched as GET, to be stored (its body not sent) */
         /* request collapsing: the fetch of claim_id is this request's (claimed) or another's
          * (wait: polled every CACHE_WAIT_POLL, for at most CACHE_WAIT_MAX) */
         char *claim_id;
@@ -456,7 +457,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 c->req_cc.flags |= CC_NO_CACHE; /* RFC 9111 5.4 */
         c->authorization = http1_find_header(req->headers, req->n_headers, "Authorization") >= 0;
         c->head = ex->method_id == HTTP_METHOD_HEAD;
-        c->may_store = !c->head && !template_true(s->cache_no_store, ri);
+        c->may_store = !template_true(s->cache_no_store, ri);
         int inm = http1_find_header(req->headers, req->n_headers, "If-None-Match");
         if (inm >= 0 && !(c->if_none_match = strndup(req->headers[inm].value, req->headers[inm].value_len)))
                 return -ENOMEM;
@@ -476,6 +477,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 c->st.fwd = CACHE_FWD_BYPASS;
                 set_word(c, "BYPASS");
                 cache_store_count(false);
+                c->may_store = c->may_store && !c->head;
                 if (c->may_store)
                         drop_conditionals(ex);
                 return 0;
@@ -529,6 +531,14 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         set_word(c, o ? "EXPIRED" : "MISS");
         if (c->may_store || c->obj)
                 drop_conditionals(ex);
+        if (c->head && c->may_store && !c->obj) {
+                /* as nginx's proxy_cache_convert_head: fetch the GET, store it, send its head */
+                c->head_as_get = true;
+                ex->req.method = "GET";
+                ex->req.method_len = 3;
+                ex->req.method_id = ex->method_id = HTTP_METHOD_GET;
+        } else if (c->head)
+                c->may_store = false;
         return 0;
 }
 
@@ -772,6 +782,15 @@ int cache_response(Exchange *ex, const HttpResponse **rp) {
         }
         if (!c->fill)
                 release_claim(c); /* nothing will be stored: the requests waiting need not wait */
+        if (c->head_as_get) {
+                /* the client asked for HEAD: the session sends the head and swallows the body
+                 * (framing NONE passes the upstream's Content-Length), the tee keeps it */
+                ex->method_id = HTTP_METHOD_HEAD;
+                c->resp = *r;
+                c->resp.body = HTTP_BODY_NONE;
+                *rp = &c->resp;
+                r = &c->resp;
+        }
         if (!s->cache_status_header)
                 return 0;
         free(c->fields);

@@ -407,7 +407,9 @@ static int exchange_start_response(Exchange *ex) {
         k = ex->s->ops->send_head(ex, r);
         if (k < 0)
                 return k;
-        if (r->body == HTTP_BODY_NONE || (r->body == HTTP_BODY_LENGTH && r->content_length == 0))
+        /* (the upstream's framing: the head the session got may say less, e.g. a HEAD the
+         * cache fetched as GET) */
+        if (ex->resp.body == HTTP_BODY_NONE || (ex->resp.body == HTTP_BODY_LENGTH && ex->resp.content_length == 0))
                 ex->resp_done = true;
         return 0;
 }

@@ -369,6 +369,21 @@ def test_validation(port, backend):
           "HEAD from the stored GET: its Content-Length, no body", r)
     check_eq(seen(backend, cond), 1, "all of these from the cache")
 
+    # a HEAD that misses is fetched as GET and stored (nginx proxy_cache_convert_head)
+    hm = "/val/headmiss"
+    ROUTES[hm] = fixed([("Cache-Control", "max-age=60"), ("X-Head", "1")], b"head miss body\n")
+    s = connect(port)
+    s.sendall(b"HEAD /val/headmiss HTTP/1.1\r\nHost: test.local\r\n\r\n"
+              b"GET /val/headmiss HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n")
+    data, _ = recv_until_close(s)
+    s.close()
+    head_end = data.find(b"\r\n\r\n")
+    first, rest = data[:head_end + 4], data[head_end + 4:]
+    check(first.startswith(b"HTTP/1.1 200") and b"Content-Length: 15" in first and rest.startswith(b"HTTP/1.1 200"),
+          "a HEAD miss is answered with the head only (the next response follows at once)", data[:300])
+    check(rest.endswith(b"head miss body\n"), "the GET after it gets the body", rest[-40:])
+    check_eq([r.method for r in backend.requests if r.target == hm], ["GET"], "the HEAD was fetched as GET, once")
+
     # ranges from the stored (complete) response
     rng = "/val/range"
     body = bytes(range(256)) * 4
