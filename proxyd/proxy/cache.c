@@ -839,6 +839,8 @@ void cache_tee(Exchange *ex, const char *p, size_t n) {
 bool cache_upstream_failed(Exchange *ex, int status) {
         CacheState *c = ex->cache;
 
+        if (c && c->head_as_get)
+                ex->method_id = HTTP_METHOD_HEAD; /* an error page for a HEAD has no body */
         if (!c || !c->obj || c->serving || ex->client_head_sent || ex->resp_head_done)
                 return false;
         unsigned flag = status == 504 ? CACHE_STALE_TIMEOUT : CACHE_STALE_ERROR;
