@@ -32,6 +32,7 @@ import glob
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -485,6 +486,17 @@ def test_purge(port, backend):
         get(port, p)
         get(port, p)
     check(all(seen(backend, p) == 1 for p in ("/purgeable/a", "/purgeable/b", "/purgeable/sub/c")), "stored")
+    # from another address than the access rules allow
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.2", 0))
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"PURGE /purgeable/a HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n")
+    data, _ = recv_until_close(s)
+    s.close()
+    check(data.startswith(b"HTTP/1.1 403"), "PURGE from an address the access rules deny: 403", data[:40])
+    get(port, "/purgeable/a")
+    check_eq(seen(backend, "/purgeable/a"), 1, "and nothing was purged")
     r = get(port, "/purgeable/a", method="PURGE")
     check_eq(r.status, 200, "PURGE of a stored key: 200")
     r = get(port, "/purgeable/a", method="PURGE")
@@ -641,6 +653,10 @@ def test_store(backend):
         check(b"VERSION" not in b.body, "the corrupt body never reaches a client", b.body)
         check_eq(seen(backend, "/st/truncate"), 2, "a truncated file is not served")
         check(not os.path.exists(os.path.join(store, "tmp.1.1")), "an unfinished temporary file is removed at start")
+        os.kill(p.pid, signal.SIGHUP)
+        check(p.wait_log(r"Configuration #2 applied", 10), "SIGHUP reloads")
+        get(port, "/st/keep")
+        check_eq(seen(backend, "/st/keep"), 1, "after a reload the cache is still there")
         p.stop()
 
         # eviction: room for about two 2 KiB objects on disk
