@@ -737,9 +737,13 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
         return 0;
 }
 
-static int take_over(Exchange *ex, CacheState *c, const char *word) {
+static int take_over(Exchange *ex, CacheState *c, const HttpResponse *r, const char *word) {
         set_word(c, word);
         c->takeover = true;
+        /* A body that is not read (a 5xx answered with a stale copy) may still be on its way:
+         * that connection must not go back to the pool (serve() clears the mark). */
+        if (r->body != HTTP_BODY_NONE && !(r->body == HTTP_BODY_LENGTH && r->content_length == 0))
+                ex->resp_truncated = true;
         return 1;
 }
 
@@ -767,13 +771,13 @@ int cache_response(Exchange *ex, const HttpResponse **rp) {
                         cache_object_unref(c->obj);
                         c->obj = o;
                 }
-                return take_over(ex, c, "REVALIDATED");
+                return take_over(ex, c, r, "REVALIDATED");
         }
         if (c->obj && stale_flag(r->status) &&
             cache_stale_on_error(&c->obj->times, &c->req_cc, time(NULL), s->cache_use_stale & stale_flag(r->status))) {
                 log_info("%s: upstream answered %d; serving the stale copy of %s", ex_text(ex), r->status, c->key);
                 c->st.detail = "stale-if-error";
-                return take_over(ex, c, "STALE");
+                return take_over(ex, c, r, "STALE");
         }
         if (c->may_store) {
                 int k = start_fill(ex, c, r);

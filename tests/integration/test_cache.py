@@ -448,6 +448,24 @@ def test_stale(port, backend, dead_origin):
     check(r.status == 200 and r.body == b"good\n", "stale-if-error: a 503 from the origin is answered stale", r)
     check("stale-if-error" in (r.header("Cache-Status") or ""), "Cache-Status says why", r.header("Cache-Status"))
 
+    # a 5xx whose body comes late: its connection must not be reused for the next request
+    def late_body():
+        time.sleep(0.3)
+        yield b"late body\n"
+    late = "/s/late"
+    state["fail"] = False
+    ROUTES[late] = lambda req: (Reply(503, [], late_body(), length=10) if state["fail"] else
+                                Reply(200, [("Cache-Control", "max-age=10, stale-if-error=600"), ("Age", "30")],
+                                      b"late good\n"))
+    get(port, late)
+    state["fail"] = True
+    r = get(port, late)
+    check_eq(r.body, b"late good\n", "a 503 with a late body: the stale copy")
+    time.sleep(0.5)  # the late body has arrived on that upstream connection by now
+    ROUTES["/s/after"] = fixed([], b"after\n")
+    after = [get(port, "/s/after").status for _ in range(6)]
+    check_eq(after, [200] * 6, "the connection of the unread body was not reused")
+
     plain = "/s/plain"
     ROUTES[plain] = lambda req: (Reply(500, [], b"err\n") if state["fail"] else
                                  Reply(200, [("Cache-Control", "max-age=10"), ("Age", "30")], b"plain\n"))
