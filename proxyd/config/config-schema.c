@@ -36,6 +36,13 @@ static const Setting top_rows[] = {
           .offset = CF(shutdown_timeout), .description = "drain time after SIGTERM" },
         { .name = "resolver", .type = T_STRINGS, .scopes = SC_TOP, .offset = CF(resolver), .offset_n = CF(n_resolver),
           .check = config_check_resolver, .description = "DNS servers for re-resolving upstream names" },
+        { .name = "cache_path", .type = T_STRING, .scopes = SC_TOP, .doc_section = "CACHE",
+          .doc_default = "$CACHE_DIRECTORY, else /var/cache/proxyd", .offset = CF(cache_path),
+          .check = config_check_cache_path, .description = "directory of the on-disk cache store" },
+        { .name = "cache_memory_size", .type = T_SIZE, .scopes = SC_TOP, .dflt = "\"64m\"", .doc_section = "CACHE",
+          .offset = CF(cache_memory_size), .description = "cached bodies kept in memory (LRU)" },
+        { .name = "cache_disk_size", .type = T_SIZE, .scopes = SC_TOP, .dflt = "\"1g\"", .doc_section = "CACHE",
+          .offset = CF(cache_disk_size), .description = "cached objects on disk (LRU); 0: memory only" },
         { .name = "defaults", .type = T_GROUP, .scopes = SC_TOP, .parse = schema_keep,
           .offset = SETTING_NO_FIELD, .description = "location-level settings inherited everywhere" },
         { .name = "limits", .type = T_GROUP, .scopes = SC_TOP, .parse = config_parse_limits,
@@ -108,6 +115,9 @@ static const Setting location_rows[] = {
 
 #define LOC (SC_DEFAULTS | SC_SERVER | SC_LOCATION)
 #define SRV (SC_DEFAULTS | SC_SERVER)
+
+static const char *const stale_names[] = { "error",    "timeout",  "http_500", "http_502",
+                                           "http_503", "http_504", "updating" };
 
 static const Setting inherit_rows[] = {
         { .name = "set_header", .type = T_HEADERS, .scopes = LOC, .inherit = INHERIT_MERGE,
@@ -186,7 +196,34 @@ static const Setting inherit_rows[] = {
         { .name = "real_ip_recursive", .type = T_BOOL, .scopes = LOC, .inherit = INHERIT_REPLACE, .dflt = "false",
           .offset = LS(real_ip_recursive), .doc_section = "CLIENT ADDRESSES",
           .description = "skip every trusted address from the right" },
+        { .name = "cache", .type = T_BOOL, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE", .dflt = "false",
+          .offset = LS(cache), .description = "answer from and store into the response cache" },
+        { .name = "cache_key", .type = T_TEMPLATE, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE",
+          .dflt = "\"$scheme://$host$request_uri\"", .offset = LS(cache_key), .description = "the cache key" },
+        { .name = "cache_valid", .type = T_STRINGS, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE",
+          .offset = LS(cache_valid), .offset_n = LS(n_cache_valid), .check = config_check_cache_valid,
+          .description = "\"CODE... DURATION\": freshness when the origin gives none" },
+        { .name = "cache_max_object_size", .type = T_SIZE, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE",
+          .dflt = "\"8m\"", .offset = LS(cache_max_object_size), .description = "larger responses are not stored" },
+        { .name = "cache_bypass", .type = T_TEMPLATE, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE",
+          .offset = LS(cache_bypass), .description = "not empty and not \"0\": go to the origin" },
+        { .name = "cache_no_store", .type = T_TEMPLATE, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE",
+          .offset = LS(cache_no_store), .description = "not empty and not \"0\": do not store" },
+        { .name = "cache_heuristic", .type = T_UINT, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE", .dflt = "10",
+          .min = 0, .max = 100, .offset = LS(cache_heuristic),
+          .description = "percent of the Last-Modified age used as freshness; 0: off" },
+        { .name = "cache_min_uses", .type = T_UINT, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE",
+          .dflt = "1", .min = 1, .max = 1000000, .offset = LS(cache_min_uses),
+          .description = "requests for a key before its response is stored" },
+        { .name = "cache_use_stale", .type = T_FLAGS, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE", .dflt = "[]",
+          NAMES(stale_names), .offset = LS(cache_use_stale), .description = "when a stale response may be served" },
+        { .name = "cache_status_header", .type = T_BOOL, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE",
+          .dflt = "true", .offset = LS(cache_status_header), .description = "send Cache-Status (RFC 9211)" },
+        { .name = "cache_purge", .type = T_BOOL, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE", .dflt = "false",
+          .offset = LS(cache_purge), .description = "PURGE requests remove cached objects" },
 };
+
+
 
 static const char *const balance_names[] = {
         [BALANCE_ROUND_ROBIN] = "round_robin",

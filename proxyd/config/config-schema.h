@@ -200,6 +200,9 @@ int config_parse_access_log(Loader *l, const config_setting_t *s, SchemaWalk *w)
 int config_check_resolver(Loader *l, const config_setting_t *s, const void *value, size_t n);
 int config_check_tokens(Loader *l, const config_setting_t *s, const void *value, size_t n);
 int config_check_health_path(Loader *l, const config_setting_t *s, const void *value, size_t n);
+/* config-settings.c */
+int config_check_cache_valid(Loader *l, const config_setting_t *s, const void *value, size_t n);
+int config_check_cache_path(Loader *l, const config_setting_t *s, const void *value, size_t n);
 int config_parse_matcher(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_tls_priority(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_health_check(Loader *l, const config_setting_t *s, SchemaWalk *w);

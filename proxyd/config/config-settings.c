@@ -3,6 +3,7 @@
  * defaults -> server -> location by the rows' inheritance (SCHEMA_INHERIT). */
 #include <arpa/inet.h>
 
+#include "cache-control.h"
 #include "config-schema.h"
 #include "util.h"
 
@@ -48,6 +49,10 @@ void settings_done(LocationSettings *s) {
         strv_free(s->real_ip_from, s->n_real_ip_from);
         free(s->real_ip_rules);
         free(s->real_ip_header);
+        var_template_free(s->cache_key);
+        var_template_free(s->cache_bypass);
+        var_template_free(s->cache_no_store);
+        strv_free(s->cache_valid, s->n_cache_valid);
         *s = (LocationSettings) {};
 }
 
@@ -127,6 +132,10 @@ static int copy_field(const Setting *row, LocationSettings *dst, const LocationS
         switch (row->type) {
         case T_BOOL:
                 *(bool *) to = *(const bool *) from;
+                return 0;
+        case T_UINT:
+        case T_FLAGS:
+                *(unsigned *) to = *(const unsigned *) from;
                 return 0;
         case T_DURATION:
         case T_SIZE:
@@ -372,7 +381,6 @@ bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr
         return true;
 }
 
-
 bool cidr_match(const AccessRule *nets, size_t n, const struct sockaddr *addr) {
         uint8_t a[16] = {};
         int family;
@@ -398,4 +406,32 @@ bool cidr_match(const AccessRule *nets, size_t n, const struct sockaddr *addr) {
                 if (nets[i].family == family && prefix_match(a, nets[i].addr, nets[i].prefix))
                         return true;
         return false;
+}
+
+/* ---- the cache's checks ---- */
+
+int config_check_cache_valid(Loader *l, const config_setting_t *s, const void *value, size_t n) {
+        char *const *a = value;
+        int r = 0;
+
+        for (size_t k = 0; k < n && r >= 0; k++) {
+                int codes[32];
+                size_t nc;
+                bool any;
+                uint64_t usec;
+                if (cache_valid_parse(a[k], codes, ELEMENTSOF(codes), &nc, &any, &usec) < 0)
+                        r = ERR(l, config_setting_type(s) == CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, (unsigned) k),
+                                "invalid cache_valid entry \"%s\" (expected \"CODE [CODE...] DURATION\" or \"any DURATION\")",
+                                a[k]);
+        }
+        return r;
+}
+
+int config_check_cache_path(Loader *l, const config_setting_t *s, const void *value, size_t n) {
+        const char *v = value;
+
+        (void) n;
+        if (v[0] != '/')
+                return ERR(l, s, "\"cache_path\" must be an absolute path");
+        return 0;
 }

@@ -842,6 +842,7 @@ static Config *config_free(Config *c) {
         }
         free(c->listens);
         strv_free(c->resolver, c->n_resolver);
+        free(c->cache_path);
         free(c->access_log_file);
         strv_free(c->files, c->n_files);
         if (c->merged) {

@@ -85,6 +85,19 @@ typedef struct LocationSettings {
         AccessRule *real_ip_rules; /* the same, parsed (n_real_ip_from of them) */
         char *real_ip_header;      /* "X-Forwarded-For", "Forwarded", "X-Real-IP", ... */
         bool real_ip_recursive;
+        /* the response cache (proxy/cache.c) */
+        bool cache;
+        VarTemplate *cache_key;
+        char **cache_valid; /* "CODE... DURATION" / "any DURATION" */
+        size_t n_cache_valid;
+        uint64_t cache_max_object_size;
+        VarTemplate *cache_bypass;   /* not empty and not "0": not answered from the cache */
+        VarTemplate *cache_no_store; /* not empty and not "0": the response is not stored */
+        unsigned cache_heuristic;    /* percent of Date - Last-Modified; 0: no heuristic freshness */
+        unsigned cache_min_uses;     /* misses of a key before its response is stored */
+        unsigned cache_use_stale;    /* CACHE_STALE_* */
+        bool cache_status_header;
+        bool cache_purge;            /* PURGE requests purge (access rules apply) */
 } LocationSettings;
 
 #define CONFIG_LIMITS_PER_LOCATION 8 /* names in one `limit` list */
@@ -106,6 +119,17 @@ typedef struct LimitZone {
         const char *file;
         int line;
 } LimitZone;
+
+/* cache_use_stale conditions */
+enum {
+        CACHE_STALE_ERROR = 1u << 0,
+        CACHE_STALE_TIMEOUT = 1u << 1,
+        CACHE_STALE_HTTP_500 = 1u << 2,
+        CACHE_STALE_HTTP_502 = 1u << 3,
+        CACHE_STALE_HTTP_503 = 1u << 4,
+        CACHE_STALE_HTTP_504 = 1u << 5,
+        CACHE_STALE_UPDATING = 1u << 6,
+};
 
 typedef enum UpstreamBalance {
         BALANCE_ROUND_ROBIN,
@@ -295,6 +319,9 @@ typedef struct Config {
         bool metrics; /* count exchanges for /metrics (admin endpoint) */
         char **resolver;  /* DNS servers for re-resolution: "ADDR", "ADDR:PORT", "[ADDR6]:PORT" */
         size_t n_resolver;
+        char *cache_path;           /* NULL: $CACHE_DIRECTORY, else /var/cache/proxyd */
+        uint64_t cache_memory_size; /* bytes of cached bodies kept in memory */
+        uint64_t cache_disk_size;   /* bytes of cached objects on disk; 0: no disk */
 
         LimitZone **limits;
         size_t n_limits;

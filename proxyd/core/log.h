@@ -57,6 +57,7 @@ typedef struct AccessEntry {
         const char *reason;   /* why proxyd produced the status itself (error cases), or NULL */
         const char *limit;    /* the limit that rejected or delayed the request, or NULL */
         const char *peer;     /* the proxy in front when the client address came from a header, or NULL */
+        const char *cache;    /* the cache's word (HIT, MISS, ...), NULL where no cache is on */
 } AccessEntry;
 
 void log_access(const AccessEntry *e);

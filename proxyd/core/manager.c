@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -6,6 +7,7 @@
 #include <sys/eventfd.h>
 
 #include "admin.h"
+#include "cache-store.h"
 #include "daemon.h"
 #include "log.h"
 #include "limit.h"
@@ -46,6 +48,19 @@ static void first_error(const ConfigDiags *d, char *buf, size_t size) {
         snprintf(buf, size, "unknown error");
 }
 
+/* The cache store's directory (the first configuration's; CacheDirectory= gives
+ * $CACHE_DIRECTORY) and limits (every configuration's). */
+static void manager_configure_cache(const Config *c) {
+        char dir[PATH_MAX] = "/var/cache/proxyd";
+        const char *env = getenv("CACHE_DIRECTORY");
+
+        if (c->cache_path)
+                snprintf(dir, sizeof(dir), "%s", c->cache_path);
+        else if (env && *env)
+                snprintf(dir, sizeof(dir), "%.*s", (int) strcspn(env, ":"), env); /* the first of a list */
+        cache_store_configure(c->cache_disk_size > 0 ? dir : NULL, c->cache_memory_size, c->cache_disk_size);
+}
+
 /* Load and validate a configuration and bind what it needs; nothing is swapped yet. */
 static int manager_build_generation(Manager *m, Generation **ret) {
         ConfigDiags diags = {};
@@ -66,6 +81,7 @@ static int manager_build_generation(Manager *m, Generation **ret) {
                 return r;
         }
         config_diags_clear(&diags);
+        manager_configure_cache(c);
 
         /* Peers, balancer state; health carried over from the generation being replaced. */
         r = upstream_runtimes_setup(c, m->gen ? m->gen->config : NULL);
@@ -183,15 +199,25 @@ static void manager_update_status(Manager *m) {
         uint64_t req = manager_sum(m, 0), conns = manager_sum(m, 1);
         double rate = 0;
         unsigned up = 0, total = 0;
+        CacheStats cs;
+        char cache[160] = "";
 
         upstream_count_up(m->gen->config, &up, &total);
+        cache_store_stats(&cs);
+        if (cs.hits + cs.misses + cs.objects > 0)
+                snprintf(cache, sizeof(cache),
+                         ", cache: %llu hits, %llu misses, %llu objects, %llu bytes in memory, %llu on disk, "
+                         "%llu evictions",
+                         (unsigned long long) cs.hits, (unsigned long long) cs.misses, (unsigned long long) cs.objects,
+                         (unsigned long long) cs.memory_bytes, (unsigned long long) cs.disk_bytes,
+                         (unsigned long long) cs.evictions);
         if (m->status_last_time > 0 && now > m->status_last_time)
                 rate = (double) (req - m->status_last_requests) * 1e6 / (double) (now - m->status_last_time);
         m->status_last_time = now;
         m->status_last_requests = req;
-        daemon_notify_status("%u workers, %llu connections, %llu requests (%.1f/s), upstreams: %u/%u servers up, "
+        daemon_notify_status("%u workers, %llu connections, %llu requests (%.1f/s), upstreams: %u/%u servers up%s, "
                              "configuration #%llu%s%s",
-                             m->n_workers, (unsigned long long) conns, (unsigned long long) req, rate, up, total,
+                             m->n_workers, (unsigned long long) conns, (unsigned long long) req, rate, up, total, cache,
                              (unsigned long long) m->gen->number, m->last_reload_error[0] ? "; last reload failed: " : "",
                              m->last_reload_error);
 }

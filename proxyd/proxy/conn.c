@@ -823,6 +823,7 @@ static void conn_timeout(Conn *c) {
         case TIMEOUT_UP_READ:
         case TIMEOUT_UP_SEND:
         case TIMEOUT_LIMIT_DELAY:
+        case TIMEOUT_CACHE_WAIT:
                 exchange_timeout(c->ex, kind);
                 break;
         case TIMEOUT_NONE:

@@ -398,10 +398,18 @@ static int exchange_start_response(Exchange *ex) {
                 ex->close_after = true;
         if (r->body == HTTP_BODY_CHUNKED)
                 chunked_decoder_init(&ex->resp_dec, ex->server->limits.max_chunk_overhead);
-        int k = ex->s->ops->send_head(ex, r);
+        int k = cache_response(ex, &r);
+        if (k != 0) {
+                /* the cache serves the response (after this step): this one ends here */
+                ex->resp_done = k > 0;
+                return k < 0 ? k : 0;
+        }
+        k = ex->s->ops->send_head(ex, r);
         if (k < 0)
                 return k;
-        if (r->body == HTTP_BODY_NONE || (r->body == HTTP_BODY_LENGTH && r->content_length == 0))
+        /* (the upstream's framing: the head the session got may say less, e.g. a HEAD the
+         * cache fetched as GET) */
+        if (ex->resp.body == HTTP_BODY_NONE || (ex->resp.body == HTTP_BODY_LENGTH && ex->resp.content_length == 0))
                 ex->resp_done = true;
         return 0;
 }
@@ -636,6 +644,8 @@ static int upstream_give_body(Exchange *ex) {
                         return exchange_client_write_failed(ex, (int) -k);
                 if (k == 0)
                         break;
+                if (ex->cache_tee)
+                        cache_tee(ex, data, (size_t) k);
                 progress = 1;
                 if (ex->resp_in == HTTP_BODY_CHUNKED) {
                         ex->run_off += (size_t) k;
@@ -674,7 +684,8 @@ static int upstream_relay_body(Exchange *ex) {
                 return upstream_give_body(ex);
         if (so->send_blocked(ex))
                 return 0;
-        if (ex->resp_in == HTTP_BODY_LENGTH && so->send_pipe && (ex->pipe_len > 0 || ex->resp_left >= SPLICE_MIN) &&
+        if (ex->resp_in == HTTP_BODY_LENGTH && so->send_pipe && !ex->cache_tee &&
+            (ex->pipe_len > 0 || ex->resp_left >= SPLICE_MIN) &&
             stream_is_plain(&u->stream)) {
                 int r = exchange_splice_response(ex);
                 if (r != -EOPNOTSUPP)
@@ -720,7 +731,8 @@ static int upstream_step(Exchange *ex) {
         int p = upstream_send(ex);
         if (ex->src != &source_upstream)
                 return 1; /* failed over to a local response */
-        return p | upstream_receive(ex);
+        p |= upstream_receive(ex);
+        return p | cache_after_upstream_step(ex);
 }
 
 static bool upstream_wants_body(const Exchange *ex) {

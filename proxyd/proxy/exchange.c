@@ -70,6 +70,7 @@ Exchange *exchange_free(Exchange *ex) {
                 peer_unref(ex->tried[i]);
         if (ex->has_pipe)
                 worker_pipe_put(ex->s->worker, ex->pipe, ex->pipe_len == 0);
+        cache_exchange_free(ex);
         buf_free(&ex->req_head);
         buf_free(&ex->up_out);
         buf_free(&ex->up_in);
@@ -107,6 +108,7 @@ void exchange_log(Exchange *ex) {
                 .reason = ex->reason,
                 .limit = ex->pol.limit,
                 .peer = ex->s->peer && ex->s->peer->replaced ? ex->s->peer->addr : NULL,
+                .cache = cache_exchange_word(ex),
         };
         if (g->access_file)
                 access_buf_add(&w->access_buf, g->access_file, &e);
@@ -121,34 +123,34 @@ static int local_step(Exchange *ex) {
         return 0;
 }
 
-static bool local_wants_body(const Exchange *ex) {
+bool source_no_body(const Exchange *ex) {
         (void) ex;
         return false;
 }
 
-static uint64_t local_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
+uint64_t source_no_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
         (void) ex;
         *ret_kind = TIMEOUT_NONE;
         return USEC_INFINITY;
 }
 
-static void local_timeout(Exchange *ex, TimeoutKind kind) {
+void source_no_timeout(Exchange *ex, TimeoutKind kind) {
         (void) ex;
         (void) kind;
 }
 
-static void local_finish(Exchange *ex) {
+void source_no_finish(Exchange *ex) {
         (void) ex;
 }
 
 const SourceOps source_local = {
         .name = "local",
         .step = local_step,
-        .wants_body = local_wants_body,
-        .has_output = local_wants_body,
-        .deadline = local_deadline,
-        .timeout = local_timeout,
-        .finish = local_finish,
+        .wants_body = source_no_body,
+        .has_output = source_no_body,
+        .deadline = source_no_deadline,
+        .timeout = source_no_timeout,
+        .finish = source_no_finish,
 };
 
 /* Answer with a local response (error page or `return`). */
@@ -169,6 +171,8 @@ int exchange_local_response(Exchange *ex, int status, const char *content_type, 
 /* The exchange failed in proxyd or at the upstream. Before any response byte reached the
  * client an error page is sent; after that the client connection can only be closed. */
 void exchange_fail(Exchange *ex, int status, const char *reason) {
+        if ((status == 502 || status == 504) && cache_upstream_failed(ex, status))
+                return; /* a stale copy is served instead */
         ex->reason = reason;
         if (ex->src)
                 ex->src->finish(ex); /* the response is not complete: nothing is reused */
@@ -436,8 +440,13 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
         r = exchange_decide_upgrade(ex, s, &upgrade);
         if (r < 0)
                 return r;
+        r = cache_request(ex, &ri);
+        if (r != 0)
+                return r < 0 ? r : 0; /* answered from the cache */
         r = http1_write_request_head(&ex->req_head, &ri, target, target_len, s, ex->req_body,
                                      ex->req_left, up_keep_alive, ex->upgrade ? &upgrade : NULL);
+        if (r >= 0)
+                r = cache_request_head(ex, &ex->req_head);
         if (r < 0)
                 return r;
 
@@ -448,6 +457,8 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
                 return 1;
         }
         ex->src = &source_upstream;
+        if (cache_wait(ex))
+                return 0; /* another request is fetching it: wait for that one */
         return exchange_connect(ex);
 }
 
@@ -553,6 +564,7 @@ void exchange_timeout(Exchange *ex, TimeoutKind kind) {
 void exchange_end(Exchange *ex) {
         if (ex->src)
                 ex->src->finish(ex);
+        cache_exchange_end(ex);
         exchange_log(ex);
         exchange_free(ex);
 }

@@ -119,6 +119,11 @@ struct Exchange {
         Tunnel tunnel;
         uint64_t tunnel_last;
 
+        /* the response cache (cache.c): its state, and whether body bytes given to the
+         * session are teed into a new object (then nothing is spliced) */
+        struct CacheState *cache;
+        bool cache_tee;
+
         bool close_after;
         int status;
         int upstream_status;
@@ -277,3 +282,31 @@ extern const SourceOps source_limit_wait;
 
 int admin_exchange_begin(Exchange *ex, Server *srv);
 void exchange_count(Exchange *ex);
+/* cache.c: the response cache's hooks (cache.h; the cache source is source_cache) */
+
+/* Routing chose a location that proxies (ri: the request's variables, headers valid during
+ * the call): purge, answer from the cache, or prepare to store. 1: the exchange was answered
+ * (a hit, a purge, 504 for only-if-cached); 0: go to the upstream; <0: fatal. */
+int cache_request(Exchange *ex, const RequestInfo *ri);
+/* The upstream request head was written: add the validators of a revalidation. */
+int cache_request_head(Exchange *ex, Buf *head);
+/* The request is about to go upstream: true when another request for the same object is
+ * being fetched (request collapsing); the exchange then waits in the cache source, and
+ * is served the object once it is stored, or goes upstream after all. */
+bool cache_wait(Exchange *ex);
+/* The final upstream response head: 1 when the cache takes the response over (a 304 merged,
+ * a stale copy for a 5xx; the caller sends nothing and ends the upstream response), else 0
+ * with *r the head to send (Cache-Status added). <0: fatal. */
+int cache_response(Exchange *ex, const HttpResponse **r);
+/* After an upstream step: a response the cache took over starts being served. */
+int cache_after_upstream_step(Exchange *ex);
+/* Body bytes the session took from the upstream source. */
+void cache_tee(Exchange *ex, const char *p, size_t n);
+/* The upstream failed with status (502, 504) before any response head: 1 when a stale copy
+ * is served instead. */
+bool cache_upstream_failed(Exchange *ex, int status);
+/* The exchange ends: store what was filled, invalidate what an unsafe method changed, count. */
+void cache_exchange_end(Exchange *ex);
+void cache_exchange_free(Exchange *ex);
+/* The word for the access entry, or NULL. */
+const char *cache_exchange_word(const Exchange *ex);

@@ -39,6 +39,7 @@ typedef enum TimeoutKind {
         TIMEOUT_UP_READ,
         TIMEOUT_UP_SEND,
         TIMEOUT_LIMIT_DELAY, /* a rate limit's delay is over (source_limit_wait) */
+        TIMEOUT_CACHE_WAIT, /* a collapsed request looks again whether the object arrived */
 } TimeoutKind;
 
 typedef struct SourceOps {
@@ -61,3 +62,10 @@ typedef struct SourceOps {
 
 extern const SourceOps source_local;
 extern const SourceOps source_upstream;
+extern const SourceOps source_cache; /* cache.c */
+
+/* Ops for a source without request body, deadlines or anything to give back (exchange.c). */
+bool source_no_body(const Exchange *ex);
+uint64_t source_no_deadline(const Exchange *ex, TimeoutKind *ret_kind);
+void source_no_timeout(Exchange *ex, TimeoutKind kind);
+void source_no_finish(Exchange *ex);

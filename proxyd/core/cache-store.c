@@ -1,0 +1,723 @@
+/* SPDX-License-Identifier: MIT */
+/* The cache's index, memory tier and disk store (cache-store.h). */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include "cache-store.h"
+#include "log.h"
+#include "util.h"
+
+#define N_BUCKETS 4096u
+#define N_USES 8192u
+#define DISK_MAGIC "PXDCACH1"
+
+/* The file's fixed part; strings, head and body follow, then the checksum. */
+typedef struct DiskHeader {
+        char magic[8];
+        uint32_t key_len, variant_len, vary_len, head_len;
+        uint64_t body_len;
+        int32_t status;
+        uint32_t flags;
+        int64_t lifetime, initial_age, response_time, swr, sie;
+        uint32_t s_maxage;
+        uint32_t pad;
+} DiskHeader;
+
+typedef struct Fill {
+        struct Fill *next;
+        char id[];
+} Fill;
+
+typedef struct Store {
+        pthread_mutex_t lock;
+        bool configured, ready;
+        char *dir; /* NULL: no disk */
+        uint64_t memory_max, disk_max;
+        CacheObject *buckets[N_BUCKETS];
+        CacheObject *lru_head, *lru_tail, *mem_head, *mem_tail;
+        uint64_t memory_used, disk_used, objects;
+        unsigned tmp_counter;
+        Fill *fills; /* fetches in progress (request collapsing) */
+        struct {
+                uint64_t key_hash;
+                unsigned n;
+        } uses[N_USES]; /* cache_min_uses */
+        atomic_uint_fast64_t hits, misses, stores, evictions, purged;
+} Store;
+
+static Store store = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* A fast 64-bit checksum over words (not cryptographic: it catches torn and truncated files). */
+static uint64_t checksum(uint64_t h, const void *p, size_t n) {
+        const unsigned char *b = p;
+        while (n >= 8) {
+                uint64_t w;
+                memcpy(&w, b, 8);
+                h = (h ^ w) * UINT64_C(0x9e3779b97f4a7c15);
+                h ^= h >> 29;
+                b += 8;
+                n -= 8;
+        }
+        while (n-- > 0) {
+                h = (h ^ *b++) * UINT64_C(0x100000001b3);
+                h ^= h >> 29;
+        }
+        return h;
+}
+
+static uint64_t fnv(uint64_t h, const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ (unsigned char) s[i]) * UINT64_C(0x100000001b3);
+        return h;
+}
+
+static void object_hashes(CacheObject *o) {
+        o->key_hash = fnv(UINT64_C(0xcbf29ce484222325), o->key, strlen(o->key));
+        uint64_t a = fnv(UINT64_C(0xcbf29ce484222325), o->key, strlen(o->key) + 1);
+        uint64_t b = fnv(UINT64_C(0x84222325cbf29ce4), o->key, strlen(o->key) + 1);
+        o->name_hash[0] = fnv(a, o->variant, strlen(o->variant));
+        o->name_hash[1] = fnv(b, o->variant, strlen(o->variant));
+}
+
+static void object_path(const CacheObject *o, char *buf, size_t size) {
+        snprintf(buf, size, "%s/%016llx%016llx", store.dir, (unsigned long long) o->name_hash[0],
+                 (unsigned long long) o->name_hash[1]);
+}
+
+static void object_free(CacheObject *o) {
+        free(o->key);
+        free(o->variant);
+        free(o->vary);
+        free(o->head);
+        free(o->body);
+        free(o);
+}
+
+CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,
+                              size_t head_len) {
+        CacheObject *o = calloc(1, sizeof(CacheObject));
+        if (!o)
+                return NULL;
+        o->refs = 1;
+        o->key = strdup(key);
+        o->variant = strdup(variant ?: "");
+        o->vary = strdup(vary ?: "");
+        o->head = malloc(head_len + 1);
+        if (!o->key || !o->variant || !o->vary || !o->head) {
+                object_free(o);
+                return NULL;
+        }
+        memcpy(o->head, head, head_len);
+        o->head[head_len] = 0;
+        o->head_len = head_len;
+        object_hashes(o);
+        return o;
+}
+
+int cache_object_append(CacheObject *o, const char *p, size_t n) {
+        if (o->body_len + n > o->body_cap) {
+                size_t cap = MAX(o->body_cap * 2, (size_t) o->body_len + n);
+                cap = MAX(cap, (size_t) 4096);
+                char *b = realloc(o->body, cap);
+                if (!b)
+                        return -ENOMEM;
+                o->body = b;
+                o->body_cap = cap;
+        }
+        if (n > 0)
+                memcpy(o->body + o->body_len, p, n);
+        o->body_len += n;
+        return 0;
+}
+
+/* ---- lists (under the lock) ---- */
+
+static void lru_unlink(CacheObject *o) {
+        if (o->lprev)
+                o->lprev->lnext = o->lnext;
+        else if (store.lru_head == o)
+                store.lru_head = o->lnext;
+        if (o->lnext)
+                o->lnext->lprev = o->lprev;
+        else if (store.lru_tail == o)
+                store.lru_tail = o->lprev;
+        o->lprev = o->lnext = NULL;
+}
+
+static void lru_push(CacheObject *o) {
+        o->lnext = store.lru_head;
+        if (store.lru_head)
+                store.lru_head->lprev = o;
+        store.lru_head = o;
+        if (!store.lru_tail)
+                store.lru_tail = o;
+}
+
+static void mem_unlink(CacheObject *o) {
+        if (!o->in_mem)
+                return;
+        if (o->mprev)
+                o->mprev->mnext = o->mnext;
+        else
+                store.mem_head = o->mnext;
+        if (o->mnext)
+                o->mnext->mprev = o->mprev;
+        else
+                store.mem_tail = o->mprev;
+        o->mprev = o->mnext = NULL;
+        o->in_mem = false;
+        store.memory_used -= o->body_len + o->head_len;
+}
+
+static void mem_push(CacheObject *o) {
+        o->mnext = store.mem_head;
+        if (store.mem_head)
+                store.mem_head->mprev = o;
+        store.mem_head = o;
+        if (!store.mem_tail)
+                store.mem_tail = o;
+        o->in_mem = true;
+        store.memory_used += o->body_len + o->head_len;
+}
+
+static void touch(CacheObject *o) {
+        lru_unlink(o);
+        lru_push(o);
+        if (o->in_mem) {
+                mem_unlink(o);
+                mem_push(o);
+        }
+}
+
+static void unref_locked(CacheObject *o) {
+        if (o && --o->refs == 0)
+                object_free(o);
+}
+
+/* Out of the index (and off the disk when unlink_file). */
+static void remove_locked(CacheObject *o, bool unlink_file) {
+        if (!o->indexed)
+                return;
+        CacheObject **p = &store.buckets[o->key_hash % N_BUCKETS];
+        while (*p && *p != o)
+                p = &(*p)->hnext;
+        if (*p)
+                *p = o->hnext;
+        o->hnext = NULL;
+        lru_unlink(o);
+        mem_unlink(o);
+        o->indexed = false;
+        store.objects--;
+        if (o->on_disk) {
+                store.disk_used -= o->file_size;
+                if (unlink_file) {
+                        char path[PATH_MAX];
+                        object_path(o, path, sizeof(path));
+                        (void) unlink(path);
+                }
+        }
+        unref_locked(o);
+}
+
+static void evict_locked(void) {
+        /* memory: bodies that are also on disk are dropped from memory; others go */
+        for (CacheObject *o = store.mem_tail; o && store.memory_used > store.memory_max;) {
+                CacheObject *prev = o->mprev;
+                if (o->refs == 1) {
+                        atomic_fetch_add(&store.evictions, 1);
+                        if (o->on_disk) {
+                                mem_unlink(o);
+                                free(o->body);
+                                o->body = NULL;
+                                o->body_cap = 0;
+                        } else
+                                remove_locked(o, false);
+                }
+                o = prev;
+        }
+        if (!store.dir)
+                return;
+        for (CacheObject *o = store.lru_tail; o && store.disk_used > store.disk_max;) {
+                CacheObject *prev = o->lprev;
+                if (o->on_disk) {
+                        atomic_fetch_add(&store.evictions, 1);
+                        remove_locked(o, true);
+                }
+                o = prev;
+        }
+}
+
+static void index_locked(CacheObject *o) {
+        /* replaces what is stored for the same key and variant */
+        for (CacheObject *e = store.buckets[o->key_hash % N_BUCKETS]; e; e = e->hnext)
+                if (streq(e->key, o->key) && streq(e->variant, o->variant)) {
+                        /* the same file name: replaced by the rename when o is on disk,
+                         * else removed so that a restart does not bring the old one back */
+                        remove_locked(e, !o->on_disk);
+                        break;
+                }
+        CacheObject **b = &store.buckets[o->key_hash % N_BUCKETS];
+        o->hnext = *b;
+        *b = o;
+        o->indexed = true;
+        store.objects++;
+        lru_push(o);
+        if (o->body)
+                mem_push(o);
+        if (o->on_disk)
+                store.disk_used += o->file_size;
+}
+
+/* ---- disk ---- */
+
+static void header_of(const CacheObject *o, DiskHeader *h) {
+        *h = (DiskHeader){
+                .key_len = (uint32_t) strlen(o->key),
+                .variant_len = (uint32_t) strlen(o->variant),
+                .vary_len = (uint32_t) strlen(o->vary),
+                .head_len = (uint32_t) o->head_len,
+                .body_len = o->body_len,
+                .status = o->status,
+                .flags = o->times.flags,
+                .lifetime = o->times.lifetime,
+                .initial_age = o->times.initial_age,
+                .response_time = o->times.response_time,
+                .swr = o->times.swr,
+                .sie = o->times.sie,
+                .s_maxage = o->times.s_maxage,
+        };
+        memcpy(h->magic, DISK_MAGIC, 8);
+}
+
+static int write_all(int fd, struct iovec *iov, int n) {
+        while (n > 0) {
+                ssize_t k = writev(fd, iov, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                while (n > 0 && (size_t) k >= iov->iov_len) {
+                        k -= (ssize_t) iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n > 0) {
+                        iov->iov_base = (char *) iov->iov_base + k;
+                        iov->iov_len -= (size_t) k;
+                }
+        }
+        return 0;
+}
+
+/* Write o under a temporary name, then rename it into place. */
+static int disk_write(CacheObject *o, unsigned counter) {
+        char tmp[PATH_MAX], path[PATH_MAX];
+        DiskHeader h;
+        int r;
+
+        header_of(o, &h);
+        uint64_t sum = checksum(0, &h, sizeof(h));
+        sum = checksum(sum, o->key, h.key_len);
+        sum = checksum(sum, o->variant, h.variant_len);
+        sum = checksum(sum, o->vary, h.vary_len);
+        sum = checksum(sum, o->head, h.head_len);
+        sum = checksum(sum, o->body, (size_t) o->body_len);
+        snprintf(tmp, sizeof(tmp), "%s/tmp.%d.%u", store.dir, (int) getpid(), counter);
+        object_path(o, path, sizeof(path));
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        struct iovec iov[] = {
+                { &h, sizeof(h) },           { o->key, h.key_len },   { o->variant, h.variant_len },
+                { o->vary, h.vary_len },     { o->head, h.head_len }, { o->body, (size_t) o->body_len },
+                { &sum, sizeof(sum) },
+        };
+        r = write_all(fd, iov, (int) ELEMENTSOF(iov));
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(tmp);
+                return r;
+        }
+        o->sum = sum;
+        o->file_size = sizeof(h) + h.key_len + h.variant_len + h.vary_len + h.head_len + o->body_len + sizeof(sum);
+        o->on_disk = true;
+        return 0;
+}
+
+static int read_exact(int fd, void *p, size_t n) {
+        char *b = p;
+        while (n > 0) {
+                ssize_t k = read(fd, b, n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+                b += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+static char *read_string(int fd, size_t n) {
+        char *s = malloc(n + 1);
+        if (!s)
+                return NULL;
+        if (read_exact(fd, s, n) < 0) {
+                free(s);
+                return NULL;
+        }
+        s[n] = 0;
+        return s;
+}
+
+/* The fixed part, the strings and the head of one file (no body). NULL when it is not a
+ * complete object of this format. */
+static CacheObject *disk_read_index(int fd, uint64_t size) {
+        DiskHeader h;
+
+        if (read_exact(fd, &h, sizeof(h)) < 0 || memcmp(h.magic, DISK_MAGIC, 8) != 0)
+                return NULL;
+        uint64_t want = sizeof(h) + (uint64_t) h.key_len + h.variant_len + h.vary_len + h.head_len + h.body_len + 8;
+        if (want != size || h.key_len == 0 || h.head_len > (1u << 20))
+                return NULL;
+        CacheObject *o = calloc(1, sizeof(CacheObject));
+        if (!o)
+                return NULL;
+        o->refs = 1;
+        o->key = read_string(fd, h.key_len);
+        o->variant = o->key ? read_string(fd, h.variant_len) : NULL;
+        o->vary = o->variant ? read_string(fd, h.vary_len) : NULL;
+        o->head = o->vary ? read_string(fd, h.head_len) : NULL;
+        if (!o->head || lseek(fd, (off_t) (size - 8), SEEK_SET) < 0 || read_exact(fd, &o->sum, 8) < 0) {
+                object_free(o);
+                return NULL;
+        }
+        o->head_len = h.head_len;
+        o->body_len = h.body_len;
+        o->status = h.status;
+        o->times = (CacheEntryTimes){ .lifetime = h.lifetime, .initial_age = h.initial_age,
+                                      .response_time = (time_t) h.response_time, .flags = h.flags,
+                                      .s_maxage = h.s_maxage != 0, .swr = h.swr, .sie = h.sie };
+        o->file_size = size;
+        o->on_disk = true;
+        object_hashes(o);
+        return o;
+}
+
+/* The body of an indexed object, read back and checked against the whole file's checksum. */
+static char *disk_read_body(const CacheObject *o) {
+        char path[PATH_MAX];
+        DiskHeader h;
+        object_path(o, path, sizeof(path));
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t) st.st_size != o->file_size)
+                return NULL;
+        char *rest = malloc(o->file_size - sizeof(h));
+        if (!rest)
+                return NULL;
+        if (read_exact(fd, &h, sizeof(h)) < 0 || read_exact(fd, rest, o->file_size - sizeof(h)) < 0) {
+                free(rest);
+                return NULL;
+        }
+        size_t body_off = (size_t) h.key_len + h.variant_len + h.vary_len + h.head_len;
+        /* piece by piece, as disk_write summed them */
+        const uint32_t parts[] = { h.key_len, h.variant_len, h.vary_len, h.head_len };
+        uint64_t sum = checksum(0, &h, sizeof(h)), stored;
+        size_t at = 0;
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                sum = checksum(sum, rest + at, parts[i]);
+                at += parts[i];
+        }
+        sum = checksum(sum, rest + body_off, (size_t) o->body_len);
+        memcpy(&stored, rest + body_off + o->body_len, 8);
+        if (sum != stored || sum != o->sum || h.body_len != o->body_len) {
+                free(rest);
+                return NULL;
+        }
+        char *body = malloc(o->body_len ? o->body_len : 1);
+        if (body)
+                memcpy(body, rest + body_off, (size_t) o->body_len);
+        free(rest);
+        return body;
+}
+
+static bool hex_name(const char *n) {
+        size_t i = 0;
+        for (; n[i]; i++)
+                if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+                        return false;
+        return i == 32;
+}
+
+/* The index from the directory (under the lock, once). */
+static void store_scan(void) {
+        size_t n = 0, bad = 0;
+
+        if (mkdir(store.dir, 0700) < 0 && errno != EEXIST) {
+                log_warning_errno(errno, "cache: cannot create %s; caching in memory only", store.dir);
+                free(store.dir);
+                store.dir = NULL;
+                return;
+        }
+        DIR *d = opendir(store.dir);
+        if (!d) {
+                log_warning_errno(errno, "cache: cannot open %s; caching in memory only", store.dir);
+                free(store.dir);
+                store.dir = NULL;
+                return;
+        }
+        for (struct dirent *e; (e = readdir(d));) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof(path), "%s/%s", store.dir, e->d_name);
+                if (strncmp(e->d_name, "tmp.", 4) == 0) {
+                        (void) unlink(path); /* an object that was never completed */
+                        continue;
+                }
+                if (!hex_name(e->d_name))
+                        continue;
+                _cleanup_close_ int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC);
+                struct stat st;
+                CacheObject *o = NULL;
+                if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+                        o = disk_read_index(fd, (uint64_t) st.st_size);
+                char expect[PATH_MAX];
+                if (o)
+                        object_path(o, expect, sizeof(expect));
+                if (!o || !streq(expect, path)) {
+                        if (o)
+                                object_free(o);
+                        (void) unlink(path);
+                        bad++;
+                        continue;
+                }
+                index_locked(o);
+                n++;
+        }
+        closedir(d);
+        log_info("cache: %zu objects (%llu bytes) in %s; %zu unusable file(s) removed", n,
+                 (unsigned long long) store.disk_used, store.dir, bad);
+        evict_locked();
+}
+
+static void ensure_ready(void) {
+        if (store.ready)
+                return;
+        store.ready = true;
+        if (store.dir)
+                store_scan();
+}
+
+void cache_store_configure(const char *dir, uint64_t memory_max, uint64_t disk_max) {
+        pthread_mutex_lock(&store.lock);
+        if (!store.configured) {
+                store.configured = true;
+                store.dir = dir && *dir ? strdup(dir) : NULL;
+        }
+        store.memory_max = memory_max;
+        store.disk_max = disk_max;
+        if (store.ready)
+                evict_locked();
+        pthread_mutex_unlock(&store.lock);
+}
+
+static CacheObject *find_locked(const char *key, const char *variant) {
+        uint64_t kh = fnv(UINT64_C(0xcbf29ce484222325), key, strlen(key));
+        for (CacheObject *e = store.buckets[kh % N_BUCKETS]; e; e = e->hnext)
+                if (e->key_hash == kh && streq(e->key, key) && (!variant || streq(e->variant, variant)))
+                        return e;
+        return NULL;
+}
+
+int cache_store_vary(const char *key, Buf *names) {
+        int r = 0;
+        pthread_mutex_lock(&store.lock);
+        ensure_ready();
+        CacheObject *o = find_locked(key, NULL);
+        if (o)
+                r = buf_append_str(names, o->vary) < 0 ? -ENOMEM : 1;
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+CacheObject *cache_store_lookup(const char *key, const char *variant) {
+        pthread_mutex_lock(&store.lock);
+        ensure_ready();
+        CacheObject *o = find_locked(key, variant);
+        if (o) {
+                o->refs++;
+                touch(o);
+        }
+        if (!o || o->body) {
+                pthread_mutex_unlock(&store.lock);
+                return o;
+        }
+        pthread_mutex_unlock(&store.lock);
+        /* on disk only: read it back without holding the lock */
+        char *body = disk_read_body(o);
+        pthread_mutex_lock(&store.lock);
+        if (!body) {
+                if (o->indexed) {
+                        log_warning("cache: stored object for \"%s\" is damaged; removed", o->key);
+                        remove_locked(o, true);
+                }
+                unref_locked(o);
+                o = NULL;
+        } else if (!o->body && o->indexed) {
+                o->body = body;
+                o->body_cap = (size_t) o->body_len;
+                mem_push(o);
+                evict_locked();
+        } else if (!o->body) {
+                unref_locked(o); /* purged meanwhile */
+                free(body);
+                o = NULL;
+        } else
+                free(body);
+        pthread_mutex_unlock(&store.lock);
+        return o;
+}
+
+void cache_store_insert(CacheObject *o) {
+        pthread_mutex_lock(&store.lock);
+        ensure_ready();
+        bool disk = store.dir && o->body_len + o->head_len <= store.disk_max;
+        unsigned counter = store.tmp_counter++;
+        pthread_mutex_unlock(&store.lock);
+
+        if (disk) {
+                int r = disk_write(o, counter);
+                if (r < 0)
+                        log_warning_errno(r, "cache: cannot write \"%s\" to %s; kept in memory only", o->key,
+                                          store.dir);
+        }
+        pthread_mutex_lock(&store.lock);
+        atomic_fetch_add(&store.stores, 1);
+        index_locked(o); /* the index's reference is the caller's */
+        evict_locked();
+        pthread_mutex_unlock(&store.lock);
+}
+
+CacheObject *cache_object_ref(CacheObject *o) {
+        pthread_mutex_lock(&store.lock);
+        o->refs++;
+        pthread_mutex_unlock(&store.lock);
+        return o;
+}
+
+void cache_object_unref(CacheObject *o) {
+        if (!o)
+                return;
+        pthread_mutex_lock(&store.lock);
+        unref_locked(o);
+        if (store.memory_used > store.memory_max)
+                evict_locked(); /* bodies that were in use when the limit was passed */
+        pthread_mutex_unlock(&store.lock);
+}
+
+static size_t purge_matching(const char *s, bool prefix) {
+        size_t n = 0, sl = strlen(s);
+
+        pthread_mutex_lock(&store.lock);
+        ensure_ready();
+        for (size_t b = 0; b < N_BUCKETS; b++)
+                for (CacheObject *o = store.buckets[b], *next; o; o = next) {
+                        next = o->hnext;
+                        if (prefix ? strncmp(o->key, s, sl) == 0 : streq(o->key, s)) {
+                                remove_locked(o, true);
+                                n++;
+                        }
+                }
+        atomic_fetch_add(&store.purged, n);
+        pthread_mutex_unlock(&store.lock);
+        return n;
+}
+
+size_t cache_store_purge(const char *key) {
+        return purge_matching(key, false);
+}
+
+size_t cache_store_purge_prefix(const char *prefix) {
+        return purge_matching(prefix, true);
+}
+
+static Fill **fill_find(const char *id) {
+        Fill **p = &store.fills;
+        while (*p && !streq((*p)->id, id))
+                p = &(*p)->next;
+        return p;
+}
+
+int cache_store_fill_claim(const char *id) {
+        int r = 1;
+        pthread_mutex_lock(&store.lock);
+        if (*fill_find(id))
+                r = 0;
+        else {
+                Fill *f = malloc(sizeof(Fill) + strlen(id) + 1);
+                if (f) { /* without memory: no collapsing */
+                        strcpy(f->id, id);
+                        f->next = store.fills;
+                        store.fills = f;
+                }
+        }
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+bool cache_store_fill_pending(const char *id) {
+        pthread_mutex_lock(&store.lock);
+        bool r = *fill_find(id) != NULL;
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+void cache_store_fill_done(const char *id) {
+        pthread_mutex_lock(&store.lock);
+        Fill **p = fill_find(id);
+        if (*p) {
+                Fill *f = *p;
+                *p = f->next;
+                free(f);
+        }
+        pthread_mutex_unlock(&store.lock);
+}
+
+unsigned cache_store_use(const char *key) {
+        uint64_t h = fnv(UINT64_C(0xcbf29ce484222325), key, strlen(key));
+        pthread_mutex_lock(&store.lock);
+        unsigned i = (unsigned) (h % N_USES);
+        if (store.uses[i].key_hash != h)
+                store.uses[i].key_hash = h, store.uses[i].n = 0;
+        unsigned n = ++store.uses[i].n;
+        pthread_mutex_unlock(&store.lock);
+        return n;
+}
+
+void cache_store_count(bool hit) {
+        atomic_fetch_add_explicit(hit ? &store.hits : &store.misses, 1, memory_order_relaxed);
+}
+
+void cache_store_stats(CacheStats *ret) {
+        pthread_mutex_lock(&store.lock);
+        *ret = (CacheStats){
+                .hits = atomic_load(&store.hits),
+                .misses = atomic_load(&store.misses),
+                .stores = atomic_load(&store.stores),
+                .evictions = atomic_load(&store.evictions),
+                .purged = atomic_load(&store.purged),
+                .objects = store.objects,
+                .memory_bytes = store.memory_used,
+                .disk_bytes = store.disk_used,
+        };
+        pthread_mutex_unlock(&store.lock);
+}

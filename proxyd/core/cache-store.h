@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The response cache's storage, one per process, shared by every worker thread under one
+ * lock: an index of objects (key, variant, stored head, times), a memory tier holding the
+ * bodies used last (LRU, cache_memory_size) and an on-disk store under cache_path
+ * (cache_disk_size, LRU) that survives restarts: each object is one file, written under a
+ * temporary name and renamed into place only once complete, with a checksum over all of it;
+ * at start the directory is scanned and the index rebuilt; a body read back from disk is
+ * checked (length and checksum) before anything of it is served, so a crash, a full disk or a
+ * torn write costs a cached copy and never serves a corrupt one.
+ *
+ * Objects are reference counted: a purge or an eviction takes an object out of the index at
+ * once, and a response being served from it keeps it until the last byte is sent.
+ */
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "cache-policy.h"
+
+typedef struct CacheObject CacheObject;
+
+struct CacheObject {
+        unsigned refs; /* under the store's lock */
+        CacheObject *hnext;        /* hash chain (by key) */
+        CacheObject *lprev, *lnext; /* every indexed object, last used first */
+        CacheObject *mprev, *mnext; /* objects whose body is in memory, last used first */
+        uint64_t key_hash, name_hash[2];
+        char *key;     /* the expanded cache key */
+        char *variant; /* the request's values of the Vary fields ("" without Vary) */
+        char *vary;    /* the response's Vary names, lower case, sorted */
+        char *head;    /* stored fields, "Name: value\r\n" each (no framing, no hop-by-hop) */
+        size_t head_len;
+        char *body; /* NULL: on disk only */
+        size_t body_cap;
+        uint64_t body_len;
+        int status;
+        CacheEntryTimes times;
+        uint64_t sum;  /* the file's checksum */
+        uint64_t file_size;
+        bool indexed, on_disk, in_mem;
+};
+
+typedef struct CacheStats {
+        uint64_t hits, misses, stores, evictions, purged;
+        uint64_t objects, memory_bytes, disk_bytes;
+} CacheStats;
+
+/* Limits and the directory (taken the first time only: the index belongs to one
+ * directory). Called with every configuration; the index is built on first use. dir NULL:
+ * memory only. */
+void cache_store_configure(const char *dir, uint64_t memory_max, uint64_t disk_max);
+
+/* The Vary names stored for key (of its newest variant) into names: 1, or 0 when nothing is
+ * stored for key. */
+int cache_store_vary(const char *key, Buf *names);
+/* The object stored for key and variant, with a reference and its body in memory, or NULL. */
+CacheObject *cache_store_lookup(const char *key, const char *variant);
+
+/* A new object to fill (body appended as it arrives), then inserted or dropped. */
+CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,
+                              size_t head_len);
+int cache_object_append(CacheObject *o, const char *p, size_t n);
+/* Index o (replacing what is stored for its key and variant), write it to disk, evict what
+ * the limits ask. Takes the caller's reference. */
+void cache_store_insert(CacheObject *o);
+void cache_object_unref(CacheObject *o);
+CacheObject *cache_object_ref(CacheObject *o);
+
+/* Take objects out: every variant of key; every key starting with prefix. Returns how many. */
+size_t cache_store_purge(const char *key);
+size_t cache_store_purge_prefix(const char *prefix);
+
+/* Request collapsing: claim the fetch of id (key and variant): 1 when the caller is the
+ * one to fetch it (and calls cache_store_fill_done when it is over), 0 when another request
+ * is fetching it now. */
+int cache_store_fill_claim(const char *id);
+bool cache_store_fill_pending(const char *id);
+void cache_store_fill_done(const char *id);
+
+/* One more request for key that found nothing stored; returns how many there were (counted
+ * in a bounded table: a key that meets another in its slot starts again from 1). */
+unsigned cache_store_use(const char *key);
+
+void cache_store_count(bool hit);
+void cache_store_stats(CacheStats *ret);

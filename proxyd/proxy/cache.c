@@ -1,0 +1,944 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cache in the request path (cache.h): the lookup when routing chose a caching location,
+ * the cache source that serves stored responses through the session ops, the tee that fills
+ * a new object from the upstream source, revalidation (304 merged), stale copies for failing
+ * origins, invalidation by unsafe methods, PURGE, and the Cache-Status field.
+ */
+#include <stdio.h>
+#include <time.h>
+
+#include "cache-policy.h"
+#include "cache-store.h"
+#include "cache.h"
+#include "exchange.h"
+#include "log.h"
+
+typedef struct CacheState {
+        char *key;
+        CacheObject *obj;  /* the stored object in question (hit, stale, revalidated) */
+        CacheObject *fill; /* being filled from the upstream response */
+        CacheControl req_cc;
+        bool authorization, head, may_store, revalidate, takeover, serving, invalidate;
+        bool head_as_get; /* a HEAD miss fetched as GET, to be stored (its body not sent) */
+        /* request collapsing: the fetch of claim_id is this request's (claimed) or another's
+         * (wait: polled every CACHE_WAIT_POLL, for at most CACHE_WAIT_MAX) */
+        char *claim_id;
+        bool claimed, wait;
+        uint64_t wait_start, next_poll;
+        time_t request_time;
+        CacheStatusInfo st;
+        const char *word;
+        uint64_t off, end;   /* the body bytes given to the session so far, and where they stop */
+        char *range, *if_range; /* the client's Range and If-Range */
+        uint64_t expect_len; /* a Content-Length response's length, else UINT64_MAX */
+        /* the client's conditionals, answered from the cache */
+        char *if_none_match;
+        bool has_ims;
+        time_t ims;
+        /* a copy of the request's fields, to select the variant once Vary is known */
+        Buf req_copy;
+        HttpHeader *req_fields;
+        size_t n_req_fields;
+        /* for invalidating Location / Content-Location of the same origin */
+        char *scheme, *host;
+        char *invalidate_paths[2];
+        /* the head given to the session */
+        HttpHeader *fields;
+        HttpResponse resp;
+        char status_text[160], age_text[24], length_text[24], range_text[80];
+} CacheState;
+
+#define CACHE_WAIT_POLL (20 * USEC_PER_MSEC)
+#define CACHE_WAIT_MAX (5 * USEC_PER_SEC) /* as nginx's proxy_cache_lock_timeout */
+
+/* ---- small helpers ---- */
+
+static char *expand(const VarTemplate *t, const RequestInfo *ri) {
+        Buf b = {};
+        if (var_expand(&b, t, ri) < 0 || buf_append(&b, "", 1) < 0) {
+                buf_free(&b);
+                return NULL;
+        }
+        char *s = strdup(buf_head(&b));
+        buf_free(&b);
+        return s;
+}
+
+/* cache_bypass / cache_no_store: set, and expands to something other than "" or "0" */
+static bool template_true(const VarTemplate *t, const RequestInfo *ri) {
+        if (!t)
+                return false;
+        _cleanup_free_ char *v = expand(t, ri);
+        return v && *v && !streq(v, "0");
+}
+
+static bool field_is(const HttpHeader *h, const char *name) {
+        return memcaseeq(h->name, h->name_len, name);
+}
+
+/* The stored head's lines as fields, with room for `extra` more (into c->fields). */
+static size_t parse_stored(CacheState *c, const CacheObject *o, size_t extra) {
+        size_t n = 0, cap = extra;
+        for (const char *p = o->head; *p; p++)
+                cap += *p == '\n';
+        free(c->fields);
+        c->fields = calloc(cap ? cap : 1, sizeof(HttpHeader));
+        if (!c->fields)
+                return SIZE_MAX;
+        for (const char *p = o->head, *e; (e = strstr(p, "\r\n")); p = e + 2) {
+                const char *colon = memchr(p, ':', (size_t) (e - p));
+                if (!colon)
+                        continue;
+                const char *v = colon + 1;
+                while (v < e && *v == ' ')
+                        v++;
+                c->fields[n++] = (HttpHeader){ p, (size_t) (colon - p), v, (size_t) (e - v) };
+        }
+        return n;
+}
+
+static const HttpHeader *stored_field(const HttpHeader *f, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (field_is(&f[i], name))
+                        return &f[i];
+        return NULL;
+}
+
+/* A field the cache keeps in a stored head: not hop-by-hop, not framing, not Age. */
+static bool field_kept(const HttpHeader *h, const HttpHeader *all, size_t n) {
+        return !http1_is_hop_by_hop(h->name, h->name_len) && !field_is(h, "Content-Length") &&
+               !field_is(h, "Transfer-Encoding") && !field_is(h, "Age") &&
+               !http1_connection_lists(all, n, h->name, h->name_len);
+}
+
+static int append_field(Buf *b, const HttpHeader *h) {
+        int r = buf_append(b, h->name, h->name_len);
+        if (r >= 0)
+                r = buf_append(b, ": ", 2);
+        if (r >= 0)
+                r = buf_append(b, h->value, h->value_len);
+        if (r >= 0)
+                r = buf_append(b, "\r\n", 2);
+        return r;
+}
+
+/* If-None-Match against a stored ETag, by the weak comparison (RFC 9110 13.1.2). */
+static bool etag_matches(const char *list, const HttpHeader *etag) {
+        if (!etag)
+                return false;
+        const char *tag = etag->value;
+        size_t tl = etag->value_len;
+        if (tl > 2 && tag[0] == 'W' && tag[1] == '/')
+                tag += 2, tl -= 2;
+        for (const char *p = list; *p;) {
+                while (*p == ' ' || *p == '\t' || *p == ',')
+                        p++;
+                if (*p == '*')
+                        return true;
+                const char *s = p;
+                if (p[0] == 'W' && p[1] == '/')
+                        s = p += 2;
+                if (*p != '"')
+                        break;
+                p = strchr(p + 1, '"');
+                if (!p)
+                        break;
+                p++;
+                if ((size_t) (p - s) == tl && memcmp(s, tag, tl) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* The fetch this request claimed is over: requests waiting for it look again. */
+static void release_claim(CacheState *c) {
+        if (c->claimed) {
+                cache_store_fill_done(c->claim_id);
+                c->claimed = false;
+        }
+}
+
+static void set_word(CacheState *c, const char *w) {
+        c->word = w;
+}
+
+/* ---- serving a stored object ---- */
+
+static bool client_not_modified(const CacheState *c, const HttpHeader *f, size_t n, const CacheObject *o) {
+        if (o->status != 200)
+                return false;
+        if (c->if_none_match)
+                return etag_matches(c->if_none_match, stored_field(f, n, "ETag"));
+        const HttpHeader *lm = stored_field(f, n, "Last-Modified");
+        time_t t;
+        return c->has_ims && lm && http_date_parse(lm->value, lm->value_len, &t) == 0 && t <= c->ims;
+}
+
+/* If-Range (RFC 9110 13.1.5): a strong ETag match, or exactly the stored Last-Modified. */
+static bool if_range_holds(const char *v, const HttpHeader *f, size_t n) {
+        const HttpHeader *h;
+        if (v[0] == '"' || (v[0] == 'W' && v[1] == '/')) {
+                h = stored_field(f, n, "ETag");
+                return v[0] == '"' && h && h->value_len == strlen(v) && memcmp(h->value, v, h->value_len) == 0;
+        }
+        h = stored_field(f, n, "Last-Modified");
+        return h && h->value_len == strlen(v) && memcmp(h->value, v, h->value_len) == 0;
+}
+
+/* One "bytes=first-last", "bytes=first-" or "bytes=-suffix" of a body of len bytes: 1 with
+ * [*first, *end), 0 to answer with the whole body (no or several ranges, or not bytes),
+ * -1 when not satisfiable (416). */
+static int parse_range(const char *v, uint64_t len, uint64_t *first, uint64_t *end) {
+        uint64_t a = 0, b = 0;
+        const char *p = v;
+        bool has_a = false, has_b = false;
+
+        if (strncasecmp(p, "bytes=", 6) != 0 || strchr(p, ','))
+                return 0;
+        p += 6;
+        while (*p == ' ')
+                p++;
+        for (; *p >= '0' && *p <= '9'; p++, has_a = true)
+                if (a > UINT64_MAX / 10 - 10)
+                        return 0;
+                else
+                        a = a * 10 + (uint64_t) (*p - '0');
+        if (*p++ != '-')
+                return 0;
+        for (; *p >= '0' && *p <= '9'; p++, has_b = true)
+                if (b > UINT64_MAX / 10 - 10)
+                        return 0;
+                else
+                        b = b * 10 + (uint64_t) (*p - '0');
+        while (*p == ' ')
+                p++;
+        if (*p || (!has_a && !has_b) || (has_a && has_b && b < a))
+                return 0;
+        if (!has_a) {
+                /* the last b bytes */
+                if (b == 0)
+                        return -1;
+                *first = b >= len ? 0 : len - b;
+                *end = len;
+                return len > 0 ? 1 : -1;
+        }
+        if (a >= len)
+                return -1;
+        *first = a;
+        *end = has_b ? MIN(b + 1, len) : len;
+        return 1;
+}
+
+/* Give o to the session: the head now, the body from cache_step. */
+static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
+        const LocationSettings *s = ex_settings(ex);
+        size_t n = parse_stored(c, o, 4); /* Age, Cache-Status, Content-Length, Content-Range */
+        time_t now = time(NULL);
+
+        if (n == SIZE_MAX)
+                return -ENOMEM;
+        if (o != c->obj) {
+                cache_object_unref(c->obj);
+                c->obj = o;
+        }
+        bool not_modified = client_not_modified(c, c->fields, n, o);
+        int64_t age = cache_current_age(&o->times, now);
+        snprintf(c->age_text, sizeof(c->age_text), "%lld", (long long) MIN(age, CC_DELTA_MAX));
+        c->fields[n++] = (HttpHeader){ "Age", 3, c->age_text, strlen(c->age_text) };
+        if (c->st.fwd == CACHE_FWD_NONE) {
+                c->st.has_ttl = true;
+                c->st.ttl = o->times.lifetime - age;
+        }
+        if (s->cache_status_header) {
+                cache_status_format(&c->st, c->status_text, sizeof(c->status_text));
+                c->fields[n++] = (HttpHeader){ "Cache-Status", 12, c->status_text, strlen(c->status_text) };
+        }
+        bool bodiless = not_modified || c->head || o->status == 204 || o->status == 304;
+        int status = not_modified ? 304 : o->status;
+        uint64_t first = 0, end = o->body_len;
+        int range = 0;
+        if (c->range && status == 200 && !bodiless && (!c->if_range || if_range_holds(c->if_range, c->fields, n)))
+                range = parse_range(c->range, o->body_len, &first, &end);
+        if (range > 0) {
+                status = 206;
+                snprintf(c->range_text, sizeof(c->range_text), "bytes %llu-%llu/%llu", (unsigned long long) first,
+                         (unsigned long long) end - 1, (unsigned long long) o->body_len);
+                c->fields[n++] = (HttpHeader){ "Content-Range", 13, c->range_text, strlen(c->range_text) };
+        } else if (range < 0) {
+                /* 416 with the stored fields and an empty body */
+                status = 416;
+                first = end = 0;
+                snprintf(c->range_text, sizeof(c->range_text), "bytes */%llu", (unsigned long long) o->body_len);
+                c->fields[n++] = (HttpHeader){ "Content-Range", 13, c->range_text, strlen(c->range_text) };
+        }
+        if (c->head && !not_modified) {
+                snprintf(c->length_text, sizeof(c->length_text), "%llu", (unsigned long long) o->body_len);
+                c->fields[n++] = (HttpHeader){ "Content-Length", 14, c->length_text, strlen(c->length_text) };
+        }
+        c->resp = (HttpResponse){
+                .version_minor = 1,
+                .status = status,
+                .headers = c->fields,
+                .n_headers = n,
+                .body = bodiless ? HTTP_BODY_NONE : HTTP_BODY_LENGTH,
+                .content_length = bodiless ? 0 : end - first,
+                .keep_alive = true,
+        };
+        ex->status = c->resp.status;
+        ex->src = &source_cache;
+        ex->resp_head_done = true;
+        ex->resp_done = bodiless || end == first;
+        ex->resp_truncated = false;
+        c->serving = true;
+        c->off = first;
+        c->end = end;
+        return ex->s->ops->send_head(ex, &c->resp);
+}
+
+static int cache_step(Exchange *ex) {
+        CacheState *c = ex->cache;
+
+        if (!c || !c->serving || ex->resp_done)
+                return 0;
+        const CacheObject *o = c->obj;
+        ssize_t k = ex->s->ops->send_data(ex, o->body + c->off, (size_t) (c->end - c->off), true);
+        if (k < 0) {
+                exchange_client_failed(ex, (int) -k);
+                return 1;
+        }
+        if (k == 0)
+                return 0;
+        c->off += (uint64_t) k;
+        if (c->off >= c->end)
+                ex->resp_done = true;
+        return 1;
+}
+
+static bool cache_has_output(const Exchange *ex) {
+        const CacheState *c = ex->cache;
+        return c && c->serving && !ex->resp_done && c->off < c->end;
+}
+
+static uint64_t cache_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
+        const CacheState *c = ex->cache;
+        if (!c || !c->wait)
+                return source_no_deadline(ex, ret_kind);
+        *ret_kind = TIMEOUT_CACHE_WAIT;
+        return c->next_poll;
+}
+
+static CacheObject *lookup(CacheState *c, Buf *variant);
+static void cache_wait_over(Exchange *ex, CacheState *c);
+
+static void cache_timeout(Exchange *ex, TimeoutKind kind) {
+        CacheState *c = ex->cache;
+        uint64_t now = ex_now(ex);
+
+        if (kind != TIMEOUT_CACHE_WAIT || !c || !c->wait)
+                return;
+        if (cache_store_fill_pending(c->claim_id) && now < c->wait_start + CACHE_WAIT_MAX) {
+                c->next_poll = now + CACHE_WAIT_POLL;
+                return;
+        }
+        cache_wait_over(ex, c);
+}
+
+const SourceOps source_cache = {
+        .name = "cache",
+        .step = cache_step,
+        .wants_body = source_no_body,
+        .has_output = cache_has_output,
+        .deadline = cache_deadline,
+        .timeout = cache_timeout,
+        .finish = source_no_finish, /* the object is let go with the exchange (cache_exchange_free) */
+};
+
+/* ---- the request ---- */
+
+/* Drop the client's own conditionals: a request the cache will store must get a full
+ * response (the client's conditionals are answered from what is stored). */
+static void drop_conditionals(Exchange *ex) {
+        HttpRequest *req = &ex->req;
+        size_t j = 0;
+        int host = -1, upgrade = -1;
+
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const HttpHeader *h = &req->headers[i];
+                if (field_is(h, "If-None-Match") || field_is(h, "If-Modified-Since") || field_is(h, "If-Range") ||
+                    field_is(h, "Range"))
+                        continue;
+                if ((int) i == req->host_index)
+                        host = (int) j;
+                if ((int) i == req->upgrade_index)
+                        upgrade = (int) j;
+                req->headers[j++] = *h;
+        }
+        req->n_headers = j;
+        req->host_index = host;
+        req->upgrade_index = upgrade;
+}
+
+static int copy_request_fields(CacheState *c, const HttpRequest *req) {
+        c->req_fields = calloc(req->n_headers ? req->n_headers : 1, sizeof(HttpHeader));
+        if (!c->req_fields)
+                return -ENOMEM;
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const HttpHeader *h = &req->headers[i];
+                if (buf_append(&c->req_copy, h->name, h->name_len) < 0 ||
+                    buf_append(&c->req_copy, h->value, h->value_len) < 0)
+                        return -ENOMEM;
+        }
+        /* pointers once the copy no longer moves */
+        size_t off = 0;
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const HttpHeader *h = &req->headers[i];
+                c->req_fields[i] = (HttpHeader){ buf_head(&c->req_copy) + off, h->name_len,
+                                                 buf_head(&c->req_copy) + off + h->name_len, h->value_len };
+                off += h->name_len + h->value_len;
+        }
+        c->n_req_fields = req->n_headers;
+        return 0;
+}
+
+static bool is_purge(const Exchange *ex) {
+        return ex->method_id == HTTP_METHOD_OTHER && streq(ex->method, "PURGE");
+}
+
+static int answer_purge(Exchange *ex, CacheState *c) {
+        size_t n, kl = strlen(c->key);
+        if (kl > 0 && c->key[kl - 1] == '*') {
+                c->key[kl - 1] = 0;
+                n = cache_purge_prefix(c->key);
+        } else
+                n = cache_purge(c->key);
+        log_info("%s: PURGE %s: %zu object(s) removed", ex_text(ex), c->key, n);
+        set_word(c, "PURGE");
+        return exchange_local_response(ex, n > 0 ? 200 : 404, "text/plain", n > 0 ? "purged\n" : "not in the cache\n",
+                                       n > 0 ? 7 : 17, NULL, ex->req_done);
+}
+
+int cache_request(Exchange *ex, const RequestInfo *ri) {
+        const LocationSettings *s = ex_settings(ex);
+        const HttpRequest *req = &ex->req;
+        CacheState *c;
+
+        if (!s || !s->cache || ex->upgrade)
+                return 0;
+        bool safe = ex->method_id == HTTP_METHOD_GET || ex->method_id == HTTP_METHOD_HEAD;
+        bool unsafe = !safe && ex->method_id != HTTP_METHOD_OPTIONS && ex->method_id != HTTP_METHOD_TRACE;
+        if (!safe && !unsafe)
+                return 0;
+        c = ex->cache = calloc(1, sizeof(CacheState));
+        if (!c)
+                return -ENOMEM;
+        c->request_time = time(NULL);
+        c->expect_len = UINT64_MAX;
+        c->key = expand(s->cache_key, ri);
+        if (!c->key)
+                return -ENOMEM;
+        if (is_purge(ex) && s->cache_purge) {
+                int r = answer_purge(ex, c);
+                return r < 0 ? r : 1;
+        }
+        if (unsafe) {
+                /* RFC 9111 4.4: a non-error response invalidates the target URI (and the
+                 * Location and Content-Location of the same origin) */
+                c->invalidate = true;
+                c->scheme = strdup(ri->scheme);
+                c->host = strndup(ri->host, ri->host_len);
+                return c->scheme && c->host ? 0 : -ENOMEM;
+        }
+
+        cache_control_from_headers(&c->req_cc, req->headers, req->n_headers);
+        int pragma = http1_find_header(req->headers, req->n_headers, "Pragma");
+        if (pragma >= 0 && http1_find_header(req->headers, req->n_headers, "Cache-Control") < 0 &&
+            http_list_has(req->headers[pragma].value, req->headers[pragma].value_len, "no-cache"))
+                c->req_cc.flags |= CC_NO_CACHE; /* RFC 9111 5.4 */
+        c->authorization = http1_find_header(req->headers, req->n_headers, "Authorization") >= 0;
+        c->head = ex->method_id == HTTP_METHOD_HEAD;
+        c->may_store = !template_true(s->cache_no_store, ri);
+        int inm = http1_find_header(req->headers, req->n_headers, "If-None-Match");
+        if (inm >= 0 && !(c->if_none_match = strndup(req->headers[inm].value, req->headers[inm].value_len)))
+                return -ENOMEM;
+        int rg = http1_find_header(req->headers, req->n_headers, "Range");
+        if (rg >= 0 && !(c->range = strndup(req->headers[rg].value, req->headers[rg].value_len)))
+                return -ENOMEM;
+        int ir = http1_find_header(req->headers, req->n_headers, "If-Range");
+        if (ir >= 0 && !(c->if_range = strndup(req->headers[ir].value, req->headers[ir].value_len)))
+                return -ENOMEM;
+        int ims = http1_find_header(req->headers, req->n_headers, "If-Modified-Since");
+        if (ims >= 0)
+                c->has_ims = http_date_parse(req->headers[ims].value, req->headers[ims].value_len, &c->ims) == 0;
+        if (copy_request_fields(c, req) < 0)
+                return -ENOMEM;
+
+        if (template_true(s->cache_bypass, ri)) {
+                c->st.fwd = CACHE_FWD_BYPASS;
+                set_word(c, "BYPASS");
+                cache_store_count(false);
+                c->may_store = c->may_store && !c->head;
+                if (c->may_store)
+                        drop_conditionals(ex);
+                return 0;
+        }
+
+        Buf variant = {};
+        CacheObject *o = lookup(c, &variant);
+        if (!o && c->may_store && s->cache_min_uses > 1 && cache_store_use(c->key) < s->cache_min_uses)
+                c->may_store = false; /* not asked for often enough yet */
+        if (!o && c->may_store) {
+                /* request collapsing: one fetch per key and variant at a time */
+                if (asprintf(&c->claim_id, "%s\n%s", c->key, buf_len(&variant) ? buf_head(&variant) : "") < 0) {
+                        buf_free(&variant);
+                        return -ENOMEM;
+                }
+                c->claimed = cache_store_fill_claim(c->claim_id);
+                c->wait = !c->claimed;
+        }
+        buf_free(&variant);
+        if (o && c->authorization && !cache_shareable_with_authorization(o->times.flags, o->times.s_maxage)) {
+                cache_object_unref(o);
+                o = NULL;
+                c->st.fwd = CACHE_FWD_MISS;
+        }
+        if (o) {
+                time_t now = time(NULL);
+                CacheVerdict v = cache_verdict(&o->times, &c->req_cc, now);
+                if (v == CACHE_USE || v == CACHE_USE_REFRESH) {
+                        cache_store_count(true);
+                        set_word(c, cache_current_age(&o->times, now) < o->times.lifetime ? "HIT" : "STALE");
+                        if (v == CACHE_USE_REFRESH)
+                                c->st.detail = "stale-while-revalidate";
+                        int r = serve(ex, c, o);
+                        return r < 0 ? r : 1;
+                }
+                c->obj = o;
+                c->revalidate = true; /* with the stored validators, if any (cache_request_head) */
+                c->st.fwd = (c->req_cc.flags & CC_NO_CACHE) || c->req_cc.max_age != CC_UNSET ||
+                                            c->req_cc.min_fresh != CC_UNSET
+                                    ? CACHE_FWD_REQUEST
+                                    : CACHE_FWD_STALE;
+        }
+        if (c->req_cc.flags & CC_ONLY_IF_CACHED) {
+                /* RFC 9111 5.2.1.7 */
+                set_word(c, "MISS");
+                int r = exchange_local_response(ex, 504, NULL, NULL, 0, NULL, ex->req_done);
+                return r < 0 ? r : 1;
+        }
+        if (!c->wait)
+                cache_store_count(false);
+        set_word(c, o ? "EXPIRED" : "MISS");
+        if (c->may_store || c->obj)
+                drop_conditionals(ex);
+        if (c->head && c->may_store && !c->obj) {
+                /* as nginx's proxy_cache_convert_head: fetch the GET, store it, send its head */
+                c->head_as_get = true;
+                ex->req.method = "GET";
+                ex->req.method_len = 3;
+                ex->req.method_id = ex->method_id = HTTP_METHOD_GET;
+        } else if (c->head)
+                c->may_store = false;
+        return 0;
+}
+
+/* The stored object for the request's key and the variant its fields select (into
+ * variant), with c->st.fwd saying how a miss missed. */
+static CacheObject *lookup(CacheState *c, Buf *variant) {
+        Buf names = {};
+        CacheObject *o = NULL;
+        int k = cache_store_vary(c->key, &names);
+        if (k == 1 && buf_append(&names, "", 1) >= 0 &&
+            cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, variant) >= 0 &&
+            buf_append(variant, "", 1) >= 0)
+                o = cache_store_lookup(c->key, buf_head(variant));
+        c->st.fwd = o ? CACHE_FWD_NONE : k == 1 && buf_len(&names) > 1 ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS;
+        buf_free(&names);
+        return o;
+}
+
+bool cache_wait(Exchange *ex) {
+        CacheState *c = ex->cache;
+
+        if (!c || !c->wait)
+                return false;
+        ex->src = &source_cache;
+        c->wait_start = ex_now(ex);
+        c->next_poll = c->wait_start + CACHE_WAIT_POLL;
+        return true;
+}
+
+/* The fetch this request waited for is over (or took too long): the object it stored, if
+ * fresh, else the upstream after all. */
+static void cache_wait_over(Exchange *ex, CacheState *c) {
+        Buf variant = {};
+        CacheObject *o = lookup(c, &variant);
+
+        buf_free(&variant);
+        c->wait = false;
+        c->st.collapsed = true;
+        if (o && cache_verdict(&o->times, &c->req_cc, time(NULL)) == CACHE_USE &&
+            (!c->authorization || cache_shareable_with_authorization(o->times.flags, o->times.s_maxage))) {
+                cache_store_count(true);
+                set_word(c, "HIT");
+                if (serve(ex, c, o) < 0)
+                        exchange_fail(ex, 500, "cannot serve from the cache");
+                return;
+        }
+        cache_object_unref(o);
+        cache_store_count(false);
+        c->claimed = cache_store_fill_claim(c->claim_id);
+        ex->src = &source_upstream;
+        (void) exchange_connect(ex);
+}
+
+int cache_request_head(Exchange *ex, Buf *head) {
+        CacheState *c = ex->cache;
+
+        if (!c || !c->obj || !c->revalidate || buf_len(head) < 4)
+                return 0;
+        size_t n = parse_stored(c, c->obj, 0);
+        if (n == SIZE_MAX)
+                return -ENOMEM;
+        const HttpHeader *etag = stored_field(c->fields, n, "ETag"), *lm = stored_field(c->fields, n, "Last-Modified");
+        if (!etag && !lm) {
+                c->revalidate = false;
+                return 0;
+        }
+        head->end -= 2; /* the blank line */
+        int r = 0;
+        if (etag)
+                r = append_field(head, &(HttpHeader){ "If-None-Match", 13, etag->value, etag->value_len });
+        if (r >= 0 && lm)
+                r = append_field(head, &(HttpHeader){ "If-Modified-Since", 17, lm->value, lm->value_len });
+        if (r >= 0)
+                r = buf_append(head, "\r\n", 2);
+        return r;
+}
+
+/* ---- the upstream's response ---- */
+
+static void times_of(CacheEntryTimes *t, const CacheResponseInfo *info, const LocationSettings *s, time_t request_time,
+                     time_t response_time) {
+        int64_t fallback = cache_valid_lookup(s->cache_valid, s->n_cache_valid, info->status);
+        *t = (CacheEntryTimes){
+                .lifetime = cache_freshness_lifetime(info, response_time, fallback, s->cache_heuristic),
+                .initial_age = cache_initial_age(info, request_time, response_time),
+                .response_time = response_time,
+                .flags = info->cc.flags,
+                .s_maxage = info->cc.s_maxage != CC_UNSET,
+                .swr = info->cc.stale_while_revalidate,
+                .sie = info->cc.stale_if_error,
+        };
+}
+
+/* A 304 from the revalidation: the stored head updated with its fields (RFC 9111 3.2 / 4.3.4),
+ * stored again with the same body. */
+static CacheObject *merge_304(Exchange *ex, CacheState *c, const HttpResponse *r) {
+        const CacheObject *old = c->obj;
+        size_t n = parse_stored(c, old, 0);
+        Buf head = {};
+        int k = 0;
+
+        if (n == SIZE_MAX)
+                return NULL;
+        for (size_t i = 0; i < n && k >= 0; i++) {
+                bool replaced = false;
+                for (size_t j = 0; j < r->n_headers && !replaced; j++)
+                        replaced = c->fields[i].name_len == r->headers[j].name_len &&
+                                   strncasecmp(c->fields[i].name, r->headers[j].name, c->fields[i].name_len) == 0 &&
+                                   field_kept(&r->headers[j], r->headers, r->n_headers);
+                if (!replaced)
+                        k = append_field(&head, &c->fields[i]);
+        }
+        for (size_t j = 0; j < r->n_headers && k >= 0; j++)
+                if (field_kept(&r->headers[j], r->headers, r->n_headers))
+                        k = append_field(&head, &r->headers[j]);
+        CacheObject *o = k >= 0 ? cache_object_new(old->key, old->variant, old->vary, buf_head(&head) ?: "",
+                                                   buf_len(&head))
+                                : NULL;
+        buf_free(&head);
+        if (!o || cache_object_append(o, old->body, (size_t) old->body_len) < 0) {
+                cache_object_unref(o);
+                return NULL;
+        }
+        o->status = old->status;
+        size_t m = parse_stored(c, o, 0);
+        if (m == SIZE_MAX) {
+                cache_object_unref(o);
+                return NULL;
+        }
+        CacheResponseInfo info;
+        cache_response_info(&info, o->status, c->fields, m);
+        times_of(&o->times, &info, ex_settings(ex), c->request_time, time(NULL));
+        return o;
+}
+
+static unsigned stale_flag(int status) {
+        switch (status) {
+        case 500:
+                return CACHE_STALE_HTTP_500;
+        case 502:
+                return CACHE_STALE_HTTP_502;
+        case 503:
+                return CACHE_STALE_HTTP_503;
+        case 504:
+                return CACHE_STALE_HTTP_504;
+        default:
+                return 0;
+        }
+}
+
+/* Start filling an object from a response that may be stored; c->st says so. */
+static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
+        const LocationSettings *s = ex_settings(ex);
+        CacheResponseInfo info;
+        Buf names = {}, variant = {}, head = {};
+        int k;
+
+        cache_response_info(&info, r->status, r->headers, r->n_headers);
+        int64_t fallback = cache_valid_lookup(s->cache_valid, s->n_cache_valid, r->status);
+        const char *why = cache_not_storable(HTTP_METHOD_GET, &c->req_cc, c->authorization, &info, fallback >= 0,
+                                             s->cache_heuristic > 0);
+        if (!why && r->body == HTTP_BODY_LENGTH && r->content_length > s->cache_max_object_size)
+                why = "size";
+        if (!why && (k = cache_vary_names(r->headers, r->n_headers, &names)) < 0)
+                why = k == -EINVAL ? "vary" : "memory";
+        if (why) {
+                log_debug("%s: response for %s not stored: %s", ex_text(ex), c->key, why);
+                buf_free(&names);
+                return 0;
+        }
+        k = buf_append(&names, "", 1);
+        if (k >= 0)
+                k = cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, &variant);
+        if (k >= 0)
+                k = buf_append(&variant, "", 1);
+        for (size_t i = 0; i < r->n_headers && k >= 0; i++)
+                if (field_kept(&r->headers[i], r->headers, r->n_headers))
+                        k = append_field(&head, &r->headers[i]);
+        if (k >= 0) {
+                c->fill = cache_object_new(c->key, buf_head(&variant), buf_head(&names), buf_head(&head) ?: "",
+                                           buf_len(&head));
+                k = c->fill ? 0 : -ENOMEM;
+        }
+        buf_free(&names);
+        buf_free(&variant);
+        buf_free(&head);
+        if (k < 0)
+                return k;
+        c->fill->status = r->status;
+        times_of(&c->fill->times, &info, s, c->request_time, time(NULL));
+        c->expect_len = r->body == HTTP_BODY_LENGTH ? r->content_length : r->body == HTTP_BODY_NONE ? 0 : UINT64_MAX;
+        ex->cache_tee = true;
+        c->st.stored = true;
+        c->st.has_ttl = true;
+        c->st.ttl = c->fill->times.lifetime - c->fill->times.initial_age;
+        return 0;
+}
+
+static int take_over(Exchange *ex, CacheState *c, const HttpResponse *r, const char *word) {
+        set_word(c, word);
+        c->takeover = true;
+        /* A body that is not read (a 5xx answered with a stale copy) may still be on its way:
+         * that connection must not go back to the pool (serve() clears the mark). */
+        if (r->body != HTTP_BODY_NONE && !(r->body == HTTP_BODY_LENGTH && r->content_length == 0))
+                ex->resp_truncated = true;
+        return 1;
+}
+
+int cache_response(Exchange *ex, const HttpResponse **rp) {
+        CacheState *c = ex->cache;
+        const HttpResponse *r = *rp;
+        const LocationSettings *s = ex_settings(ex);
+
+        if (!c)
+                return 0;
+        if (c->invalidate) {
+                for (size_t i = 0; i < r->n_headers; i++) {
+                        const HttpHeader *h = &r->headers[i];
+                        int slot = field_is(h, "Location") ? 0 : field_is(h, "Content-Location") ? 1 : -1;
+                        if (slot >= 0 && !c->invalidate_paths[slot])
+                                c->invalidate_paths[slot] = strndup(h->value, h->value_len);
+                }
+                return 0;
+        }
+        c->st.fwd_status = r->status;
+        if (c->obj && c->revalidate && r->status == 304) {
+                CacheObject *o = merge_304(ex, c, r);
+                if (o) {
+                        cache_store_insert(cache_object_ref(o));
+                        cache_object_unref(c->obj);
+                        c->obj = o;
+                }
+                return take_over(ex, c, r, "REVALIDATED");
+        }
+        if (c->obj && stale_flag(r->status) &&
+            cache_stale_on_error(&c->obj->times, &c->req_cc, time(NULL), s->cache_use_stale & stale_flag(r->status))) {
+                log_info("%s: upstream answered %d; serving the stale copy of %s", ex_text(ex), r->status, c->key);
+                c->st.detail = "stale-if-error";
+                return take_over(ex, c, r, "STALE");
+        }
+        if (c->may_store) {
+                int k = start_fill(ex, c, r);
+                if (k < 0)
+                        return k;
+        }
+        if (!c->fill)
+                release_claim(c); /* nothing will be stored: the requests waiting need not wait */
+        if (c->head_as_get) {
+                /* the client asked for HEAD: the session sends the head and swallows the body
+                 * (framing NONE passes the upstream's Content-Length), the tee keeps it */
+                ex->method_id = HTTP_METHOD_HEAD;
+                c->resp = *r;
+                c->resp.body = HTTP_BODY_NONE;
+                *rp = &c->resp;
+                r = &c->resp;
+        }
+        if (!s->cache_status_header)
+                return 0;
+        free(c->fields);
+        c->fields = calloc(r->n_headers + 1, sizeof(HttpHeader));
+        if (!c->fields)
+                return -ENOMEM;
+        memcpy(c->fields, r->headers, r->n_headers * sizeof(HttpHeader));
+        cache_status_format(&c->st, c->status_text, sizeof(c->status_text));
+        c->fields[r->n_headers] = (HttpHeader){ "Cache-Status", 12, c->status_text, strlen(c->status_text) };
+        c->resp = *r;
+        c->resp.headers = c->fields;
+        c->resp.n_headers = r->n_headers + 1;
+        *rp = &c->resp;
+        return 0;
+}
+
+int cache_after_upstream_step(Exchange *ex) {
+        CacheState *c = ex->cache;
+
+        if (!c || !c->takeover)
+                return 0;
+        c->takeover = false;
+        if (ex->src)
+                ex->src->finish(ex); /* the upstream connection goes back to the pool if it can */
+        int r = serve(ex, c, c->obj);
+        if (r < 0)
+                exchange_fail(ex, 500, "cannot serve from the cache");
+        return 1;
+}
+
+void cache_tee(Exchange *ex, const char *p, size_t n) {
+        CacheState *c = ex->cache;
+
+        if (!c || !c->fill)
+                return;
+        const LocationSettings *s = ex_settings(ex);
+        if (c->fill->body_len + n > s->cache_max_object_size || cache_object_append(c->fill, p, n) < 0) {
+                log_debug("%s: response for %s not stored: larger than cache_max_object_size", ex_text(ex), c->key);
+                cache_object_unref(c->fill);
+                c->fill = NULL;
+                ex->cache_tee = false;
+                release_claim(c);
+        }
+}
+
+bool cache_upstream_failed(Exchange *ex, int status) {
+        CacheState *c = ex->cache;
+
+        if (c && c->head_as_get)
+                ex->method_id = HTTP_METHOD_HEAD; /* an error page for a HEAD has no body */
+        if (!c || !c->obj || c->serving || ex->client_head_sent || ex->resp_head_done)
+                return false;
+        unsigned flag = status == 504 ? CACHE_STALE_TIMEOUT : CACHE_STALE_ERROR;
+        if (!cache_stale_on_error(&c->obj->times, &c->req_cc, time(NULL), ex_settings(ex)->cache_use_stale & flag))
+                return false;
+        log_info("%s: upstream failed (%d); serving the stale copy of %s", ex_text(ex), status, c->key);
+        if (ex->src)
+                ex->src->finish(ex);
+        c->st.detail = "stale-if-error";
+        set_word(c, "STALE");
+        if (serve(ex, c, c->obj) < 0)
+                return false;
+        return true;
+}
+
+/* Location / Content-Location: a path, or an absolute URL of the request's origin. */
+static void invalidate_reference(CacheState *c, const Exchange *ex, const char *ref) {
+        const char *path = ref;
+        size_t sl = strlen(c->scheme), hl = strlen(c->host);
+
+        if (strncasecmp(ref, c->scheme, sl) == 0 && strncmp(ref + sl, "://", 3) == 0) {
+                const char *h = ref + sl + 3;
+                if (strncasecmp(h, c->host, hl) != 0 || (h[hl] != '/' && h[hl] != 0))
+                        return; /* another origin: not ours to invalidate */
+                path = h + hl;
+        }
+        if (path[0] != '/')
+                return;
+        const char *q = strchr(path, '?');
+        size_t plen = q ? (size_t) (q - path) : strlen(path);
+        HttpRequest req = { .target = path, .target_len = strlen(path), .host_index = -1, .upgrade_index = -1 };
+        RequestInfo ri = { .req = &req, .scheme = c->scheme, .host = c->host, .host_len = hl, .uri = path,
+                           .uri_len = plen, .args = q ? q + 1 : NULL, .args_len = q ? strlen(q + 1) : 0,
+                           .remote_addr = "", .server_name = "", .proxy_host = "", .request_id = "" };
+        _cleanup_free_ char *key = expand(ex_settings(ex)->cache_key, &ri);
+        if (key)
+                (void) cache_purge(key);
+}
+
+void cache_exchange_end(Exchange *ex) {
+        CacheState *c = ex->cache;
+
+        if (!c)
+                return;
+        if (c->fill) {
+                bool complete = ex->resp_done && !ex->resp_truncated &&
+                                (c->expect_len == UINT64_MAX || c->fill->body_len == c->expect_len);
+                if (complete) {
+                        cache_store_insert(c->fill);
+                        c->fill = NULL;
+                } else
+                        log_info("%s: response for %s not stored: it did not end complete", ex_text(ex), c->key);
+        }
+        release_claim(c);
+        if (c->invalidate && ex->status >= 200 && ex->status < 400) {
+                (void) cache_purge(c->key);
+                for (size_t i = 0; i < ELEMENTSOF(c->invalidate_paths); i++)
+                        if (c->invalidate_paths[i])
+                                invalidate_reference(c, ex, c->invalidate_paths[i]);
+        }
+}
+
+void cache_exchange_free(Exchange *ex) {
+        CacheState *c = ex->cache;
+
+        if (!c)
+                return;
+        release_claim(c);
+        free(c->claim_id);
+        cache_object_unref(c->obj);
+        cache_object_unref(c->fill);
+        free(c->key);
+        free(c->if_none_match);
+        free(c->range);
+        free(c->if_range);
+        buf_free(&c->req_copy);
+        free(c->req_fields);
+        free(c->scheme);
+        free(c->host);
+        for (size_t i = 0; i < ELEMENTSOF(c->invalidate_paths); i++)
+                free(c->invalidate_paths[i]);
+        free(c->fields);
+        free(c);
+        ex->cache = NULL;
+}
+
+const char *cache_exchange_word(const Exchange *ex) {
+        return ex->cache ? ex->cache->word : NULL;
+}
+
+size_t cache_purge(const char *url) {
+        return cache_store_purge(url);
+}
+
+size_t cache_purge_prefix(const char *prefix) {
+        return cache_store_purge_prefix(prefix);
+}
