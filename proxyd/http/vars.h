@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Header-value templates with nginx-style variables ("$host", "${host}", "$http_x_foo").
+/* Header-value templates with nginx-style variables ("$host", "${host}", "$http_x_foo";
+ * "$$" is a literal "$").
  * Compiled once at configuration load; expanded per request by the caller's getter. Pure. */
 
 #include <stdbool.h>
@@ -24,6 +25,8 @@ typedef enum VarId {
         VAR_HTTP, /* $http_NAME: name holds NAME in lower case with '_' (match '-' or '_') */
         VAR_REQUEST_METHOD,
         VAR_SSL_CLIENT_S_DN, /* verified TLS client certificate subject (RFC 4514) */
+        VAR_ARG,    /* $arg_NAME: the first query argument NAME, as sent (name holds NAME) */
+        VAR_COOKIE, /* $cookie_NAME: the first cookie NAME */
         _VAR_MAX,
 } VarId;
 

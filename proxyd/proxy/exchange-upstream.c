@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 
 #include "exchange.h"
+#include "exchange-policy.h"
 #include "log.h"
 #include "tls.h"
 #include "upstream.h"
@@ -390,13 +391,15 @@ static int exchange_start_response(Exchange *ex) {
         Conn *c = ex->c;
         const HttpResponse *r = &ex->resp;
         bool keep_alive = ex->client_keep_alive && !ex->close_after && !c->draining;
+        ResponseFields rf;
 
         ex->upstream_status = r->status;
         ex->status = r->status;
         if (r->status == 101) {
                 ex->tunnel_pending = true;
                 ex->close_after = true;
-                return http1_write_response_head(&c->out, r, ex_settings(ex), HTTP_BODY_UNTIL_CLOSE, false, ex->minor);
+                return http1_write_response_head(&c->out, r, ex_settings(ex), HTTP_BODY_UNTIL_CLOSE, false, ex->minor,
+                                                 exchange_policy_fields(ex, r->status, &rf));
         }
         ex->resp_in = r->body;
         ex->resp_left = r->content_length;
@@ -426,7 +429,8 @@ static int exchange_start_response(Exchange *ex) {
         if (!keep_alive)
                 ex->close_after = true;
 
-        int k = http1_write_response_head(&c->out, r, ex_settings(ex), ex->resp_out, keep_alive, ex->minor);
+        int k = http1_write_response_head(&c->out, r, ex_settings(ex), ex->resp_out, keep_alive, ex->minor,
+                                          exchange_policy_fields(ex, r->status, &rf));
         if (k < 0)
                 return k;
         if (r->body == HTTP_BODY_NONE || (r->body == HTTP_BODY_LENGTH && r->content_length == 0))

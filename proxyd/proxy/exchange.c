@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 
 #include "exchange.h"
+#include "exchange-policy.h"
 #include "listener.h"
 #include "log.h"
 #include "router.h"
@@ -76,6 +77,7 @@ Exchange *exchange_free(Exchange *ex) {
         free(ex->target);
         free(ex->tls_name);
         free(ex->upgrade_offered);
+        exchange_policy_free(ex);
         ex->c->worker->n_exchanges--;
         ex->c->worker->exchanges_since_trim++;
         free(ex);
@@ -113,11 +115,13 @@ void exchange_log(Exchange *ex) {
 int exchange_local_response(Exchange *ex, int status, const char *content_type, const char *body,
                                    size_t body_len, const char *location, bool keep_alive) {
         Conn *c = ex->c;
+        ResponseFields rf;
         ex->status = status;
         ex->resp_done = true;
         ex->close_after = ex->close_after || !keep_alive;
         return http1_write_local_response(&c->out, status, content_type, body, body_len, location,
-                                          !ex->close_after, ex->method_id == HTTP_METHOD_HEAD);
+                                          !ex->close_after, ex->method_id == HTTP_METHOD_HEAD,
+                                          exchange_policy_fields(ex, status, &rf));
 }
 
 /* The exchange failed in proxyd or at the upstream. Before any response byte reached the
@@ -300,22 +304,15 @@ static void request_drop_underscores(Exchange *ex) {
         req->upgrade_index = upgrade;
 }
 
-/* What routing found out about the request, for the proxy part. */
-typedef struct Route {
-        const char *host, *origin, *norm, *args;
-        size_t host_len, origin_len, norm_len, args_len;
-        size_t match_len; /* of a prefix location */
-} Route;
-
 /* The location proxies: build the upstream request head and start the first attempt. */
 static int exchange_start_proxy(Conn *c, size_t head_len, const Route *rt) {
         Exchange *ex = c->ex;
         HttpRequest *req = &ex->req;
         const LocationSettings *s = ex_settings(ex);
         _cleanup_free_ char *rewritten = NULL;
-        const char *host = rt->host, *origin = rt->origin, *norm = rt->norm, *args = rt->args;
-        size_t host_len = rt->host_len, origin_len = rt->origin_len, norm_len = rt->norm_len,
-               args_len = rt->args_len, match_len = rt->match_len;
+        const char *origin = rt->origin, *norm = rt->norm, *args = rt->args;
+        size_t origin_len = rt->origin_len, norm_len = rt->norm_len, args_len = rt->args_len,
+               match_len = rt->match_len;
         int r;
 
         if (!s->underscores_in_headers)
@@ -346,28 +343,8 @@ static int exchange_start_proxy(Conn *c, size_t head_len, const Route *rt) {
         }
 
         char host_lower[256];
-        size_t hl = MIN(host_len, sizeof(host_lower) - 1);
-        for (size_t i = 0; i < hl; i++)
-                host_lower[i] = ascii_tolower(host[i]);
-        host_lower[hl] = 0;
-        const char *server_name = ex->server->n_server_names > 0 ? ex->server->server_names[0] : ex->server->name;
-        RequestInfo ri = {
-                .req = req,
-                .remote_addr = c->remote_addr,
-                .remote_port = c->remote_port,
-                .scheme = tls_stream_is_tls(&c->client) ? "https" : "http",
-                .ssl_client_s_dn = tls_stream_client_subject(&c->client),
-                .host = hl > 0 ? host_lower : server_name,
-                .host_len = hl > 0 ? hl : strlen(server_name),
-                .uri = norm,
-                .uri_len = norm_len,
-                .args = args,
-                .args_len = args_len,
-                .server_name = server_name,
-                .server_port = c->local_port,
-                .proxy_host = pp->proxy_host,
-                .request_id = ex->request_id,
-        };
+        RequestInfo ri;
+        exchange_request_info(ex, rt, host_lower, &ri);
         ex->upstream = pp->upstream;
         if (pp->https) {
                 r = exchange_setup_tls(ex, &ri, s);
@@ -438,6 +415,8 @@ int exchange_begin(Conn *c, size_t head_len) {
                 bad_request(c, &err);
                 return 0;
         }
+        Route rt = { .host = host, .origin = origin, .norm = norm, .args = args, .host_len = host_len,
+                     .origin_len = origin_len, .norm_len = norm_len, .args_len = args_len };
 
         Location *redirect = router_auto_redirect(ex->server, norm, norm_len);
         if (redirect) {
@@ -451,6 +430,10 @@ int exchange_begin(Conn *c, size_t head_len) {
         }
 
         ex->loc = router_select_location(ex->server, norm, norm_len, &match_len);
+        rt.match_len = match_len;
+        r = exchange_policy_route(ex, &rt, head_len);
+        if (r != 0)
+                return r < 0 ? r : 0;
         const LocationSettings *s = ex_settings(ex);
         bool body_pending = !ex->req_done;
 
@@ -479,15 +462,9 @@ int exchange_begin(Conn *c, size_t head_len) {
                 return exchange_local_response(ex, 413, NULL, NULL, 0, NULL, false);
         }
         if (ex->loc->return_status > 0) {
-                const char *body = ex->loc->return_body;
                 buf_consume(&c->in, head_len);
-                return exchange_local_response(ex, ex->loc->return_status, "text/plain", body ?: "",
-                                               body ? strlen(body) : 0, ex->loc->return_location, !body_pending);
+                return exchange_policy_return(ex, &rt, !body_pending);
         }
-
-        Route rt = { .host = host, .origin = origin, .norm = norm, .args = args, .host_len = host_len,
-                     .origin_len = origin_len, .norm_len = norm_len, .args_len = args_len,
-                     .match_len = match_len };
         return exchange_start_proxy(c, head_len, &rt);
 }
 

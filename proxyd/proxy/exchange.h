@@ -41,6 +41,7 @@ typedef enum ConnState {
 } ConnState;
 
 typedef struct Exchange Exchange;
+typedef struct ExchangePolicy ExchangePolicy;
 
 #define EXCHANGE_TRIES_MAX 32 /* peers one request may try */
 
@@ -161,6 +162,7 @@ struct Exchange {
         const char *reason;
         uint64_t bytes_sent;
         uint64_t bytes_received;
+        struct ExchangePolicy *policy; /* exchange-policy.c; NULL when nothing needs it */
 };
 
 typedef enum TimeoutKind {

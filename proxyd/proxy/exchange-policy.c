@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/* The traffic policy of an exchange: see exchange-policy.h. */
+#include "exchange-policy.h"
+#include "log.h"
+#include "match.h"
+#include "tls.h"
+
+struct ExchangePolicy {
+        Buf lines; /* add_header / replace_header fields with variables, expanded */
+};
+
+void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[static 256], RequestInfo *ri) {
+        const Conn *c = ex->c;
+        const char *server_name = ex->server->n_server_names > 0 ? ex->server->server_names[0] : ex->server->name;
+        size_t hl = MIN(rt->host_len, (size_t) 255);
+
+        for (size_t i = 0; i < hl; i++)
+                host_lower[i] = ascii_tolower(rt->host[i]);
+        host_lower[hl] = 0;
+        *ri = (RequestInfo) {
+                .req = &ex->req,
+                .remote_addr = c->remote_addr,
+                .remote_port = c->remote_port,
+                .scheme = tls_stream_is_tls(&c->client) ? "https" : "http",
+                .ssl_client_s_dn = tls_stream_client_subject(&c->client),
+                .host = hl > 0 ? host_lower : server_name,
+                .host_len = hl > 0 ? hl : strlen(server_name),
+                .uri = rt->norm,
+                .uri_len = rt->norm_len,
+                .args = rt->args,
+                .args_len = rt->args_len,
+                .server_name = server_name,
+                .server_port = c->local_port,
+                .proxy_host = ex->loc && ex->loc->proxy ? ex->loc->proxy->proxy_host : "",
+                .request_id = ex->request_id,
+        };
+}
+
+/* "Name: value" CRLF for each field of a whose value has variables. */
+static int expand_fields(Buf *out, const HeaderSetting *a, size_t n, const RequestInfo *ri, Buf *tmp) {
+        int r = 0;
+
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                if (!a[i].value || var_template_is_literal(a[i].value))
+                        continue;
+                buf_reset(tmp);
+                r = var_expand(tmp, a[i].value, ri);
+                if (r < 0 || buf_len(tmp) == 0)
+                        continue; /* empty: no field, as with set_header */
+                r = buf_append_str(out, a[i].name);
+                if (r >= 0)
+                        r = buf_append(out, ": ", 2);
+                if (r >= 0)
+                        r = http1_append_field_value(out, buf_head(tmp), buf_len(tmp));
+                if (r >= 0)
+                        r = buf_append(out, "\r\n", 2);
+        }
+        return r;
+}
+
+static bool has_variables(const HeaderSetting *a, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (a[i].value && !var_template_is_literal(a[i].value))
+                        return true;
+        return false;
+}
+
+static int prepare_fields(Exchange *ex, const Route *rt) {
+        const LocationSettings *s = ex_settings(ex);
+        char host_lower[256];
+        RequestInfo ri;
+        Buf tmp = {};
+        int r;
+
+        if (!s || (!has_variables(s->add_header, s->n_add_header) &&
+                   !has_variables(s->replace_header, s->n_replace_header)))
+                return 0;
+        if (!ex->policy) {
+                ex->policy = calloc(1, sizeof(ExchangePolicy));
+                if (!ex->policy)
+                        return -ENOMEM;
+        }
+        buf_reset(&ex->policy->lines);
+        exchange_request_info(ex, rt, host_lower, &ri);
+        r = expand_fields(&ex->policy->lines, s->add_header, s->n_add_header, &ri, &tmp);
+        if (r >= 0)
+                r = expand_fields(&ex->policy->lines, s->replace_header, s->n_replace_header, &ri, &tmp);
+        buf_free(&tmp);
+        return r;
+}
+
+int exchange_policy_route(Exchange *ex, const Route *rt, size_t head_len) {
+        Conn *c = ex->c;
+        size_t i;
+        int k;
+
+        if (ex->loc && ex->loc->n_rules > 0) {
+                const MatchRequest mr = {
+                        .method = ex->req.method,
+                        .method_len = ex->req.method_len,
+                        .https = tls_stream_is_tls(&c->client),
+                        .server_port = c->local_port,
+                        .client = &c->remote_sa.sa,
+                        .headers = ex->req.headers,
+                        .n_headers = ex->req.n_headers,
+                        .args = rt->args,
+                        .args_len = rt->args_len,
+                };
+
+                k = match_rules(ex->loc->rules, ex->loc->n_rules, &mr, &i);
+                if (k < 0) {
+                        log_warning("%s: the rules of %s:%d could not be evaluated for %s (regex limit)", conn_text(c),
+                                    ex->loc->file ?: "?", ex->loc->line, ex->target);
+                        ex->reason = "rule could not be evaluated";
+                        buf_consume(&c->in, head_len);
+                        k = exchange_local_response(ex, 500, NULL, NULL, 0, NULL, false);
+                        return k < 0 ? k : 1;
+                }
+                if (k > 0) {
+                        log_debug("%s: %s: rule at %s:%d applies", conn_text(c), ex->target,
+                                  ex->loc->rules[i].file ?: "?", ex->loc->rules[i].line);
+                        ex->loc = ex->loc->rules[i].loc;
+                }
+        }
+        return prepare_fields(ex, rt);
+}
+
+/* t expanded into out (NUL-terminated), or NULL when t has no variables (use the text). */
+static const char *expand_text(Buf *out, const VarTemplate *t, const RequestInfo *ri, bool field, size_t *ret_len) {
+        Buf tmp = {};
+        int r;
+
+        if (!t || var_template_is_literal(t))
+                return NULL;
+        r = var_expand(field ? &tmp : out, t, ri);
+        if (r >= 0 && field)
+                r = http1_append_field_value(out, buf_head(&tmp), buf_len(&tmp));
+        buf_free(&tmp);
+        *ret_len = buf_len(out);
+        if (r >= 0)
+                r = buf_append(out, "", 1);
+        return r >= 0 ? buf_head(out) : NULL;
+}
+
+int exchange_policy_return(Exchange *ex, const Route *rt, bool keep_alive) {
+        const Location *loc = ex->loc;
+        const char *body = loc->return_body ?: "", *where = loc->return_location;
+        size_t body_len = strlen(body), where_len = 0;
+        Buf b = {}, w = {};
+        int r;
+
+        if ((loc->return_body_t && !var_template_is_literal(loc->return_body_t)) ||
+            (loc->return_location_t && !var_template_is_literal(loc->return_location_t))) {
+                char host_lower[256];
+                RequestInfo ri;
+                const char *x;
+
+                exchange_request_info(ex, rt, host_lower, &ri);
+                if ((x = expand_text(&b, loc->return_body_t, &ri, false, &body_len)))
+                        body = x;
+                if ((x = expand_text(&w, loc->return_location_t, &ri, true, &where_len)))
+                        where = x;
+        }
+        r = exchange_local_response(ex, loc->return_status, "text/plain", body, body_len, where, keep_alive);
+        buf_free(&b);
+        buf_free(&w);
+        return r;
+}
+
+static bool status_gets_fields(int status) {
+        switch (status) {
+        case 200: case 201: case 204: case 206: case 301: case 302: case 303: case 304: case 307: case 308:
+                return true;
+        default:
+                return false;
+        }
+}
+
+const ResponseFields *exchange_policy_fields(const Exchange *ex, int status, ResponseFields *buf) {
+        const LocationSettings *s = ex_settings(ex);
+
+        if (!s || s->n_add_header + s->n_replace_header == 0 || status < 200)
+                return NULL;
+        if (!s->add_header_always && !status_gets_fields(status))
+                return NULL;
+        *buf = (ResponseFields) {
+                .add = s->add_header,
+                .n_add = s->n_add_header,
+                .replace = s->replace_header,
+                .n_replace = s->n_replace_header,
+                .lines = ex->policy ? buf_head(&ex->policy->lines) : NULL,
+                .lines_len = ex->policy ? buf_len(&ex->policy->lines) : 0,
+        };
+        return buf;
+}
+
+void exchange_policy_free(Exchange *ex) {
+        if (!ex->policy)
+                return;
+        buf_free(&ex->policy->lines);
+        free(ex->policy);
+        ex->policy = NULL;
+}
