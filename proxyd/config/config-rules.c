@@ -373,6 +373,8 @@ static int parse_clients(Loader *l, const config_setting_t *s, Rule *rule) {
                         r = -ENOMEM;
                 else if (parse_access_rule(rule_text, &c->nets[c->n_nets]) < 0)
                         r = ERR(l, s, "invalid client \"%s\" (expected ADDRESS, ADDRESS/BITS or all)", a[i]);
+                else if (negate && c->nets[c->n_nets].family == AF_UNSPEC)
+                        r = ERR(l, s, "client \"!all\" can never match");
                 else
                         c->n_nets++;
         }

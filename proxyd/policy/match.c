@@ -49,7 +49,7 @@ int match_pattern(const Pattern *p, const char *value, size_t len) {
                 if (!md)
                         return -1;
                 rc = pcre2_match(p->re, (PCRE2_SPTR) (len ? value : ""), len, 0, 0, md, NULL);
-                if (rc >= 0 || rc == PCRE2_ERROR_NOMEMORY) /* NOMEMORY: the one pair was too few: matched */
+                if (rc >= 0) /* 0: more groups than the one pair: matched all the same */
                         return 1;
                 return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
         }

@@ -370,7 +370,7 @@ static bool header_hidden(const LocationSettings *s, const char *name, size_t le
 
 static bool extra_replaces(const ResponseFields *x, const char *name, size_t len) {
         for (size_t i = 0; x && i < x->n_replace; i++)
-                if (memcaseeq(name, len, x->replace[i].name))
+                if (x->replace[i].value && memcaseeq(name, len, x->replace[i].name))
                         return true;
         return false;
 }

@@ -31,11 +31,13 @@ servers = (
     name = "main";
     listen = [ "http", "second" ];
     add_header = { X-Served = "$host|$arg_q|$cookie_c|$request_method"; };
+    replace_header = { X-Powered-By = "hidden"; };
     locations = (
       { prefix = "/hdr/"; proxy_pass = "http://127.0.0.1:%(a)d";
         add_header = { X-Frame-Options = ""; Cache-Control = "no-store"; };
         replace_header = { Server = "proxyd"; X-Powered-By = "nothing"; };
         hide_header = [ "X-Secret" ]; },
+      { prefix = "/keep/"; proxy_pass = "http://127.0.0.1:%(a)d"; replace_header = { X-Powered-By = ""; }; },
       { prefix = "/always/"; proxy_pass = "http://127.0.0.1:%(a)d"; add_header_always = true; },
       { prefix = "/down/"; proxy_pass = "http://127.0.0.1:%(refused)d"; add_header_always = true; },
       { prefix = "/down-plain/"; proxy_pass = "http://127.0.0.1:%(refused)d"; },
@@ -111,6 +113,10 @@ def response_headers(p, port, a):
     check_eq(r.header_all("Server"), ["proxyd"], "replace_header replaces the upstream's Server")
     check_eq(r.header_all("X-Powered-By"), ["nothing"], "replace_header replaces X-Powered-By")
     check(r.header("X-Secret") is None, "hide_header still hides", r.headers)
+    r = get(port, "/always/x")
+    check_eq(r.header_all("X-Powered-By"), ["hidden"], "server-level replace_header")
+    r = get(port, "/keep/x")
+    check_eq(r.header_all("X-Powered-By"), ["php"], "replace_header = \"\" in a location: the upstream's passes")
 
     # upstream 404 / 500: no add_header (nginx's status list) unless add_header_always
     r = get(port, "/hdr/status404")
@@ -265,6 +271,7 @@ servers = (
           { header = { X-A = " padded"; }; return = 403; },
           { arg = { a = "x&y"; }; return = 403; },
           { client = "300.1.1.1"; return = 403; },
+          { client = [ "!all" ]; return = 403; },
           { method = "get"; return = 403; },
           { header = { X-Fine = "1"; }; },
           { header = { X-Fine = "2"; }; client_max_header_size = "1k"; },
@@ -302,6 +309,7 @@ def config_checks():
     diag('" padded"', "can never match")
     diag('"x&y"', "can never match")
     diag('"300.1.1.1"', "invalid client")
+    diag('"!all"', "can never match")
     diag('method = "get"', "case-sensitive", warning=True)
     diag('X-Fine = "1"', "changes nothing", warning=True)
     diag("client_max_header_size", "server-level setting")
