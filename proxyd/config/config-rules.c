@@ -147,15 +147,16 @@ static int check_redirect(Loader *l, const config_setting_t *s, const VarTemplat
         return 0;
 }
 
-/* body and location of a `return`, as templates (body and Location may use variables). */
+/* body and location of a `return`, as templates when they have variables (a body without
+ * "$" stays text of any length). */
 static int compile_return(Loader *l, Location *loc, const config_setting_t *g) {
         const config_setting_t *body = config_setting_get_member(g, "body");
         const config_setting_t *where = config_setting_get_member(g, "location");
         int r = 0;
 
-        if (loc->return_body && body)
+        if (loc->return_body && body && strchr(loc->return_body, '$'))
                 r = get_template(l, body, &loc->return_body_t);
-        if (r >= 0 && loc->return_location && where) {
+        if (r >= 0 && loc->return_location && where && strchr(loc->return_location, '$')) {
                 r = get_template(l, where, &loc->return_location_t);
                 if (r >= 0)
                         r = check_redirect(l, where, loc->return_location_t);

@@ -125,12 +125,12 @@ int exchange_policy_route(Exchange *ex, const Route *rt, size_t head_len) {
         return prepare_fields(ex, rt);
 }
 
-/* t expanded into out (NUL-terminated), or NULL when t has no variables (use the text). */
+/* t expanded into out (NUL-terminated), or NULL without a template (use the text). */
 static const char *expand_text(Buf *out, const VarTemplate *t, const RequestInfo *ri, bool field, size_t *ret_len) {
         Buf tmp = {};
         int r;
 
-        if (!t || var_template_is_literal(t))
+        if (!t)
                 return NULL;
         r = var_expand(field ? &tmp : out, t, ri);
         if (r >= 0 && field)
@@ -149,8 +149,7 @@ int exchange_policy_return(Exchange *ex, const Route *rt, bool keep_alive) {
         Buf b = {}, w = {};
         int r;
 
-        if ((loc->return_body_t && !var_template_is_literal(loc->return_body_t)) ||
-            (loc->return_location_t && !var_template_is_literal(loc->return_location_t))) {
+        if (loc->return_body_t || loc->return_location_t) {
                 char host_lower[256];
                 RequestInfo ri;
                 const char *x;

@@ -44,6 +44,7 @@ servers = (
       { prefix = "/uri/"; return = 200; body = "uri\\n"; add_header = { X-Uri = "$uri"; }; },
       { prefix = "/r/"; return = 301; location = "https://$host$request_uri"; },
       { prefix = "/rel/"; return = 302; location = "/moved$uri"; },
+      { prefix = "/dollar/"; return = 200; body = "only $$ here\n"; },
       { prefix = "/b/"; return = 200; body = "hello $remote_addr q=$arg_q c=$cookie_c costs $$5\\n"; },
       { prefix = "/rules/"; proxy_pass = "http://127.0.0.1:%(a)d";
         rules = (
@@ -169,6 +170,8 @@ def redirects(p, port):
     r = get(port, "/b/?q=hi", headers=[("Cookie", "c=cv")])
     check_eq(r.body, b"hello 127.0.0.1 q=hi c=cv costs $5\n", "return body with variables and $$")
     check_eq(r.header("Content-Length"), str(len(r.body)), "Content-Length of the expanded body")
+    r = get(port, "/dollar/")
+    check_eq(r.body, b"only $ here\n", "a body with $$ and no variable")
     r = http_request(port, method="HEAD", target="/r/h")
     check(r is not None and r.status == 301 and r.header("Location") == "https://test.local/r/h",
           "HEAD: 301 with Location", r)
