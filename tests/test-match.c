@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "config-schema.h" /* parse_access_rule */
 #include "match.h"
@@ -322,6 +323,109 @@ START_TEST(test_undecided) {
 }
 END_TEST
 
+/* ---- rules as the configuration builds them ---- */
+
+static int load(const char *text, Config **c, ConfigDiags *d) {
+        char path[] = "/tmp/proxyd-test-match-XXXXXX";
+        int fd = mkstemp(path), r;
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        close(fd);
+        r = config_load(path, c, d);
+        unlink(path);
+        return r;
+}
+
+static const HeaderSetting *find_header(const HeaderSetting *a, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (strcasecmp(a[i].name, name) == 0)
+                        return &a[i];
+        return NULL;
+}
+
+START_TEST(test_rules_config) {
+        static const char text[] =
+                "defaults = { add_header = { X-D = \"d\"; }; };\n"
+                "servers = ( { name = \"m\"; listen = [ \"127.0.0.1:18097\" ];\n"
+                "  locations = ( { prefix = \"/\"; proxy_pass = \"http://127.0.0.1:9\"; read_timeout = \"7s\";\n"
+                "    set_header = { X-Forwarded-For = \"$remote_addr\"; X-P = \"p\"; };\n"
+                "    rules = (\n"
+                "      { header = { User-Agent = \"~bot\"; }; method = \"!GET\"; return = 405; },\n"
+                "      { cookie = { beta = \"1\"; }; read_timeout = \"9s\"; set_header = { X-R = \"r\"; }; }\n"
+                "    ); } ); } );\n";
+        Config *c = NULL;
+        ConfigDiags d = {};
+        const Location *loc;
+        const Rule *r0, *r1;
+
+        ck_assert_int_eq(load(text, &c, &d), 0);
+        loc = c->servers[0]->locations[0];
+        ck_assert_uint_eq(loc->n_rules, 2);
+        r0 = &loc->rules[0];
+        r1 = &loc->rules[1];
+        ck_assert_int_eq(r0->line, 6);
+        /* tested cheapest first: the method before the header, whatever the order written */
+        ck_assert_uint_eq(r0->n_conds, 2);
+        ck_assert_int_eq(r0->conds[0].kind, COND_METHOD);
+        ck_assert(r0->conds[0].negate);
+        ck_assert_int_eq(r0->conds[1].kind, COND_HEADER);
+        ck_assert_str_eq(r0->conds[1].name, "user-agent");
+        /* a return of its own; the other rule keeps the location's proxy_pass */
+        ck_assert_int_eq(r0->loc->return_status, 405);
+        ck_assert_ptr_null(r0->loc->proxy);
+        ck_assert_ptr_eq(r1->loc->proxy, loc->proxy);
+        ck_assert(r1->loc->proxy_borrowed);
+        ck_assert_int_eq(r1->loc->match, MATCH_PREFIX);
+        ck_assert_str_eq(r1->loc->pattern, "/");
+        /* settings: the location's, with the rule's on top; headers merged by name */
+        ck_assert_uint_eq(r0->loc->s.read_timeout, 7 * 1000000ULL);
+        ck_assert_uint_eq(r1->loc->s.read_timeout, 9 * 1000000ULL);
+        ck_assert_ptr_nonnull(find_header(r1->loc->s.set_header, r1->loc->s.n_set_header, "X-R"));
+        ck_assert_ptr_nonnull(find_header(r1->loc->s.set_header, r1->loc->s.n_set_header, "X-P"));
+        ck_assert_ptr_null(find_header(loc->s.set_header, loc->s.n_set_header, "X-R"));
+        ck_assert_ptr_nonnull(find_header(r0->loc->s.add_header, r0->loc->s.n_add_header, "X-D"));
+
+        /* and evaluated */
+        HttpHeader h[] = { hdr("User-Agent", "somebot"), hdr("Cookie", "beta=1") };
+        MatchRequest mr = request();
+        size_t i = 9;
+        mr.headers = h;
+        mr.n_headers = 2;
+        ck_assert_int_eq(match_rules(loc->rules, loc->n_rules, &mr, &i), 1);
+        ck_assert_uint_eq(i, 0);
+        mr.method = "GET";
+        mr.method_len = 3;
+        ck_assert_int_eq(match_rules(loc->rules, loc->n_rules, &mr, &i), 1);
+        ck_assert_uint_eq(i, 1);
+        mr.n_headers = 1;
+        ck_assert_int_eq(match_rules(loc->rules, loc->n_rules, &mr, &i), 0);
+        config_unref(c);
+        config_diags_clear(&d);
+}
+END_TEST
+
+/* Every bad rule of a location is reported, not only the first. */
+START_TEST(test_rules_all_reported) {
+        static const char text[] =
+                "servers = ( { name = \"m\"; listen = [ \"127.0.0.1:18097\" ];\n"
+                "  locations = ( { prefix = \"/\"; return = 200; rules = (\n"
+                "    { return = 403; },\n"
+                "    { method = [ \"GET\", \"!PUT\" ]; return = 403; },\n"
+                "    { server_port = 1; return = 403; }\n"
+                "  ); } ); } );\n";
+        Config *c = NULL;
+        ConfigDiags d = {};
+
+        ck_assert_int_eq(load(text, &c, &d), -EINVAL);
+        ck_assert_uint_eq(d.n_errors, 3);
+        ck_assert_int_eq(d.items[0].line, 3);
+        ck_assert_int_eq(d.items[1].line, 4);
+        ck_assert_int_eq(d.items[2].line, 5);
+        config_diags_clear(&d);
+}
+END_TEST
+
 static Suite *match_suite(void) {
         Suite *s = suite_create("match");
         TCase *tc = tcase_create("core");
@@ -334,6 +438,8 @@ static Suite *match_suite(void) {
         tcase_add_test(tc, test_client);
         tcase_add_test(tc, test_rules_order);
         tcase_add_test(tc, test_undecided);
+        tcase_add_test(tc, test_rules_config);
+        tcase_add_test(tc, test_rules_all_reported);
         suite_add_tcase(s, tc);
         return s;
 }
