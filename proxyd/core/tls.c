@@ -1,36 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * GnuTLS wrapper. GnuTLS return codes are translated to -errno here (tls_errno()) and
- * never leave this file; the text of a failure is kept per stream for the journal.
+ * GnuTLS wrapper: TLS streams (reads, gathered writes, close_notify), the handshake, the
+ * client session cache, and what a stream tells about itself. GnuTLS return codes are
+ * translated to -errno here (tls_errno()) and never leave the tls*.c files; the text of a
+ * failure is kept per stream for the journal. Server contexts are in tls-server.c, client
+ * contexts in tls-client.c, configuration checks in tls-check.c.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <poll.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#include "tls-internal.h"
 
-#include "config-merge.h"
-#include "listener.h"
-#include "router.h"
-#include "tls.h"
-#include "util.h"
-
-#define TLS_RECORD_MAX 16384u
-#define TLS_CLIENT_CACHE_SIZE 64u
-#define TLS_CLIENT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%PROFILE_LOW"
-#define TLS_WARNING_ALERTS_MAX 16
-
-static const gnutls_datum_t alpn_http11 = { .data = (unsigned char *) "http/1.1", .size = 8 };
+const gnutls_datum_t tls_alpn_http11 = { .data = (unsigned char *) "http/1.1", .size = 8 };
 
 /* ---------------------------------------------------------------------------------------- */
 /* Error translation */
@@ -40,7 +18,7 @@ static bool transport_errno(int e) {
                e == EHOSTUNREACH || e == ENETUNREACH || e == ECONNABORTED;
 }
 
-static int tls_errno(int code, int saved_errno) {
+int tls_errno(int code, int saved_errno) {
         switch (code) {
         case GNUTLS_E_SUCCESS:
                 return 0;
@@ -76,88 +54,15 @@ static int tls_errno(int code, int saved_errno) {
         }
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Streams */
-
-typedef struct TlsServerEntry {
-        const Server *server;
-        gnutls_certificate_credentials_t cred; /* all of the server's certificates */
-        gnutls_priority_t prio;
-        gnutls_x509_crt_t *leaves; /* leaf certificate of each chain, for name matching */
-        size_t n_leaves;
-        /* With several certificates, one credential per certificate (aligned with leaves):
-         * proxyd picks by SNI itself, wildcards included, which GnuTLS does not. */
-        gnutls_certificate_credentials_t *single;
-} TlsServerEntry;
-
-struct TlsServerContext {
-        atomic_uint refcount;
-        TlsServerEntry *entries;
-        size_t n;
-        Server **servers; /* entries[i].server, for router_select_server() */
-        TlsTicketKeys *keys;
-        TlsTicketKeys *own_keys;
-};
-
-struct TlsTicketKeys {
-        pthread_mutex_t lock;
-        unsigned char key[64];
-        size_t size;
-};
-
-typedef struct CacheEntry {
-        char *key;
-        gnutls_datum_t data;
-        uint64_t used;
-} CacheEntry;
-
-struct TlsClientContext {
-        atomic_uint refcount;
-        gnutls_certificate_credentials_t cred;
-        gnutls_priority_t prio;
-        char *trusted, *cert, *key;
-        pthread_mutex_t lock;
-        CacheEntry cache[TLS_CLIENT_CACHE_SIZE];
-        uint64_t clock;
-};
-
-typedef struct TlsStream {
-        gnutls_session_t session;
-        bool server;
-        bool handshake_done;
-        bool failed;
-        bool hs_want_write;   /* the handshake waits for the socket to become writable */
-        bool rd_want_write;   /* the last read returned -EAGAIN waiting for writability */
-        bool bye_pending;     /* close_notify could not be sent completely yet */
-        bool bye_done;
-        bool resumed;
-        bool session_saved;
-        bool pull_eagain;     /* the socket itself said EAGAIN on the last read GnuTLS made */
-        int fd;
-        size_t wpending;      /* plaintext size of a record GnuTLS holds, partly sent */
-        unsigned char *wbuf;  /* coalescing buffer for small iovec entries (lazy) */
-
-        TlsServerContext *sctx;
-        const TlsServerEntry *entry;
-        char *sni;
-        char *client_dn;
-
-        TlsClientContext *cctx;
-        char *cache_key;
-
-        char reason[256];
-} TlsStream;
-
-static const StreamOps tls_ops;
 
 /* How often a GNUTLS_E_AGAIN that did not come from the socket is retried at once. */
 #define TLS_AGAIN_RETRIES 16u
 
 static TlsStream *tls_of(const Stream *s) {
-        return s && s->ops == &tls_ops ? s->impl : NULL;
+        return s && s->ops == &tls_stream_ops ? s->impl : NULL;
 }
 
-_printf_(2, 3) static void set_reason(TlsStream *t, const char *fmt, ...) {
+void tls_set_reason(TlsStream *t, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(t->reason, sizeof(t->reason), fmt, ap);
@@ -172,17 +77,17 @@ static int tls_fail(TlsStream *t, int code, int saved_errno) {
         if (t->reason[0])
                 return r;
         if (code == GNUTLS_E_FATAL_ALERT_RECEIVED)
-                set_reason(t, "peer sent alert: %s", gnutls_alert_get_name(gnutls_alert_get(t->session)));
+                tls_set_reason(t, "peer sent alert: %s", gnutls_alert_get_name(gnutls_alert_get(t->session)));
         else if (code == GNUTLS_E_REHANDSHAKE)
-                set_reason(t, "peer requested renegotiation (refused)");
+                tls_set_reason(t, "peer requested renegotiation (refused)");
         else if ((code == GNUTLS_E_PUSH_ERROR || code == GNUTLS_E_PULL_ERROR) && r != -EIO)
-                set_reason(t, "%s", strerror(-r));
+                tls_set_reason(t, "%s", strerror(-r));
         else
-                set_reason(t, "%s", gnutls_strerror(code));
+                tls_set_reason(t, "%s", gnutls_strerror(code));
         return r;
 }
 
-static void stream_free_impl(TlsStream *t) {
+void tls_stream_free_impl(TlsStream *t) {
         if (!t)
                 return;
         if (t->session)
@@ -238,7 +143,7 @@ static void client_cache_store(TlsClientContext *c, const char *key, gnutls_sess
         pthread_mutex_unlock(&c->lock);
 }
 
-static void client_cache_load(TlsClientContext *c, const char *key, gnutls_session_t session) {
+void tls_client_cache_load(TlsClientContext *c, const char *key, gnutls_session_t session) {
         pthread_mutex_lock(&c->lock);
         c->clock++;
         for (size_t i = 0; i < TLS_CLIENT_CACHE_SIZE; i++)
@@ -401,7 +306,7 @@ static ssize_t tls_writev(Stream *s, const struct iovec *iov, int n_iov) {
                  * data argument is not looked at again; only the size must be the same. */
                 ssize_t k;
                 if (offered < t->wpending) {
-                        set_reason(t, "write retried with less data than a pending record");
+                        tls_set_reason(t, "write retried with less data than a pending record");
                         t->failed = true;
                         return -EIO;
                 }
@@ -474,7 +379,7 @@ static void tls_close(Stream *s) {
         /* Best effort close_notify if nothing else was sent yet (never blocks). */
         if (t->handshake_done && !t->failed && !t->bye_done && !t->bye_pending && t->wpending == 0)
                 (void) gnutls_bye(t->session, GNUTLS_SHUT_WR);
-        stream_free_impl(t);
+        tls_stream_free_impl(t);
         s->impl = NULL;
 }
 
@@ -500,7 +405,7 @@ static size_t tls_pending(Stream *s) {
         return t->handshake_done && !t->failed ? gnutls_record_check_pending(t->session) : 0;
 }
 
-static const StreamOps tls_ops = {
+const StreamOps tls_stream_ops = {
         .read = tls_read,
         .writev = tls_writev,
         .shutdown_write = tls_shutdown_write,
@@ -563,7 +468,7 @@ static ssize_t tls_vec_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n
         return k;
 }
 
-static int stream_setup(Stream *s, int fd, unsigned flags, TlsStream **ret) {
+int tls_stream_setup(Stream *s, int fd, unsigned flags, TlsStream **ret) {
         TlsStream *t;
         int r;
 
@@ -574,7 +479,7 @@ static int stream_setup(Stream *s, int fd, unsigned flags, TlsStream **ret) {
         r = gnutls_init(&t->session, flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
         if (r < 0) {
                 t->session = NULL;
-                stream_free_impl(t);
+                tls_stream_free_impl(t);
                 return tls_errno(r, 0);
         }
         gnutls_session_set_ptr(t->session, t);
@@ -656,14 +561,14 @@ int tls_stream_handshake(Stream *s) {
                         gnutls_datum_t out = {};
                         unsigned status = gnutls_session_get_verify_cert_status(t->session);
                         if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) >= 0) {
-                                set_reason(t, "certificate verify failed: %.*s", (int) out.size,
+                                tls_set_reason(t, "certificate verify failed: %.*s", (int) out.size,
                                            (const char *) out.data);
                                 gnutls_free(out.data);
                         } else
-                                set_reason(t, "certificate verify failed");
+                                tls_set_reason(t, "certificate verify failed");
                 } else if ((r == GNUTLS_E_NO_CERTIFICATE_FOUND || r == GNUTLS_E_CERTIFICATE_REQUIRED) &&
                            t->server && !t->reason[0])
-                        set_reason(t, "client certificate required but none was sent");
+                        tls_set_reason(t, "client certificate required but none was sent");
                 if (r != GNUTLS_E_PUSH_ERROR && r != GNUTLS_E_PULL_ERROR && r != GNUTLS_E_PREMATURE_TERMINATION &&
                     r != GNUTLS_E_FATAL_ALERT_RECEIVED)
                         (void) gnutls_alert_send_appropriate(t->session, r);
@@ -728,7 +633,7 @@ int tls_ticket_keys_rotate(TlsTicketKeys *k) {
         return 0;
 }
 
-static int ticket_enable(TlsTicketKeys *k, gnutls_session_t session) {
+int tls_ticket_enable(TlsTicketKeys *k, gnutls_session_t session) {
         unsigned char key[sizeof(k->key)];
         gnutls_datum_t d = { .data = key };
         int r;
@@ -740,525 +645,6 @@ static int ticket_enable(TlsTicketKeys *k, gnutls_session_t session) {
         r = gnutls_session_ticket_enable_server(session, &d);
         explicit_bzero(key, sizeof(key));
         return r;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Server side */
-
-static bool entry_matches_name(const TlsServerEntry *e, const char *name) {
-        for (size_t i = 0; i < e->n_leaves; i++)
-                if (gnutls_x509_crt_check_hostname2(e->leaves[i], name, 0))
-                        return true;
-        return false;
-}
-
-static const TlsServerEntry *select_entry(const TlsServerContext *c, const char *sni) {
-        const Server *srv;
-
-        if (!sni || c->n == 1)
-                return &c->entries[0];
-        srv = router_select_server(c->servers, c->n, sni, strlen(sni));
-        for (size_t i = 1; i < c->n; i++)
-                if (c->entries[i].server == srv)
-                        return &c->entries[i];
-        /* Only the default server matched (maybe by default): prefer a server whose
-         * certificate is valid for the name if the default's is not. */
-        if (entry_matches_name(&c->entries[0], sni))
-                return &c->entries[0];
-        for (size_t i = 1; i < c->n; i++)
-                if (entry_matches_name(&c->entries[i], sni))
-                        return &c->entries[i];
-        return &c->entries[0];
-}
-
-static int verify_client_cb(gnutls_session_t session) {
-        TlsStream *t = gnutls_session_get_ptr(session);
-        const gnutls_datum_t *peers;
-        unsigned n = 0, status = 0;
-        int r;
-
-        peers = gnutls_certificate_get_peers(session, &n);
-        if (!peers || n == 0) {
-                if (t->entry && t->entry->server->tls_verify_client == TLS_VERIFY_CLIENT_ON) {
-                        set_reason(t, "client certificate required but none was sent");
-                        return -1;
-                }
-                return 0;
-        }
-        r = gnutls_certificate_verify_peers2(session, &status);
-        if (r < 0) {
-                set_reason(t, "client certificate verify failed: %s", gnutls_strerror(r));
-                return -1;
-        }
-        if (status != 0) {
-                gnutls_datum_t out = {};
-                if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) >= 0) {
-                        set_reason(t, "client certificate verify failed: %.*s", (int) out.size,
-                                   (const char *) out.data);
-                        gnutls_free(out.data);
-                } else
-                        set_reason(t, "client certificate verify failed");
-                return -1;
-        }
-        return 0;
-}
-
-/* The certificate of e for an SNI name: an exact name first, then a wildcard; -1: none. */
-static int entry_pick_certificate(const TlsServerEntry *e, const char *sni) {
-        if (!e->single || !sni)
-                return -1;
-        for (size_t i = 0; i < e->n_leaves; i++)
-                if (gnutls_x509_crt_check_hostname2(e->leaves[i], sni, GNUTLS_VERIFY_DO_NOT_ALLOW_WILDCARDS))
-                        return (int) i;
-        for (size_t i = 0; i < e->n_leaves; i++)
-                if (gnutls_x509_crt_check_hostname2(e->leaves[i], sni, 0))
-                        return (int) i;
-        return -1;
-}
-
-static void entry_apply(TlsStream *t, const TlsServerEntry *e) {
-        int pick = entry_pick_certificate(e, t->sni);
-        t->entry = e;
-        (void) gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, pick >= 0 ? e->single[pick] : e->cred);
-        (void) gnutls_priority_set(t->session, e->prio);
-        switch (e->server->tls_verify_client) {
-        case TLS_VERIFY_CLIENT_OFF:
-                gnutls_certificate_server_set_request(t->session, GNUTLS_CERT_IGNORE);
-                break;
-        case TLS_VERIFY_CLIENT_OPTIONAL:
-                gnutls_certificate_server_set_request(t->session, GNUTLS_CERT_REQUEST);
-                break;
-        case TLS_VERIFY_CLIENT_ON:
-                gnutls_certificate_server_set_request(t->session, GNUTLS_CERT_REQUIRE);
-                break;
-        }
-}
-
-static int on_client_hello(gnutls_session_t session) {
-        TlsStream *t = gnutls_session_get_ptr(session);
-        char name[256];
-        size_t len = sizeof(name) - 1;
-        unsigned type = 0;
-        const TlsServerEntry *e;
-
-        if (gnutls_server_name_get(session, name, &len, &type, 0) == 0 && type == GNUTLS_NAME_DNS) {
-                name[MIN(len, sizeof(name) - 1)] = 0;
-                free(t->sni);
-                t->sni = strdup(name);
-        }
-        e = select_entry(t->sctx, t->sni);
-        if (e != t->entry || e->single)
-                entry_apply(t, e);
-        return 0;
-}
-
-static int errorf(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
-
-static void entry_done(TlsServerEntry *e) {
-        if (e->cred)
-                gnutls_certificate_free_credentials(e->cred);
-        if (e->prio)
-                gnutls_priority_deinit(e->prio);
-        for (size_t i = 0; i < e->n_leaves; i++) {
-                gnutls_x509_crt_deinit(e->leaves[i]);
-                if (e->single && e->single[i])
-                        gnutls_certificate_free_credentials(e->single[i]);
-        }
-        free(e->leaves);
-        free(e->single);
-}
-
-/* Client certificate verification (mTLS) for one credential of a server. */
-static int cred_setup_client_ca(gnutls_certificate_credentials_t cred, const Server *srv, char **ret_error) {
-        int r;
-
-        (void) gnutls_certificate_set_known_dh_params(cred, GNUTLS_SEC_PARAM_MEDIUM);
-        if (srv->tls_verify_client == TLS_VERIFY_CLIENT_OFF || !srv->tls_client_ca)
-                return 0;
-        r = gnutls_certificate_set_x509_trust_file(cred, srv->tls_client_ca, GNUTLS_X509_FMT_PEM);
-        if (r <= 0)
-                return errorf(ret_error, r < 0 ? tls_errno(r, 0) : -EINVAL, "%s:%d: client_ca \"%s\": %s",
-                              srv->tls_file ?: "?", srv->tls_line, srv->tls_client_ca,
-                              r < 0 ? gnutls_strerror(r) : "no certificates found");
-        gnutls_certificate_set_verify_function(cred, verify_client_cb);
-        return 0;
-}
-
-/* One credential per certificate, when a server has several (see TlsServerEntry.single). */
-static int entry_init_single(TlsServerEntry *e, const Server *srv, char **ret_error) {
-        int r;
-
-        if (srv->n_tls_certificates < 2 || e->n_leaves != srv->n_tls_certificates)
-                return 0;
-        e->single = calloc(e->n_leaves, sizeof(gnutls_certificate_credentials_t));
-        if (!e->single)
-                return -ENOMEM;
-        for (size_t i = 0; i < e->n_leaves; i++) {
-                const TlsCertificate *tc = &srv->tls_certificates[i];
-                r = gnutls_certificate_allocate_credentials(&e->single[i]);
-                if (r < 0) {
-                        e->single[i] = NULL;
-                        return tls_errno(r, 0);
-                }
-                r = gnutls_certificate_set_x509_key_file2(e->single[i], tc->certificate, tc->key,
-                                                          GNUTLS_X509_FMT_PEM, NULL, 0);
-                if (r < 0)
-                        return errorf(ret_error, tls_errno(r, 0), "%s:%d: certificate \"%s\" with key \"%s\": %s",
-                                      tc->file ?: "?", tc->line, tc->certificate, tc->key, gnutls_strerror(r));
-                r = cred_setup_client_ca(e->single[i], srv, ret_error);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-TlsServerContext *tls_server_context_free(TlsServerContext *c) {
-        if (!c || atomic_fetch_sub(&c->refcount, 1) != 1)
-                return NULL;
-        for (size_t i = 0; i < c->n; i++)
-                entry_done(&c->entries[i]);
-        free(c->entries);
-        free(c->servers);
-        tls_ticket_keys_free(c->own_keys);
-        free(c);
-        return NULL;
-}
-
-static int errorf(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
-static int errorf(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (ret_error) {
-                free(*ret_error);
-                *ret_error = NULL;
-                va_start(ap, fmt);
-                if (vasprintf(ret_error, fmt, ap) < 0)
-                        *ret_error = NULL;
-                va_end(ap);
-        }
-        return r;
-}
-
-static int entry_init(TlsServerEntry *e, const Server *srv, char **ret_error) {
-        const char *prio = srv->tls_priority ?: TLS_DEFAULT_PRIORITY;
-        const char *err_pos = NULL;
-        int r;
-
-        e->server = srv;
-        r = gnutls_certificate_allocate_credentials(&e->cred);
-        if (r < 0) {
-                e->cred = NULL;
-                return tls_errno(r, 0);
-        }
-        e->leaves = calloc(srv->n_tls_certificates ?: 1, sizeof(gnutls_x509_crt_t));
-        if (!e->leaves)
-                return -ENOMEM;
-        for (size_t i = 0; i < srv->n_tls_certificates; i++) {
-                const TlsCertificate *tc = &srv->tls_certificates[i];
-                gnutls_datum_t raw = {};
-                int idx = gnutls_certificate_set_x509_key_file2(e->cred, tc->certificate, tc->key,
-                                                                GNUTLS_X509_FMT_PEM, NULL, 0);
-                if (idx < 0)
-                        return errorf(ret_error, tls_errno(idx, 0), "%s:%d: certificate \"%s\" with key \"%s\": %s",
-                                      tc->file ?: "?", tc->line, tc->certificate, tc->key, gnutls_strerror(idx));
-                /* without GNUTLS_CERTIFICATE_API_V2 the call returns 0, not the index: the
-                 * certificates are stored in the order they are added */
-                r = gnutls_certificate_get_crt_raw(e->cred, (unsigned) i, 0, &raw);
-                if (r >= 0 && gnutls_x509_crt_init(&e->leaves[e->n_leaves]) >= 0) {
-                        if (gnutls_x509_crt_import(e->leaves[e->n_leaves], &raw, GNUTLS_X509_FMT_DER) >= 0)
-                                e->n_leaves++;
-                        else
-                                gnutls_x509_crt_deinit(e->leaves[e->n_leaves]);
-                }
-        }
-        r = cred_setup_client_ca(e->cred, srv, ret_error);
-        if (r < 0)
-                return r;
-        r = entry_init_single(e, srv, ret_error);
-        if (r < 0)
-                return r;
-        r = gnutls_priority_init2(&e->prio, prio, &err_pos, 0);
-        if (r < 0) {
-                e->prio = NULL;
-                return errorf(ret_error, -EINVAL, "%s:%d: invalid TLS priority at \"%s\": %s",
-                              srv->tls_priority_file ?: srv->tls_file ?: "?",
-                              srv->tls_priority_line ?: srv->tls_line, err_pos ?: prio, gnutls_strerror(r));
-        }
-        return 0;
-}
-
-int tls_server_context_new(Server *const *servers, size_t n, TlsTicketKeys *keys, TlsServerContext **ret,
-                           char **ret_error) {
-        TlsServerContext *c;
-        int r;
-
-        if (n == 0 || !servers)
-                return -EINVAL;
-        c = calloc(1, sizeof(TlsServerContext));
-        if (!c)
-                return -ENOMEM;
-        atomic_init(&c->refcount, 1);
-        c->entries = calloc(n, sizeof(TlsServerEntry));
-        c->servers = calloc(n, sizeof(Server *));
-        if (!c->entries || !c->servers) {
-                tls_server_context_free(c);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++) {
-                if (servers[i]->n_tls_certificates == 0)
-                        continue; /* config_load() refuses mixing; be safe */
-                c->servers[c->n] = servers[i];
-                r = entry_init(&c->entries[c->n++], servers[i], ret_error);
-                if (r < 0) {
-                        tls_server_context_free(c);
-                        return r;
-                }
-        }
-        if (c->n == 0) {
-                tls_server_context_free(c);
-                return errorf(ret_error, -EINVAL, "no server with tls");
-        }
-        if (!keys) {
-                r = tls_ticket_keys_new(&c->own_keys);
-                if (r < 0) {
-                        tls_server_context_free(c);
-                        return r;
-                }
-                keys = c->own_keys;
-        }
-        c->keys = keys;
-        *ret = c;
-        return 0;
-}
-
-int tls_stream_server_init(Stream *s, int fd, TlsServerContext *ctx) {
-        TlsStream *t = NULL;
-        gnutls_datum_t alpn = alpn_http11;
-        int r;
-
-        r = stream_setup(s, fd, GNUTLS_SERVER, &t);
-        if (r < 0)
-                return r;
-        t->server = true;
-        atomic_fetch_add(&ctx->refcount, 1);
-        t->sctx = ctx;
-        entry_apply(t, &ctx->entries[0]);
-        gnutls_handshake_set_post_client_hello_function(t->session, on_client_hello);
-        r = gnutls_alpn_set_protocols(t->session, &alpn, 1, GNUTLS_ALPN_SERVER_PRECEDENCE);
-        if (r >= 0)
-                r = ticket_enable(ctx->keys, t->session);
-        if (r < 0) {
-                stream_free_impl(t);
-                return tls_errno(r, 0);
-        }
-        gnutls_db_set_cache_expiration(t->session, TLS_TICKET_ROTATE_SEC);
-        s->ops = &tls_ops;
-        s->impl = t;
-        return 0;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Client side */
-
-TlsClientContext *tls_client_context_free(TlsClientContext *c) {
-        if (!c || atomic_fetch_sub(&c->refcount, 1) != 1)
-                return NULL;
-        if (c->cred)
-                gnutls_certificate_free_credentials(c->cred);
-        if (c->prio)
-                gnutls_priority_deinit(c->prio);
-        for (size_t i = 0; i < TLS_CLIENT_CACHE_SIZE; i++) {
-                free(c->cache[i].key);
-                gnutls_free(c->cache[i].data.data);
-        }
-        pthread_mutex_destroy(&c->lock);
-        free(c->trusted);
-        free(c->cert);
-        free(c->key);
-        free(c);
-        return NULL;
-}
-
-static char *strdup_or_null(const char *s, bool *oom) {
-        char *p;
-        if (!s)
-                return NULL;
-        p = strdup(s);
-        if (!p)
-                *oom = true;
-        return p;
-}
-
-int tls_client_context_new(const char *trusted, const char *cert, const char *key, TlsClientContext **ret,
-                           char **ret_error) {
-        TlsClientContext *c;
-        bool oom = false;
-        int r;
-
-        if (!cert != !key)
-                return errorf(ret_error, -EINVAL, "a client certificate needs both certificate and key");
-        c = calloc(1, sizeof(TlsClientContext));
-        if (!c)
-                return -ENOMEM;
-        atomic_init(&c->refcount, 1);
-        pthread_mutex_init(&c->lock, NULL);
-        c->trusted = strdup_or_null(trusted, &oom);
-        c->cert = strdup_or_null(cert, &oom);
-        c->key = strdup_or_null(key, &oom);
-        if (oom) {
-                tls_client_context_free(c);
-                return -ENOMEM;
-        }
-        r = gnutls_certificate_allocate_credentials(&c->cred);
-        if (r < 0) {
-                c->cred = NULL;
-                tls_client_context_free(c);
-                return tls_errno(r, 0);
-        }
-        if (trusted) {
-                r = gnutls_certificate_set_x509_trust_file(c->cred, trusted, GNUTLS_X509_FMT_PEM);
-                if (r <= 0) {
-                        tls_client_context_free(c);
-                        return errorf(ret_error, r < 0 ? tls_errno(r, 0) : -EINVAL, "trusted certificates \"%s\": %s",
-                                      trusted, r < 0 ? gnutls_strerror(r) : "no certificates found");
-                }
-        } else {
-                r = gnutls_certificate_set_x509_system_trust(c->cred);
-                if (r < 0) {
-                        tls_client_context_free(c);
-                        return errorf(ret_error, tls_errno(r, 0), "system trust store: %s", gnutls_strerror(r));
-                }
-        }
-        if (cert) {
-                r = gnutls_certificate_set_x509_key_file2(c->cred, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
-                if (r < 0) {
-                        tls_client_context_free(c);
-                        return errorf(ret_error, tls_errno(r, 0), "client certificate \"%s\" with key \"%s\": %s", cert,
-                                      key, gnutls_strerror(r));
-                }
-        }
-        r = gnutls_priority_init2(&c->prio, TLS_CLIENT_PRIORITY, NULL, 0);
-        if (r < 0) {
-                c->prio = NULL;
-                tls_client_context_free(c);
-                return tls_errno(r, 0);
-        }
-        *ret = c;
-        return 0;
-}
-
-static bool is_ip_literal(const char *s) {
-        unsigned char buf[16];
-        return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-int tls_stream_client_init(Stream *s, int fd, TlsClientContext *ctx, const char *sni, const char *verify_name,
-                           bool verify) {
-        TlsStream *t = NULL;
-        gnutls_datum_t alpn = alpn_http11;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        char peer[160] = "?";
-        int r;
-
-        r = stream_setup(s, fd, GNUTLS_CLIENT, &t);
-        if (r < 0)
-                return r;
-        atomic_fetch_add(&ctx->refcount, 1);
-        t->cctx = ctx;
-        r = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, ctx->cred);
-        if (r >= 0)
-                r = gnutls_priority_set(t->session, ctx->prio);
-        if (r >= 0)
-                r = gnutls_alpn_set_protocols(t->session, &alpn, 1, 0);
-        if (r >= 0 && sni && *sni && !is_ip_literal(sni))
-                r = gnutls_server_name_set(t->session, GNUTLS_NAME_DNS, sni, strlen(sni));
-        if (r < 0) {
-                stream_free_impl(t);
-                return tls_errno(r, 0);
-        }
-        if (verify)
-                gnutls_session_set_verify_cert(t->session, verify_name && *verify_name ? verify_name : NULL, 0);
-
-        if (getpeername(fd, (struct sockaddr *) &ss, &sl) == 0)
-                sockaddr_format((struct sockaddr *) &ss, sl, peer, sizeof(peer));
-        if (asprintf(&t->cache_key, "%s|%s|%s|%d", peer, sni ?: "", verify_name ?: "", verify) < 0) {
-                t->cache_key = NULL;
-                stream_free_impl(t);
-                return -ENOMEM;
-        }
-        client_cache_load(ctx, t->cache_key, t->session);
-        s->ops = &tls_ops;
-        s->impl = t;
-        return 0;
-}
-
-/* Client context set */
-
-struct TlsClientSet {
-        TlsClientContext **items;
-        size_t n;
-};
-
-TlsClientSet *tls_client_set_free(TlsClientSet *set) {
-        if (!set)
-                return NULL;
-        for (size_t i = 0; i < set->n; i++)
-                tls_client_context_free(set->items[i]);
-        free(set->items);
-        free(set);
-        return NULL;
-}
-
-TlsClientContext *tls_client_set_get(const TlsClientSet *set, const LocationSettings *s) {
-        if (!set || !s)
-                return NULL;
-        for (size_t i = 0; i < set->n; i++) {
-                TlsClientContext *c = set->items[i];
-                if (streq_ptr(c->trusted, s->ssl_trusted_certificate) && streq_ptr(c->cert, s->ssl_certificate) &&
-                    streq_ptr(c->key, s->ssl_certificate_key))
-                        return c;
-        }
-        return NULL;
-}
-
-int tls_client_set_new(const Config *c, TlsClientSet **ret, char **ret_error) {
-        TlsClientSet *set = calloc(1, sizeof(TlsClientSet));
-        int r;
-
-        if (!set)
-                return -ENOMEM;
-        for (size_t i = 0; i < c->n_servers; i++)
-                for (size_t k = 0; k < c->servers[i]->n_locations; k++) {
-                        const Location *loc = c->servers[i]->locations[k];
-                        TlsClientContext *ctx = NULL, **a;
-
-                        if (!loc->proxy || !loc->proxy->https || tls_client_set_get(set, &loc->s))
-                                continue;
-                        r = tls_client_context_new(loc->s.ssl_trusted_certificate, loc->s.ssl_certificate,
-                                                   loc->s.ssl_certificate_key, &ctx, ret_error);
-                        if (r < 0) {
-                                if (ret_error && *ret_error) {
-                                        char *m = NULL;
-                                        if (asprintf(&m, "%s:%d: %s", loc->file ?: "?", loc->line, *ret_error) >= 0) {
-                                                free(*ret_error);
-                                                *ret_error = m;
-                                        }
-                                }
-                                tls_client_set_free(set);
-                                return r;
-                        }
-                        a = reallocarray(set->items, set->n + 1, sizeof(*a));
-                        if (!a) {
-                                tls_client_context_free(ctx);
-                                tls_client_set_free(set);
-                                return -ENOMEM;
-                        }
-                        set->items = a;
-                        a[set->n++] = ctx;
-                }
-        *ret = set;
-        return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1310,7 +696,7 @@ const char *tls_stream_alpn(const Stream *s) {
         if (!t || !t->handshake_done || gnutls_alpn_get_selected_protocol(t->session, &p) < 0)
                 return NULL;
         /* the only protocol we offer */
-        return p.size == alpn_http11.size && memcmp(p.data, alpn_http11.data, p.size) == 0 ? "http/1.1" : NULL;
+        return p.size == tls_alpn_http11.size && memcmp(p.data, tls_alpn_http11.data, p.size) == 0 ? "http/1.1" : NULL;
 }
 
 bool tls_stream_resumed(const Stream *s) {

@@ -22,6 +22,9 @@
 #include "http1.h"
 #include "util.h"
 
+/* For the parts of a hot loop split out only to be read: inlined whatever the heuristics say. */
+#define _always_inline_ inline __attribute__((always_inline))
+
 /* ------------------------------------------------------------------------- */
 /* Character classes */
 

@@ -435,7 +435,7 @@ typedef enum FieldId {
         FIELD_TRANSFER_ENCODING,
 } FieldId;
 
-static inline __attribute__((always_inline)) FieldId field_id(const char *name, size_t len) {
+static _always_inline_ FieldId field_id(const char *name, size_t len) {
         unsigned char c0 = (unsigned char) name[0] | 0x20;
 
         switch (len) {
@@ -472,35 +472,36 @@ static inline __attribute__((always_inline)) FieldId field_id(const char *name, 
 /* ------------------------------------------------------------------------- */
 /* Requests */
 
-ssize_t http1_parse_request(const char *buf, size_t len, const HttpLimits *limits,
-                            HttpRequest *req, HttpHeader *headers, size_t max_headers,
-                            HttpError *err) {
-        HttpError dummy;
-        HeadScan s = {
-                .buf = buf,
-                .len = len,
-                .limits = limits,
-                .err = err ?: &dummy,
-                .error_status = 400,
-        };
+/* The request-line as scan_request_line() finds it: offsets into the buffer. */
+typedef struct RequestLine {
+        size_t method_off, method_len;
+        HttpMethod method_id;
+        size_t target_off, target_len;
+        int minor;
+} RequestLine;
+
+/*
+ * RFC 9112 3: request-line = method SP request-target SP HTTP-version CRLF, after any
+ * empty lines (2.2). Returns the offset after its CRLF, 0 if incomplete, or -EBADMSG.
+ * The parts of http1_parse_request() are forced inline: they are one hot path, split
+ * only to be read.
+ */
+static _always_inline_ ssize_t scan_request_line(HeadScan *s, RequestLine *rl) {
+        const char *buf = s->buf;
+        HttpError *err = s->err;
         size_t p = 0;
         ssize_t r;
         int major, minor;
 
-        if ((!buf && len > 0) || !limits || !req)
-                return -EINVAL;
-        err = s.err;
-        *err = (HttpError) {};
-
         /* RFC 9112 2.2: ignore empty lines before the request-line. */
         for (;;) {
-                scan_line_begin(&s, p, limits->max_request_line, 414, "request line too long");
-                AVAIL(&s, p);
+                scan_line_begin(s, p, s->limits->max_request_line, 414, "request line too long");
+                AVAIL(s, p);
                 if (buf[p] == '\n')
                         return fail(err, 400, "bare LF", p);
                 if (buf[p] != '\r')
                         break;
-                r = scan_crlf(&s, p);
+                r = scan_crlf(s, p);
                 if (r <= 0)
                         return r;
                 p += 2;
@@ -508,18 +509,19 @@ ssize_t http1_parse_request(const char *buf, size_t len, const HttpLimits *limit
 
         /* method SP */
         size_t ms = p;
-        p = skip_name(buf, p, s.fast_end);
-        AVAIL(&s, p);
+        p = skip_name(buf, p, s->fast_end);
+        AVAIL(s, p);
         if (p == ms || buf[p] != ' ')
                 return fail(err, 400, "invalid method", p);
-        size_t mlen = p - ms;
-        HttpMethod mid = http1_method_id(buf + ms, mlen);
+        rl->method_off = ms;
+        rl->method_len = p - ms;
+        rl->method_id = http1_method_id(buf + ms, rl->method_len);
         p++;
 
         /* request-target SP */
         size_t ts = p;
-        p = skip_target(buf, p, s.fast_end);
-        AVAIL(&s, p);
+        p = skip_target(buf, p, s->fast_end);
+        AVAIL(s, p);
         if (buf[p] != ' ') {
                 if (buf[p] == '\r' || buf[p] == '\n')
                         return fail(err, 400, "missing HTTP version", p);
@@ -527,55 +529,44 @@ ssize_t http1_parse_request(const char *buf, size_t len, const HttpLimits *limit
         }
         if (p == ts)
                 return fail(err, 400, "empty request target", p);
-        size_t tlen = p - ts;
-        if (!target_is_valid(buf + ts, tlen, mid))
+        rl->target_off = ts;
+        rl->target_len = p - ts;
+        if (!target_is_valid(buf + ts, rl->target_len, rl->method_id))
                 return fail(err, 400, "invalid request target", ts);
         p++;
 
         /* HTTP-version CRLF */
         size_t vs = p;
-        r = scan_version(&s, &p, &major, &minor);
+        r = scan_version(s, &p, &major, &minor);
         if (r <= 0)
                 return r;
-        AVAIL(&s, p);
+        AVAIL(s, p);
         if (buf[p] != '\r')
                 return fail(err, 400, "invalid HTTP version", p);
-        r = scan_crlf(&s, p);
+        r = scan_crlf(s, p);
         if (r <= 0)
                 return r;
         if (major != 1)
                 return fail(err, 505, "HTTP version not supported", vs);
-        p += 2;
+        rl->minor = minor;
+        return (ssize_t) (p + 2);
+}
 
-        size_t cap = MIN(limits->max_headers, headers ? max_headers : 0);
-        size_t n = 0;
-        ssize_t head_len = scan_fields(&s, p, headers, cap, &n);
-        if (head_len <= 0)
-                return head_len;
+/* What the pass over the fields gathers for the checks after it. */
+typedef struct RequestFields {
+        TransferCodings tc;
+        unsigned n_cl;
+        bool bad_expect;
+        size_t te_off, expect_off;
+} RequestFields;
 
-        /* Member by member: cheaper than a compound literal that clears the whole struct. */
-        req->method = buf + ms;
-        req->method_len = mlen;
-        req->method_id = mid;
-        req->target = buf + ts;
-        req->target_len = tlen;
-        req->version_minor = minor == 0 ? 0 : 1;
-        req->headers = headers;
-        req->n_headers = n;
-        req->body = HTTP_BODY_NONE;
-        req->content_length = 0;
-        req->connection = 0;
-        req->keep_alive = false;
-        req->expect_continue = false;
-        req->host_index = -1;
-        req->upgrade_index = -1;
+/* The fields whose meaning the parser derives, one by one: Host, Expect, Upgrade,
+ * Connection, Content-Length, Transfer-Encoding. Returns 0 or -EBADMSG. */
+static _always_inline_ ssize_t request_fields(const char *buf, HttpRequest *req, RequestFields *f,
+                                              HttpError *err) {
+        const HttpHeader *headers = req->headers;
 
-        TransferCodings tc = {};
-        unsigned n_cl = 0;
-        bool bad_expect = false;
-        size_t te_off = 0, expect_off = 0;
-
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < req->n_headers; i++) {
                 const HttpHeader *h = &headers[i];
                 size_t off = (size_t) (h->name - buf);
 
@@ -590,9 +581,9 @@ ssize_t http1_parse_request(const char *buf, size_t len, const HttpLimits *limit
                 case FIELD_EXPECT:
                         if (EQ_LOWER(h->value, h->value_len, "100-continue"))
                                 req->expect_continue = req->version_minor >= 1;
-                        else if (!bad_expect) {
-                                bad_expect = true;
-                                expect_off = off;
+                        else if (!f->bad_expect) {
+                                f->bad_expect = true;
+                                f->expect_off = off;
                         }
                         break;
                 case FIELD_UPGRADE:
@@ -603,50 +594,113 @@ ssize_t http1_parse_request(const char *buf, size_t len, const HttpLimits *limit
                         req->connection |= connection_flags(h);
                         break;
                 case FIELD_CONTENT_LENGTH:
-                        if (++n_cl > 1)
+                        if (++f->n_cl > 1)
                                 return fail(err, 400, "duplicate Content-Length", off);
                         if (!parse_content_length(h->value, h->value_len, &req->content_length))
                                 return fail(err, 400, "invalid Content-Length", off);
                         break;
                 case FIELD_TRANSFER_ENCODING:
-                        if (tc.n_fields == 0)
-                                te_off = off;
-                        transfer_codings_add(&tc, h);
+                        if (f->tc.n_fields == 0)
+                                f->te_off = off;
+                        transfer_codings_add(&f->tc, h);
                         break;
                 case FIELD_OTHER:
                         break;
                 }
         }
+        return 0;
+}
+
+/* RFC 9112 6.1-6.3 and 9.3, RFC 9110 10.1.1: Host, the body framing, the expectation and
+ * keep-alive, from what request_fields() found. Returns 0 or -EBADMSG. */
+static _always_inline_ ssize_t request_semantics(HttpRequest *req, const RequestFields *f,
+                                                 HttpError *err) {
+        const TransferCodings *tc = &f->tc;
 
         if (req->version_minor >= 1 && req->host_index < 0)
                 return fail(err, 400, "missing Host", 0);
 
-        if (tc.n_fields > 0) {
+        if (tc->n_fields > 0) {
                 if (req->version_minor == 0)
-                        return fail(err, 400, "Transfer-Encoding in HTTP/1.0 request", te_off);
-                if (n_cl > 0)
-                        return fail(err, 400, "Content-Length with Transfer-Encoding", te_off);
-                if (tc.bad_syntax || tc.n_codings == 0)
-                        return fail(err, 400, "invalid Transfer-Encoding", te_off);
-                if (tc.n_chunked > 1)
-                        return fail(err, 400, "duplicate chunked", te_off);
-                if (tc.n_chunked == 1 && !tc.chunked_last)
-                        return fail(err, 400, "chunked is not the final coding", te_off);
-                if (tc.n_unknown > 0)
-                        return fail(err, 501, "unsupported transfer coding", te_off);
+                        return fail(err, 400, "Transfer-Encoding in HTTP/1.0 request", f->te_off);
+                if (f->n_cl > 0)
+                        return fail(err, 400, "Content-Length with Transfer-Encoding", f->te_off);
+                if (tc->bad_syntax || tc->n_codings == 0)
+                        return fail(err, 400, "invalid Transfer-Encoding", f->te_off);
+                if (tc->n_chunked > 1)
+                        return fail(err, 400, "duplicate chunked", f->te_off);
+                if (tc->n_chunked == 1 && !tc->chunked_last)
+                        return fail(err, 400, "chunked is not the final coding", f->te_off);
+                if (tc->n_unknown > 0)
+                        return fail(err, 501, "unsupported transfer coding", f->te_off);
                 req->body = HTTP_BODY_CHUNKED;
-        } else if (n_cl > 0)
+        } else if (f->n_cl > 0)
                 req->body = HTTP_BODY_LENGTH;
 
-        if (bad_expect)
-                return fail(err, 417, "unsupported expectation", expect_off);
+        if (f->bad_expect)
+                return fail(err, 417, "unsupported expectation", f->expect_off);
 
         if (req->version_minor >= 1)
                 req->keep_alive = !(req->connection & HTTP_CONN_CLOSE);
         else
                 req->keep_alive = (req->connection & HTTP_CONN_KEEP_ALIVE) &&
                                   !(req->connection & HTTP_CONN_CLOSE);
+        return 0;
+}
 
+ssize_t http1_parse_request(const char *buf, size_t len, const HttpLimits *limits,
+                            HttpRequest *req, HttpHeader *headers, size_t max_headers,
+                            HttpError *err) {
+        HttpError dummy;
+        HeadScan s = {
+                .buf = buf,
+                .len = len,
+                .limits = limits,
+                .err = err ?: &dummy,
+                .error_status = 400,
+        };
+        RequestLine rl;
+        ssize_t r;
+
+        if ((!buf && len > 0) || !limits || !req)
+                return -EINVAL;
+        err = s.err;
+        *err = (HttpError) {};
+
+        r = scan_request_line(&s, &rl);
+        if (r <= 0)
+                return r;
+
+        size_t cap = MIN(limits->max_headers, headers ? max_headers : 0);
+        size_t n = 0;
+        ssize_t head_len = scan_fields(&s, (size_t) r, headers, cap, &n);
+        if (head_len <= 0)
+                return head_len;
+
+        /* Member by member: cheaper than a compound literal that clears the whole struct. */
+        req->method = buf + rl.method_off;
+        req->method_len = rl.method_len;
+        req->method_id = rl.method_id;
+        req->target = buf + rl.target_off;
+        req->target_len = rl.target_len;
+        req->version_minor = rl.minor == 0 ? 0 : 1;
+        req->headers = headers;
+        req->n_headers = n;
+        req->body = HTTP_BODY_NONE;
+        req->content_length = 0;
+        req->connection = 0;
+        req->keep_alive = false;
+        req->expect_continue = false;
+        req->host_index = -1;
+        req->upgrade_index = -1;
+
+        RequestFields f = {};
+        r = request_fields(buf, req, &f, err);
+        if (r < 0)
+                return r;
+        r = request_semantics(req, &f, err);
+        if (r < 0)
+                return r;
         return head_len;
 }
 

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The client connection (HTTP/1): reading and parsing request heads, keep-alive and
- * pipelining, closing with a lingering drain, the deadlines of every phase, and the one
- * function that drives it all (conn_run). See exchange.h.
+ * The HTTP/1 client session: reading and parsing request heads, the request body's framing
+ * (Content-Length or chunked, decoded for the exchange), the response framed for the client
+ * (Content-Length, chunked or until close; spliced between plain sockets), keep-alive and
+ * pipelining, closing with a lingering drain, Upgrade tunnels, the client-side deadlines, and
+ * the one function that drives it all (conn_run). The exchange sees it through the session
+ * ops (session.h); see exchange.h.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -10,48 +13,111 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 
+#include "conn.h"
 #include "exchange.h"
 #include "listener.h"
 #include "log.h"
 #include "tls.h"
 
+#define LINGER_USEC (2 * USEC_PER_SEC)
+#define LINGER_MAX_BYTES (256u * 1024u)
+#define CONN_RUN_BUDGET 64 /* steps of one connection per event */
+
+typedef enum ConnState {
+        CONN_HEAD,    /* reading a request head (header deadline running) */
+        CONN_IDLE,    /* keep-alive, waiting for the next request */
+        CONN_BUSY,    /* an exchange is running */
+        CONN_CLOSING, /* output flushed, write side shut down, draining input before close */
+} ConnState;
+
+typedef struct Conn Conn;
+
+struct Conn {
+        Session s; /* first: what the exchange sees (conn_of() casts back) */
+        Conn *next, *prev;
+        Stream client;
+        WorkerIo io;
+        TimerNode timer; /* in the worker's deadline heap */
+        bool resume;     /* ran out of its step budget: continue from the timer */
+
+        WorkerGen *gen; /* configuration for the current request (taken when it starts) */
+        ConnState state;
+        Buf in;  /* from the client: request heads and bodies */
+        Buf out; /* to the client: response heads, framed body data, local responses */
+        Exchange *ex;
+        uint64_t phase_start; /* HEAD: first byte or accept; IDLE: end of last exchange */
+        uint64_t last_read, last_write;
+        uint64_t lingered;
+        bool rd_ready, wr_ready;
+        bool rdhup; /* the client's FIN (or an error) was seen */
+        unsigned n_requests;
+
+        /* the current request's body, as the client frames it */
+        HttpBodyKind body;
+        size_t head_len;    /* of the head still in `in` while the exchange begins */
+        uint64_t body_left; /* Content-Length: bytes not yet taken by the exchange */
+        ChunkedDecoder body_dec;
+        uint64_t body_chunked; /* decoded so far, against client_max_body_size */
+        size_t run_off, run_len, run_total; /* a decoded chunk-data run in `in` not yet taken */
+        /* the current response, as framed for the client */
+        HttpBodyKind resp_out;
+        bool final_queued; /* `out` holds (the start of) a final response */
+};
+
 static void conn_free(Conn *c);
+void conn_run(Conn *c);
+
+static inline Conn *conn_of(const Exchange *ex) {
+        return (Conn *) ex->s;
+}
+
+static inline uint64_t conn_now(Conn *c) {
+        return worker_now(c->s.worker);
+}
+
+static inline const char *conn_text(const Conn *c) {
+        return session_text(&c->s);
+}
+
+static inline Generation *conn_generation(Conn *c) {
+        return (c->gen ?: c->s.worker->gen)->gen;
+}
 
 /* Settings that apply before a server is chosen: those of the listener's default server. */
 static Server *conn_default_server(Conn *c) {
         Generation *g = conn_generation(c);
-        if (c->listener >= g->n_listeners || g->listener_servers[c->listener].n == 0)
+        if (c->s.listener >= g->n_listeners || g->listener_servers[c->s.listener].n == 0)
                 return NULL;
-        return g->listener_servers[c->listener].servers[0];
+        return g->listener_servers[c->s.listener].servers[0];
 }
 
-const LocationSettings *conn_settings(Conn *c) {
+static const LocationSettings *conn_settings(Conn *c) {
         if (c->ex && ex_settings(c->ex))
                 return ex_settings(c->ex);
         Server *s = conn_default_server(c);
         return s ? &s->s : NULL;
 }
 
-/* "address:port" of the client, for log lines: built when needed (connections are held by
- * the thousand, log lines are rare), in a per-thread buffer valid until the next call. */
-const char *conn_text(const Conn *c) {
-        static __thread char text[INET6_ADDRSTRLEN + 16];
-        if (c->remote_sa.sa.sa_family == AF_INET6)
-                snprintf(text, sizeof(text), "[%s]:%u", c->remote_addr, c->remote_port);
-        else if (c->remote_sa.sa.sa_family == AF_INET)
-                snprintf(text, sizeof(text), "%s:%u", c->remote_addr, c->remote_port);
-        else
-                snprintf(text, sizeof(text), "%s", c->remote_addr);
-        return text;
+static ssize_t client_write(Conn *c, const void *p, size_t n) {
+        ssize_t k = stream_write(&c->client, p, n);
+        if (k > 0) {
+                c->last_write = conn_now(c);
+                if (c->ex)
+                        c->ex->bytes_sent += (uint64_t) k;
+                if ((size_t) k < n)
+                        c->wr_ready = false;
+        } else if (k == -EAGAIN)
+                c->wr_ready = false;
+        return k;
 }
 
-void conn_close_now(Conn *c) {
+static void conn_close_now(Conn *c) {
         conn_free(c);
 }
 
 /* Output is flushed: shut down our side and drain what the client still sends, so that
  * closing does not reset the connection under a response the client has not read yet. */
-void conn_start_closing(Conn *c) {
+static void conn_start_closing(Conn *c) {
         c->state = CONN_CLOSING;
         c->phase_start = conn_now(c);
         c->lingered = 0;
@@ -60,134 +126,524 @@ void conn_start_closing(Conn *c) {
         (void) stream_shutdown_write(&c->client);
 }
 
-/* Returns 1 on progress, 0 when blocked, -1 when the connection was freed. */
-static int conn_step(Conn *c) {
+/* ---------------------------------------------------------------------------------------- */
+/* The session ops: the request body */
+
+/* Read more body from the client into `in`. 1 on bytes, -EAGAIN, -ECONNRESET. */
+static int conn_read_body(Conn *c, Exchange *ex) {
+        if (!c->rd_ready)
+                return -EAGAIN;
+        ssize_t n = read_into(&c->client, &c->in, BODY_BUF_SIZE, c->rdhup, &c->rd_ready);
+        if (n == -EAGAIN) {
+                c->rd_ready = false;
+                if (ex->body_wait_start == 0)
+                        ex->body_wait_start = conn_now(c);
+                return -EAGAIN;
+        }
+        if (n <= 0) {
+                log_info("%s: client closed the connection during the request body", conn_text(c));
+                buf_reset(&c->out);
+                return -ECONNRESET;
+        }
+        c->last_read = conn_now(c);
+        ex->bytes_received += (uint64_t) n;
+        ex->req_body_read += (uint64_t) n;
+        if (ex->body_wait_start > 0) {
+                ex->body_wait_total += c->last_read - ex->body_wait_start;
+                ex->body_wait_start = 0;
+        }
+        if (!c->rd_ready)
+                ex->body_wait_start = c->last_read; /* a short read: waiting for the client again */
+        return 1;
+}
+
+/* A chunked body decoded in place: a run of data in `in` is given as it is, the framing
+ * around it consumed once the run has been taken. */
+static int conn_peek_chunked(Conn *c, Exchange *ex, const char **ret, size_t *ret_len) {
+        if (c->run_len > 0) {
+                *ret = buf_head(&c->in) + c->run_off;
+                *ret_len = c->run_len;
+                return 1;
+        }
+        while (buf_len(&c->in) > 0 && !c->body_dec.done) {
+                size_t off = 0, dlen = 0;
+                ssize_t n = chunked_decode(&c->body_dec, buf_head(&c->in), buf_len(&c->in), &off, &dlen);
+                if (n < 0) {
+                        log_warning("%s: bad request: invalid chunked body", conn_text(c));
+                        return -EBADMSG;
+                }
+                if (n == 0)
+                        break;
+                c->body_chunked += dlen;
+                uint64_t max = ex_settings(ex)->client_max_body_size;
+                if (max > 0 && c->body_chunked > max) {
+                        log_info("%s: chunked request body exceeds client_max_body_size", conn_text(c));
+                        return -EFBIG;
+                }
+                if (dlen > 0) {
+                        c->run_off = off;
+                        c->run_len = dlen;
+                        c->run_total = (size_t) n;
+                        *ret = buf_head(&c->in) + off;
+                        *ret_len = dlen;
+                        return 1;
+                }
+                buf_consume(&c->in, (size_t) n);
+        }
+        return c->body_dec.done ? 0 : -EAGAIN;
+}
+
+static int h1_body_peek(Exchange *ex, const char **ret, size_t *ret_len) {
+        Conn *c = conn_of(ex);
+
+        for (;;) {
+                int r;
+                if (c->body == HTTP_BODY_LENGTH) {
+                        if (c->body_left == 0)
+                                return 0;
+                        if (buf_len(&c->in) > 0) {
+                                *ret = buf_head(&c->in);
+                                *ret_len = (size_t) MIN((uint64_t) buf_len(&c->in), c->body_left);
+                                return 1;
+                        }
+                } else if (c->body == HTTP_BODY_CHUNKED) {
+                        r = conn_peek_chunked(c, ex, ret, ret_len);
+                        if (r != -EAGAIN)
+                                return r;
+                } else
+                        return 0;
+                r = conn_read_body(c, ex);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static void h1_body_consume(Exchange *ex, size_t n) {
+        Conn *c = conn_of(ex);
+
+        if (c->body == HTTP_BODY_LENGTH) {
+                buf_consume(&c->in, n);
+                c->body_left -= n;
+                return;
+        }
+        c->run_off += n;
+        c->run_len -= n;
+        if (c->run_len == 0)
+                buf_consume(&c->in, c->run_total);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The session ops: the response */
+
+static int h1_send_interim(Exchange *ex, int status) {
+        Conn *c = conn_of(ex);
+
+        /* Body bytes that came with the head: the client did not wait for the 100. */
+        if (status != 100 || buf_len(&c->in) > c->head_len)
+                return 0;
+        return buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+static int h1_send_head(Exchange *ex, const HttpResponse *r) {
+        Conn *c = conn_of(ex);
+        bool keep_alive = ex->client_keep_alive && !ex->close_after && !c->s.draining;
+        ResponseFields rf;
+
+        c->final_queued = true;
+        if (r->status == 101) {
+                c->resp_out = HTTP_BODY_UNTIL_CLOSE;
+                return http1_write_response_head(&c->out, r, ex_settings(ex), HTTP_BODY_UNTIL_CLOSE, false, ex->minor,
+                                                 NULL);
+        }
+        switch (r->body) {
+        case HTTP_BODY_NONE:
+        case HTTP_BODY_LENGTH:
+                c->resp_out = r->body;
+                break;
+        case HTTP_BODY_CHUNKED:
+        case HTTP_BODY_UNTIL_CLOSE:
+                /* length unknown: chunked to HTTP/1.1 clients, until close to HTTP/1.0 ones */
+                if (ex->minor >= 1)
+                        c->resp_out = HTTP_BODY_CHUNKED;
+                else {
+                        c->resp_out = HTTP_BODY_UNTIL_CLOSE;
+                        keep_alive = false;
+                }
+                break;
+        }
+        if (!keep_alive)
+                ex->close_after = true;
+        return http1_write_response_head(&c->out, r, ex_settings(ex), c->resp_out, keep_alive, ex->minor,
+                                         exchange_policy_fields(ex, r->status, &rf));
+}
+
+static int h1_send_local(Exchange *ex, const LocalResponse *l) {
+        Conn *c = conn_of(ex);
+        ResponseFields rf;
+
+        if (!c->final_queued)
+                buf_reset(&c->out); /* e.g. a 100 Continue not written yet */
+        c->final_queued = true;
+        c->resp_out = HTTP_BODY_NONE;
+        return http1_write_local_response(&c->out, l->status, l->content_type, l->body, l->body_len, l->location,
+                                          !ex->close_after, ex->method_id == HTTP_METHOD_HEAD,
+                                          exchange_policy_fields(ex, l->status, &rf));
+}
+
+static ssize_t h1_send_data(Exchange *ex, const char *p, size_t n, bool last) {
+        Conn *c = conn_of(ex);
+        ssize_t k;
+
+        if (c->resp_out == HTTP_BODY_CHUNKED) {
+                /* framed into `out`, up to the buffer bound */
+                if (buf_len(&c->out) >= BODY_BUF_SIZE)
+                        return 0;
+                return append_chunk(&c->out, p, n) < 0 ? -ENOMEM : (ssize_t) n;
+        }
+        if (c->resp_out == HTTP_BODY_NONE)
+                return (ssize_t) n; /* nothing of it may reach the client */
+        /* Content-Length or until close: written as it is, a queued head together with it. */
+        if (!c->wr_ready)
+                return 0;
+        c->client.last_data = ex->close_after && last;
+        if (buf_len(&c->out) > 0) {
+                size_t head = buf_len(&c->out);
+                struct iovec iov[2] = { { buf_head(&c->out), head }, { (void *) p, n } };
+                k = stream_writev(&c->client, iov, 2);
+                if (k > 0) {
+                        c->last_write = conn_now(c);
+                        ex->bytes_sent += (uint64_t) k;
+                        ex->client_head_sent = true;
+                        size_t h = MIN((size_t) k, head);
+                        buf_consume(&c->out, h);
+                        if ((size_t) k < head + n)
+                                c->wr_ready = false;
+                        return k - (ssize_t) h;
+                }
+                if (k == -EAGAIN)
+                        c->wr_ready = false;
+        } else {
+                k = client_write(c, p, n);
+                if (k > 0) {
+                        ex->client_head_sent = true;
+                        return k;
+                }
+        }
+        if (k == -EAGAIN)
+                return 0;
+        buf_reset(&c->out);
+        return k < 0 ? k : -EPIPE;
+}
+
+static int h1_send_end(Exchange *ex) {
+        Conn *c = conn_of(ex);
+
+        if (c->resp_out == HTTP_BODY_CHUNKED)
+                return buf_append(&c->out, "0\r\n\r\n", 5);
+        return 0;
+}
+
+static ssize_t h1_send_pipe(Exchange *ex, int pipe_fd, size_t n, bool last) {
+        Conn *c = conn_of(ex);
+
+        (void) last;
+        if (c->resp_out != HTTP_BODY_LENGTH || buf_len(&c->out) > 0 || !stream_is_plain(&c->client))
+                return -EOPNOTSUPP;
+        if (!c->wr_ready)
+                return 0;
+        ssize_t k = splice_nb(pipe_fd, c->client.fd, n);
+        if (k == -EAGAIN) {
+                c->wr_ready = false;
+                return 0;
+        }
+        if (k <= 0)
+                return k < 0 ? k : -EPIPE;
+        c->last_write = conn_now(c);
+        ex->bytes_sent += (uint64_t) k;
+        ex->client_head_sent = true;
+        if ((size_t) k < n)
+                c->wr_ready = false; /* a short write: the socket buffer is full */
+        return k;
+}
+
+static bool h1_send_blocked(const Exchange *ex) {
+        return buf_len(&conn_of(ex)->out) > 0;
+}
+
+static const char *h1_client_subject(const Exchange *ex) {
+        return tls_stream_client_subject(&conn_of(ex)->client);
+}
+
+static void h1_run(Session *s) {
+        conn_run((Conn *) s);
+}
+
+static const SessionOps h1_session_ops = {
+        .run = h1_run,
+        .body_peek = h1_body_peek,
+        .body_consume = h1_body_consume,
+        .send_interim = h1_send_interim,
+        .send_head = h1_send_head,
+        .send_local = h1_send_local,
+        .send_data = h1_send_data,
+        .send_end = h1_send_end,
+        .send_pipe = h1_send_pipe,
+        .send_blocked = h1_send_blocked,
+        .client_subject = h1_client_subject,
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* The connection */
+
+static int conn_new_exchange(Conn *c) {
+        if (!c->gen)
+                c->gen = worker_gen_ref(c->s.worker->gen);
+        if (!c->ex)
+                c->ex = exchange_new(&c->s, c->gen, NULL);
+        return c->ex ? 0 : -ENOMEM;
+}
+
+static void bad_request(Conn *c, const HttpError *err) {
+        c->state = CONN_BUSY;
+        exchange_reject(c->ex, err->status, err->reason, err->offset);
+        buf_reset(&c->in);
+}
+
+/* A request head of head_len bytes was parsed into c->ex->req: start the exchange. */
+static int conn_begin(Conn *c, size_t head_len) {
+        Exchange *ex = c->ex;
+        const HttpRequest *req = &ex->req;
+
+        c->state = CONN_BUSY;
+        c->n_requests++;
+        ex->bytes_received = head_len;
+        c->body = req->body;
+        c->body_left = req->body == HTTP_BODY_LENGTH ? req->content_length : 0;
+        c->body_chunked = 0;
+        c->run_len = 0;
+        c->head_len = head_len;
+        int r = exchange_begin(ex);
+        c->head_len = 0;
+        if (r < 0)
+                return r;
+        if (c->body == HTTP_BODY_CHUNKED) {
+                Server *srv = ex->server ?: conn_default_server(c);
+                chunked_decoder_init(&c->body_dec, srv ? srv->limits.max_chunk_overhead : 0);
+        }
+        /* The head was serialized (or answered); `in` now holds only body (and what follows). */
+        buf_consume(&c->in, head_len);
+        ex->req_body_read = buf_len(&c->in); /* body bytes that came with the head count too */
+        return 0;
+}
+
+/* Write what is queued for the client. Returns 1 on progress (a failed write counts: the
+ * exchange is cut then). */
+static int conn_flush(Conn *c) {
+        Exchange *ex = c->ex;
+        int progress = 0;
+
+        while (buf_len(&c->out) > 0 && c->wr_ready) {
+                c->client.last_data = ex->close_after && ex->resp_done && !exchange_has_output(ex);
+                ssize_t n = client_write(c, buf_head(&c->out), buf_len(&c->out));
+                if (n == -EAGAIN)
+                        break;
+                if (n < 0) {
+                        buf_reset(&c->out);
+                        exchange_client_failed(ex, (int) -n);
+                        return 1;
+                }
+                if (c->final_queued)
+                        ex->client_head_sent = true;
+                buf_consume(&c->out, (size_t) n);
+                progress = 1;
+        }
+        return progress;
+}
+
+/* The exchange is over (its response written, or cut): keep-alive or close. Returns -1 when
+ * that freed the connection, else 1. */
+static int conn_end_exchange(Conn *c) {
+        Exchange *ex = c->ex;
+
+        if (!ex->req_done)
+                /* The response is complete but the request body is not: the upstream connection
+                 * cannot be reused and the client's rest is not read. */
+                ex->close_after = true;
+        bool keep = !ex->close_after && ex->req_done && ex->client_keep_alive && !c->s.draining;
+        bool client_keep_alive = ex->client_keep_alive, req_done = ex->req_done;
+
+        exchange_end(ex);
+        c->ex = NULL;
+        c->gen = worker_gen_unref(c->gen);
+        c->body = HTTP_BODY_NONE;
+        c->run_len = 0;
+        c->resp_out = HTTP_BODY_NONE;
+        c->final_queued = false;
+
+        if (!keep) {
+                char probe;
+                /* Close at once when the client asked for it and sent nothing more (or has
+                 * closed already, as most clients do on reading Connection: close); otherwise
+                 * linger, so unread input does not turn the close into a reset under the
+                 * response. */
+                if (!client_keep_alive && stream_is_plain(&c->client) && buf_len(&c->in) == 0 && req_done) {
+                        /* The last read drained the socket and no event for it came since: it
+                         * holds nothing, no need to ask the kernel. */
+                        bool drained = !c->rd_ready && !worker_io_pending(c->s.worker, &c->io);
+                        ssize_t k = drained ? -1 : recv(c->client.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+                        if (drained || k == 0 || (k < 0 && errno == EAGAIN)) {
+                                conn_close_now(c);
+                                return -1;
+                        }
+                }
+                conn_start_closing(c);
+                return 1;
+        }
+        c->phase_start = conn_now(c);
+        if (buf_len(&c->in) > 0)
+                c->state = CONN_HEAD;
+        else {
+                c->state = CONN_IDLE;
+                /* Idle connections hold no buffers. */
+                buf_free(&c->in);
+                buf_free(&c->out);
+        }
+        return 1;
+}
+
+/* After an Upgrade's 101 is flushed, bytes flow both ways unchanged: the upstream source
+ * hands its connection over to a tunnel. */
+static int conn_tunnel_step(Conn *c) {
+        Exchange *ex = c->ex;
+
+        if (!ex->tunneling) {
+                ex->tunnel_pending = false;
+                ex->tunneling = true;
+                ex->client_head_sent = true;
+                ex->tunnel_last = conn_now(c);
+                (void) tunnel_init(&ex->tunnel, &c->client, &c->rd_ready, &c->wr_ready, &c->in, &ex->up->stream,
+                                   &ex->up->rd_ready, &ex->up->wr_ready, &ex->up_in);
+                return 1;
+        }
+        int r = tunnel_pump(&ex->tunnel);
+        if (r < 0)
+                log_info("%s: tunnel to %s broken: %s", conn_text(c), ex->peer_text, strerror(-r));
+        if (r < 0 || r == 2) {
+                ex->bytes_sent += ex->tunnel.bytes[1];
+                ex->bytes_received += ex->tunnel.bytes[0];
+                ex->resp_done = ex->close_after = true;
+                return conn_end_exchange(c);
+        }
+        if (r > 0)
+                ex->tunnel_last = conn_now(c);
+        return r;
+}
+
+/* Reading and parsing a request head (after the TLS handshake). */
+static int conn_head_step(Conn *c) {
         ssize_t n;
 
-        switch (c->state) {
-        case CONN_IDLE:
-        case CONN_HEAD: {
-                if (_unlikely_(tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client))) {
-                        /* Counted in the header deadline: it runs from accept. */
-                        int r = tls_stream_handshake(&c->client);
-                        if (r == -EAGAIN) {
-                                c->rd_ready = false;
-                                return 0;
-                        }
+        if (_unlikely_(tls_stream_is_tls(&c->client) && !tls_stream_handshake_done(&c->client))) {
+                /* Counted in the header deadline: it runs from accept. */
+                int r = tls_stream_handshake(&c->client);
+                if (r == -EAGAIN) {
+                        c->rd_ready = false;
+                        return 0;
+                }
+                if (r < 0) {
+                        log_info("%s: TLS handshake failed: %s", conn_text(c), tls_stream_error(&c->client) ?: strerror(-r));
+                        conn_close_now(c);
+                        return -1;
+                }
+                return 1;
+        }
+        if (buf_len(&c->in) > 0) {
+                Server *def;
+                HttpError err = {};
+
+                if (conn_new_exchange(c) < 0) {
+                        conn_close_now(c);
+                        return -1;
+                }
+                if (c->state == CONN_IDLE) {
+                        c->state = CONN_HEAD;
+                        c->phase_start = conn_now(c);
+                }
+                def = conn_default_server(c);
+                HttpHeader *headers = def ? worker_header_scratch(c->s.worker, def->limits.max_headers) : NULL;
+                if (!headers) {
+                        conn_close_now(c);
+                        return -1;
+                }
+                n = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &def->limits, &c->ex->req, headers,
+                                        def->limits.max_headers, &err);
+                if (n < 0) {
+                        bad_request(c, &err);
+                        return 1;
+                }
+                if (n > 0) {
+                        int r = conn_begin(c, (size_t) n);
                         if (r < 0) {
-                                log_info("%s: TLS handshake failed: %s", conn_text(c),
-                                         tls_stream_error(&c->client) ?: strerror(-r));
+                                log_error_errno(r, "%s: cannot start the request", conn_text(c));
                                 conn_close_now(c);
                                 return -1;
                         }
                         return 1;
                 }
-                if (buf_len(&c->in) > 0) {
-                        Server *def;
-                        HttpError err = {};
-
-                        if (!c->gen)
-                                c->gen = worker_gen_ref(c->worker->gen);
-                        if (!c->ex) {
-                                c->ex = exchange_new(c);
-                                if (!c->ex) {
-                                        conn_close_now(c);
-                                        return -1;
-                                }
-                        }
-                        if (c->state == CONN_IDLE) {
-                                c->state = CONN_HEAD;
-                                c->phase_start = conn_now(c);
-                        }
-                        def = conn_default_server(c);
-                        HttpHeader *headers = def ? worker_header_scratch(c->worker, def->limits.max_headers) : NULL;
-                        if (!headers) {
-                                conn_close_now(c);
-                                return -1;
-                        }
-                        n = http1_parse_request(buf_head(&c->in), buf_len(&c->in), &def->limits, &c->ex->req,
-                                                headers, def->limits.max_headers, &err);
-                        if (n < 0) {
-                                bad_request(c, &err);
-                                return 1;
-                        }
-                        if (n > 0) {
-                                int r = exchange_begin(c, (size_t) n);
-                                if (r < 0) {
-                                        log_error_errno(r, "%s: cannot start the request", conn_text(c));
-                                        conn_close_now(c);
-                                        return -1;
-                                }
-                                return 1;
-                        }
-                }
-                if (!c->rd_ready)
-                        return 0;
-                if (buf_len(&c->in) == 0) {
-                        /* Read a new head into the worker's scratch buffer and keep only what
-                         * arrived: a keep-alive connection whose next request is not there yet
-                         * allocates nothing. */
-                        char *scratch = worker_read_scratch(c->worker);
-                        if (!scratch) {
-                                conn_close_now(c);
-                                return -1;
-                        }
-                        n = stream_read(&c->client, scratch, WORKER_READ_SCRATCH);
-                        note_short_read(&c->client, n, WORKER_READ_SCRATCH, c->rdhup, &c->rd_ready);
-                        if (n > 0 && buf_append(&c->in, scratch, (size_t) n) < 0) {
-                                conn_close_now(c);
-                                return -1;
-                        }
-                } else
-                        n = read_into(&c->client, &c->in, HEAD_READ_SIZE, c->rdhup, &c->rd_ready);
-                if (n == -EAGAIN) {
-                        c->rd_ready = false;
-                        return 0;
-                }
-                if (n <= 0) {
-                        if (buf_len(&c->in) > 0)
-                                log_info("%s: client closed the connection in the middle of a request head",
-                                         conn_text(c));
+        }
+        if (!c->rd_ready)
+                return 0;
+        if (buf_len(&c->in) == 0) {
+                /* Read a new head into the worker's scratch buffer and keep only what arrived: a
+                 * keep-alive connection whose next request is not there yet allocates nothing. */
+                char *scratch = worker_read_scratch(c->s.worker);
+                if (!scratch) {
                         conn_close_now(c);
                         return -1;
                 }
-                c->last_read = conn_now(c);
-                return 1;
+                n = stream_read(&c->client, scratch, WORKER_READ_SCRATCH);
+                note_short_read(&c->client, n, WORKER_READ_SCRATCH, c->rdhup, &c->rd_ready);
+                if (n > 0 && buf_append(&c->in, scratch, (size_t) n) < 0) {
+                        conn_close_now(c);
+                        return -1;
+                }
+        } else
+                n = read_into(&c->client, &c->in, HEAD_READ_SIZE, c->rdhup, &c->rd_ready);
+        if (n == -EAGAIN) {
+                c->rd_ready = false;
+                return 0;
         }
+        if (n <= 0) {
+                if (buf_len(&c->in) > 0)
+                        log_info("%s: client closed the connection in the middle of a request head", conn_text(c));
+                conn_close_now(c);
+                return -1;
+        }
+        c->last_read = conn_now(c);
+        return 1;
+}
+
+/* Returns 1 on progress, 0 when blocked, -1 when the connection was freed. */
+static int conn_step(Conn *c) {
+        switch (c->state) {
+        case CONN_IDLE:
+        case CONN_HEAD:
+                return conn_head_step(c);
         case CONN_BUSY: {
                 Exchange *ex = c->ex;
-                if (ex->tunneling) {
-                        int r = tunnel_pump(&ex->tunnel);
-                        if (r < 0)
-                                log_info("%s: tunnel to %s broken: %s", conn_text(c), ex->peer_text,
-                                         strerror(-r));
-                        if (r < 0 || r == 2) {
-                                ex->bytes_sent += ex->tunnel.bytes[1];
-                                ex->bytes_received += ex->tunnel.bytes[0];
-                                ex->resp_done = ex->close_after = true;
-                                return exchange_finish(c);
-                        }
-                        if (r > 0)
-                                ex->tunnel_last = conn_now(c);
-                        return r;
-                }
-                int p = exchange_pump_request(ex);
-                p |= exchange_pump_response(ex);
-                if (ex->resp_done && buf_len(&c->out) == 0) {
-                        if (!ex->req_done) {
-                                /* The response is complete but the request body is not: the upstream
-                                 * connection cannot be reused and the client's rest is not read. */
-                                ex->close_after = true;
-                        }
-                        return exchange_finish(c);
-                }
+                if (ex->tunneling || (ex->tunnel_pending && buf_len(&c->out) == 0 && ex->up))
+                        return conn_tunnel_step(c);
+                int p = conn_flush(c);
+                p |= exchange_step(ex);
+                if (ex->resp_done && buf_len(&c->out) == 0 && !exchange_has_output(ex))
+                        return conn_end_exchange(c);
                 return p;
         }
         case CONN_CLOSING: {
                 char scratch[4096];
                 if (!c->rd_ready)
                         return 0;
-                n = stream_read(&c->client, scratch, sizeof(scratch));
+                ssize_t n = stream_read(&c->client, scratch, sizeof(scratch));
                 if (n == -EAGAIN) {
                         c->rd_ready = false;
                         return 0;
@@ -202,37 +658,12 @@ static int conn_step(Conn *c) {
         return 0;
 }
 
-static bool ex_wants_client_read(const Exchange *ex) {
-        const Conn *c = ex->c;
-        return !ex->req_done && !ex->resp_done && ex->up && !ex->up->connecting && !ex->up_send_failed &&
-               ex->req_head_off == buf_len(&ex->req_head) && buf_len(&ex->up_out) == 0 && buf_len(&c->in) == 0;
-}
+/* ---------------------------------------------------------------------------------------- */
+/* Deadlines */
 
-static bool ex_wants_client_write(const Exchange *ex) {
-        const Conn *c = ex->c;
-        return buf_len(&c->out) > 0 || ex->pipe_len > 0 ||
-               (ex->resp_head_done && !ex->resp_done && buf_len(&ex->up_in) > 0 &&
-                ex->resp_out != HTTP_BODY_CHUNKED && ex->resp_in != HTTP_BODY_CHUNKED);
-}
-
-static bool ex_wants_up_read(const Exchange *ex) {
-        const Conn *c = ex->c;
-        if (!ex->up || ex->up->connecting || ex->resp_done)
-                return false;
-        if (!ex->resp_head_done)
-                return true;
-        return buf_len(&c->out) == 0 && buf_len(&ex->up_in) == 0 && ex->pipe_len == 0;
-}
-
-static bool ex_wants_up_write(const Exchange *ex) {
-        const Conn *c = ex->c;
-        if (!ex->up || ex->up_send_failed)
-                return false;
-        if (ex->up->connecting)
-                return true;
-        if (ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0)
-                return true;
-        return !ex->req_done && ex->req_body == HTTP_BODY_LENGTH && buf_len(&c->in) > 0;
+/* The client holds no body bytes the exchange has not taken. */
+static bool conn_body_wanted(const Conn *c) {
+        return exchange_wants_body(c->ex) && buf_len(&c->in) == 0;
 }
 
 /* The earliest deadline for the connection's current state, and which one it is. */
@@ -270,7 +701,7 @@ static uint64_t conn_deadline(Conn *c, TimeoutKind *ret_kind) {
                         CONSIDER(ex->tunnel_last + s->tunnel_timeout, TIMEOUT_TUNNEL);
                         break;
                 }
-                if (ex_wants_client_read(ex) && !c->rd_ready) {
+                if (conn_body_wanted(c) && !c->rd_ready) {
                         CONSIDER(c->last_read + s->client_body_timeout, TIMEOUT_BODY);
                         /* Slow bodies: after a grace of client_body_timeout, the time spent
                          * waiting for the client may not exceed what client_body_min_rate allows
@@ -282,18 +713,11 @@ static uint64_t conn_deadline(Conn *c, TimeoutKind *ret_kind) {
                                 CONSIDER(ex->body_wait_start + (allowed > used ? allowed - used : 0), TIMEOUT_BODY);
                         }
                 }
-                if (ex_wants_client_write(ex) && !c->wr_ready)
+                if ((buf_len(&c->out) > 0 || exchange_has_output(ex)) && !c->wr_ready)
                         CONSIDER(c->last_write + s->send_timeout, TIMEOUT_SEND);
-                if (ex->up) {
-                        if (ex->up->connecting)
-                                CONSIDER(ex->up_phase_start + s->connect_timeout, TIMEOUT_CONNECT);
-                        else {
-                                if (ex_wants_up_read(ex) && !ex->up->rd_ready)
-                                        CONSIDER(ex->up_last_read + s->read_timeout, TIMEOUT_UP_READ);
-                                if (ex_wants_up_write(ex) && !ex->up->wr_ready)
-                                        CONSIDER(ex->up_last_write + s->send_timeout, TIMEOUT_UP_SEND);
-                        }
-                }
+                TimeoutKind sk;
+                uint64_t sd = exchange_deadline(ex, &sk);
+                CONSIDER(sd, sk);
                 break;
         }
         }
@@ -307,13 +731,13 @@ static void conn_update_timer(Conn *c) {
         uint64_t d = conn_deadline(c, &kind);
 
         if (d == USEC_INFINITY) {
-                worker_timer_remove(c->worker, &c->timer);
+                worker_timer_remove(c->s.worker, &c->timer);
                 return;
         }
         /* Progress moves deadlines later; a deadline that comes early is re-queued when it
          * fires (conn_timeout), so only an earlier deadline needs the heap updated now. */
         if (d < c->timer.when || c->timer.idx == TIMER_NOT_QUEUED)
-                (void) worker_timer_set(c->worker, &c->timer, d);
+                (void) worker_timer_set(c->s.worker, &c->timer, d);
 }
 
 static Conn *conn_from_timer(TimerNode *t) {
@@ -335,7 +759,7 @@ static void conn_timeout(Conn *c) {
         if (d == USEC_INFINITY)
                 return;
         if (now + TIMER_ACCURACY_USEC < d) {
-                (void) worker_timer_set(c->worker, &c->timer, d);
+                (void) worker_timer_set(c->s.worker, &c->timer, d);
                 return;
         }
 
@@ -348,11 +772,7 @@ static void conn_timeout(Conn *c) {
                         return;
                 }
                 log_info("%s: client_header_timeout expired before the request head was complete", conn_text(c));
-                if (!c->gen)
-                        c->gen = worker_gen_ref(c->worker->gen);
-                if (!c->ex)
-                        c->ex = exchange_new(c);
-                if (!c->ex) {
+                if (conn_new_exchange(c) < 0) {
                         conn_close_now(c);
                         return;
                 }
@@ -384,31 +804,9 @@ static void conn_timeout(Conn *c) {
                 conn_close_now(c);
                 return;
         case TIMEOUT_CONNECT:
-                log_warning("%s: upstream %s: connect_timeout expired", conn_text(c), c->ex->peer_text);
-                exchange_release_upstream(c->ex, false);
-                exchange_end_attempt(c->ex, 504, "upstream connect timed out");
-                c->ex->up_sent_any = false;
-                if (exchange_may_retry(c->ex, NEXT_UPSTREAM_TIMEOUT))
-                        (void) exchange_connect(c->ex);
-                else
-                        exchange_fail(c->ex, 504, "upstream connect timed out");
-                break;
         case TIMEOUT_UP_READ:
-                log_warning("%s: upstream %s: read_timeout expired", conn_text(c), c->ex->peer_text);
-                if (!c->ex->resp_head_done) {
-                        exchange_release_upstream(c->ex, false);
-                        exchange_end_attempt(c->ex, 504, "upstream timed out");
-                        if (exchange_may_retry(c->ex, NEXT_UPSTREAM_TIMEOUT)) {
-                                buf_reset(&c->ex->up_in);
-                                (void) exchange_connect(c->ex);
-                                break;
-                        }
-                }
-                exchange_fail(c->ex, 504, "upstream timed out");
-                break;
         case TIMEOUT_UP_SEND:
-                log_warning("%s: upstream %s: send_timeout expired", conn_text(c), c->ex->peer_text);
-                exchange_fail(c->ex, 504, "upstream send timed out");
+                exchange_timeout(c->ex, kind);
                 break;
         case TIMEOUT_NONE:
                 break;
@@ -428,7 +826,7 @@ void conn_run(Conn *c) {
                          * from the deadline heap in the next loop iteration (with edge-triggered
                          * events nothing else would wake it for the work left). */
                         c->resume = true;
-                        (void) worker_timer_set(c->worker, &c->timer, conn_now(c));
+                        (void) worker_timer_set(c->s.worker, &c->timer, conn_now(c));
                         return;
                 }
         }
@@ -449,7 +847,7 @@ static void on_client_io(void *userdata, uint32_t revents) {
 }
 
 static void conn_free(Conn *c) {
-        Worker *w = c->worker;
+        Worker *w = c->s.worker;
 
         if (c->ex) {
                 if (c->ex->status == 0)
@@ -485,7 +883,7 @@ static void conn_abort_all(Worker *w) {
 static void conn_drain(Conn *c) {
         ssize_t n;
 
-        c->draining = true;
+        c->s.draining = true;
         if (c->state != CONN_IDLE && !(c->state == CONN_HEAD && buf_len(&c->in) == 0))
                 return; /* busy: its response goes out with "Connection: close" */
 
@@ -522,11 +920,12 @@ static int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, con
                 atomic_fetch_sub_explicit(&w->stats.connections, 1, memory_order_relaxed);
                 return -ENOMEM;
         }
-        c->worker = w;
+        c->s.ops = &h1_session_ops;
+        c->s.worker = w;
         stream_init_plain(&c->client, fd);
         TlsServerContext *tls = listener < w->gen->gen->n_listeners && w->gen->gen->tls_servers ?
                                         w->gen->gen->tls_servers[listener] : NULL;
-        c->listener = listener;
+        c->s.listener = listener;
         c->state = CONN_HEAD;
         c->rd_ready = true;
         c->wr_ready = true;
@@ -534,14 +933,14 @@ static int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, con
         c->phase_start = c->last_read = c->last_write = conn_now(c);
 
         if (peer->sa_family == AF_UNIX) {
-                c->remote_sa.sa.sa_family = AF_UNIX;
-                snprintf(c->remote_addr, sizeof(c->remote_addr), "unix:");
+                c->s.remote_sa.sa.sa_family = AF_UNIX;
+                snprintf(c->s.remote_addr, sizeof(c->s.remote_addr), "unix:");
         } else {
-                memcpy(&c->remote_sa, peer, MIN((size_t) peerlen, sizeof(c->remote_sa)));
-                sockaddr_format_host(peer, c->remote_addr, sizeof(c->remote_addr));
-                c->remote_port = sockaddr_port(peer);
+                memcpy(&c->s.remote_sa, peer, MIN((size_t) peerlen, sizeof(c->s.remote_sa)));
+                sockaddr_format_host(peer, c->s.remote_addr, sizeof(c->s.remote_addr));
+                c->s.remote_port = sockaddr_port(peer);
         }
-        c->local_port = local_port;
+        c->s.local_port = local_port;
 
         c->next = w->conns;
         if (w->conns)
@@ -550,6 +949,7 @@ static int conn_new(Worker *w, int fd, size_t listener, unsigned local_port, con
         w->n_conns++;
 
         r = tls ? tls_stream_server_init(&c->client, fd, tls) : 0;
+        c->s.tls = tls != NULL;
         /* Edge-triggered, both directions, registered once: readiness is remembered in
          * rd_ready/wr_ready and cleared on EAGAIN, so no epoll_ctl() is needed per request. */
         if (r >= 0) {

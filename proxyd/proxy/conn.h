@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* A client connection and the request exchange running on it:
- * head -> route -> upstream -> relay (both directions streamed) -> keep-alive or close. */
+/* The HTTP/1 client session (conn.c): client connections, each running one exchange at a
+ * time (head -> route -> response source -> relay -> keep-alive or close). */
 
 #include <sys/socket.h>
 

@@ -1,16 +1,22 @@
 /* SPDX-License-Identifier: MIT */
-/* The traffic policy of an exchange: see exchange-policy.h. */
-#include "exchange-policy.h"
+/* The traffic policy of an exchange: see exchange.h. */
+#include "exchange.h"
 #include "log.h"
 #include "match.h"
-#include "tls.h"
 
-struct ExchangePolicy {
-        Buf lines; /* add_header / replace_header fields with variables, expanded */
-};
+typedef struct ExchangePolicy {
+        Buf lines;          /* add_header / replace_header fields with variables, expanded */
+        Buf body, location; /* a `return`'s, expanded (they live as long as the exchange) */
+} ExchangePolicy;
+
+static ExchangePolicy *policy_get(Exchange *ex) {
+        if (!ex->policy)
+                ex->policy = calloc(1, sizeof(ExchangePolicy));
+        return ex->policy;
+}
 
 void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[static 256], RequestInfo *ri) {
-        const Conn *c = ex->c;
+        const Session *c = ex->s;
         const char *server_name = ex->server->n_server_names > 0 ? ex->server->server_names[0] : ex->server->name;
         size_t hl = MIN(rt->host_len, (size_t) 255);
 
@@ -21,8 +27,8 @@ void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[
                 .req = &ex->req,
                 .remote_addr = c->remote_addr,
                 .remote_port = c->remote_port,
-                .scheme = tls_stream_is_tls(&c->client) ? "https" : "http",
-                .ssl_client_s_dn = tls_stream_client_subject(&c->client),
+                .scheme = c->tls ? "https" : "http",
+                .ssl_client_s_dn = c->ops->client_subject(ex),
                 .host = hl > 0 ? host_lower : server_name,
                 .host_len = hl > 0 ? hl : strlen(server_name),
                 .uri = rt->norm,
@@ -75,11 +81,8 @@ static int prepare_fields(Exchange *ex, const Route *rt) {
         if (!s || (!has_variables(s->add_header, s->n_add_header) &&
                    !has_variables(s->replace_header, s->n_replace_header)))
                 return 0;
-        if (!ex->policy) {
-                ex->policy = calloc(1, sizeof(ExchangePolicy));
-                if (!ex->policy)
-                        return -ENOMEM;
-        }
+        if (!policy_get(ex))
+                return -ENOMEM;
         buf_reset(&ex->policy->lines);
         exchange_request_info(ex, rt, host_lower, &ri);
         r = expand_fields(&ex->policy->lines, s->add_header, s->n_add_header, &ri, &tmp);
@@ -89,8 +92,8 @@ static int prepare_fields(Exchange *ex, const Route *rt) {
         return r;
 }
 
-int exchange_policy_route(Exchange *ex, const Route *rt, size_t head_len) {
-        Conn *c = ex->c;
+int exchange_policy_route(Exchange *ex, const Route *rt) {
+        const Session *c = ex->s;
         size_t i;
         int k;
 
@@ -98,7 +101,7 @@ int exchange_policy_route(Exchange *ex, const Route *rt, size_t head_len) {
                 const MatchRequest mr = {
                         .method = ex->req.method,
                         .method_len = ex->req.method_len,
-                        .https = tls_stream_is_tls(&c->client),
+                        .https = c->tls,
                         .server_port = c->local_port,
                         .client = &c->remote_sa.sa,
                         .headers = ex->req.headers,
@@ -109,15 +112,14 @@ int exchange_policy_route(Exchange *ex, const Route *rt, size_t head_len) {
 
                 k = match_rules(ex->loc->rules, ex->loc->n_rules, &mr, &i);
                 if (k < 0) {
-                        log_warning("%s: the rules of %s:%d could not be evaluated for %s (regex limit)", conn_text(c),
+                        log_warning("%s: the rules of %s:%d could not be evaluated for %s (regex limit)", ex_text(ex),
                                     ex->loc->file ?: "?", ex->loc->line, ex->target);
                         ex->reason = "rule could not be evaluated";
-                        buf_consume(&c->in, head_len);
                         k = exchange_local_response(ex, 500, NULL, NULL, 0, NULL, false);
                         return k < 0 ? k : 1;
                 }
                 if (k > 0) {
-                        log_debug("%s: %s: rule at %s:%d applies", conn_text(c), ex->target,
+                        log_debug("%s: %s: rule at %s:%d applies", ex_text(ex), ex->target,
                                   ex->loc->rules[i].file ?: "?", ex->loc->rules[i].line);
                         ex->loc = ex->loc->rules[i].loc;
                 }
@@ -146,24 +148,22 @@ int exchange_policy_return(Exchange *ex, const Route *rt, bool keep_alive) {
         const Location *loc = ex->loc;
         const char *body = loc->return_body ?: "", *where = loc->return_location;
         size_t body_len = strlen(body), where_len = 0;
-        Buf b = {}, w = {};
-        int r;
 
         if (loc->return_body_t || loc->return_location_t) {
+                ExchangePolicy *p = policy_get(ex);
                 char host_lower[256];
                 RequestInfo ri;
                 const char *x;
 
+                if (!p)
+                        return -ENOMEM;
                 exchange_request_info(ex, rt, host_lower, &ri);
-                if ((x = expand_text(&b, loc->return_body_t, &ri, false, &body_len)))
+                if ((x = expand_text(&p->body, loc->return_body_t, &ri, false, &body_len)))
                         body = x;
-                if ((x = expand_text(&w, loc->return_location_t, &ri, true, &where_len)))
+                if ((x = expand_text(&p->location, loc->return_location_t, &ri, true, &where_len)))
                         where = x;
         }
-        r = exchange_local_response(ex, loc->return_status, "text/plain", body, body_len, where, keep_alive);
-        buf_free(&b);
-        buf_free(&w);
-        return r;
+        return exchange_local_response(ex, loc->return_status, "text/plain", body, body_len, where, keep_alive);
 }
 
 static bool status_gets_fields(int status) {
@@ -197,6 +197,8 @@ void exchange_policy_free(Exchange *ex) {
         if (!ex->policy)
                 return;
         buf_free(&ex->policy->lines);
+        buf_free(&ex->policy->body);
+        buf_free(&ex->policy->location);
         free(ex->policy);
         ex->policy = NULL;
 }

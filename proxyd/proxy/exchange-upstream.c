@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The upstream side of an exchange: peer selection and attempts (connect, pool, TLS,
- * next_upstream retries), the request relayed to the upstream, the response head parsed and
- * re-framed, and the body relayed to the client (spliced between plain sockets). See
- * exchange.h.
+ * The upstream response source (source.h): peer selection and attempts (connect, pool,
+ * TLS, next_upstream retries), the request relayed to the upstream (the body taken from the
+ * session decoded, framed here), the response head parsed and given to the session, and
+ * the body decoded and given to the session (spliced between plain sockets). See exchange.h.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -12,7 +12,6 @@
 #include <sys/epoll.h>
 
 #include "exchange.h"
-#include "exchange-policy.h"
 #include "log.h"
 #include "tls.h"
 #include "upstream.h"
@@ -25,14 +24,14 @@ static bool method_idempotent(HttpMethod m) {
 }
 
 /* Count the attempt's outcome for passive health (once) and log a state change. */
-void exchange_report(Exchange *ex, bool failed) {
+static void exchange_report(Exchange *ex, bool failed) {
         const UpstreamServer *s;
 
         if (!ex->peer || ex->peer_reported)
                 return;
         ex->peer_reported = true;
         s = ex->peer->conf;
-        switch (peer_report(ex->peer, failed, conn_now(ex->c))) {
+        switch (peer_report(ex->peer, failed, ex_now(ex))) {
         case PEER_WENT_DOWN: {
                 char d[32];
                 log_upstream_event(LOG_WARNING, ex->upstream->name, ex->peer->text, "down",
@@ -53,7 +52,7 @@ void exchange_report(Exchange *ex, bool failed) {
 
 /* The current attempt failed with `status` (502, or 504 for timeouts) for `reason`: report
  * it, give the peer back (it stays in the tried list). */
-void exchange_end_attempt(Exchange *ex, int status, const char *reason) {
+static void exchange_end_attempt(Exchange *ex, int status, const char *reason) {
         ex->last_fail_status = status;
         ex->last_fail_reason = reason;
         exchange_report(ex, true);
@@ -62,7 +61,7 @@ void exchange_end_attempt(Exchange *ex, int status, const char *reason) {
 }
 
 /* May the request go to another server after a failure of kind `cond` (NEXT_UPSTREAM_*)? */
-bool exchange_may_retry(Exchange *ex, unsigned cond) {
+static bool exchange_may_retry(Exchange *ex, unsigned cond) {
         const Upstream *up = ex->upstream;
 
         if (!(up->next_upstream & cond) || ex->client_head_sent || ex->n_tried >= EXCHANGE_TRIES_MAX)
@@ -77,19 +76,36 @@ bool exchange_may_retry(Exchange *ex, unsigned cond) {
         }
         if (up->next_upstream_tries > 0 && ex->tries >= up->next_upstream_tries)
                 return false;
-        if (up->next_upstream_timeout > 0 && conn_now(ex->c) >= ex->first_try + up->next_upstream_timeout)
+        if (up->next_upstream_timeout > 0 && ex_now(ex) >= ex->first_try + up->next_upstream_timeout)
                 return false;
         return true;
 }
 
+void exchange_release_upstream(Exchange *ex, bool reusable) {
+        if (ex->peer && ex->peer_reported) {
+                /* the attempt succeeded and is over: the peer's active count drops */
+                peer_release(ex->peer);
+                ex->peer = NULL;
+        }
+        if (!ex->up)
+                return;
+        if (reusable && ex->upstream) {
+                ex->up->handler = NULL;
+                ex->up->userdata = NULL;
+                pool_put(&ex->s->worker->pool, ex->up, ex->upstream);
+        } else
+                upconn_free(ex->up);
+        ex->up = NULL;
+}
+
 int exchange_connect(Exchange *ex) {
-        Conn *c = ex->c;
+        Worker *w = ex->s->worker;
         int r;
 
         for (;;) {
-                uint64_t now = conn_now(c);
-                Peer *p = upstream_pick(ex->upstream->rt, (const struct sockaddr *) &c->remote_sa, ex->tried,
-                                        ex->n_tried, now, &c->worker->rng);
+                uint64_t now = ex_now(ex);
+                Peer *p = upstream_pick(ex->upstream->rt, &ex->s->remote_sa.sa, ex->tried, ex->n_tried, now,
+                                        &w->rng);
                 if (!p) {
                         if (ex->tries > 0 && ex->last_fail_status)
                                 /* the log says why the last attempt failed, not only that
@@ -111,11 +127,11 @@ int exchange_connect(Exchange *ex) {
                         ex->first_try = now;
                 ex->tries++;
 
-                r = pool_get(&c->worker->pool, &p->addr, p->addrlen, p->text, ex->https ? &ex->tls : NULL,
+                r = pool_get(&w->pool, &p->addr, p->addrlen, p->text, ex->https ? &ex->tls : NULL,
                              on_upstream_io, ex, &ex->up);
                 if (r >= 0)
                         break;
-                log_warning_errno(r, "%s: connect() to upstream %s failed", conn_text(c), ex->peer_text);
+                log_warning_errno(r, "%s: connect() to upstream %s failed", ex_text(ex), ex->peer_text);
                 exchange_end_attempt(ex, 502, "upstream connect failed");
                 ex->up_sent_any = false;
                 if (!exchange_may_retry(ex, NEXT_UPSTREAM_ERROR)) {
@@ -123,7 +139,7 @@ int exchange_connect(Exchange *ex) {
                         return 0;
                 }
         }
-        ex->up_phase_start = ex->up_last_read = ex->up_last_write = conn_now(c);
+        ex->up_phase_start = ex->up_last_read = ex->up_last_write = ex_now(ex);
         ex->req_head_off = 0;
         ex->up_sent_any = false;
         ex->up_got_any = false;
@@ -135,7 +151,6 @@ int exchange_connect(Exchange *ex) {
 /* Connecting failed or a reused connection turned out to be closed: try the next server as
  * next_upstream allows, else fail. */
 static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
-        Conn *c = ex->c;
         bool stale = ex->up && ex->up->reused && !ex->up_got_any;
         /* Nothing of the request reached the socket (the first write failed): the head and any
          * body are still all here, whatever the method. */
@@ -144,12 +159,12 @@ static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
 
         if (retry_stale)
                 log_info("%s: upstream %s: kept-alive connection closed by the server (%s%s%s); retrying on a "
-                         "new connection", conn_text(c), ex->peer_text, what, error ? ": " : "",
+                         "new connection", ex_text(ex), ex->peer_text, what, error ? ": " : "",
                          error ? strerror(error) : "");
         else if (error != 0)
-                log_warning_errno(error, "%s: upstream %s: %s", conn_text(c), ex->peer_text, what);
+                log_warning_errno(error, "%s: upstream %s: %s", ex_text(ex), ex->peer_text, what);
         else
-                log_warning("%s: upstream %s: %s", conn_text(c), ex->peer_text, what);
+                log_warning("%s: upstream %s: %s", ex_text(ex), ex->peer_text, what);
         exchange_release_upstream(ex, false);
 
         if (retry_stale) {
@@ -177,7 +192,7 @@ static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
 
 static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
         Exchange *ex = userdata;
-        Conn *c = ex->c;
+        Session *c = ex->s;
 
         revents = tls_stream_revents(&u->stream, revents);
         if (u->connecting) {
@@ -188,7 +203,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                                 err = errno;
                         if (err != 0) {
                                 exchange_upstream_error(ex, err, "connect failed");
-                                conn_run(c);
+                                c->ops->run(c);
                                 return;
                         }
                         u->tcp_connected = true;
@@ -196,22 +211,22 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                 if (tls_stream_is_tls(&u->stream)) {
                         int r = tls_stream_handshake(&u->stream);
                         if (r == -EAGAIN) {
-                                conn_run(c);
+                                c->ops->run(c);
                                 return;
                         }
                         if (r < 0) {
                                 /* e.g. "certificate verify failed: ..." */
                                 const char *why = tls_stream_error(&u->stream);
-                                log_warning("%s: TLS handshake with upstream %s failed: %s", conn_text(c),
+                                log_warning("%s: TLS handshake with upstream %s failed: %s", ex_text(ex),
                                             ex->peer_text, why ?: strerror(-r));
                                 exchange_upstream_error(ex, 0, "upstream TLS handshake failed");
-                                conn_run(c);
+                                c->ops->run(c);
                                 return;
                         }
                 }
                 u->connecting = false;
                 u->wr_ready = true;
-                ex->up_last_read = ex->up_last_write = conn_now(c);
+                ex->up_last_read = ex->up_last_write = ex_now(ex);
         }
         if (revents & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
                 u->rdhup = true;
@@ -219,7 +234,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                 u->rd_ready = true;
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                 u->wr_ready = true;
-        conn_run(c);
+        c->ops->run(c);
 }
 
 /* Writing the request to the upstream failed. Before any byte of it was sent this is a
@@ -227,7 +242,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
  * that, the server may simply have answered early, e.g. a 413 for a body it will not take,
  * and closed the connection with the rest of the body unread: the reset that follows fails
  * our write, but the answer is still in the socket. So stop sending and read it; only when no
- * response head can be read is the send failure the exchange's error (exchange_pump_response).
+ * response head can be read is the send failure the exchange's error (upstream_read_head).
  * The client's unsent body is not read any further; its connection closes after the
  * response. Returns 1. */
 static int exchange_send_failed(Exchange *ex, int error) {
@@ -236,7 +251,7 @@ static int exchange_send_failed(Exchange *ex, int error) {
                 return 1;
         }
         log_info("%s: upstream %s: sending the request failed (%s); reading its response first",
-                 conn_text(ex->c), ex->peer_text, strerror(error));
+                 ex_text(ex), ex->peer_text, strerror(error));
         ex->up_send_failed = true;
         ex->up_send_error = error;
         ex->close_after = true;
@@ -244,31 +259,96 @@ static int exchange_send_failed(Exchange *ex, int error) {
         return 1;
 }
 
-/* Request direction. Returns 1 on progress. */
-int exchange_pump_request(Exchange *ex) {
-        Conn *c = ex->c;
+/* The session could not deliver the request body: invalid framing, too large, or the client
+ * went away (the session logged which). Returns 1. */
+static int exchange_body_failed(Exchange *ex, int error) {
+        switch (error) {
+        case -EBADMSG:
+                exchange_fail(ex, 400, "invalid chunked request body");
+                break;
+        case -EFBIG:
+                exchange_fail(ex, 413, "request body too large");
+                break;
+        case -ENOMEM:
+                exchange_fail(ex, 500, "out of memory");
+                break;
+        default:
+                ex->status = 400;
+                ex->reason = "client closed during request body";
+                exchange_release_upstream(ex, false);
+                ex->close_after = true;
+                ex->resp_done = true;
+                break;
+        }
+        return 1;
+}
+
+/* The request body the session holds, framed for the upstream: a Content-Length body is
+ * written from the session's buffer as it is (*ret and *ret_len, at most what is left of it); a
+ * body of unknown length is sent chunked, each run of data copied into up_out with its chunk
+ * framing and taken from the session at once. 1: the caller has something to write; 0: not
+ * (nothing now, or the body is over); <0: the exchange failed (1 returned by the caller). */
+static int upstream_frame_body(Exchange *ex, const char **ret, size_t *ret_len) {
+        const char *p = NULL;
+        size_t n = 0;
+
+        *ret = NULL;
+        *ret_len = 0;
+        ex->body_held = false;
+        if (ex->req_done || buf_len(&ex->up_out) > 0)
+                return 0;
+        int r = ex->s->ops->body_peek(ex, &p, &n);
+        if (r == -EAGAIN)
+                return 0;
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                /* the body is complete */
+                ex->req_done = true;
+                if (ex->req_body == HTTP_BODY_CHUNKED && buf_append(&ex->up_out, "0\r\n\r\n", 5) < 0)
+                        return -ENOMEM;
+                return buf_len(&ex->up_out) > 0;
+        }
+        if (ex->req_body == HTTP_BODY_CHUNKED) {
+                if (append_chunk(&ex->up_out, p, n) < 0)
+                        return -ENOMEM;
+                ex->s->ops->body_consume(ex, n);
+                return 1;
+        }
+        *ret = p;
+        *ret_len = (size_t) MIN((uint64_t) n, ex->req_left);
+        ex->body_held = true;
+        return 1;
+}
+
+/* Request direction: the head, then the body as the session gives it, one writev for what is
+ * ready. Returns 1 on progress. */
+static int upstream_send(Exchange *ex) {
         UpConn *u = ex->up;
         int progress = 0;
-        ssize_t n;
 
         if (!u || u->connecting || ex->up_send_failed)
                 return 0;
-
-        /* Head first, then re-framed body data, then (Content-Length) body bytes already read:
-         * one syscall for what is ready. */
-        while (u->wr_ready && (ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0)) {
+        for (;;) {
+                const char *body;
+                size_t body_len;
+                int r = upstream_frame_body(ex, &body, &body_len);
+                if (r < 0)
+                        return exchange_body_failed(ex, r);
+                size_t head = buf_len(&ex->req_head) - ex->req_head_off, framed = buf_len(&ex->up_out);
+                if (head + framed + body_len == 0)
+                        break;
+                if (!u->wr_ready)
+                        break;
                 struct iovec iov[3];
                 int k = 0;
-                size_t head = buf_len(&ex->req_head) - ex->req_head_off, framed = buf_len(&ex->up_out), body = 0;
                 if (head > 0)
                         iov[k++] = (struct iovec){ buf_head(&ex->req_head) + ex->req_head_off, head };
                 if (framed > 0)
                         iov[k++] = (struct iovec){ buf_head(&ex->up_out), framed };
-                if (ex->req_body == HTTP_BODY_LENGTH && !ex->req_done && buf_len(&c->in) > 0) {
-                        body = (size_t) MIN((uint64_t) buf_len(&c->in), ex->req_left);
-                        iov[k++] = (struct iovec){ buf_head(&c->in), body };
-                }
-                n = stream_writev(&u->stream, iov, k);
+                if (body_len > 0)
+                        iov[k++] = (struct iovec){ (void *) body, body_len };
+                ssize_t n = stream_writev(&u->stream, iov, k);
                 if (n == -EAGAIN) {
                         u->wr_ready = false;
                         break;
@@ -276,7 +356,7 @@ int exchange_pump_request(Exchange *ex) {
                 if (n < 0)
                         return exchange_send_failed(ex, (int) -n);
                 ex->up_sent_any = true;
-                ex->up_last_write = ex->up_last_read = conn_now(c);
+                ex->up_last_write = ex->up_last_read = ex_now(ex);
                 size_t left = (size_t) n, h = MIN(left, head);
                 ex->req_head_off += h;
                 left -= h;
@@ -284,153 +364,41 @@ int exchange_pump_request(Exchange *ex) {
                 buf_consume(&ex->up_out, f);
                 left -= f;
                 if (left > 0) {
-                        buf_consume(&c->in, left);
+                        ex->s->ops->body_consume(ex, left);
                         ex->req_left -= left;
+                        ex->body_held = left < body_len;
                         if (ex->req_left == 0)
                                 ex->req_done = true;
                 }
-                if ((size_t) n < head + framed + body)
-                        u->wr_ready = false;
                 progress = 1;
-        }
-        if (ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0 || ex->req_done)
-                return progress;
-
-        /* Body data waiting in the client buffer. */
-        if (buf_len(&c->in) > 0) {
-                if (ex->req_body == HTTP_BODY_LENGTH) {
-                        if (!u->wr_ready)
-                                return progress;
-                        size_t k = (size_t) MIN((uint64_t) buf_len(&c->in), ex->req_left);
-                        n = stream_write(&u->stream, buf_head(&c->in), k);
-                        if (n == -EAGAIN) {
-                                u->wr_ready = false;
-                                return progress;
-                        }
-                        if (n < 0)
-                                return exchange_send_failed(ex, (int) -n);
-                        ex->up_sent_any = true;
-                        ex->up_last_write = ex->up_last_read = conn_now(c);
-                        buf_consume(&c->in, (size_t) n);
-                        ex->req_left -= (uint64_t) n;
-                        if (ex->req_left == 0)
-                                ex->req_done = true;
-                        return 1;
+                if ((size_t) n < head + framed + body_len) {
+                        u->wr_ready = false;
+                        break;
                 }
-                /* chunked: decode, re-frame into up_out */
-                while (buf_len(&c->in) > 0 && !ex->req_done && buf_len(&ex->up_out) < BODY_BUF_SIZE) {
-                        size_t off = 0, dlen = 0;
-                        n = chunked_decode(&ex->req_dec, buf_head(&c->in), buf_len(&c->in), &off, &dlen);
-                        if (n < 0) {
-                                log_warning("%s: bad request: invalid chunked body", conn_text(c));
-                                exchange_fail(ex, 400, "invalid chunked request body");
-                                return 1;
-                        }
-                        if (n == 0)
-                                break;
-                        ex->req_chunked_bytes += dlen;
-                        if (ex_settings(ex)->client_max_body_size > 0 &&
-                            ex->req_chunked_bytes > ex_settings(ex)->client_max_body_size) {
-                                log_info("%s: chunked request body exceeds client_max_body_size", conn_text(c));
-                                exchange_fail(ex, 413, "request body too large");
-                                return 1;
-                        }
-                        if (dlen > 0) {
-                                if (append_chunk(&ex->up_out, buf_head(&c->in) + off, dlen) < 0) {
-                                        exchange_fail(ex, 500, "out of memory");
-                                        return 1;
-                                }
-                        }
-                        buf_consume(&c->in, (size_t) n);
-                        if (ex->req_dec.done) {
-                                if (buf_append(&ex->up_out, "0\r\n\r\n", 5) < 0) {
-                                        exchange_fail(ex, 500, "out of memory");
-                                        return 1;
-                                }
-                                ex->req_done = true;
-                        }
-                        progress = 1;
-                }
-                return progress;
         }
-
-        /* Need more body from the client. */
-        if (!c->rd_ready)
-                return progress;
-        n = read_into(&c->client, &c->in, BODY_BUF_SIZE, c->rdhup, &c->rd_ready);
-        if (n == -EAGAIN) {
-                c->rd_ready = false;
-                if (ex->body_wait_start == 0)
-                        ex->body_wait_start = conn_now(c);
-                return progress;
-        }
-        if (n <= 0) {
-                log_info("%s: client closed the connection during the request body", conn_text(c));
-                ex->status = 400;
-                ex->reason = "client closed during request body";
-                exchange_release_upstream(ex, false);
-                ex->close_after = true;
-                ex->resp_done = true;
-                buf_reset(&c->out);
-                return 1;
-        }
-        c->last_read = conn_now(c);
-        ex->bytes_received += (uint64_t) n;
-        ex->req_body_read += (uint64_t) n;
-        if (ex->body_wait_start > 0) {
-                ex->body_wait_total += c->last_read - ex->body_wait_start;
-                ex->body_wait_start = 0;
-        }
-        if (!c->rd_ready)
-                ex->body_wait_start = c->last_read; /* a short read: waiting for the client again */
-        return 1;
+        return progress;
 }
 
-/* The final response head arrived: decide the framing towards the client and queue the head. */
+/* The final response head arrived: give it to the session, which frames it for its client. */
 static int exchange_start_response(Exchange *ex) {
-        Conn *c = ex->c;
         const HttpResponse *r = &ex->resp;
-        bool keep_alive = ex->client_keep_alive && !ex->close_after && !c->draining;
-        ResponseFields rf;
 
         ex->upstream_status = r->status;
         ex->status = r->status;
         if (r->status == 101) {
                 ex->tunnel_pending = true;
                 ex->close_after = true;
-                return http1_write_response_head(&c->out, r, ex_settings(ex), HTTP_BODY_UNTIL_CLOSE, false, ex->minor,
-                                                 exchange_policy_fields(ex, r->status, &rf));
+                return ex->s->ops->send_head(ex, r);
         }
         ex->resp_in = r->body;
         ex->resp_left = r->content_length;
-        switch (r->body) {
-        case HTTP_BODY_NONE:
-                ex->resp_out = HTTP_BODY_NONE;
-                break;
-        case HTTP_BODY_LENGTH:
-                ex->resp_out = HTTP_BODY_LENGTH;
-                break;
-        case HTTP_BODY_CHUNKED:
-        case HTTP_BODY_UNTIL_CLOSE:
-                if (ex->minor >= 1)
-                        ex->resp_out = HTTP_BODY_CHUNKED;
-                else {
-                        ex->resp_out = HTTP_BODY_UNTIL_CLOSE;
-                        keep_alive = false;
-                }
-                break;
-        }
         /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 response is faulty framing; the
          * body is decoded as chunked and the client connection closed after it. */
         if (r->body == HTTP_BODY_CHUNKED && r->version_minor == 0)
-                keep_alive = false;
+                ex->close_after = true;
         if (r->body == HTTP_BODY_CHUNKED)
                 chunked_decoder_init(&ex->resp_dec, ex->server->limits.max_chunk_overhead);
-        if (!keep_alive)
-                ex->close_after = true;
-
-        int k = http1_write_response_head(&c->out, r, ex_settings(ex), ex->resp_out, keep_alive, ex->minor,
-                                          exchange_policy_fields(ex, r->status, &rf));
+        int k = ex->s->ops->send_head(ex, r);
         if (k < 0)
                 return k;
         if (r->body == HTTP_BODY_NONE || (r->body == HTTP_BODY_LENGTH && r->content_length == 0))
@@ -441,49 +409,35 @@ static int exchange_start_response(Exchange *ex) {
 /* The response cannot go on (client gone, upstream gone mid-body): what reached the client
  * is all it gets, and the connection closes after it so the truncation shows. Returns 1. */
 static int exchange_cut_response(Exchange *ex, const char *reason) {
-        ex->reason = reason;
-        ex->resp_truncated = ex->resp_done = ex->close_after = true;
-        exchange_release_upstream(ex, false);
+        exchange_cut(ex, reason);
         return 1;
 }
 
 static int exchange_client_write_failed(Exchange *ex, int error) {
-        log_info("%s: client write failed: %s", conn_text(ex->c), error ? strerror(error) : "nothing written");
-        return exchange_cut_response(ex, "client write failed");
+        exchange_client_failed(ex, error);
+        return 1;
 }
 
 static int exchange_upstream_cut(Exchange *ex, int error) {
         if (error)
-                log_warning_errno(error, "%s: reading the response body from upstream %s failed", conn_text(ex->c),
+                log_warning_errno(error, "%s: reading the response body from upstream %s failed", ex_text(ex),
                                   ex->peer_text);
         else
                 log_warning("%s: upstream %s closed the connection before the end of the response body",
-                            conn_text(ex->c), ex->peer_text);
+                            ex_text(ex), ex->peer_text);
         return exchange_cut_response(ex, "upstream prematurely closed the connection");
 }
 
-/* splice() without blocking (retried when interrupted); -errno on failure */
-static ssize_t splice_nb(int from, int to, size_t n) {
-        for (;;) {
-                ssize_t k = splice(from, NULL, to, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-                if (k >= 0)
-                        return k;
-                if (errno != EINTR)
-                        return -errno;
-        }
-}
-
-/* The rest of a Content-Length body from a plain upstream socket to a plain client socket:
- * upstream -> pipe -> client with splice(), the pipe filled only when empty (the same
- * backpressure as the buffers). Returns 1 on progress, 0 when blocked, -EOPNOTSUPP when no
- * pipe can be had (the caller copies instead). */
+/* The rest of a Content-Length body from a plain upstream socket through a pipe to the
+ * session (send_pipe: splice() into the client socket), the pipe filled only when empty (the
+ * same backpressure as the buffers). Returns 1 on progress, 0 when blocked, -EOPNOTSUPP when
+ * no pipe can be had or the session cannot take it (the caller copies instead). */
 static int exchange_splice_response(Exchange *ex) {
-        Conn *c = ex->c;
         UpConn *u = ex->up;
         ssize_t n;
 
         if (!ex->has_pipe) {
-                if (worker_pipe_get(c->worker, ex->pipe) < 0)
+                if (worker_pipe_get(ex->s->worker, ex->pipe) < 0)
                         return -EOPNOTSUPP;
                 ex->has_pipe = true;
         }
@@ -502,25 +456,16 @@ static int exchange_splice_response(Exchange *ex) {
                 /* A short splice need not mean the socket is drained (the pipe may have run out
                  * of slots): rd_ready stays, and the next fill says EAGAIN if it is. */
                 ex->pipe_len = (size_t) n;
-                ex->up_last_read = conn_now(c);
+                ex->up_last_read = ex_now(ex);
                 return 1;
         }
-        if (!c->wr_ready)
+        n = ex->s->ops->send_pipe(ex, ex->pipe[0], ex->pipe_len, ex->pipe_len == ex->resp_left);
+        if (n == 0 || n == -EAGAIN)
                 return 0;
-        n = splice_nb(ex->pipe[0], c->client.fd, ex->pipe_len);
-        if (n == -EAGAIN) {
-                c->wr_ready = false;
-                return 0;
-        }
-        if (n <= 0)
+        if (n < 0)
                 return exchange_client_write_failed(ex, (int) -n);
-        c->last_write = conn_now(c);
-        ex->bytes_sent += (uint64_t) n;
-        ex->client_head_sent = true;
         ex->pipe_len -= (size_t) n;
         ex->resp_left -= (uint64_t) n;
-        if (ex->pipe_len > 0)
-                c->wr_ready = false; /* a short write: the socket buffer is full */
         if (ex->resp_left == 0)
                 ex->resp_done = true;
         return 1;
@@ -535,63 +480,9 @@ static bool upgrade_answer_matches(const Exchange *ex, const HttpResponse *r) {
                                      strlen(ex->upgrade_offered));
 }
 
-/* Flush what is queued for the client first: the bound on buffered data. A response head
- * goes out together with the Content-Length body bytes already read. Returns 1 on progress
- * (a failed write counts: the exchange is failed then). */
-static int exchange_flush_client(Exchange *ex) {
-        Conn *c = ex->c;
-        int progress = 0;
-        ssize_t n;
-
-        while (buf_len(&c->out) > 0 && c->wr_ready) {
-                size_t body = 0;
-                if (ex->resp_head_done && !ex->resp_done && ex->resp_in == HTTP_BODY_LENGTH &&
-                    ex->resp_out == HTTP_BODY_LENGTH && buf_len(&ex->up_in) > 0)
-                        body = (size_t) MIN((uint64_t) buf_len(&ex->up_in), ex->resp_left);
-                if (body > 0) {
-                        size_t head = buf_len(&c->out);
-                        struct iovec iov[2] = { { buf_head(&c->out), head }, { buf_head(&ex->up_in), body } };
-                        c->client.last_data = ex->close_after && body == ex->resp_left;
-                        n = stream_writev(&c->client, iov, 2);
-                        if (n > 0) {
-                                c->last_write = conn_now(c);
-                                ex->bytes_sent += (uint64_t) n;
-                                ex->client_head_sent = true;
-                                size_t h = MIN((size_t) n, head), b = (size_t) n - h;
-                                buf_consume(&c->out, h);
-                                buf_consume(&ex->up_in, b);
-                                ex->resp_left -= b;
-                                if (ex->resp_left == 0)
-                                        ex->resp_done = true;
-                                if ((size_t) n < head + body)
-                                        c->wr_ready = false;
-                                progress = 1;
-                                continue;
-                        }
-                        if (n == -EAGAIN)
-                                c->wr_ready = false;
-                } else {
-                        c->client.last_data = ex->close_after && ex->resp_done;
-                        n = client_write(c, buf_head(&c->out), buf_len(&c->out));
-                }
-                if (n == -EAGAIN)
-                        break;
-                if (n < 0) {
-                        buf_reset(&c->out);
-                        return exchange_client_write_failed(ex, (int) -n);
-                }
-                if (ex->resp_head_done)
-                        ex->client_head_sent = true;
-                buf_consume(&c->out, (size_t) n);
-                progress = 1;
-        }
-        return progress;
-}
-
 /* The response head: parse what arrived (interim responses, retries on 50x, the 101 check),
  * else read more. Returns 1 on progress. */
-static int exchange_read_response_head(Exchange *ex, int progress) {
-        Conn *c = ex->c;
+static int upstream_read_head(Exchange *ex) {
         UpConn *u = ex->up;
         ssize_t n;
 
@@ -600,7 +491,7 @@ static int exchange_read_response_head(Exchange *ex, int progress) {
                 /* Header fields are parsed into the worker's scratch array: the head is
                  * serialized for the client right away and not looked at again. */
                 size_t max_headers = ex->server->limits.max_headers;
-                HttpHeader *headers = worker_header_scratch(c->worker, max_headers);
+                HttpHeader *headers = worker_header_scratch(ex->s->worker, max_headers);
                 if (!headers) {
                         exchange_fail(ex, 500, "out of memory");
                         return 1;
@@ -609,7 +500,7 @@ static int exchange_read_response_head(Exchange *ex, int progress) {
                                          ex->method_id, &ex->resp, headers, max_headers, &err);
                 if (n < 0) {
                         log_warning("%s: upstream %s sent an invalid response: %s (offset %zu)",
-                                    conn_text(c), ex->peer_text, err.reason ?: "malformed",
+                                    ex_text(ex), ex->peer_text, err.reason ?: "malformed",
                                     err.offset);
                         exchange_release_upstream(ex, false);
                         exchange_end_attempt(ex, 502, "invalid response from upstream");
@@ -625,7 +516,7 @@ static int exchange_read_response_head(Exchange *ex, int progress) {
                         if (ex->resp.status == 101 && ex->upgrade &&
                             !upgrade_answer_matches(ex, &ex->resp)) {
                                 log_warning("%s: upstream %s switched to a protocol that was not asked for",
-                                            conn_text(c), ex->peer_text);
+                                            ex_text(ex), ex->peer_text);
                                 exchange_fail(ex, 502, "101 with an Upgrade that was not offered");
                                 return 1;
                         }
@@ -645,7 +536,7 @@ static int exchange_read_response_head(Exchange *ex, int progress) {
                                                                  : 0;
                         bool failed = cond && (ex->upstream->next_upstream & cond);
                         if (failed) {
-                                log_warning("%s: upstream %s answered %d", conn_text(c), ex->peer_text,
+                                log_warning("%s: upstream %s answered %d", ex_text(ex), ex->peer_text,
                                             ex->resp.status);
                                 if (exchange_may_retry(ex, cond)) {
                                         exchange_release_upstream(ex, false);
@@ -659,7 +550,7 @@ static int exchange_read_response_head(Exchange *ex, int progress) {
                         int r = exchange_start_response(ex);
                         buf_consume(&ex->up_in, (size_t) n);
                         ex->resp_head_done = true;
-                        ex->up_last_read = conn_now(c);
+                        ex->up_last_read = ex_now(ex);
                         if (r < 0) {
                                 exchange_fail(ex, 502, "cannot build response head");
                                 return 1;
@@ -668,11 +559,11 @@ static int exchange_read_response_head(Exchange *ex, int progress) {
                 }
         }
         if (!u->rd_ready)
-                return progress;
+                return 0;
         n = read_into(&u->stream, &ex->up_in, HEAD_READ_SIZE, u->rdhup, &u->rd_ready);
         if (n == -EAGAIN) {
                 u->rd_ready = false;
-                return progress;
+                return 0;
         }
         if (n <= 0) {
                 if (ex->up_send_failed)
@@ -692,129 +583,228 @@ static int exchange_read_response_head(Exchange *ex, int progress) {
         return 1;
 }
 
-/* The response body, re-framed for the client (or spliced). Returns 1 on progress. */
-static int exchange_relay_body(Exchange *ex, int progress) {
-        Conn *c = ex->c;
-        UpConn *u = ex->up;
-        ssize_t n;
+/* Give body data from up_in to the session: a chunked body decoded run by run (a run the
+ * session took only part of stays in up_in, run_off/run_len say where), any other as it is.
+ * Returns 1 on progress. */
+static int upstream_give_body(Exchange *ex) {
+        const SessionOps *so = ex->s->ops;
+        int progress = 0;
 
-        if (buf_len(&ex->up_in) > 0) {
+        while (buf_len(&ex->up_in) > 0 && !ex->resp_done) {
+                const char *data;
+                size_t len;
+                bool last = false;
                 if (ex->resp_in == HTTP_BODY_CHUNKED) {
-                        while (buf_len(&ex->up_in) > 0 && !ex->resp_done && buf_len(&c->out) < BODY_BUF_SIZE) {
+                        if (ex->run_len == 0) {
                                 size_t off = 0, dlen = 0;
-                                n = chunked_decode(&ex->resp_dec, buf_head(&ex->up_in), buf_len(&ex->up_in), &off,
-                                                   &dlen);
+                                ssize_t n = chunked_decode(&ex->resp_dec, buf_head(&ex->up_in),
+                                                           buf_len(&ex->up_in), &off, &dlen);
                                 if (n < 0) {
-                                        log_warning("%s: upstream %s sent an invalid chunked body", conn_text(c),
+                                        log_warning("%s: upstream %s sent an invalid chunked body", ex_text(ex),
                                                     ex->peer_text);
                                         exchange_fail(ex, 502, "invalid chunked body from upstream");
                                         return 1;
                                 }
                                 if (n == 0)
                                         break;
-                                if (dlen > 0) {
-                                        const char *data = buf_head(&ex->up_in) + off;
-                                        int r = ex->resp_out == HTTP_BODY_CHUNKED ? append_chunk(&c->out, data, dlen)
-                                                                                  : buf_append(&c->out, data, dlen);
-                                        if (r < 0) {
-                                                exchange_fail(ex, 500, "out of memory");
-                                                return 1;
+                                if (dlen == 0) {
+                                        buf_consume(&ex->up_in, (size_t) n);
+                                        progress = 1;
+                                        if (ex->resp_dec.done) {
+                                                if (so->send_end(ex) < 0)
+                                                        ex->close_after = true;
+                                                ex->resp_done = true;
                                         }
+                                        continue;
                                 }
-                                buf_consume(&ex->up_in, (size_t) n);
+                                ex->run_off = off;
+                                ex->run_len = dlen;
+                                ex->run_total = (size_t) n;
+                        }
+                        data = buf_head(&ex->up_in) + ex->run_off;
+                        len = ex->run_len;
+                } else {
+                        data = buf_head(&ex->up_in);
+                        len = buf_len(&ex->up_in);
+                        if (ex->resp_in == HTTP_BODY_LENGTH) {
+                                len = (size_t) MIN((uint64_t) len, ex->resp_left);
+                                last = len == ex->resp_left;
+                        }
+                }
+                ssize_t k = so->send_data(ex, data, len, last);
+                if (k < 0)
+                        return exchange_client_write_failed(ex, (int) -k);
+                if (k == 0)
+                        break;
+                progress = 1;
+                if (ex->resp_in == HTTP_BODY_CHUNKED) {
+                        ex->run_off += (size_t) k;
+                        ex->run_len -= (size_t) k;
+                        if (ex->run_len == 0) {
+                                buf_consume(&ex->up_in, ex->run_total);
                                 if (ex->resp_dec.done) {
-                                        if (ex->resp_out == HTTP_BODY_CHUNKED && buf_append(&c->out, "0\r\n\r\n", 5) < 0) {
-                                                exchange_fail(ex, 500, "out of memory");
-                                                return 1;
-                                        }
+                                        if (so->send_end(ex) < 0)
+                                                ex->close_after = true;
                                         ex->resp_done = true;
                                 }
                         }
-                        return 1;
+                        continue;
                 }
-                if (ex->resp_out == HTTP_BODY_CHUNKED) {
-                        /* until-close upstream body to an HTTP/1.1 client: chunk it */
-                        size_t k = buf_len(&ex->up_in);
-                        if (append_chunk(&c->out, buf_head(&ex->up_in), k) < 0) {
-                                exchange_fail(ex, 500, "out of memory");
-                                return 1;
-                        }
-                        buf_consume(&ex->up_in, k);
-                        return 1;
-                }
-                /* Content-Length or raw: straight from the upstream buffer to the client. */
-                if (!c->wr_ready)
-                        return progress;
-                size_t k = buf_len(&ex->up_in);
-                if (ex->resp_in == HTTP_BODY_LENGTH)
-                        k = (size_t) MIN((uint64_t) k, ex->resp_left);
-                n = client_write(c, buf_head(&ex->up_in), k);
-                if (n == -EAGAIN)
-                        return progress;
-                if (n < 0) {
-                        return exchange_client_write_failed(ex, (int) -n);
-                }
-                ex->client_head_sent = true;
-                buf_consume(&ex->up_in, (size_t) n);
+                buf_consume(&ex->up_in, (size_t) k);
                 if (ex->resp_in == HTTP_BODY_LENGTH) {
-                        ex->resp_left -= (uint64_t) n;
+                        ex->resp_left -= (uint64_t) k;
                         if (ex->resp_left == 0)
                                 ex->resp_done = true;
                 }
-                return 1;
+                if ((size_t) k < len)
+                        break;
         }
+        return progress;
+}
 
-        if (ex->resp_in == HTTP_BODY_LENGTH && ex->resp_out == HTTP_BODY_LENGTH && buf_len(&c->out) == 0 &&
-            (ex->pipe_len > 0 || ex->resp_left >= SPLICE_MIN) && stream_is_plain(&c->client) &&
+/* The response body: what is buffered goes to the session first; then more is read (or
+ * spliced) from the upstream, but only when the session holds nothing unwritten. Returns 1
+ * on progress. */
+static int upstream_relay_body(Exchange *ex) {
+        const SessionOps *so = ex->s->ops;
+        UpConn *u = ex->up;
+        ssize_t n;
+
+        if (buf_len(&ex->up_in) > 0)
+                return upstream_give_body(ex);
+        if (so->send_blocked(ex))
+                return 0;
+        if (ex->resp_in == HTTP_BODY_LENGTH && so->send_pipe && (ex->pipe_len > 0 || ex->resp_left >= SPLICE_MIN) &&
             stream_is_plain(&u->stream)) {
                 int r = exchange_splice_response(ex);
                 if (r != -EOPNOTSUPP)
-                        return r > 0 ? 1 : progress;
+                        return r > 0;
         }
-
         if (!u->rd_ready)
-                return progress;
+                return 0;
         n = read_into(&u->stream, &ex->up_in, BODY_BUF_SIZE, u->rdhup, &u->rd_ready);
         if (n == -EAGAIN) {
                 u->rd_ready = false;
-                return progress;
+                return 0;
         }
         if (n == 0 && ex->resp_in == HTTP_BODY_UNTIL_CLOSE) {
                 ex->resp_done = true;
-                ex->close_after = ex->close_after || ex->resp_out == HTTP_BODY_UNTIL_CLOSE;
-                if (ex->resp_out == HTTP_BODY_CHUNKED && buf_append(&c->out, "0\r\n\r\n", 5) < 0)
+                if (so->send_end(ex) < 0)
                         ex->close_after = true;
                 exchange_release_upstream(ex, false);
                 return 1;
         }
         if (n <= 0)
                 return exchange_upstream_cut(ex, n < 0 ? (int) -n : 0);
-        ex->up_last_read = conn_now(c);
+        ex->up_last_read = ex_now(ex);
         return 1;
 }
 
 /* Response direction. Returns 1 on progress. */
-int exchange_pump_response(Exchange *ex) {
-        Conn *c = ex->c;
-        int progress = exchange_flush_client(ex);
-        UpConn *u = ex->up; /* after the flush: a failed client write releases it */
+static int upstream_receive(Exchange *ex) {
+        UpConn *u = ex->up;
 
-        if (ex->tunnel_pending && buf_len(&c->out) == 0 && u) {
-                /* The 101 is out: from here on bytes flow both ways unchanged. */
-                ex->tunnel_pending = false;
-                ex->tunneling = true;
-                ex->client_head_sent = true;
-                ex->tunnel_last = conn_now(c);
-                (void) tunnel_init(&ex->tunnel, &c->client, &c->rd_ready, &c->wr_ready, &c->in, &u->stream,
-                                   &u->rd_ready, &u->wr_ready, &ex->up_in);
-                return 1;
+        if (ex->resp_done || !u || u->connecting || ex->tunnel_pending)
+                return 0;
+        if (!ex->resp_head_done) {
+                /* an interim response the session queued goes out first */
+                if (ex->s->ops->send_blocked(ex))
+                        return 0;
+                return upstream_read_head(ex);
         }
-        if (buf_len(&c->out) > 0 || ex->resp_done || !u || u->connecting || ex->tunnel_pending)
-                return progress;
+        return upstream_relay_body(ex);
+}
 
+/* One step in each direction; the session repeats while there is progress. */
+static int upstream_step(Exchange *ex) {
+        int p = upstream_send(ex);
+        if (ex->src != &source_upstream)
+                return 1; /* failed over to a local response */
+        return p | upstream_receive(ex);
+}
+
+static bool upstream_wants_body(const Exchange *ex) {
+        return !ex->req_done && !ex->resp_done && ex->up && !ex->up->connecting && !ex->up_send_failed &&
+               ex->req_head_off == buf_len(&ex->req_head) && buf_len(&ex->up_out) == 0 && !ex->body_held;
+}
+
+/* (Once the response is done or cut, nothing of it is left to give.) */
+static bool upstream_has_output(const Exchange *ex) {
+        return !ex->resp_done && ex->resp_head_done &&
+               (ex->pipe_len > 0 || (buf_len(&ex->up_in) > 0 && (ex->resp_in != HTTP_BODY_CHUNKED || ex->run_len > 0)));
+}
+
+static bool upstream_wants_read(const Exchange *ex) {
+        if (!ex->up || ex->up->connecting || ex->resp_done)
+                return false;
         if (!ex->resp_head_done)
-                return exchange_read_response_head(ex, progress);
-        return exchange_relay_body(ex, progress);
+                return true;
+        return !ex->s->ops->send_blocked(ex) && buf_len(&ex->up_in) == 0 && ex->pipe_len == 0;
+}
+
+static bool upstream_wants_write(const Exchange *ex) {
+        if (!ex->up || ex->up_send_failed)
+                return false;
+        if (ex->up->connecting)
+                return true;
+        return ex->req_head_off < buf_len(&ex->req_head) || buf_len(&ex->up_out) > 0 ||
+               (!ex->req_done && ex->body_held);
+}
+
+static uint64_t upstream_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
+        const LocationSettings *s = ex_settings(ex);
+        uint64_t d = USEC_INFINITY;
+
+        *ret_kind = TIMEOUT_NONE;
+        if (!ex->up || !s)
+                return d;
+        if (ex->up->connecting) {
+                *ret_kind = TIMEOUT_CONNECT;
+                return ex->up_phase_start + s->connect_timeout;
+        }
+        if (upstream_wants_read(ex) && !ex->up->rd_ready) {
+                d = ex->up_last_read + s->read_timeout;
+                *ret_kind = TIMEOUT_UP_READ;
+        }
+        if (upstream_wants_write(ex) && !ex->up->wr_ready && ex->up_last_write + s->send_timeout < d) {
+                d = ex->up_last_write + s->send_timeout;
+                *ret_kind = TIMEOUT_UP_SEND;
+        }
+        return d;
+}
+
+static void upstream_timeout(Exchange *ex, TimeoutKind kind) {
+        switch (kind) {
+        case TIMEOUT_CONNECT:
+                log_warning("%s: upstream %s: connect_timeout expired", ex_text(ex), ex->peer_text);
+                exchange_release_upstream(ex, false);
+                exchange_end_attempt(ex, 504, "upstream connect timed out");
+                ex->up_sent_any = false;
+                if (exchange_may_retry(ex, NEXT_UPSTREAM_TIMEOUT))
+                        (void) exchange_connect(ex);
+                else
+                        exchange_fail(ex, 504, "upstream connect timed out");
+                break;
+        case TIMEOUT_UP_READ:
+                log_warning("%s: upstream %s: read_timeout expired", ex_text(ex), ex->peer_text);
+                if (!ex->resp_head_done) {
+                        exchange_release_upstream(ex, false);
+                        exchange_end_attempt(ex, 504, "upstream timed out");
+                        if (exchange_may_retry(ex, NEXT_UPSTREAM_TIMEOUT)) {
+                                buf_reset(&ex->up_in);
+                                (void) exchange_connect(ex);
+                                break;
+                        }
+                }
+                exchange_fail(ex, 504, "upstream timed out");
+                break;
+        case TIMEOUT_UP_SEND:
+                log_warning("%s: upstream %s: send_timeout expired", ex_text(ex), ex->peer_text);
+                exchange_fail(ex, 504, "upstream send timed out");
+                break;
+        default:
+                break;
+        }
 }
 
 /* Did the upstream send anything (bytes or EOF) past the end of its response? Such bytes must
@@ -823,7 +813,7 @@ int exchange_pump_response(Exchange *ex) {
  * by its exact length, and a HEAD or 304 response has no body to delimit what follows. A plain
  * socket whose last read was short and that has had no event since holds nothing (the check
  * costs no syscall then); otherwise it is asked. */
-bool upconn_has_unread(UpConn *u, Worker *w) {
+static bool upconn_has_unread(UpConn *u, Worker *w) {
         char probe;
 
         if (stream_pending(&u->stream) > 0)
@@ -833,3 +823,26 @@ bool upconn_has_unread(UpConn *u, Worker *w) {
         ssize_t k = recv(u->stream.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         return !(k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
+
+/* The exchange ends: a connection whose response was read exactly to its end, with the whole
+ * request sent, goes back to the pool. */
+static void upstream_finish(Exchange *ex) {
+        bool reusable = ex->up && ex->resp_done && ex->req_done && !ex->resp_truncated && ex->resp.keep_alive &&
+                        !ex->tunneling && ex->req_head_off == buf_len(&ex->req_head) && buf_len(&ex->up_out) == 0;
+        if (reusable && (buf_len(&ex->up_in) > 0 || upconn_has_unread(ex->up, ex->s->worker))) {
+                log_warning("%s: upstream %s sent data after the end of its response; not reusing the connection",
+                            ex_text(ex), ex->peer_text);
+                reusable = false;
+        }
+        exchange_release_upstream(ex, reusable);
+}
+
+const SourceOps source_upstream = {
+        .name = "upstream",
+        .step = upstream_step,
+        .wants_body = upstream_wants_body,
+        .has_output = upstream_has_output,
+        .deadline = upstream_deadline,
+        .timeout = upstream_timeout,
+        .finish = upstream_finish,
+};

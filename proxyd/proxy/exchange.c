@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * An exchange's lifetime and decisions: routing (server, location), access rules, limits,
- * local responses and `return`, the upstream request head (headers, Upgrade, TLS names),
- * the end of the exchange and its access entry. See exchange.h.
+ * the local response source (`return`, redirects, error pages), the upstream request head
+ * (headers, Upgrade, TLS names), the end of the exchange and its access entry. See
+ * exchange.h; the client side is the session's (session.h), the upstream side
+ * exchange-upstream.c's.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -11,7 +13,6 @@
 #include <sys/epoll.h>
 
 #include "exchange.h"
-#include "exchange-policy.h"
 #include "listener.h"
 #include "log.h"
 #include "router.h"
@@ -29,34 +30,32 @@ static void make_request_id(Worker *w, char out[static 33]) {
         out[32] = 0;
 }
 
-Exchange *exchange_new(Conn *c) {
+/* "address:port" of the client, for log lines: built when needed (connections are held by
+ * the thousand, log lines are rare), in a per-thread buffer valid until the next call. */
+const char *session_text(const Session *s) {
+        static __thread char text[INET6_ADDRSTRLEN + 16];
+        if (s->remote_sa.sa.sa_family == AF_INET6)
+                snprintf(text, sizeof(text), "[%s]:%u", s->remote_addr, s->remote_port);
+        else if (s->remote_sa.sa.sa_family == AF_INET)
+                snprintf(text, sizeof(text), "%s:%u", s->remote_addr, s->remote_port);
+        else
+                snprintf(text, sizeof(text), "%s", s->remote_addr);
+        return text;
+}
+
+Exchange *exchange_new(Session *s, WorkerGen *gen, void *stream) {
         Exchange *ex = calloc(1, sizeof(Exchange));
 
         if (!ex)
                 return NULL;
-        c->worker->n_exchanges++;
-        ex->c = c;
+        s->worker->n_exchanges++;
+        ex->s = s;
+        ex->gen = gen;
+        ex->stream = stream;
         ex->start = now_usec(CLOCK_MONOTONIC);
         ex->minor = 1;
-        make_request_id(c->worker, ex->request_id);
+        make_request_id(s->worker, ex->request_id);
         return ex;
-}
-
-void exchange_release_upstream(Exchange *ex, bool reusable) {
-        if (ex->peer && ex->peer_reported) {
-                /* the attempt succeeded and is over: the peer's active count drops */
-                peer_release(ex->peer);
-                ex->peer = NULL;
-        }
-        if (!ex->up)
-                return;
-        if (reusable && ex->upstream) {
-                ex->up->handler = NULL;
-                ex->up->userdata = NULL;
-                pool_put(&ex->c->worker->pool, ex->up, ex->upstream);
-        } else
-                upconn_free(ex->up);
-        ex->up = NULL;
 }
 
 Exchange *exchange_free(Exchange *ex) {
@@ -69,7 +68,7 @@ Exchange *exchange_free(Exchange *ex) {
         for (size_t i = 0; i < ex->n_tried; i++)
                 peer_unref(ex->tried[i]);
         if (ex->has_pipe)
-                worker_pipe_put(ex->c->worker, ex->pipe, ex->pipe_len == 0);
+                worker_pipe_put(ex->s->worker, ex->pipe, ex->pipe_len == 0);
         buf_free(&ex->req_head);
         buf_free(&ex->up_out);
         buf_free(&ex->up_in);
@@ -78,21 +77,21 @@ Exchange *exchange_free(Exchange *ex) {
         free(ex->tls_name);
         free(ex->upgrade_offered);
         exchange_policy_free(ex);
-        ex->c->worker->n_exchanges--;
-        ex->c->worker->exchanges_since_trim++;
+        ex->s->worker->n_exchanges--;
+        ex->s->worker->exchanges_since_trim++;
         free(ex);
         return NULL;
 }
 
 void exchange_log(Exchange *ex) {
-        Conn *c = ex->c;
-        Generation *g = conn_generation(c);
+        Worker *w = ex->s->worker;
+        Generation *g = ex_generation(ex);
 
-        atomic_fetch_add_explicit(&c->worker->stats.requests, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->stats.requests, 1, memory_order_relaxed);
         if (!g->config->access_log)
                 return;
         const AccessEntry e = {
-                .client = conn_text(c),
+                .client = ex_text(ex),
                 .server = ex->server ? ex->server->name : NULL,
                 .method = ex->method ?: "-",
                 .uri = ex->target ?: "-",
@@ -106,31 +105,68 @@ void exchange_log(Exchange *ex) {
                 .reason = ex->reason,
         };
         if (g->access_file)
-                access_buf_add(&c->worker->access_buf, g->access_file, &e);
+                access_buf_add(&w->access_buf, g->access_file, &e);
         else
                 log_access(&e);
 }
 
-/* Queue a local response (error page or `return`). */
+/* The local source: the whole response is given to the session at once (it is small: an
+ * error page or a configured `return`), so there is nothing left to do in a step. */
+static int local_step(Exchange *ex) {
+        (void) ex;
+        return 0;
+}
+
+static bool local_wants_body(const Exchange *ex) {
+        (void) ex;
+        return false;
+}
+
+static uint64_t local_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
+        (void) ex;
+        *ret_kind = TIMEOUT_NONE;
+        return USEC_INFINITY;
+}
+
+static void local_timeout(Exchange *ex, TimeoutKind kind) {
+        (void) ex;
+        (void) kind;
+}
+
+static void local_finish(Exchange *ex) {
+        (void) ex;
+}
+
+const SourceOps source_local = {
+        .name = "local",
+        .step = local_step,
+        .wants_body = local_wants_body,
+        .has_output = local_wants_body,
+        .deadline = local_deadline,
+        .timeout = local_timeout,
+        .finish = local_finish,
+};
+
+/* Answer with a local response (error page or `return`). */
 int exchange_local_response(Exchange *ex, int status, const char *content_type, const char *body,
                                    size_t body_len, const char *location, bool keep_alive) {
-        Conn *c = ex->c;
-        ResponseFields rf;
+        if (ex->src && ex->src != &source_local)
+                ex->src->finish(ex);
+        ex->src = &source_local;
         ex->status = status;
         ex->resp_done = true;
         ex->close_after = ex->close_after || !keep_alive;
-        return http1_write_local_response(&c->out, status, content_type, body, body_len, location,
-                                          !ex->close_after, ex->method_id == HTTP_METHOD_HEAD,
-                                          exchange_policy_fields(ex, status, &rf));
+        ex->local = (LocalResponse){ .status = status, .content_type = content_type, .body = body,
+                                     .body_len = body_len, .location = location };
+        return ex->s->ops->send_local(ex, &ex->local);
 }
 
 /* The exchange failed in proxyd or at the upstream. Before any response byte reached the
  * client an error page is sent; after that the client connection can only be closed. */
 void exchange_fail(Exchange *ex, int status, const char *reason) {
-        Conn *c = ex->c;
-
         ex->reason = reason;
-        exchange_release_upstream(ex, false);
+        if (ex->src)
+                ex->src->finish(ex); /* the response is not complete: nothing is reused */
         if (ex->client_head_sent || ex->resp_head_done) {
                 /* The status line is on its way: a truncated response must look truncated. */
                 ex->resp_truncated = true;
@@ -138,20 +174,28 @@ void exchange_fail(Exchange *ex, int status, const char *reason) {
                 ex->close_after = true;
                 return;
         }
-        buf_reset(&c->out);
         ex->close_after = true;
         (void) exchange_local_response(ex, status, NULL, NULL, 0, NULL, false);
 }
 
-void bad_request(Conn *c, const HttpError *err) {
-        Exchange *ex = c->ex;
-        log_warning("%s: bad request: %s (offset %zu), status %d", conn_text(c), err->reason ?: "malformed",
-                    err->offset, err->status);
-        ex->reason = err->reason;
+void exchange_cut(Exchange *ex, const char *reason) {
+        ex->reason = reason;
+        ex->resp_truncated = ex->resp_done = ex->close_after = true;
+        if (ex->src)
+                ex->src->finish(ex); /* truncated: nothing is reused */
+}
+
+void exchange_client_failed(Exchange *ex, int error) {
+        log_info("%s: client write failed: %s", ex_text(ex), error ? strerror(error) : "nothing written");
+        exchange_cut(ex, "client write failed");
+}
+
+void exchange_reject(Exchange *ex, int status, const char *reason, size_t offset) {
+        log_warning("%s: bad request: %s (offset %zu), status %d", ex_text(ex), reason ?: "malformed", offset,
+                    status);
+        ex->reason = reason;
         ex->close_after = true;
-        c->state = CONN_BUSY;
-        (void) exchange_local_response(ex, err->status ?: 400, NULL, NULL, 0, NULL, false);
-        buf_reset(&c->in);
+        (void) exchange_local_response(ex, status ?: 400, NULL, NULL, 0, NULL, false);
 }
 
 /* $host: from an absolute-form target, else the Host field, else the server's name. */
@@ -218,7 +262,7 @@ static void request_origin_target(const HttpRequest *req, const char **ret, size
 /* https upstream: the client context for the location, and ssl_name expanded (without a
  * port or IPv6 brackets) as the name to send (SNI) and to verify. */
 static int exchange_setup_tls(Exchange *ex, const RequestInfo *ri, const LocationSettings *s) {
-        Generation *g = conn_generation(ex->c);
+        Generation *g = ex_generation(ex);
         Buf name = {};
         int r;
 
@@ -258,7 +302,7 @@ static int exchange_decide_upgrade(Exchange *ex, const LocationSettings *s, Http
                 return 0;
         const HttpHeader *h = &req->headers[req->upgrade_index];
         if (ex->req_body != HTTP_BODY_NONE) {
-                log_debug("%s: Upgrade \"%.*s\" on a request with a body: not upgraded", conn_text(ex->c),
+                log_debug("%s: Upgrade \"%.*s\" on a request with a body: not upgraded", ex_text(ex),
                           (int) MIN(h->value_len, 64u), h->value);
                 return 0;
         }
@@ -266,7 +310,7 @@ static int exchange_decide_upgrade(Exchange *ex, const LocationSettings *s, Http
         if (!v)
                 return -ENOMEM;
         if (http1_upgrade_filter(h->value, h->value_len, s->upgrade_protocols, s->n_upgrade_protocols, v) == 0) {
-                log_debug("%s: Upgrade \"%.*s\" is not in upgrade_protocols: dropped", conn_text(ex->c),
+                log_debug("%s: Upgrade \"%.*s\" is not in upgrade_protocols: dropped", ex_text(ex),
                           (int) MIN(h->value_len, 64u), h->value);
                 free(v);
                 return 0;
@@ -290,7 +334,7 @@ static void request_drop_underscores(Exchange *ex) {
                 const HttpHeader *h = &req->headers[i];
                 if (http1_name_has_underscore(h->name, h->name_len)) {
                         log_debug("%s: dropped request header field \"%.*s\" (underscores_in_headers is off)",
-                                  conn_text(ex->c), (int) MIN(h->name_len, 64u), h->name);
+                                  ex_text(ex), (int) MIN(h->name_len, 64u), h->name);
                         continue;
                 }
                 if ((int) i == req->host_index)
@@ -305,8 +349,7 @@ static void request_drop_underscores(Exchange *ex) {
 }
 
 /* The location proxies: build the upstream request head and start the first attempt. */
-static int exchange_start_proxy(Conn *c, size_t head_len, const Route *rt) {
-        Exchange *ex = c->ex;
+static int exchange_start_proxy(Exchange *ex, const Route *rt) {
         HttpRequest *req = &ex->req;
         const LocationSettings *s = ex_settings(ex);
         _cleanup_free_ char *rewritten = NULL;
@@ -325,9 +368,7 @@ static int exchange_start_proxy(Conn *c, size_t head_len, const Route *rt) {
                 if (r == -ENOMEM)
                         return r;
                 if (r == 0) {
-                        HttpError err = { .status = 400,
-                                          .reason = "request-target would be resolved differently by the upstream" };
-                        bad_request(c, &err);
+                        exchange_reject(ex, 400, "request-target would be resolved differently by the upstream", 0);
                         return 0;
                 }
         }
@@ -361,27 +402,21 @@ static int exchange_start_proxy(Conn *c, size_t head_len, const Route *rt) {
         if (r < 0)
                 return r;
 
-        if (req->expect_continue && !ex->req_done && buf_len(&c->in) == head_len)
-                (void) buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-
-        /* The head is serialized; the client buffer now holds only body (and what follows). */
-        buf_consume(&c->in, head_len);
-        ex->req_body_read = buf_len(&c->in); /* body bytes that came with the head count too */
+        if (req->expect_continue && !ex->req_done)
+                (void) ex->s->ops->send_interim(ex, 100);
+        ex->src = &source_upstream;
         return exchange_connect(ex);
 }
 
-int exchange_begin(Conn *c, size_t head_len) {
-        Exchange *ex = c->ex;
+int exchange_begin(Exchange *ex) {
         HttpRequest *req = &ex->req;
-        Generation *g = conn_generation(c);
-        const ListenerServers *ls = &g->listener_servers[c->listener];
+        Generation *g = ex_generation(ex);
+        const ListenerServers *ls = &g->listener_servers[ex->s->listener];
         _cleanup_free_ char *norm = NULL;
         const char *host, *args = NULL, *origin;
         size_t host_len, norm_len = 0, args_len = 0, origin_len, match_len = 0;
         int r;
 
-        c->state = CONN_BUSY;
-        c->n_requests++;
         ex->method = strndup(req->method, req->method_len);
         ex->target = strndup(req->target, req->target_len);
         if (!ex->method || !ex->target)
@@ -389,7 +424,6 @@ int exchange_begin(Conn *c, size_t head_len) {
         ex->method_id = req->method_id;
         ex->minor = req->version_minor;
         ex->client_keep_alive = req->keep_alive;
-        ex->bytes_received = head_len;
         ex->req_body = req->body;
         ex->req_left = req->body == HTTP_BODY_LENGTH ? req->content_length : 0;
         if (req->body == HTTP_BODY_NONE || (req->body == HTTP_BODY_LENGTH && req->content_length == 0)) {
@@ -400,19 +434,15 @@ int exchange_begin(Conn *c, size_t head_len) {
         request_host(ex, &host, &host_len);
         ex->server = router_select_server(ls->servers, ls->n, host, host_len);
         if (!ex->server) {
-                buf_consume(&c->in, head_len);
                 return exchange_local_response(ex, 500, NULL, NULL, 0, NULL, false);
         }
-        if (req->body == HTTP_BODY_CHUNKED)
-                chunked_decoder_init(&ex->req_dec, ex->server->limits.max_chunk_overhead);
 
         request_origin_target(req, &origin, &origin_len);
         r = uri_normalize(origin, origin_len, &norm, &norm_len, &args, &args_len);
         if (r < 0) {
-                HttpError err = { .status = 400, .reason = "request-target cannot be normalized" };
                 if (r == -ENOMEM)
                         return r;
-                bad_request(c, &err);
+                exchange_reject(ex, 400, "request-target cannot be normalized", 0);
                 return 0;
         }
         Route rt = { .host = host, .origin = origin, .norm = norm, .args = args, .host_len = host_len,
@@ -425,94 +455,55 @@ int exchange_begin(Conn *c, size_t head_len) {
                              args ?: "") < 0)
                         return -ENOMEM;
                 ex->loc = redirect;
-                buf_consume(&c->in, head_len);
                 return exchange_local_response(ex, 301, NULL, NULL, 0, where, !ex->req_done);
         }
 
         ex->loc = router_select_location(ex->server, norm, norm_len, &match_len);
         rt.match_len = match_len;
-        r = exchange_policy_route(ex, &rt, head_len);
+        r = exchange_policy_route(ex, &rt);
         if (r != 0)
                 return r < 0 ? r : 0;
         const LocationSettings *s = ex_settings(ex);
         bool body_pending = !ex->req_done;
 
         if (!ex->loc) {
-                buf_consume(&c->in, head_len);
                 return exchange_local_response(ex, 404, NULL, NULL, 0, NULL, !body_pending);
         }
         if (s->n_access > 0) {
-                struct sockaddr_storage ss = {};
-                socklen_t len = sizeof(ss);
-                if (getpeername(c->client.fd, (struct sockaddr *) &ss, &len) < 0)
-                        ss.ss_family = AF_UNIX;
-                if (!access_check(s->access, s->n_access, (struct sockaddr *) &ss)) {
-                        log_info("%s: access to %s forbidden by rule", conn_text(c), ex->target);
+                if (!access_check(s->access, s->n_access, &ex->s->remote_sa.sa)) {
+                        log_info("%s: access to %s forbidden by rule", ex_text(ex), ex->target);
                         ex->reason = "access denied";
-                        buf_consume(&c->in, head_len);
-                        return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, !body_pending);
+                                return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, !body_pending);
                 }
         }
         if (s->client_max_body_size > 0 && req->body == HTTP_BODY_LENGTH &&
             req->content_length > s->client_max_body_size) {
-                log_info("%s: request body of %llu bytes exceeds client_max_body_size", conn_text(c),
+                log_info("%s: request body of %llu bytes exceeds client_max_body_size", ex_text(ex),
                          (unsigned long long) req->content_length);
                 ex->reason = "request body too large";
-                buf_consume(&c->in, head_len);
                 return exchange_local_response(ex, 413, NULL, NULL, 0, NULL, false);
         }
-        if (ex->loc->return_status > 0) {
-                buf_consume(&c->in, head_len);
+        if (ex->loc->return_status > 0)
                 return exchange_policy_return(ex, &rt, !body_pending);
-        }
-        return exchange_start_proxy(c, head_len, &rt);
+        return exchange_start_proxy(ex, &rt);
 }
 
-/* Ends the exchange; returns -1 when that closed (freed) the connection, else 1. */
-int exchange_finish(Conn *c) {
-        Exchange *ex = c->ex;
-        bool up_reusable = ex->up && ex->resp_done && ex->req_done && !ex->resp_truncated && ex->resp.keep_alive &&
-                           ex->req_head_off == buf_len(&ex->req_head) && buf_len(&ex->up_out) == 0;
-        if (up_reusable && (buf_len(&ex->up_in) > 0 || upconn_has_unread(ex->up, c->worker))) {
-                log_warning("%s: upstream %s sent data after the end of its response; not reusing the connection",
-                            conn_text(c), ex->peer_text);
-                up_reusable = false;
+uint64_t exchange_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
+        if (!ex->src) {
+                *ret_kind = TIMEOUT_NONE;
+                return USEC_INFINITY;
         }
-        bool keep = !ex->close_after && ex->req_done && ex->client_keep_alive && !c->draining;
-        bool client_keep_alive = ex->client_keep_alive, req_done = ex->req_done;
+        return ex->src->deadline(ex, ret_kind);
+}
 
-        exchange_release_upstream(ex, up_reusable);
+void exchange_timeout(Exchange *ex, TimeoutKind kind) {
+        if (ex->src)
+                ex->src->timeout(ex, kind);
+}
+
+void exchange_end(Exchange *ex) {
+        if (ex->src)
+                ex->src->finish(ex);
         exchange_log(ex);
-        c->ex = exchange_free(ex);
-        c->gen = worker_gen_unref(c->gen);
-
-        if (!keep) {
-                char probe;
-                /* Close at once when the client asked for it and sent nothing more (or has
-                 * closed already, as most clients do on reading Connection: close); otherwise
-                 * linger, so unread input does not turn the close into a reset under the
-                 * response. */
-                if (!client_keep_alive && stream_is_plain(&c->client) && buf_len(&c->in) == 0 && req_done) {
-                        /* The last read drained the socket and no event for it came since: it
-                         * holds nothing, no need to ask the kernel. */
-                        bool drained = !c->rd_ready && !worker_io_pending(c->worker, &c->io);
-                        ssize_t k = drained ? -1 : recv(c->client.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-                        if (drained || k == 0 || (k < 0 && errno == EAGAIN)) {
-                                conn_close_now(c);
-                                return -1;
-                        }
-                }
-                conn_start_closing(c);
-                return 1;
-        }
-        c->phase_start = conn_now(c);
-        if (buf_len(&c->in) > 0)
-                c->state = CONN_HEAD;
-        else {
-                c->state = CONN_IDLE;
-                /* Idle connections hold no buffers. */
-                buf_free(&c->in);
-                buf_free(&c->out);
-        }
-        return 1;
+        exchange_free(ex);
 }

@@ -2,25 +2,27 @@
 #pragma once
 
 /*
- * The request path's shared state: a client connection (Conn, the HTTP/1 session: conn.c)
- * and the exchange running on it (Exchange: routing and its decisions in exchange.c, the
- * upstream attempt and the relay in both directions in exchange-upstream.c). Private to those
- * three files; the worker sees only conn.h.
+ * One request/response exchange, whatever the client protocol (docs/architecture.md, "The
+ * data path"): routing and its decisions (exchange.c), then a response source (source.h:
+ * source_local in exchange.c, source_upstream in exchange-upstream.c) that produces the
+ * response and gives it to the client session (session.h) through the session ops. Private
+ * to the proxy/ files; the worker sees only conn.h.
  *
- * Everything is driven by one function, conn_run(): after any event it makes all the
- * progress it can without blocking (read, parse, route, connect, relay in both
- * directions), then derives the epoll interest of both sockets and the next deadline from
- * the state that is left. Readiness is remembered per socket (rd_ready/wr_ready, cleared on
- * EAGAIN), so no syscall is made that is known to fail. Bodies are relayed through bounded
- * buffers: a side is read only when what was read before has been written, which is the
- * backpressure.
+ * The session drives everything: after any event it runs exchange_step(), which makes all the
+ * progress it can without blocking, and derives the epoll interest and the next deadline from
+ * exchange_wants_body(), exchange_has_output() and exchange_deadline(). Readiness is remembered
+ * per socket (rd_ready/wr_ready, cleared on EAGAIN), so no syscall is made that is known to
+ * fail. Bodies move through bounded buffers: a side is read only when what was read before has
+ * been taken by the other, which is the backpressure.
  */
 
+#include <fcntl.h>
 #include <stdio.h>
 
 #include "buf.h"
-#include "conn.h"
 #include "http1-writer.h"
+#include "session.h"
+#include "source.h"
 #include "tunnel.h"
 #include "upstream.h"
 
@@ -28,57 +30,15 @@
 #define BODY_BUF_SIZE 65536u
 /* bodies (rests) at least this long are spliced when both sides are plain sockets */
 #define SPLICE_MIN (32u * 1024u)
-#define LINGER_USEC (2 * USEC_PER_SEC)
-#define LINGER_MAX_BYTES (256u * 1024u)
 #define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
-#define CONN_RUN_BUDGET 64 /* steps of one connection per event */
-
-typedef enum ConnState {
-        CONN_HEAD,    /* reading a request head (header deadline running) */
-        CONN_IDLE,    /* keep-alive, waiting for the next request */
-        CONN_BUSY,    /* an exchange is running */
-        CONN_CLOSING, /* output flushed, write side shut down, draining input before close */
-} ConnState;
-
-typedef struct Exchange Exchange;
-typedef struct ExchangePolicy ExchangePolicy;
 
 #define EXCHANGE_TRIES_MAX 32 /* peers one request may try */
 
-struct Conn {
-        Worker *worker;
-        Conn *next, *prev;
-        Stream client;
-        WorkerIo io;
-        TimerNode timer; /* in the worker's deadline heap */
-        bool resume;     /* ran out of its step budget: continue from the timer */
-        size_t listener;
-
-        WorkerGen *gen; /* configuration for the current request (taken when it starts) */
-        char remote_addr[INET6_ADDRSTRLEN];
-        unsigned remote_port;
-        union {
-                struct sockaddr sa;
-                struct sockaddr_in in;
-                struct sockaddr_in6 in6;
-        } remote_sa; /* the balancer's ip_hash key; a unix peer keeps only its family */
-        unsigned local_port;
-
-        ConnState state;
-        Buf in;  /* from the client: request heads and bodies */
-        Buf out; /* to the client: response heads, re-framed body data, local responses */
-        Exchange *ex;
-        uint64_t phase_start; /* HEAD: first byte or accept; IDLE: end of last exchange */
-        uint64_t last_read, last_write;
-        uint64_t lingered;
-        bool rd_ready, wr_ready;
-        bool rdhup; /* the client's FIN (or an error) was seen */
-        bool draining;
-        unsigned n_requests;
-};
-
 struct Exchange {
-        Conn *c;
+        Session *s;
+        void *stream;   /* the session's own per-exchange state (an HTTP/2 stream), or NULL */
+        WorkerGen *gen; /* the configuration this request runs under (the session holds it) */
+        const SourceOps *src;
         /* req.headers (and resp.headers) point into the worker's scratch array and are valid
          * only while the head is being parsed and serialized (exchange_begin,
          * exchange_start_response). */
@@ -93,17 +53,19 @@ struct Exchange {
         char request_id[33];
         uint64_t start;
 
-        /* request body, client -> upstream */
-        HttpBodyKind req_body;
-        uint64_t req_left;
-        ChunkedDecoder req_dec;
-        uint64_t req_chunked_bytes; /* decoded so far, against client_max_body_size */
-        uint64_t req_body_read;     /* body bytes read from the client */
-        uint64_t body_wait_start;   /* when the client last left us waiting for body bytes (0: not waiting) */
-        uint64_t body_wait_total;   /* time spent waiting for body bytes so far */
-        bool req_done;
+        /* request body, client -> source */
+        HttpBodyKind req_body;    /* NONE, LENGTH (req_left bytes) or CHUNKED (length unknown) */
+        uint64_t req_left;        /* LENGTH: bytes not yet taken by the source */
+        uint64_t req_body_read;   /* body bytes read from the client (the session counts) */
+        uint64_t body_wait_start; /* when the client last left us waiting for body bytes (0: not waiting) */
+        uint64_t body_wait_total; /* time spent waiting for body bytes so far */
+        bool req_done;            /* the whole body was taken by the source */
+        bool body_held;           /* the session had body bytes the upstream could not take yet */
 
-        /* upstream */
+        /* local response (source_local) */
+        LocalResponse local;
+
+        /* upstream (source_upstream) */
         bool https;
         UpTls tls;
         char *tls_name; /* expanded ssl_name, for SNI and verification */
@@ -121,8 +83,9 @@ struct Exchange {
         bool retried_stale;
         Buf req_head; /* the request head as sent upstream (kept for a retry) */
         size_t req_head_off;
-        Buf up_out;   /* re-framed request body data */
+        Buf up_out;   /* request body framing (and chunked data) for the upstream */
         Buf up_in;    /* from the upstream */
+        size_t run_off, run_len, run_total; /* a decoded chunk-data run in up_in not yet taken */
         uint64_t up_phase_start, up_last_read, up_last_write;
         bool up_sent_any;   /* a byte of this request reached the upstream socket */
         bool up_got_any;    /* a byte of the response arrived */
@@ -131,16 +94,15 @@ struct Exchange {
         bool up_send_failed;
         int up_send_error;
 
-        /* response, upstream -> client */
+        /* response, source -> session */
         HttpResponse resp;
         bool resp_head_done;
-        HttpBodyKind resp_in;
-        HttpBodyKind resp_out;
+        HttpBodyKind resp_in; /* the upstream's framing */
         uint64_t resp_left;
         ChunkedDecoder resp_dec;
-        bool resp_done;
+        bool resp_done;        /* the source has given the session everything */
         bool resp_truncated;
-        bool client_head_sent; /* bytes of the final response reached the client */
+        bool client_head_sent; /* bytes of the final response reached the client (the session says) */
         /* A Content-Length body between plain sockets moves through a pipe (splice), never
          * through user space: pipe_len bytes of it are in the pipe. */
         bool has_pipe;
@@ -148,7 +110,7 @@ struct Exchange {
         size_t pipe_len;
 
         /* Upgrade: the client asked for it (and the location allows it); after the 101 is
-         * flushed the exchange becomes a tunnel. */
+         * flushed the session turns the exchange into a tunnel. */
         bool upgrade;
         char *upgrade_offered; /* the allowed protocols of the client's Upgrade, as sent upstream */
         bool tunnel_pending;
@@ -165,28 +127,19 @@ struct Exchange {
         struct ExchangePolicy *policy; /* exchange-policy.c; NULL when nothing needs it */
 };
 
-typedef enum TimeoutKind {
-        TIMEOUT_NONE,
-        TIMEOUT_HEADER,
-        TIMEOUT_KEEPALIVE,
-        TIMEOUT_BODY,
-        TIMEOUT_SEND,
-        TIMEOUT_CONNECT,
-        TIMEOUT_UP_READ,
-        TIMEOUT_UP_SEND,
-        TIMEOUT_LINGER,
-        TIMEOUT_TUNNEL,
-} TimeoutKind;
-
 /* ---------------------------------------------------------------------------------------- */
-/* Small helpers shared by the three files */
+/* Small helpers shared by the proxy/ files */
 
-static inline uint64_t conn_now(Conn *c) {
-        return worker_now(c->worker);
+static inline uint64_t ex_now(const Exchange *ex) {
+        return worker_now(ex->s->worker);
 }
 
-static inline Generation *conn_generation(Conn *c) {
-        return (c->gen ?: c->worker->gen)->gen;
+static inline Generation *ex_generation(const Exchange *ex) {
+        return ex->gen->gen;
+}
+
+static inline const char *ex_text(const Exchange *ex) {
+        return session_text(ex->s);
 }
 
 static inline const LocationSettings *ex_settings(const Exchange *ex) {
@@ -218,7 +171,18 @@ static inline ssize_t read_into(Stream *s, Buf *b, size_t want, bool hup, bool *
         return n;
 }
 
-/* One chunk of a chunked body, re-framed canonically. */
+/* splice() without blocking (retried when interrupted); -errno on failure */
+static inline ssize_t splice_nb(int from, int to, size_t n) {
+        for (;;) {
+                ssize_t k = splice(from, NULL, to, NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                if (k >= 0)
+                        return k;
+                if (errno != EINTR)
+                        return -errno;
+        }
+}
+
+/* One chunk of a chunked body, framed canonically. */
 static inline int append_chunk(Buf *out, const char *data, size_t len) {
         int r = buf_append_hex(out, len);
         if (r >= 0)
@@ -230,54 +194,79 @@ static inline int append_chunk(Buf *out, const char *data, size_t len) {
         return r;
 }
 
-static inline ssize_t client_write(Conn *c, const void *p, size_t n) {
-        ssize_t k = stream_write(&c->client, p, n);
-        if (k > 0) {
-                c->last_write = conn_now(c);
-                if (c->ex)
-                        c->ex->bytes_sent += (uint64_t) k;
-                if ((size_t) k < n)
-                        c->wr_ready = false;
-        } else if (k == -EAGAIN)
-                c->wr_ready = false;
-        return k;
-}
-
 /* ---------------------------------------------------------------------------------------- */
-/* conn.c: the client connection */
+/* exchange.c: lifetime, routing, local responses. What a session calls. */
 
-const char *conn_text(const Conn *c);
-const LocationSettings *conn_settings(Conn *c);
-void conn_run(Conn *c);
-void conn_close_now(Conn *c);
-void conn_start_closing(Conn *c);
-
-/* exchange.c: lifetime, routing and local responses */
-
-Exchange *exchange_new(Conn *c);
+/* A new exchange on session s, running under gen (held by the session for its lifetime). */
+Exchange *exchange_new(Session *s, WorkerGen *gen, void *stream);
 Exchange *exchange_free(Exchange *ex);
+/* The session parsed a request head into ex->req (its fields valid during the call): route
+ * it and start its response source. bytes_received is the session's to set. <0: fatal. */
+int exchange_begin(Exchange *ex);
+/* Run the response source: 1 on progress. */
+static inline int exchange_step(Exchange *ex) {
+        return ex->src ? ex->src->step(ex) : 0;
+}
+/* The source would take request body bytes now (and the body deadlines run). */
+static inline bool exchange_wants_body(const Exchange *ex) {
+        return ex->src && ex->src->wants_body(ex);
+}
+/* The source holds response bytes for the session. */
+static inline bool exchange_has_output(const Exchange *ex) {
+        return ex->src && ex->src->has_output(ex);
+}
+uint64_t exchange_deadline(const Exchange *ex, TimeoutKind *ret_kind);
+void exchange_timeout(Exchange *ex, TimeoutKind kind);
+/* The session is done with the exchange (the response was written or the client went
+ * away): the source gives back what it holds (a reusable upstream connection to the pool),
+ * the access entry is written, the exchange freed. */
+void exchange_end(Exchange *ex);
 void exchange_log(Exchange *ex);
-/* Give the upstream connection back to the pool (reusable) or close it. */
-void exchange_release_upstream(Exchange *ex, bool reusable);
-/* Queue a local response (error page or `return`). */
+
+/* Answer with a local response (error page or `return`): the source becomes source_local. */
 int exchange_local_response(Exchange *ex, int status, const char *content_type, const char *body,
                             size_t body_len, const char *location, bool keep_alive);
 /* The exchange failed in proxyd or at the upstream: an error page, or a cut response. */
 void exchange_fail(Exchange *ex, int status, const char *reason);
-void bad_request(Conn *c, const HttpError *err);
-/* A request head of head_len bytes was parsed into c->ex->req: route it and start it. */
-int exchange_begin(Conn *c, size_t head_len);
-/* Ends the exchange; returns -1 when that closed (freed) the connection, else 1. */
-int exchange_finish(Conn *c);
+/* The response cannot go on: what reached the client is all it gets, and the connection
+ * closes after it so the truncation shows. */
+void exchange_cut(Exchange *ex, const char *reason);
+/* Writing to the client failed (error: the errno, 0 when nothing was written). */
+void exchange_client_failed(Exchange *ex, int error);
+/* A request proxyd will not serve (400 and friends): logged, answered, connection closed. */
+void exchange_reject(Exchange *ex, int status, const char *reason, size_t offset);
 
-/* exchange-upstream.c: attempts (connect, pool, retry) and the relay */
+/* exchange-policy.c: the traffic policy, called from routing (exchange.c) and from the
+ * sessions' serializers: a location's rules (match.c), the variables of `return`, the response
+ * fields of add_header / replace_header. */
 
-void exchange_report(Exchange *ex, bool failed);
-void exchange_end_attempt(Exchange *ex, int status, const char *reason);
-bool exchange_may_retry(Exchange *ex, unsigned cond);
+/* What routing found out about the request, for the rules and the proxy part. */
+typedef struct Route {
+        const char *host, *origin, *norm, *args;
+        size_t host_len, origin_len, norm_len, args_len;
+        size_t match_len; /* of a prefix location */
+} Route;
+
+/* The variables of the request (RequestInfo) from the exchange and its route; host_lower
+ * holds $host. $proxy_host is the location's proxy_pass host, or "". */
+void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[static 256], RequestInfo *ri);
+
+/* Once the location is chosen (ex->loc; NULL for a 404): the first of its rules whose
+ * conditions hold makes ex->loc that rule's location; response fields with variables are
+ * expanded. 0: go on; 1: answered (a condition could not be decided: 500); <0: -errno. */
+int exchange_policy_route(Exchange *ex, const Route *rt);
+
+/* Answer with ex->loc's `return`, body and Location with their variables expanded. */
+int exchange_policy_return(Exchange *ex, const Route *rt, bool keep_alive);
+
+/* The configured response fields for a response with this status (in *buf), or NULL. */
+const ResponseFields *exchange_policy_fields(const Exchange *ex, int status, ResponseFields *buf);
+
+void exchange_policy_free(Exchange *ex);
+
+/* exchange-upstream.c: the upstream source */
+
+/* Give the upstream connection back to the pool (reusable) or close it. */
+void exchange_release_upstream(Exchange *ex, bool reusable);
 /* Pick a peer and get a connection to it; 1 when an attempt started, 0 when it failed. */
 int exchange_connect(Exchange *ex);
-/* Request and response direction; each returns 1 on progress. */
-int exchange_pump_request(Exchange *ex);
-int exchange_pump_response(Exchange *ex);
-bool upconn_has_unread(UpConn *u, Worker *w);
