@@ -100,7 +100,7 @@ START_TEST(test_http_vars) {
 END_TEST
 
 static const char *const bad[] = {
-        "$foo", "${foo}", "x$", "$", "$-x", "${host", "${}", "${ho st}", "$ host", "a$$b", "${http_}",
+        "$foo", "${foo}", "x$", "$", "$-x", "${host", "${}", "${ho st}", "$ host", "a$$$", "${http_}",
 };
 
 START_TEST(test_errors) {
@@ -128,6 +128,17 @@ START_TEST(test_literal) {
 }
 END_TEST
 
+START_TEST(test_dollar_escape) {
+        VarTemplate *t = NULL;
+
+        ck_assert_int_eq(var_template_compile("costs $$5, $$$host", &t, NULL), 0);
+        ck_assert_uint_eq(t->n_segs, 2);
+        ck_assert_str_eq(t->segs[0].text, "costs $5, $");
+        ck_assert_int_eq(t->segs[1].id, VAR_HOST);
+        var_template_free(t);
+}
+END_TEST
+
 START_TEST(test_too_long) {
         char *s = malloc(9000);
         VarTemplate *t = NULL;
@@ -151,6 +162,7 @@ static Suite *vars_suite(void) {
         tcase_add_loop_test(tc, test_errors, 0, ELEMENTSOF(bad));
         tcase_add_test(tc, test_literal);
         tcase_add_test(tc, test_too_long);
+        tcase_add_test(tc, test_dollar_escape);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -111,6 +111,35 @@ static const Setting location_rows[] = {
           .offset = LO(return_location), .description = "the Location header of a return" },
         { .name = "proxy_pass", .type = T_STRING, .scopes = SC_LOCATION, .doc_type = "", .parse = schema_keep,
           .offset = SETTING_NO_FIELD, .description = "the upstream URL" },
+        { .name = "rules", .type = T_LIST, .scopes = SC_LOCATION, .parse = schema_keep, .offset = SETTING_NO_FIELD,
+          .description = "conditions refining the location; the first match applies" },
+};
+
+/* The rows of one entry of a location's `rules`: its conditions, then the outcomes a
+ * location has (a rule takes every location-level setting too). */
+static const Setting rule_rows[] = {
+        { .name = "scheme", .type = T_STRINGS, .scopes = SC_RULE, .parse = schema_keep, .offset = SETTING_NO_FIELD,
+          .description = "http or https" },
+        { .name = "server_port", .type = T_LIST, .scopes = SC_RULE, .doc_type = "integer or array",
+          .parse = schema_keep, .offset = SETTING_NO_FIELD, .description = "the port the request came in on" },
+        { .name = "method", .type = T_STRINGS, .scopes = SC_RULE, .parse = schema_keep, .offset = SETTING_NO_FIELD,
+          .description = "request methods" },
+        { .name = "client", .type = T_STRINGS, .scopes = SC_RULE, .parse = schema_keep, .offset = SETTING_NO_FIELD,
+          .description = "client addresses and networks" },
+        { .name = "header", .type = T_GROUP, .scopes = SC_RULE, .doc_type = "group", .parse = schema_keep,
+          .offset = SETTING_NO_FIELD, .description = "request header values" },
+        { .name = "arg", .type = T_GROUP, .scopes = SC_RULE, .doc_type = "group", .parse = schema_keep,
+          .offset = SETTING_NO_FIELD, .description = "query arguments" },
+        { .name = "cookie", .type = T_GROUP, .scopes = SC_RULE, .doc_type = "group", .parse = schema_keep,
+          .offset = SETTING_NO_FIELD, .description = "cookies" },
+        { .name = "return", .type = T_UINT, .scopes = SC_RULE, .doc_type = "", .min = 100, .max = 599,
+          .offset = LO(return_status), .description = "answer with this status" },
+        { .name = "body", .type = T_STRING, .scopes = SC_RULE, .doc_type = "", .offset = LO(return_body),
+          .description = "the body of a return" },
+        { .name = "location", .type = T_STRING, .scopes = SC_RULE, .doc_type = "", .offset = LO(return_location),
+          .description = "the Location header of a return" },
+        { .name = "proxy_pass", .type = T_STRING, .scopes = SC_RULE, .doc_type = "", .parse = schema_keep,
+          .offset = SETTING_NO_FIELD, .description = "proxy here instead" },
 };
 
 #define LOC (SC_DEFAULTS | SC_SERVER | SC_LOCATION)
@@ -121,9 +150,18 @@ static const char *const stale_names[] = { "error",    "timeout",  "http_500", "
 
 static const Setting inherit_rows[] = {
         { .name = "set_header", .type = T_HEADERS, .scopes = LOC, .inherit = INHERIT_MERGE,
+          .offset = LS(set_header), .offset_n = LS(n_set_header),
           .description = "request headers sent upstream; \"\" removes one" },
         { .name = "hide_header", .type = T_HEADER_NAMES, .scopes = LOC, .inherit = INHERIT_MERGE,
           .description = "response headers not passed to the client" },
+        { .name = "add_header", .type = T_HEADERS, .scopes = LOC, .inherit = INHERIT_MERGE,
+          .offset = LS(add_header), .offset_n = LS(n_add_header), .check = config_check_response_header,
+          .description = "response headers added; \"\" removes an inherited one" },
+        { .name = "replace_header", .type = T_HEADERS, .scopes = LOC, .inherit = INHERIT_MERGE,
+          .offset = LS(replace_header), .offset_n = LS(n_replace_header), .check = config_check_response_header,
+          .description = "response headers sent instead of the upstream's" },
+        { .name = "add_header_always", .type = T_BOOL, .scopes = LOC, .inherit = INHERIT_REPLACE, .dflt = "false",
+          .offset = LS(add_header_always), .description = "add_header and replace_header on every status" },
         { .name = "connect_timeout", .type = T_DURATION, .scopes = LOC, .inherit = INHERIT_REPLACE, .dflt = "\"5s\"",
           .offset = LS(connect_timeout), .description = "connecting to an upstream server" },
         { .name = "read_timeout", .type = T_DURATION, .scopes = LOC, .inherit = INHERIT_REPLACE, .dflt = "\"60s\"",
@@ -321,6 +359,7 @@ TABLE(SCHEMA_TOP, "TOP LEVEL", top_rows);
 TABLE(SCHEMA_SERVER, "SERVERS", server_rows);
 TABLE(SCHEMA_TLS, "TLS", tls_rows);
 TABLE(SCHEMA_LOCATION, "LOCATIONS", location_rows);
+TABLE(SCHEMA_RULE, "RULES", rule_rows);
 TABLE(SCHEMA_INHERIT, "LOCATION SETTINGS", inherit_rows);
 TABLE(SCHEMA_UPSTREAM, "UPSTREAMS", upstream_rows);
 TABLE(SCHEMA_UPSTREAM_SERVER, "UPSTREAMS", upstream_server_rows, .nested = "servers");
@@ -331,6 +370,7 @@ const SettingTable *const SCHEMA_TABLES[] = {
         &SCHEMA_TOP,      &SCHEMA_SERVER,   &SCHEMA_TLS,             &SCHEMA_LOCATION,
         &SCHEMA_INHERIT,  &SCHEMA_UPSTREAM, &SCHEMA_UPSTREAM_SERVER, &SCHEMA_HEALTH_CHECK,
         &SCHEMA_LIMIT,
+        &SCHEMA_RULE,
 };
 const size_t SCHEMA_N_TABLES = ELEMENTSOF(SCHEMA_TABLES);
 
@@ -650,7 +690,7 @@ const char *schema_doc_type(const Setting *row, char *buf, size_t size) {
 
 void schema_write_defaults(FILE *f) {
         static const char *const where[] = { "top level", "servers", "tls", "locations", "defaults, servers, locations",
-                                             "upstreams", "upstream servers", "health_check", "limits" };
+                                             "upstreams", "upstream servers", "health_check", "limits", "rules" };
         _Static_assert(ELEMENTSOF(where) == ELEMENTSOF(SCHEMA_TABLES), "a heading per table");
 
         fprintf(f, "\n# Built-in defaults (proxyd.conf(5)): what a setting not given above is.\n");

@@ -30,6 +30,7 @@ enum {
         SC_TLS = 1u << 7,
         SC_TLS_CERT = 1u << 8, /* an entry of tls.certificates */
         SC_LIMIT = 1u << 9,    /* an entry of limits */
+        SC_RULE = 1u << 10,    /* an entry of a location's rules */
 };
 
 typedef enum SettingType {
@@ -100,7 +101,7 @@ typedef struct SettingTable {
 } SettingTable;
 
 extern const SettingTable SCHEMA_TOP, SCHEMA_SERVER, SCHEMA_TLS, SCHEMA_LOCATION, SCHEMA_INHERIT,
-        SCHEMA_UPSTREAM, SCHEMA_UPSTREAM_SERVER, SCHEMA_HEALTH_CHECK, SCHEMA_LIMIT;
+        SCHEMA_UPSTREAM, SCHEMA_UPSTREAM_SERVER, SCHEMA_HEALTH_CHECK, SCHEMA_LIMIT, SCHEMA_RULE;
 extern const SettingTable *const SCHEMA_TABLES[];
 extern const size_t SCHEMA_N_TABLES;
 
@@ -207,6 +208,13 @@ int config_parse_matcher(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_tls_priority(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_health_check(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_upstream_servers(Loader *l, const config_setting_t *s, SchemaWalk *w);
+int config_location_proxy_pass(Loader *l, const config_setting_t *pp, Location *loc);
+void config_location_free(Location *loc);
+
+/* config-rules.c: a location's `return` templates, its `rules`, and their checks */
+int config_check_response_header(Loader *l, const config_setting_t *s, const void *value, size_t n);
+int config_location_finish(Loader *l, const Server *srv, Location *loc, const config_setting_t *g);
+void rules_free(Rule *rules, size_t n);
 
 /* config-client.c: limits, client addresses, and their checks over the whole configuration */
 int config_parse_limits(Loader *l, const config_setting_t *s, SchemaWalk *w);

@@ -31,12 +31,18 @@ static int strv_copy(char ***dst, size_t *dst_n, char *const *a, size_t n) {
         return 0;
 }
 
-void settings_done(LocationSettings *s) {
-        for (size_t i = 0; i < s->n_set_header; i++) {
-                free(s->set_header[i].name);
-                var_template_free(s->set_header[i].value);
+static void headers_free(HeaderSetting *a, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(a[i].name);
+                var_template_free(a[i].value);
         }
-        free(s->set_header);
+        free(a);
+}
+
+void settings_done(LocationSettings *s) {
+        headers_free(s->set_header, s->n_set_header);
+        headers_free(s->add_header, s->n_add_header);
+        headers_free(s->replace_header, s->n_replace_header);
         strv_free(s->hide_header, s->n_hide_header);
         free(s->ssl_trusted_certificate);
         free(s->ssl_certificate);
@@ -60,7 +66,13 @@ void partial_done(PartialSettings *p) {
         settings_done(&p->v);
 }
 
-static int header_set(LocationSettings *s, const char *name, const VarTemplate *value) {
+/* The header map of a T_HEADERS row (set_header, add_header, replace_header) in s. */
+static HeaderSetting **header_map(const Setting *row, LocationSettings *s, size_t **ret_n) {
+        *ret_n = (size_t *) ((char *) s + row->offset_n);
+        return (HeaderSetting **) ((char *) s + row->offset);
+}
+
+static int header_set(HeaderSetting **map, size_t *n, const char *name, const VarTemplate *value) {
         HeaderSetting *a;
         VarTemplate *v = NULL;
 
@@ -69,25 +81,25 @@ static int header_set(LocationSettings *s, const char *name, const VarTemplate *
                 if (!v)
                         return -ENOMEM;
         }
-        for (size_t i = 0; i < s->n_set_header; i++)
-                if (strcasecmp(s->set_header[i].name, name) == 0) {
-                        var_template_free(s->set_header[i].value);
-                        s->set_header[i].value = v;
+        for (size_t i = 0; i < *n; i++)
+                if (strcasecmp((*map)[i].name, name) == 0) {
+                        var_template_free((*map)[i].value);
+                        (*map)[i].value = v;
                         return 0;
                 }
-        a = reallocarray(s->set_header, s->n_set_header + 1, sizeof(HeaderSetting));
+        a = reallocarray(*map, *n + 1, sizeof(HeaderSetting));
         if (!a) {
                 var_template_free(v);
                 return -ENOMEM;
         }
-        s->set_header = a;
-        a[s->n_set_header].name = strdup(name);
-        if (!a[s->n_set_header].name) {
+        *map = a;
+        a[*n].name = strdup(name);
+        if (!a[*n].name) {
                 var_template_free(v);
                 return -ENOMEM;
         }
-        a[s->n_set_header].value = v;
-        s->n_set_header++;
+        a[*n].value = v;
+        (*n)++;
         return 0;
 }
 
@@ -111,10 +123,20 @@ static int hide_add(LocationSettings *s, const char *name) {
 static int merge_by_name(LocationSettings *dst, const LocationSettings *from) {
         int r;
 
-        for (size_t i = 0; i < from->n_set_header; i++) {
-                r = header_set(dst, from->set_header[i].name, from->set_header[i].value);
-                if (r < 0)
-                        return r;
+        for (size_t k = 0; k < SCHEMA_INHERIT.n_rows; k++) {
+                const Setting *row = &SCHEMA_INHERIT.rows[k];
+                size_t *dn, *fn;
+                HeaderSetting **d, **f;
+
+                if (row->type != T_HEADERS)
+                        continue;
+                d = header_map(row, dst, &dn);
+                f = header_map(row, (LocationSettings *) from, &fn);
+                for (size_t i = 0; i < *fn; i++) {
+                        r = header_set(d, dn, (*f)[i].name, (*f)[i].value);
+                        if (r < 0)
+                                return r;
+                }
         }
         for (size_t i = 0; i < from->n_hide_header; i++) {
                 r = hide_add(dst, from->hide_header[i]);
@@ -201,13 +223,15 @@ int settings_builtin(LocationSettings *s) {
         return r;
 }
 
-static int parse_headers(Loader *l, const config_setting_t *s, PartialSettings *p) {
+static int parse_headers(Loader *l, const config_setting_t *s, const Setting *row, PartialSettings *p) {
+        size_t *n;
+        HeaderSetting **map = header_map(row, &p->v, &n);
         int r;
 
         if (config_setting_type(s) != CONFIG_TYPE_GROUP)
-                return ERR(l, s, "\"set_header\" must be a group { Name = \"value\"; ... }");
+                return ERR(l, s, "\"%s\" must be a group { Name = \"value\"; ... }", row->name);
         if (config_setting_length(s) > CONFIG_LIST_MAX)
-                return ERR(l, s, "\"set_header\" has too many entries");
+                return ERR(l, s, "\"%s\" has too many entries", row->name);
         for (int k = 0; k < config_setting_length(s); k++) {
                 const config_setting_t *h = config_setting_get_elem(s, (unsigned) k);
                 VarTemplate *t = NULL;
@@ -222,8 +246,12 @@ static int parse_headers(Loader *l, const config_setting_t *s, PartialSettings *
                         if (r < 0)
                                 continue;
                 }
-                r = header_set(&p->v, config_setting_name(h), t);
+                r = row->check ? row->check(l, h, t, 1) : 0;
+                if (r >= 0)
+                        r = header_set(map, n, config_setting_name(h), t);
                 var_template_free(t);
+                if (r == -EINVAL)
+                        continue;
                 if (r < 0)
                         return r;
         }
@@ -268,7 +296,7 @@ int settings_parse_special(Loader *l, const config_setting_t *s, const Setting *
 
         switch (row->type) {
         case T_HEADERS:
-                return parse_headers(l, s, p);
+                return parse_headers(l, s, row, p);
         case T_ACCESS:
                 return parse_access(l, s, p);
         case T_HEADER_NAMES:
@@ -341,14 +369,12 @@ static bool prefix_match(const uint8_t *a, const uint8_t *b, unsigned bits) {
         return (a[full] & mask) == (b[full] & mask);
 }
 
-bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr) {
+int access_rule_find(const AccessRule *rules, size_t n, const struct sockaddr *addr) {
         uint8_t a[16] = {};
         int family;
 
-        if (!rules || n == 0)
-                return true;
         if (!addr)
-                return false;
+                return -1;
         switch (addr->sa_family) {
         case AF_INET:
                 family = AF_INET;
@@ -370,15 +396,13 @@ bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr
                 a[0] = 127, a[3] = 1;
                 break;
         default:
-                return false;
+                return -1;
         }
-        for (size_t i = 0; i < n; i++) {
-                if (rules[i].family == AF_UNSPEC)
-                        return rules[i].allow;
-                if (rules[i].family == family && prefix_match(a, rules[i].addr, rules[i].prefix))
-                        return rules[i].allow;
-        }
-        return true;
+        for (size_t i = 0; i < n; i++)
+                if (rules[i].family == AF_UNSPEC ||
+                    (rules[i].family == family && prefix_match(a, rules[i].addr, rules[i].prefix)))
+                        return (int) i;
+        return -1;
 }
 
 bool cidr_match(const AccessRule *nets, size_t n, const struct sockaddr *addr) {
@@ -434,4 +458,17 @@ int config_check_cache_path(Loader *l, const config_setting_t *s, const void *va
         if (v[0] != '/')
                 return ERR(l, s, "\"cache_path\" must be an absolute path");
         return 0;
+}
+
+bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr) {
+        int i;
+
+        if (!rules || n == 0)
+                return true;
+        if (!addr)
+                return false;
+        i = access_rule_find(rules, n, addr);
+        if (i < 0)
+                return addr->sa_family == AF_INET || addr->sa_family == AF_INET6 || addr->sa_family == AF_UNIX;
+        return rules[i].allow;
 }

@@ -133,7 +133,7 @@ static int implicit_upstream(Loader *l, const config_setting_t *s, const char *n
         return 0;
 }
 
-static int parse_proxy_pass(Loader *l, const config_setting_t *s, ProxyPass **ret) {
+static int config_parse_proxy_pass(Loader *l, const config_setting_t *s, ProxyPass **ret) {
         const char *text = NULL, *rest, *uri;
         ProxyPass *p;
         int r;
@@ -219,17 +219,29 @@ oom:
 
 /* ---- locations ---- */
 
-static Location *location_free(Location *loc) {
+void config_location_free(Location *loc) {
         if (!loc)
-                return NULL;
+                return;
         free(loc->pattern);
         pcre2_code_free(loc->re);
         free(loc->return_body);
         free(loc->return_location);
-        proxy_pass_free(loc->proxy);
+        var_template_free(loc->return_body_t);
+        var_template_free(loc->return_location_t);
+        if (!loc->proxy_borrowed)
+                proxy_pass_free(loc->proxy);
+        rules_free(loc->rules, loc->n_rules);
         settings_done(&loc->s);
         free(loc);
-        return NULL;
+}
+
+/* loc's proxy_pass (of the location or of one of its rules) */
+int config_location_proxy_pass(Loader *l, const config_setting_t *pp, Location *loc) {
+        int r = config_parse_proxy_pass(l, pp, &loc->proxy);
+
+        if (r >= 0 && loc->proxy->uri && (loc->match == MATCH_REGEX || loc->match == MATCH_IREGEX))
+                r = ERR(l, pp, "proxy_pass with a URI is not allowed in a regex location");
+        return r;
 }
 
 /* for the matcher rows: which one came first */
@@ -332,15 +344,13 @@ static int parse_location(Loader *l, Server *srv, const config_setting_t *g, Loc
                 goto fail;
         }
         if (pp) {
-                r = parse_proxy_pass(l, pp, &loc->proxy);
+                r = config_location_proxy_pass(l, pp, loc);
                 if (r < 0)
                         goto fail;
-                if (loc->proxy->uri && (loc->match == MATCH_REGEX || loc->match == MATCH_IREGEX)) {
-                        r = ERR(l, pp, "proxy_pass with a URI is not allowed in a regex location");
-                        goto fail;
-                }
         }
         r = settings_resolve(&loc->s, &srv->s, &p);
+        if (r >= 0)
+                r = config_location_finish(l, srv, loc, g);
         if (r < 0)
                 goto fail;
         partial_done(&p);
@@ -348,7 +358,7 @@ static int parse_location(Loader *l, Server *srv, const config_setting_t *g, Loc
         return 0;
 fail:
         partial_done(&p);
-        location_free(loc);
+        config_location_free(loc);
         return r < 0 ? r : -EINVAL;
 }
 
@@ -360,7 +370,7 @@ static Server *server_free(Server *s) {
         free(s->name);
         strv_free(s->server_names, s->n_server_names);
         for (size_t i = 0; i < s->n_locations; i++)
-                location_free(s->locations[i]);
+                config_location_free(s->locations[i]);
         free(s->locations);
         settings_done(&s->s);
         for (size_t i = 0; i < s->n_tls_certificates; i++) {

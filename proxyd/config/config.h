@@ -42,6 +42,16 @@ typedef struct LocationSettings {
         size_t n_set_header;
         char **hide_header; /* lower case */
         size_t n_hide_header;
+        /* Response header fields: add_header is appended to the response (the upstream's
+         * fields of that name stay), replace_header takes the place of the upstream's fields
+         * of that name. Both merged by name like set_header; NULL value: removed. Sent on
+         * 200, 201, 204, 206, 301, 302, 303, 304, 307, 308 only, or on every status with
+         * add_header_always. */
+        HeaderSetting *add_header;
+        size_t n_add_header;
+        HeaderSetting *replace_header;
+        size_t n_replace_header;
+        bool add_header_always;
 
         uint64_t connect_timeout; /* usec */
         uint64_t read_timeout;
@@ -225,6 +235,60 @@ typedef enum LocationMatch {
         MATCH_IREGEX,
 } LocationMatch;
 
+/* Conditions of a location's rules (see proxyd.conf(5), RULES). Parsed and checked by
+ * config-rules.c, evaluated by match.c. */
+typedef enum PatternOp {
+        PATTERN_EXACT,
+        PATTERN_PREFIX,
+        PATTERN_REGEX,   /* PCRE2; caseless with "~*" */
+        PATTERN_PRESENT, /* "*": any value, the field is there */
+} PatternOp;
+
+typedef struct Pattern {
+        PatternOp op;
+        char *text; /* EXACT, PREFIX */
+        size_t len;
+        pcre2_code *re; /* REGEX */
+} Pattern;
+
+/* In evaluation order: the cheap kinds first. */
+typedef enum ConditionKind {
+        COND_SCHEME,
+        COND_SERVER_PORT,
+        COND_METHOD,
+        COND_CLIENT,
+        COND_HEADER,
+        COND_ARG,
+        COND_COOKIE,
+        _COND_MAX,
+} ConditionKind;
+
+typedef struct Condition {
+        ConditionKind kind;
+        bool negate;   /* the condition holds when the positive test fails */
+        char *name;    /* HEADER, ARG, COOKIE: the field, argument or cookie name */
+        size_t name_len;
+        Pattern pattern;  /* HEADER, ARG, COOKIE: the value must match (any occurrence) */
+        char **tokens;    /* METHOD: any of these; SCHEME: "http" / "https" */
+        size_t n_tokens;
+        unsigned *ports;  /* SERVER_PORT: any of these */
+        size_t n_ports;
+        AccessRule *nets; /* CLIENT: in any of these networks */
+        size_t n_nets;
+        const char *file;
+        int line;
+} Condition;
+
+struct Location;
+
+typedef struct Rule {
+        Condition *conds; /* all of them must hold, tested in ConditionKind order */
+        size_t n_conds;
+        struct Location *loc; /* what applies then: the location with the rule's settings on top */
+        const char *file;
+        int line;
+} Rule;
+
 typedef struct Location {
         LocationMatch match;
         char *pattern;
@@ -235,7 +299,12 @@ typedef struct Location {
         int return_status; /* 0: not a return location */
         char *return_body; /* may be NULL */
         char *return_location; /* Location header for 3xx returns, may be NULL */
+        VarTemplate *return_body_t; /* the same two, compiled (variables) */
+        VarTemplate *return_location_t;
         ProxyPass *proxy;  /* NULL for return locations */
+        bool proxy_borrowed; /* a rule's location using its parent's proxy_pass */
+        Rule *rules;         /* tried in order after this location is selected; the first match applies */
+        size_t n_rules;
 
         LocationSettings s;
         const char *file;
@@ -374,3 +443,10 @@ void config_diags_clear(ConfigDiags *d);
 bool access_check(const AccessRule *rules, size_t n, const struct sockaddr *addr);
 /* True if addr is in one of the networks (rules parsed from "ADDRESS[/BITS]"; AF_UNIX: no). */
 bool cidr_match(const AccessRule *nets, size_t n, const struct sockaddr *addr);
+/* Index of the first rule whose network holds addr ("all" holds every address), or -1. */
+int access_rule_find(const AccessRule *rules, size_t n, const struct sockaddr *addr);
+
+/* config-rules.c: the value syntax of header, arg and cookie conditions ("=x", "^x", "~re",
+ * "~*re", "*", each may start with "!"). Returns 0, or -EINVAL with *ret_error. */
+int pattern_parse(const char *s, Pattern *ret, bool *ret_negate, const char **ret_error);
+void pattern_done(Pattern *p);

@@ -19,6 +19,29 @@ bool http1_name_has_underscore(const char *name, size_t len) {
         return memchr(name, '_', len) != NULL;
 }
 
+bool http1_next_pair(const char *s, size_t n, char sep, const char *name, size_t name_len, size_t *pos,
+                     const char **ret_value, size_t *ret_len) {
+        const char *e = s + n;
+
+        for (const char *p = s + *pos; p < e;) {
+                const char *end = memchr(p, sep, (size_t) (e - p)) ?: e;
+                const char *eq = memchr(p, '=', (size_t) (end - p));
+                const char *name_end = eq ?: end;
+
+                while (sep == ';' && p < name_end && (*p == ' ' || *p == '\t'))
+                        p++;
+                *pos = (size_t) (end - s) + (end < e);
+                if ((size_t) (name_end - p) == name_len && memcmp(p, name, name_len) == 0) {
+                        *ret_value = eq ? eq + 1 : end;
+                        *ret_len = (size_t) (end - *ret_value);
+                        return true;
+                }
+                p = end + 1;
+        }
+        *pos = n;
+        return false;
+}
+
 /* One Upgrade element: name [ "/" version ], both tokens. */
 static bool upgrade_split(const char *e, size_t n, size_t *ret_name_len) {
         const char *slash = memchr(e, '/', n);

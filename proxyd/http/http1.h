@@ -168,6 +168,12 @@ bool http1_upgrade_matches(const char *value, size_t len, const char *offered, s
 /* True if a header field name contains '_' (CGI-style backends fold it into '-'). */
 bool http1_name_has_underscore(const char *name, size_t len);
 
+/* The next "name=value" pair named `name` (case-sensitive) in a query ("a=1&b=2", sep '&') or
+ * a Cookie field ("a=1; b=2", sep ';'), from *pos on: true with the value (a pair without
+ * "=" has an empty one) and *pos after the pair, false when there is none left. */
+bool http1_next_pair(const char *s, size_t n, char sep, const char *name, size_t name_len, size_t *pos,
+                     const char **ret_value, size_t *ret_len);
+
 HttpMethod http1_method_id(const char *m, size_t len);
 const char *http1_status_text(int status); /* "Not Found"; "" for unknown */
 

@@ -25,6 +25,8 @@ static const char *const var_names[_VAR_MAX] = {
         [VAR_REALIP_REMOTE_ADDR] = "realip_remote_addr",
         [VAR_FORWARDED] = "forwarded",
         [VAR_PROXY_ADD_FORWARDED] = "proxy_add_forwarded",
+        [VAR_ARG] = "arg_",
+        [VAR_COOKIE] = "cookie_",
 };
 
 const char *var_name(VarId id) {
@@ -86,7 +88,7 @@ static int template_push(VarTemplate *t, VarId id, const char *text, size_t len,
 
 static int lookup_var(const char *name, size_t n, VarId *ret_id) {
         for (VarId id = VAR_HOST; id < _VAR_MAX; id++) {
-                if (id == VAR_HTTP)
+                if (id == VAR_HTTP || id == VAR_ARG || id == VAR_COOKIE)
                         continue;
                 if (memeq(name, n, var_names[id])) {
                         *ret_id = id;
@@ -95,6 +97,14 @@ static int lookup_var(const char *name, size_t n, VarId *ret_id) {
         }
         if (n > 5 && memcmp(name, "http_", 5) == 0) {
                 *ret_id = VAR_HTTP;
+                return 0;
+        }
+        if (n > 4 && memcmp(name, "arg_", 4) == 0) {
+                *ret_id = VAR_ARG;
+                return 0;
+        }
+        if (n > 7 && memcmp(name, "cookie_", 7) == 0) {
+                *ret_id = VAR_COOKIE;
                 return 0;
         }
         return -ENOENT;
@@ -140,6 +150,14 @@ int var_template_compile(const char *s, VarTemplate **ret, const char **ret_erro
                                 return r;
                 }
                 i++;
+                if (i < len && s[i] == '$') {
+                        /* "$$" is one literal "$" */
+                        r = template_push(t, VAR_LITERAL, "$", 1, false);
+                        if (r < 0)
+                                return r;
+                        lit = ++i;
+                        continue;
+                }
                 if (i < len && s[i] == '{') {
                         const char *close = strchr(s + i + 1, '}');
                         if (!close) {
@@ -171,6 +189,8 @@ int var_template_compile(const char *s, VarTemplate **ret, const char **ret_erro
                 }
                 if (id == VAR_HTTP)
                         r = template_push(t, VAR_HTTP, name + 5, n - 5, true);
+                else if (id == VAR_ARG || id == VAR_COOKIE)
+                        r = template_push(t, id, name + strlen(var_names[id]), n - strlen(var_names[id]), false);
                 else
                         r = template_push(t, id, NULL, 0, false);
                 if (r < 0)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Header-value templates with nginx-style variables ("$host", "${host}", "$http_x_foo").
+/* Header-value templates with nginx-style variables ("$host", "${host}", "$http_x_foo";
+ * "$$" is a literal "$").
  * Compiled once at configuration load; expanded per request by the caller's getter. Pure. */
 
 #include <stdbool.h>
@@ -27,6 +28,8 @@ typedef enum VarId {
         VAR_REALIP_REMOTE_ADDR, /* the connection's peer, before real_ip_from replaced it */
         VAR_FORWARDED,          /* this hop's RFC 7239 element: for=...;proto=...;host=... */
         VAR_PROXY_ADD_FORWARDED, /* the client's Forwarded fields, then this hop's element */
+        VAR_ARG,    /* $arg_NAME: the first query argument NAME, as sent (name holds NAME) */
+        VAR_COOKIE, /* $cookie_NAME: the first cookie NAME */
         _VAR_MAX,
 } VarId;
 

@@ -248,11 +248,13 @@ static int h1_send_interim(Exchange *ex, int status) {
 static int h1_send_head(Exchange *ex, const HttpResponse *r) {
         Conn *c = conn_of(ex);
         bool keep_alive = ex->client_keep_alive && !ex->close_after && !c->s.draining;
+        ResponseFields rf;
 
         c->final_queued = true;
         if (r->status == 101) {
                 c->resp_out = HTTP_BODY_UNTIL_CLOSE;
-                return http1_write_response_head(&c->out, r, ex_settings(ex), HTTP_BODY_UNTIL_CLOSE, false, ex->minor);
+                return http1_write_response_head(&c->out, r, ex_settings(ex), HTTP_BODY_UNTIL_CLOSE, false, ex->minor,
+                                                 NULL);
         }
         switch (r->body) {
         case HTTP_BODY_NONE:
@@ -272,18 +274,21 @@ static int h1_send_head(Exchange *ex, const HttpResponse *r) {
         }
         if (!keep_alive)
                 ex->close_after = true;
-        return http1_write_response_head(&c->out, r, ex_settings(ex), c->resp_out, keep_alive, ex->minor);
+        return http1_write_response_head(&c->out, r, ex_settings(ex), c->resp_out, keep_alive, ex->minor,
+                                         exchange_rules_fields(ex, r->status, &rf));
 }
 
 static int h1_send_local(Exchange *ex, const LocalResponse *l) {
         Conn *c = conn_of(ex);
+        ResponseFields rf;
 
         if (!c->final_queued)
                 buf_reset(&c->out); /* e.g. a 100 Continue not written yet */
         c->final_queued = true;
         c->resp_out = HTTP_BODY_NONE;
         return http1_write_local_response(&c->out, l->status, l->content_type, l->body, l->body_len, l->location,
-                                          l->retry_after, !ex->close_after, ex->method_id == HTTP_METHOD_HEAD);
+                                          l->retry_after, !ex->close_after, ex->method_id == HTTP_METHOD_HEAD,
+                                          exchange_rules_fields(ex, l->status, &rf));
 }
 
 static ssize_t h1_send_data(Exchange *ex, const char *p, size_t n, bool last) {

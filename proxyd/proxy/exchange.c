@@ -79,6 +79,7 @@ Exchange *exchange_free(Exchange *ex) {
         free(ex->tls_name);
         free(ex->upgrade_offered);
         exchange_policy_done(ex);
+        exchange_rules_free(ex);
         ex->s->worker->n_exchanges--;
         ex->s->worker->exchanges_since_trim++;
         free(ex);
@@ -357,21 +358,14 @@ static void request_drop_underscores(Exchange *ex) {
         req->upgrade_index = upgrade;
 }
 
-/* What routing found out about the request, for the proxy part. */
-typedef struct Route {
-        const char *host, *origin, *norm, *args;
-        size_t host_len, origin_len, norm_len, args_len;
-        size_t match_len; /* of a prefix location */
-} Route;
-
 /* The location proxies: build the upstream request head and start the first attempt. */
 static int exchange_start_proxy(Exchange *ex, const Route *rt) {
         HttpRequest *req = &ex->req;
         const LocationSettings *s = ex_settings(ex);
         _cleanup_free_ char *rewritten = NULL;
-        const char *host = rt->host, *origin = rt->origin, *norm = rt->norm, *args = rt->args;
-        size_t host_len = rt->host_len, origin_len = rt->origin_len, norm_len = rt->norm_len,
-               args_len = rt->args_len, match_len = rt->match_len;
+        const char *origin = rt->origin, *norm = rt->norm, *args = rt->args;
+        size_t origin_len = rt->origin_len, norm_len = rt->norm_len, args_len = rt->args_len,
+               match_len = rt->match_len;
         int r;
 
         if (!s->underscores_in_headers)
@@ -400,29 +394,8 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
         }
 
         char host_lower[256];
-        size_t hl = MIN(host_len, sizeof(host_lower) - 1);
-        for (size_t i = 0; i < hl; i++)
-                host_lower[i] = ascii_tolower(host[i]);
-        host_lower[hl] = 0;
-        const char *server_name = ex->server->n_server_names > 0 ? ex->server->server_names[0] : ex->server->name;
-        RequestInfo ri = {
-                .req = req,
-                .remote_addr = ex->s->remote_addr,
-                .remote_port = ex->s->remote_port,
-                .scheme = ex->s->tls ? "https" : "http",
-                .ssl_client_s_dn = ex->s->ops->client_subject(ex),
-                .host = hl > 0 ? host_lower : server_name,
-                .host_len = hl > 0 ? hl : strlen(server_name),
-                .uri = norm,
-                .uri_len = norm_len,
-                .args = args,
-                .args_len = args_len,
-                .server_name = server_name,
-                .server_port = ex->s->local_port,
-                .proxy_host = pp->proxy_host,
-                .request_id = ex->request_id,
-                .realip_remote_addr = session_peer_text(ex->s),
-        };
+        RequestInfo ri;
+        exchange_request_info(ex, rt, host_lower, &ri);
         ex->upstream = pp->upstream;
         r = exchange_limits(ex, &ri, s);
         if (r != 0)
@@ -501,6 +474,8 @@ int exchange_begin(Exchange *ex) {
                 exchange_reject(ex, 400, "request-target cannot be normalized", 0);
                 return 0;
         }
+        Route rt = { .host = host, .origin = origin, .norm = norm, .args = args, .host_len = host_len,
+                     .origin_len = origin_len, .norm_len = norm_len, .args_len = args_len };
 
         Location *redirect = router_auto_redirect(ex->server, norm, norm_len);
         if (redirect) {
@@ -513,12 +488,18 @@ int exchange_begin(Exchange *ex) {
         }
 
         ex->loc = router_select_location(ex->server, norm, norm_len, &match_len);
+        rt.match_len = match_len;
+        /* The client's address first (real_ip_* of the location routing found): the rules'
+         * client conditions, the access rules and the limits all see the same one. */
+        r = exchange_client_identity(ex, ex_settings(ex));
+        if (r < 0)
+                return r;
+        r = exchange_rules_route(ex, &rt);
+        if (r != 0)
+                return r < 0 ? r : 0;
         const LocationSettings *s = ex_settings(ex);
         bool body_pending = !ex->req_done;
 
-        r = exchange_client_identity(ex, s);
-        if (r < 0)
-                return r;
         if (!ex->loc) {
                 return exchange_local_response(ex, 404, NULL, NULL, 0, NULL, !body_pending);
         }
@@ -526,7 +507,7 @@ int exchange_begin(Exchange *ex) {
                 if (!access_check(s->access, s->n_access, &ex->s->remote_sa.sa)) {
                         log_info("%s: access to %s forbidden by rule", ex_text(ex), ex->target);
                         ex->reason = "access denied";
-                                return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, !body_pending);
+                        return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, !body_pending);
                 }
         }
         if (s->client_max_body_size > 0 && req->body == HTTP_BODY_LENGTH &&
@@ -536,15 +517,8 @@ int exchange_begin(Exchange *ex) {
                 ex->reason = "request body too large";
                 return exchange_local_response(ex, 413, NULL, NULL, 0, NULL, false);
         }
-        if (ex->loc->return_status > 0) {
-                const char *body = ex->loc->return_body;
-                return exchange_local_response(ex, ex->loc->return_status, "text/plain", body ?: "",
-                                               body ? strlen(body) : 0, ex->loc->return_location, !body_pending);
-        }
-
-        Route rt = { .host = host, .origin = origin, .norm = norm, .args = args, .host_len = host_len,
-                     .origin_len = origin_len, .norm_len = norm_len, .args_len = args_len,
-                     .match_len = match_len };
+        if (ex->loc->return_status > 0)
+                return exchange_rules_return(ex, &rt, !body_pending);
         return exchange_start_proxy(ex, &rt);
 }
 

@@ -131,6 +131,7 @@ struct Exchange {
         uint64_t bytes_sent;
         uint64_t bytes_received;
         ExchangePolicy pol; /* limits held, delay, hash key (exchange-policy.c) */
+        struct ExchangeRules *rules; /* exchange-rules.c; NULL when nothing needs it */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -241,6 +242,34 @@ void exchange_cut(Exchange *ex, const char *reason);
 void exchange_client_failed(Exchange *ex, int error);
 /* A request proxyd will not serve (400 and friends): logged, answered, connection closed. */
 void exchange_reject(Exchange *ex, int status, const char *reason, size_t offset);
+
+/* exchange-policy.c: the traffic policy, called from routing (exchange.c) and from the
+ * sessions' serializers: a location's rules (match.c), the variables of `return`, the response
+ * fields of add_header / replace_header. */
+
+/* What routing found out about the request, for the rules and the proxy part. */
+typedef struct Route {
+        const char *host, *origin, *norm, *args;
+        size_t host_len, origin_len, norm_len, args_len;
+        size_t match_len; /* of a prefix location */
+} Route;
+
+/* The variables of the request (RequestInfo) from the exchange and its route; host_lower
+ * holds $host. $proxy_host is the location's proxy_pass host, or "". */
+void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[static 256], RequestInfo *ri);
+
+/* Once the location is chosen (ex->loc; NULL for a 404): the first of its rules whose
+ * conditions hold makes ex->loc that rule's location; response fields with variables are
+ * expanded. 0: go on; 1: answered (a condition could not be decided: 500); <0: -errno. */
+int exchange_rules_route(Exchange *ex, const Route *rt);
+
+/* Answer with ex->loc's `return`, body and Location with their variables expanded. */
+int exchange_rules_return(Exchange *ex, const Route *rt, bool keep_alive);
+
+/* The configured response fields for a response with this status (in *buf), or NULL. */
+const ResponseFields *exchange_rules_fields(const Exchange *ex, int status, ResponseFields *buf);
+
+void exchange_rules_free(Exchange *ex);
 
 /* exchange-upstream.c: the upstream source */
 

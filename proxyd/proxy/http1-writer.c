@@ -52,6 +52,25 @@ static int append_forwarded(Buf *out, const RequestInfo *ri) {
         return r;
 }
 
+/* $arg_NAME, $cookie_NAME: the first one, as sent. */
+static int append_pair(Buf *out, const RequestInfo *ri, const VarSegment *seg) {
+        const char *v;
+        size_t len, pos = 0;
+
+        if (seg->id == VAR_ARG)
+                return ri->args && http1_next_pair(ri->args, ri->args_len, '&', seg->text, seg->len, &pos, &v, &len)
+                               ? buf_append(out, v, len)
+                               : 0;
+        for (size_t i = 0; i < ri->req->n_headers; i++) {
+                const HttpHeader *h = &ri->req->headers[i];
+                pos = 0;
+                if (memcaseeq(h->name, h->name_len, "Cookie") &&
+                    http1_next_pair(h->value, h->value_len, ';', seg->text, seg->len, &pos, &v, &len))
+                        return buf_append(out, v, len);
+        }
+        return 0;
+}
+
 int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri) {
         const HttpRequest *req = ri->req;
         int r = 0;
@@ -126,6 +145,10 @@ int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri) {
                         if (r >= 0)
                                 r = append_forwarded(out, ri);
                         break;
+                case VAR_ARG:
+                case VAR_COOKIE:
+                        r = append_pair(out, ri, seg);
+                        break;
                 case _VAR_MAX:
                         break;
                 }
@@ -170,7 +193,7 @@ static int append_status_line(Buf *out, int status, const char *reason, size_t l
 
 /* A field value must not carry CR, LF, NUL or other controls (a decoded $uri could):
  * such bytes are percent-encoded. */
-static int append_field_value(Buf *out, const char *v, size_t n) {
+int http1_append_field_value(Buf *out, const char *v, size_t n) {
         static const char hex[] = "0123456789ABCDEF";
         for (size_t i = 0; i < n; i++) {
                 unsigned char ch = (unsigned char) v[i];
@@ -341,7 +364,7 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
                 if (r >= 0)
                         r = buf_append(out, ": ", 2);
                 if (r >= 0)
-                        r = append_field_value(out, buf_head(&tmp), buf_len(&tmp));
+                        r = http1_append_field_value(out, buf_head(&tmp), buf_len(&tmp));
                 if (r >= 0)
                         r = buf_append(out, "\r\n", 2);
         }
@@ -390,8 +413,40 @@ static bool header_hidden(const LocationSettings *s, const char *name, size_t le
         return false;
 }
 
+static bool extra_replaces(const ResponseFields *x, const char *name, size_t len) {
+        for (size_t i = 0; x && i < x->n_replace; i++)
+                if (x->replace[i].value && memcaseeq(name, len, x->replace[i].name))
+                        return true;
+        return false;
+}
+
+static int append_literal_fields(Buf *out, const HeaderSetting *a, size_t n) {
+        int r = 0;
+
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                const VarTemplate *t = a[i].value;
+                if (!t || !var_template_is_literal(t) || t->n_segs == 0)
+                        continue;
+                r = append_field(out, a[i].name, t->segs[0].text, t->segs[0].len);
+        }
+        return r;
+}
+
+static int append_extra(Buf *out, const ResponseFields *x) {
+        int r;
+
+        if (!x)
+                return 0;
+        r = append_literal_fields(out, x->add, x->n_add);
+        if (r >= 0)
+                r = append_literal_fields(out, x->replace, x->n_replace);
+        if (r >= 0 && x->lines_len > 0)
+                r = buf_append(out, x->lines, x->lines_len);
+        return r;
+}
+
 int http1_write_response_head(Buf *out, const HttpResponse *resp, const LocationSettings *s,
-                              HttpBodyKind framing, bool keep_alive, int client_minor) {
+                              HttpBodyKind framing, bool keep_alive, int client_minor, const ResponseFields *extra) {
         int r;
 
         if (resp->reason_len > 0)
@@ -412,7 +467,7 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
                 }
                 if (fc == FIELD_HOP || fc == FIELD_UPGRADE || fc == FIELD_TRANSFER_ENCODING ||
                     conn_tokens_name(&tokens, resp->headers, resp->n_headers, h->name, h->name_len) ||
-                    header_hidden(s, h->name, h->name_len))
+                    header_hidden(s, h->name, h->name_len) || extra_replaces(extra, h->name, h->name_len))
                         continue;
                 /* Content-Length is rewritten canonically below, except on bodiless responses
                  * (HEAD, 304) where the upstream's value describes the representation: then it
@@ -424,6 +479,8 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
                 }
                 r = append_header_line(out, h);
         }
+        if (r >= 0)
+                r = append_extra(out, extra);
         if (r >= 0 && framing == HTTP_BODY_LENGTH)
                 r = append_content_length(out, resp->content_length);
         else if (r >= 0 && framing == HTTP_BODY_CHUNKED)
@@ -441,7 +498,7 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
 
 int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
                                size_t body_len, const char *location, unsigned retry_after, bool keep_alive,
-                               bool head_only) {
+                               bool head_only, const ResponseFields *extra) {
         char page[512];
         const char *text = http1_status_text(status);
         int r;
@@ -456,12 +513,19 @@ int http1_write_local_response(Buf *out, int status, const char *content_type, c
                 body_len = (size_t) MIN(n, (int) sizeof(page) - 1);
                 content_type = "text/html";
         }
-        r = buf_printf(out, "HTTP/1.1 %d %s\r\nServer: proxyd\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
-                       status, text, content_type ?: "text/plain", body_len);
+        r = buf_printf(out, "HTTP/1.1 %d %s\r\n", status, text);
+        if (r >= 0 && !extra_replaces(extra, "Server", 6))
+                r = buf_append_str(out, "Server: proxyd\r\n");
+        if (r >= 0 && !extra_replaces(extra, "Content-Type", 12))
+                r = buf_printf(out, "Content-Type: %s\r\n", content_type ?: "text/plain");
+        if (r >= 0)
+                r = buf_printf(out, "Content-Length: %zu\r\n", body_len);
         if (r >= 0 && location)
                 r = buf_printf(out, "Location: %s\r\n", location);
         if (r >= 0 && retry_after > 0)
                 r = buf_printf(out, "Retry-After: %u\r\n", retry_after);
+        if (r >= 0)
+                r = append_extra(out, extra);
         if (r >= 0)
                 r = buf_append_str(out, keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
         if (r >= 0 && !head_only && body_len > 0)

@@ -29,6 +29,21 @@ typedef struct RequestInfo {
 } RequestInfo;
 
 int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri);
+/* A field value with CR, LF, NUL and other controls percent-encoded (a decoded $uri has them). */
+int http1_append_field_value(Buf *out, const char *v, size_t n);
+
+/* Response fields from the configuration (add_header, replace_header): the upstream's fields
+ * named in replace are dropped, the fields of add and replace whose values have no variables
+ * are written from their text, and `lines` ("Name: value" CRLF ..., the others, expanded for
+ * this request) is appended as it is. */
+typedef struct ResponseFields {
+        const HeaderSetting *add;
+        size_t n_add;
+        const HeaderSetting *replace;
+        size_t n_replace;
+        const char *lines;
+        size_t lines_len;
+} ResponseFields;
 
 /* Request head to the upstream. body: NONE, LENGTH (content_length) or CHUNKED.
  * keep_alive false adds "Connection: close". upgrade (the Upgrade field to send: the
@@ -44,9 +59,10 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
  * the upstream's Content-Length is passed unchanged), UNTIL_CLOSE (raw until close).
  * A 101 keeps the upstream's Upgrade field and says "Connection: upgrade". */
 int http1_write_response_head(Buf *out, const HttpResponse *resp, const LocationSettings *s,
-                              HttpBodyKind framing, bool keep_alive, int client_minor);
+                              HttpBodyKind framing, bool keep_alive, int client_minor, const ResponseFields *extra);
 
-/* A response proxyd makes itself (errors, `return`). body NULL: the standard error page. */
+/* A response proxyd makes itself (errors, `return`). body NULL: the standard error page.
+ * extra may replace its Server and Content-Type fields. */
 int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
                                size_t body_len, const char *location, unsigned retry_after, bool keep_alive,
-                               bool head_only);
+                               bool head_only, const ResponseFields *extra);

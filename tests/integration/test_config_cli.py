@@ -6,6 +6,7 @@ $PROXYD_CONFIG, drop-ins merged in lexical order (visible in behaviour), the
 shipped etc/proxyd.conf and README examples pass -t, standalone vs
 socket-activated listeners, and a handed-over socket no server uses."""
 
+import glob
 import os
 import re
 import shutil
@@ -204,6 +205,13 @@ def cli_checks():
             readme = f.read()
     except OSError:
         readme = ""
+    examples = sorted(glob.glob(os.path.join(SRCDIR, "etc", "examples", "*.conf")))
+    check(len(examples) >= 6, "etc/examples/ has the example files (%d)" % len(examples))
+    for path in examples:
+        with open(path) as f:
+            rc, out, err, _ = run_proxyd(["-t", "-c", "{conf}"], config=f.read())
+        check(rc == 0 and "configuration OK" in out + err and "warning" not in err,
+              "etc/examples/%s passes -t without warnings" % os.path.basename(path), (rc, err))
     blocks = re.findall(r"```libconfig\n(.*?)```", readme, re.S)
     check(len(blocks) >= 3, "README.md has complete libconfig examples (%d)" % len(blocks))
     for i, blk in enumerate(blocks, 1):

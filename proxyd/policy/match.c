@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "match.h"
+#include "util.h"
+
+/* One match block per thread (one pair is all a yes/no match needs), freed at thread exit. */
+static pthread_key_t md_key;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_free(void *p) {
+        pcre2_match_data_free(p);
+}
+
+static void md_init(void) {
+        (void) pthread_key_create(&md_key, md_free);
+}
+
+static pcre2_match_data *thread_match_data(void) {
+        pcre2_match_data *md;
+
+        (void) pthread_once(&md_once, md_init);
+        md = pthread_getspecific(md_key);
+        if (!md) {
+                md = pcre2_match_data_create(1, NULL);
+                if (md && pthread_setspecific(md_key, md) != 0) {
+                        pcre2_match_data_free(md);
+                        md = NULL;
+                }
+        }
+        return md;
+}
+
+int match_pattern(const Pattern *p, const char *value, size_t len) {
+        pcre2_match_data *md;
+        int rc;
+
+        switch (p->op) {
+        case PATTERN_PRESENT:
+                return 1;
+        case PATTERN_EXACT:
+                return len == p->len && memcmp(value, p->text, len) == 0;
+        case PATTERN_PREFIX:
+                return len >= p->len && memcmp(value, p->text, p->len) == 0;
+        case PATTERN_REGEX:
+                md = thread_match_data();
+                if (!md)
+                        return -1;
+                rc = pcre2_match(p->re, (PCRE2_SPTR) (len ? value : ""), len, 0, 0, md, NULL);
+                if (rc >= 0) /* 0: more groups than the one pair: matched all the same */
+                        return 1;
+                return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+        }
+        return -1;
+}
+
+static bool header_name_is(const HttpHeader *h, const char *lower, size_t len) {
+        return h->name_len == len && strncasecmp(h->name, lower, len) == 0;
+}
+
+/* 1 when some pair of s (a query or a Cookie field) named c->name matches. */
+static int match_pairs(const Condition *c, const char *s, size_t n, char sep) {
+        const char *v;
+        size_t len, pos = 0;
+
+        while (http1_next_pair(s, n, sep, c->name, c->name_len, &pos, &v, &len)) {
+                int k = match_pattern(&c->pattern, v, len);
+                if (k != 0)
+                        return k;
+        }
+        return 0;
+}
+
+static int match_positive(const Condition *c, const MatchRequest *r) {
+        int k, res = 0;
+
+        switch (c->kind) {
+        case COND_SCHEME:
+                for (size_t i = 0; i < c->n_tokens; i++)
+                        if (streq(c->tokens[i], r->https ? "https" : "http"))
+                                return 1;
+                return 0;
+        case COND_SERVER_PORT:
+                for (size_t i = 0; i < c->n_ports; i++)
+                        if (c->ports[i] == r->server_port)
+                                return 1;
+                return 0;
+        case COND_METHOD:
+                for (size_t i = 0; i < c->n_tokens; i++)
+                        if (memeq(r->method, r->method_len, c->tokens[i]))
+                                return 1;
+                return 0;
+        case COND_CLIENT:
+                return access_rule_find(c->nets, c->n_nets, r->client) >= 0;
+        case COND_HEADER:
+                for (size_t i = 0; i < r->n_headers; i++) {
+                        const HttpHeader *h = &r->headers[i];
+                        if (!header_name_is(h, c->name, c->name_len))
+                                continue;
+                        k = match_pattern(&c->pattern, h->value, h->value_len);
+                        if (k != 0)
+                                return k;
+                }
+                return 0;
+        case COND_ARG:
+                return r->args ? match_pairs(c, r->args, r->args_len, '&') : 0;
+        case COND_COOKIE:
+                for (size_t i = 0; i < r->n_headers && res == 0; i++)
+                        if (header_name_is(&r->headers[i], "cookie", 6))
+                                res = match_pairs(c, r->headers[i].value, r->headers[i].value_len, ';');
+                return res;
+        case _COND_MAX:
+                break;
+        }
+        return -1;
+}
+
+int match_condition(const Condition *c, const MatchRequest *r) {
+        int k = match_positive(c, r);
+
+        if (k < 0)
+                return k;
+        return c->negate ? !k : k;
+}
+
+int match_rules(const Rule *rules, size_t n, const MatchRequest *r, size_t *ret_index) {
+        for (size_t i = 0; i < n; i++) {
+                int k = 1;
+
+                for (size_t j = 0; j < rules[i].n_conds && k == 1; j++)
+                        k = match_condition(&rules[i].conds[j], r);
+                if (k < 0)
+                        return -1;
+                if (k == 1) {
+                        *ret_index = i;
+                        return 1;
+                }
+        }
+        return 0;
+}
