@@ -123,6 +123,9 @@ static int copy_field(const Setting *row, LocationSettings *dst, const LocationS
         case T_BOOL:
                 *(bool *) to = *(const bool *) from;
                 return 0;
+        case T_UINT:
+                *(unsigned *) to = *(const unsigned *) from;
+                return 0;
         case T_DURATION:
         case T_SIZE:
                 *(uint64_t *) to = *(const uint64_t *) from;

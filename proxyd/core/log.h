@@ -55,6 +55,7 @@ typedef struct AccessEntry {
         uint64_t duration_usec;
         const char *request_id;
         const char *reason;   /* why proxyd produced the status itself (error cases), or NULL */
+        const char *protocol; /* the client's: "HTTP/1.1", "HTTP/2.0" */
 } AccessEntry;
 
 void log_access(const AccessEntry *e);

@@ -102,6 +102,7 @@ void exchange_log(Exchange *ex) {
                 .duration_usec = now_usec(CLOCK_MONOTONIC) - ex->start,
                 .request_id = ex->request_id,
                 .reason = ex->reason,
+                .protocol = ex->protocol ?: ex->minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
         };
         if (g->access_file)
                 access_buf_add(&w->access_buf, g->access_file, &e);

@@ -49,6 +49,7 @@ struct Exchange {
         char *target;
         HttpMethod method_id;
         int minor;
+        const char *protocol; /* for the access entry: "HTTP/2.0"; NULL: HTTP/1.<minor> */
         bool client_keep_alive;
         char request_id[33];
         uint64_t start;
