@@ -84,7 +84,8 @@ ssize_t stream_read(Stream *s, void *buf, size_t n) {
         (void) s;
         if (in_off >= in_size)
                 return -EAGAIN;
-        size_t k = MIN(n, MIN(in_size - in_off, (size_t) 1 + next_rand() % 200));
+        size_t piece = 1 + next_rand() % 200;
+        size_t k = MIN(n, MIN(in_size - in_off, piece));
         memcpy(buf, in_data + in_off, k);
         in_off += k;
         return (ssize_t) k;
