@@ -52,6 +52,7 @@ struct H2Stream {
         H2Stream *next, *prev;
         int32_t id;
         Exchange *ex; /* once its header block is complete */
+        WorkerGen *gen; /* the configuration its request runs under (the worker's when it began) */
 
         /* the decoded header block: entries [u32 name_len][u32 value_len][name][value] */
         Buf fields;
@@ -223,23 +224,26 @@ static void h2_stream_free(H2Stream *st) {
         if (ex) {
                 bool complete = st->closed && st->close_error == NGHTTP2_NO_ERROR && ex->resp_done &&
                                 !ex->resp_truncated;
-                if (!complete) {
+                if (complete)
+                        exchange_end(ex);
+                else {
+                        /* as an HTTP/1 connection that closes under its exchange: logged, and
+                         * nothing of it reused */
                         if (ex->status == 0)
                                 ex->status = 499; /* closed before a status could be sent */
                         if (!ex->reason)
                                 ex->reason = st->closed ? "stream reset" : "connection closed";
-                        exchange_cut(ex, ex->reason);
-                }
-                if (ex->method)
-                        exchange_end(ex);
-                else
+                        if (ex->method)
+                                exchange_log(ex);
                         exchange_free(ex);
+                }
         }
         /* body bytes never consumed still count against the connection window */
         if (buf_len(&st->body) > 0 && h->ng && !h->fatal)
                 (void) nghttp2_session_consume_connection(h->ng, buf_len(&st->body));
         if (h->ng && !st->closed)
                 (void) nghttp2_session_set_stream_user_data(h->ng, st->id, NULL);
+        st->gen = worker_gen_unref(st->gen);
         buf_free(&st->fields);
         buf_free(&st->body);
         buf_free(&st->resp);
@@ -722,7 +726,9 @@ static int h2_stream_begin(H2Stream *st) {
         size_t off = 0, n_regular = 0, cookie_len = 0, n_cookies = 0;
         int r;
 
-        st->ex = exchange_new(&h->s, h->host.gen, st);
+        /* after a reload, new requests run under the new configuration, as on HTTP/1 */
+        st->gen = worker_gen_ref(h->s.worker->gen);
+        st->ex = exchange_new(&h->s, st->gen, st);
         if (!st->ex)
                 return -ENOMEM;
         Exchange *ex = st->ex;

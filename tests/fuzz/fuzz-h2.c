@@ -305,6 +305,10 @@ void exchange_end(Exchange *ex) {
         exchange_free(ex);
 }
 
+void exchange_log(Exchange *ex) {
+        FUZZ_CHECK(ex->method && ex->target, "an access entry without method or target");
+}
+
 /* ---- the run ---- */
 
 static void on_close(void *owner) {
