@@ -698,6 +698,18 @@ end
 """
 
 
+def run_client(argv, outpath, timeout):
+    """Run a load generator on the client CPUs; -> its output."""
+    with open(outpath, "w") as f:
+        p = PROCS.start(argv, cpus=PIN["wrk"], stdout=f, stderr=subprocess.STDOUT)
+        try:
+            p.wait(timeout=timeout)
+        finally:
+            PROCS.stop(p)
+    with open(outpath) as f:
+        return f.read()
+
+
 def wrk(url, conns, headers, duration, d, timeout_pad=30):
     threads = 2 if conns >= 2 else 1
     argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency", "--timeout", "5s",
@@ -705,15 +717,7 @@ def wrk(url, conns, headers, duration, d, timeout_pad=30):
     for h in headers:
         argv += ["-H", h]
     argv.append(url)
-    outpath = os.path.join(d, "wrk.out")
-    with open(outpath, "w") as f:
-        p = PROCS.start(argv, cpus=PIN["wrk"], stdout=f, stderr=subprocess.STDOUT)
-        try:
-            p.wait(timeout=duration + timeout_pad)
-        finally:
-            PROCS.stop(p)
-    with open(outpath) as f:
-        text = f.read()
+    text = run_client(argv, os.path.join(d, "wrk.out"), duration + timeout_pad)
     for line in text.splitlines():
         if line.startswith("BENCHJSON "):
             return json.loads(line[len("BENCHJSON "):])
@@ -798,15 +802,7 @@ def h2load(url, conns, streams, duration, d, timeout_pad=30):
     """h2load for duration seconds: {"requests", "failed", "duration_us"}."""
     argv = ["h2load", "-t", "2" if conns >= 2 else "1", "-c", str(conns), "-m", str(streams),
             "-D", str(duration), url]
-    outpath = os.path.join(d, "h2load.out")
-    with open(outpath, "w") as f:
-        p = PROCS.start(argv, cpus=PIN["wrk"], stdout=f, stderr=subprocess.STDOUT)
-        try:
-            p.wait(timeout=duration + timeout_pad)
-        finally:
-            PROCS.stop(p)
-    with open(outpath) as f:
-        text = f.read()
+    text = run_client(argv, os.path.join(d, "h2load.out"), duration + timeout_pad)
     import re
     fin = re.search(r"finished in ([\d.]+)(m?s)", text)
     req = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
