@@ -12,7 +12,7 @@ trailers dropped; request bodies larger than the stream window (WINDOW_UPDATE
 after the backend took the bytes); HEAD, 204, 304; hop-by-hop response fields
 removed. The limits: Rapid Reset, PING and SETTINGS floods, a CONTINUATION
 flood, an HPACK bomb (431), a header block that never ends, a zero-window stall
-kept alive by trickled WINDOW_UPDATEs: each a GOAWAY ENHANCE_YOUR_CALM (or a
+kept alive by trickled WINDOW_UPDATEs, the idle and PING deadlines: each a GOAWAY ENHANCE_YOUR_CALM (or a
 reset) and a journal line, and no request of an aborted flood reaches the
 backend. h2c is off by default, `Upgrade: h2c` is not honoured, and
 `proxyd -t` warns about h2c on a public address."""
@@ -54,12 +54,14 @@ def handler(req):
         return Reply(204, [], b"")
     if t == "/304":
         return Reply(304, [("ETag", '"x"')], b"")
+    if t == "/slow":
+        return Reply(200, [], b"late\n", delay=20)
     if t == "/head":
         return Reply(200, [("Content-Type", "text/plain")], b"twelve bytes")
     return Reply(200, [("Content-Type", "text/plain")], b"ok\n")
 
 
-def config(backend, h2c, plain, tls, tmp):
+def config(backend, h2c, plain, tls, idle, tmp):
     return """
 access_log = true;
 servers = (
@@ -74,9 +76,13 @@ servers = (
   { name = "tls"; listen = [ "127.0.0.1:%d" ];
     tls = { certificate = "%s/cert.pem"; key = "%s/key.pem"; };
     set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; X-Host = "$http_host"; X-Scheme = "$scheme"; };
+    locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:%d"; } ); },
+  { name = "idle"; listen = [ "127.0.0.1:%d" ]; http2_cleartext = true;
+    http2_idle_timeout = "1s"; http2_ping_timeout = "1s";
+    set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
     locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:%d"; } ); }
 );
-""" % (h2c, backend.port, plain, backend.port, tls, tmp, tmp, backend.port)
+""" % (h2c, backend.port, plain, backend.port, tls, tmp, tmp, backend.port, idle, backend.port)
 
 
 # --------------------------------------------------------------------------
@@ -513,6 +519,26 @@ def test_floods(px, backend, h2c):
     check(px.wait_log(r"took no response bytes for send_timeout") is not None, "a journal line for the stall")
 
 
+def test_idle_and_ping(px, idle):
+    log("http2_idle_timeout: GOAWAY NO_ERROR when no stream is open")
+    c = Client(idle)
+    sid = c.request(get("/x"))
+    check_eq(c.wait(sid)[0], 200, "a request first")
+    c.pump(lambda e: isinstance(e, h2.events.ConnectionTerminated), 15)
+    check_eq(c.goaway(), 0, "then GOAWAY NO_ERROR")
+    c.close()
+
+    log("http2_ping_timeout: a client that does not answer PING is closed")
+    c = Client(idle)
+    c.request(get("/slow"))
+    s = c.s
+    frames, closed = read_frames(s, lambda f: False, timeout=15)  # read, never answer
+    check(any(t == PING and not (fl & 1) for t, fl, _, _ in frames), "proxyd sent a PING", frames[-3:])
+    check(closed, "and closed the connection when no answer came")
+    c.close()
+    check(px.wait_log(r"did not answer a PING") is not None, "a journal line for the missing PING answer")
+
+
 def test_config_warning(h2c_port):
     rc, out, err, _ = run_proxyd(["-t", "-c", "{conf}"], config="""
 servers = ( { name = "pub"; listen = [ "0.0.0.0:%d" ]; http2_cleartext = true;
@@ -533,11 +559,12 @@ def main():
     if p.returncode != 0:
         raise RuntimeError("openssl: " + p.stderr.decode())
     with Backend(handler) as backend:
-        h2c, plain, tls = free_port(), free_port(), free_port()
-        with Proxyd(config(backend, h2c, plain, tls, tmp), wait=("127.0.0.1", plain)) as px:
+        h2c, plain, tls, idle = free_port(), free_port(), free_port(), free_port()
+        with Proxyd(config(backend, h2c, plain, tls, idle, tmp), wait=("127.0.0.1", plain)) as px:
             test_clients(px, backend, h2c, plain, tls)
             test_semantics(backend, h2c)
             test_floods(px, backend, h2c)
+            test_idle_and_ping(px, idle)
             check(px.alive(), "proxyd is still running")
     test_config_warning(free_port())
 
