@@ -69,6 +69,8 @@ servers = (
     client_header_timeout = "1s"; send_timeout = "1s"; http2_initial_window = 16384;
     set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
     locations = ( { exact = "/local"; return = 200; body = "hello\\n"; },
+                  { prefix = "/denied/"; access = [ "deny all" ]; proxy_pass = "http://127.0.0.1:%d"; },
+                  { prefix = "/limited/"; client_max_body_size = "100k"; proxy_pass = "http://127.0.0.1:%d"; },
                   { prefix = "/"; proxy_pass = "http://127.0.0.1:%d"; } ); },
   { name = "plain"; listen = [ "127.0.0.1:%d" ];
     set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
@@ -82,7 +84,7 @@ servers = (
     set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
     locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:%d"; } ); }
 );
-""" % (h2c, backend.port, plain, backend.port, tls, tmp, tmp, backend.port, idle, backend.port)
+""" % (h2c, backend.port, backend.port, backend.port, plain, backend.port, tls, tmp, tmp, backend.port, idle, backend.port)
 
 
 # --------------------------------------------------------------------------
@@ -180,16 +182,16 @@ class Client:
     def send_body(self, sid, body, end=True):
         off = 0
         while off < len(body):
+            if self.reset(sid) is not None or self.closed:
+                return  # answered early (e.g. 413) and reset: the rest is not wanted
             n = min(self.c.local_flow_control_window(sid), self.c.max_outbound_frame_size, len(body) - off)
             if n <= 0:
                 self.flush()
                 self.pump(lambda e: isinstance(e, (h2.events.WindowUpdated, h2.events.StreamReset)), 10.0)
-                if self.reset(sid) or self.closed:
-                    return
                 continue
             self.c.send_data(sid, body[off:off + n])
             off += n
-        if end:
+        if end and self.reset(sid) is None:
             self.c.end_stream(sid)
         self.flush()
 
@@ -370,6 +372,17 @@ def test_semantics(backend, h2c):
     log(":authority and Host that disagree: 400")
     sid = c.request(get("/x", extra=[("host", "other.example")]))
     check_eq(c.wait(sid)[0], 400, "disagreeing Host: 400")
+
+    log("per-stream location settings: access rules, client_max_body_size")
+    sid = c.request(get("/denied/x"))
+    check_eq(c.wait(sid)[0], 403, "access = deny all: 403 on that stream")
+    sid = c.request(get("/limited/x", extra=[("content-length", "200000")], method="POST"), body=b"", end=False)
+    check_eq(c.wait(sid)[0], 413, "Content-Length over client_max_body_size: 413")
+    backend.reset()
+    sid = c.request(get("/limited/nolen", method="POST"), body=b"y" * 150000)
+    check_eq(c.wait(sid, 20)[0], 413, "a body without length over client_max_body_size: 413")
+    sid = c.request(get("/after"))
+    check_eq(c.wait(sid)[0], 200, "the connection serves the next stream")
 
     log("CONNECT: 405")
     sid = c.request([(":method", "CONNECT"), (":authority", "example.com:443")])
