@@ -14,10 +14,13 @@ removed. The limits: Rapid Reset, PING and SETTINGS floods, a CONTINUATION
 flood, an HPACK bomb (431), a header block that never ends, a zero-window stall
 kept alive by trickled WINDOW_UPDATEs, the idle and PING deadlines: each a GOAWAY ENHANCE_YOUR_CALM (or a
 reset) and a journal line, and no request of an aborted flood reaches the
-backend. h2c is off by default, `Upgrade: h2c` is not honoured, and
+backend. Per-stream location settings (access rules, client_max_body_size).
+SIGTERM: GOAWAY, and the stream in flight completes. h2c is off by default,
+`http2 = false` offers only http/1.1, `Upgrade: h2c` is not honoured, and
 `proxyd -t` warns about h2c on a public address."""
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -54,6 +57,8 @@ def handler(req):
         return Reply(204, [], b"")
     if t == "/304":
         return Reply(304, [("ETag", '"x"')], b"")
+    if t == "/delay":
+        return Reply(200, [], b"after the stop\n", delay=1.5)
     if t == "/slow":
         return Reply(200, [], b"late\n", delay=20)
     if t == "/head":
@@ -215,7 +220,7 @@ class Client:
                 if isinstance(e, h2.events.WindowUpdated):
                     self.window_updates += 1
                 if isinstance(e, h2.events.ConnectionTerminated):
-                    self.closed = True
+                    self.closed = True  # (python3-h2 takes no frame after a GOAWAY)
             self.events += new
             self.flush()
             if any(until(e) for e in new):
@@ -552,6 +557,39 @@ def test_idle_and_ping(px, idle):
     check(px.wait_log(r"did not answer a PING") is not None, "a journal line for the missing PING answer")
 
 
+def test_drain_and_off(backend, tmp):
+    log("http2 = false: ALPN offers http/1.1 only; SIGTERM: GOAWAY, the stream in flight completes")
+    h2c, tls = free_port(), free_port()
+    conf = """
+servers = (
+  { name = "h2c"; listen = [ "127.0.0.1:%d" ]; http2_cleartext = true;
+    set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
+    locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:%d"; } ); },
+  { name = "tls"; listen = [ "127.0.0.1:%d" ]; http2 = false;
+    tls = { certificate = "%s/cert.pem"; key = "%s/key.pem"; };
+    set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
+    locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:%d"; } ); }
+);
+""" % (h2c, backend.port, tls, tmp, tmp, backend.port)
+    with Proxyd(conf, wait=("127.0.0.1", h2c)) as px:
+        r = curl(["-k", "--http2", "-w", "\n%{http_version}", "https://localhost:%d/x" % tls])
+        check_eq(r.stdout if r else None, b"ok\n\n1.1", "http2 = false: curl --http2 gets HTTP/1.1")
+        s = raw_conn(h2c)
+        s.sendall(frame(HEADERS, END_HEADERS | END_STREAM, 1, request_block(hpack.Encoder(), "/delay")))
+        time.sleep(0.5)  # the request is at the backend, which answers 1.5 s after it came
+        px.proc.send_signal(signal.SIGTERM)
+        frames, closed = read_frames(s, lambda f: False, timeout=15)
+        s.close()
+        check_eq(goaway_code(frames), 0, "SIGTERM: GOAWAY NO_ERROR")
+        dec = hpack.Decoder()
+        heads = [dict(dec.decode(p)) for t, _, sid, p in frames if t == HEADERS and sid == 1]
+        body = b"".join(p for t, _, sid, p in frames if t == DATA and sid == 1)
+        check_eq((heads[0].get(":status") if heads else None, body), ("200", b"after the stop\n"),
+                 "the stream in flight completes after the GOAWAY")
+        check(closed, "then the connection is closed")
+        px.stop()
+
+
 def test_config_warning(h2c_port):
     rc, out, err, _ = run_proxyd(["-t", "-c", "{conf}"], config="""
 servers = ( { name = "pub"; listen = [ "0.0.0.0:%d" ]; http2_cleartext = true;
@@ -579,6 +617,7 @@ def main():
             test_floods(px, backend, h2c)
             test_idle_and_ping(px, idle)
             check(px.alive(), "proxyd is still running")
+        test_drain_and_off(backend, tmp)
     test_config_warning(free_port())
 
 
