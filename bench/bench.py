@@ -55,15 +55,18 @@ BIG_BYTES = 1024 * 1024
 # ---------------------------------------------------------------------------
 # Scenarios. Keys:
 #   id, title          - row label
-#   kind               - "wrk" (throughput, bounded by --duration) or "hold"
-#                        (N idle keep-alive connections, memory)
+#   kind               - "wrk" (throughput, bounded by --duration), "h2load" (the same
+#                        over HTTP/2: conns x streams) or "hold" (N idle keep-alive
+#                        connections, memory)
 #   path, conns        - request path (/small = 100 B, /big = 1 MiB) and connections
 #   headers            - extra request headers given to wrk
 #   options            - proxy variant this scenario needs; proxies are started
 #                        once per distinct options set: {"access_log": True}
 #                        (proxyd to the journal, see JOURNALD), {"access_log":
 #                        "file"} (proxyd to its buffered file target),
-#                        {"tls": True} (listener with TLS, client speaks https)
+#                        {"tls": True} (listener with TLS, client speaks https),
+#                        {"tls": True, "h2": True} (ALPN h2 offered), {"h2c": True}
+#                        (a cleartext listener that takes HTTP/2 with prior knowledge)
 #   targets            - which columns run it ("origin" = wrk straight to the origin)
 #   metrics            - (key, label, better, {column: (op, ratio)}) where the
 #                        dict holds the issue's target for proxyd/column ratios
@@ -125,6 +128,17 @@ SCENARIOS = [
          headers=[], options={"tls": True}, targets=PROXIES,
          metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.0)}),
                   ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 1.0)})]),
+    # HTTP/2 to the client (h2load: 10 connections x 10 concurrent streams, 100 B
+    # responses), over TLS (ALPN h2) and cleartext with prior knowledge (h2c); the upstream
+    # side stays HTTP/1.1 keep-alive for every proxy.
+    dict(id="h1", title="HTTP/2 over TLS, small, 10 conns x 10 streams", kind="h2load", path="/small",
+         conns=10, streams=10, headers=[], options={"tls": True, "h2": True}, targets=PROXIES,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.3)}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
+    dict(id="h2", title="h2c (prior knowledge), small, 10 conns x 10 streams", kind="h2load", path="/small",
+         conns=10, streams=10, headers=[], options={"h2c": True}, targets=PROXIES,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.3)}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
 ]
 
 TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -441,6 +455,10 @@ def render_nginx(d, opts):
                   "    ssl_certificate_key %s/key.pem;\n    ssl_protocols TLSv1.2 TLSv1.3;\n"
                   "    ssl_ciphers %s;\n    ssl_prefer_server_ciphers on;"
                   % (HOST, port + TLS_PORT_OFFSET, d, d, TLS_CIPHERS))
+        if opts.get("h2"):
+            listen = listen.replace(" ssl backlog", " ssl http2 backlog", 1)
+    elif opts.get("h2c"):
+        listen = "listen %s:%d http2 backlog=4096;" % (HOST, port)
     return head + (
         "worker_processes 2;\n"
         "http {\n" + nginx_temp_paths(tmp) +
@@ -460,6 +478,10 @@ def render_haproxy(d, opts):
     if opts.get("tls"):
         bind = ("bind %s:%d ssl crt %s/combined.pem ssl-min-ver TLSv1.2 ciphers %s"
                 % (HOST, port + TLS_PORT_OFFSET, d, TLS_CIPHERS))
+        if opts.get("h2"):
+            bind += " alpn h2,http/1.1"
+    elif opts.get("h2c"):
+        bind += " proto h2"
     return (
         "global\n  nbthread 2\n  maxconn 9000\n" +
         ("  log stdout format raw local0\n" if logs else "") +
@@ -482,6 +504,9 @@ def render_proxyd(d, opts):
     if opts.get("tls"):
         port += TLS_PORT_OFFSET
         tls = ('    tls = { certificate = "%s/cert.pem"; key = "%s/key.pem"; };\n' % (d, d))
+        tls += "    http2 = %s;\n" % ("true" if opts.get("h2") else "false")
+    elif opts.get("h2c"):
+        tls = "    http2_cleartext = true;\n"
     alog = opts.get("access_log")
     if alog == "file":
         # proxyd's buffered file target: 64 KiB per worker, written within about two seconds
@@ -566,6 +591,14 @@ def probe(name, opts, timeout, proc=None):
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
             return False
+        if opts.get("h2c"):
+            # nginx's and HAProxy's h2c listeners speak HTTP/2 only
+            r = run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                     "http://%s:%d/small" % (HOST, port)], 5, capture_output=True, text=True)
+            if r.stdout.strip() == "200 %d" % SMALL_BYTES:
+                return True
+            time.sleep(0.1)
+            continue
         try:
             if opts.get("tls"):
                 ctx = ssl.create_default_context()
@@ -673,6 +706,18 @@ end
 """
 
 
+def run_client(argv, outpath, timeout):
+    """Run a load generator on the client CPUs; -> its output."""
+    with open(outpath, "w") as f:
+        p = PROCS.start(argv, cpus=PIN["wrk"], stdout=f, stderr=subprocess.STDOUT)
+        try:
+            p.wait(timeout=timeout)
+        finally:
+            PROCS.stop(p)
+    with open(outpath) as f:
+        return f.read()
+
+
 def wrk(url, conns, headers, duration, d, timeout_pad=30):
     threads = 2 if conns >= 2 else 1
     argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency", "--timeout", "5s",
@@ -680,15 +725,7 @@ def wrk(url, conns, headers, duration, d, timeout_pad=30):
     for h in headers:
         argv += ["-H", h]
     argv.append(url)
-    outpath = os.path.join(d, "wrk.out")
-    with open(outpath, "w") as f:
-        p = PROCS.start(argv, cpus=PIN["wrk"], stdout=f, stderr=subprocess.STDOUT)
-        try:
-            p.wait(timeout=duration + timeout_pad)
-        finally:
-            PROCS.stop(p)
-    with open(outpath) as f:
-        text = f.read()
+    text = run_client(argv, os.path.join(d, "wrk.out"), duration + timeout_pad)
     for line in text.splitlines():
         if line.startswith("BENCHJSON "):
             return json.loads(line[len("BENCHJSON "):])
@@ -769,6 +806,45 @@ def measure_wrk(sc, target, a, d):
     return res
 
 
+def h2load(url, conns, streams, duration, d, timeout_pad=30):
+    """h2load for duration seconds: {"requests", "failed", "duration_us"}."""
+    argv = ["h2load", "-t", "2" if conns >= 2 else "1", "-c", str(conns), "-m", str(streams),
+            "-D", str(duration), url]
+    text = run_client(argv, os.path.join(d, "h2load.out"), duration + timeout_pad)
+    import re
+    fin = re.search(r"finished in ([\d.]+)(m?s)", text)
+    req = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                    r"(\d+) errored, (\d+) timeout", text)
+    codes = re.search(r"status codes: (\d+) 2xx", text)
+    if not fin or not req or not codes:
+        raise RuntimeError("h2load gave no result: %s" % text[-500:])
+    secs = float(fin.group(1)) / (1000.0 if fin.group(2) == "ms" else 1.0)
+    ok = int(codes.group(1))
+    return {"requests": ok, "failed": int(req.group(4)) + int(req.group(5)) + int(req.group(6)),
+            "duration_us": secs * 1e6}
+
+
+def measure_h2load(sc, target, a, d):
+    url = url_for(target.name, target.opts, sc["path"])
+    if a.warmup > 0:
+        h2load(url, sc["conns"], sc["streams"], a.warmup, d)
+    import resource
+    c0 = cpu_seconds(target.pids())
+    w0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = h2load(url, sc["conns"], sc["streams"], a.duration, d)
+    w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu_seconds(target.pids()) - c0
+    secs = r["duration_us"] / 1e6
+    return {
+        "rps": r["requests"] / secs,
+        "cpu_s": cpu,
+        "cpu_per_100k": cpu / r["requests"] * 1e5 if r["requests"] else None,
+        "requests": r["requests"],
+        "errors": r["failed"],
+        "h2load_cpu_s": (w1.ru_utime + w1.ru_stime) - (w0.ru_utime + w0.ru_stime),
+    }
+
+
 LOG_SETTLE_S = 2.5  # > the flush delay of the buffered file logs (nginx flush=1s, proxyd <= 2 s)
 
 
@@ -841,10 +917,10 @@ def measure_hold(sc, target, a, d, base):
 # ---------------------------------------------------------------------------
 # Setup
 
-APT_FOR = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk", "curl": "curl",
+APT_FOR = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk", "curl": "curl", "h2load": "nghttp2-client",
            "openssl": "openssl", "taskset": "util-linux"}
 BUILD_TOOLS = {"meson": "meson", "ninja": "ninja-build", "cc": "gcc", "pkg-config": "pkg-config"}
-BUILD_LIBS = ["libsystemd-dev", "libconfig-dev", "libpcre2-dev"]
+BUILD_LIBS = ["libsystemd-dev", "libconfig-dev", "libpcre2-dev", "libgnutls28-dev", "libc-ares-dev", "libnghttp2-dev"]
 
 
 def ensure_packages():
@@ -1108,7 +1184,7 @@ def main():
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     # Hard bound on the whole run: every measured run plus generous slack.
-    n_wrk = sum(len(s["targets"]) for s in scenarios if s["kind"] == "wrk")
+    n_wrk = sum(len(s["targets"]) for s in scenarios if s["kind"] in ("wrk", "h2load"))
     n_logs = sum(len(s["targets"]) for s in scenarios if s["options"].get("access_log"))
     limit = 900 + a.runs * (n_wrk * (a.duration + a.warmup + 15) + 3 * 120) \
         + a.runs * n_logs * (2 * LOG_SETTLE_S + 60) + (30 if need_journal else 0)
@@ -1171,6 +1247,8 @@ def main():
                             log("run %d/%d  %-8s %-3s %s" % (rn + 1, a.runs, col, s["id"], s["title"]))
                             if s["kind"] == "hold":
                                 r = measure_hold(s, tgt, a, d, base)
+                            elif s["kind"] == "h2load":
+                                r = measure_h2load(s, tgt, a, d)
                             else:
                                 r = measure_wrk(s, tgt, a, d)
                             results.setdefault(s["id"], {}).setdefault(col, []).append(r)

@@ -785,7 +785,7 @@ static size_t man_tag(const char *line, const char *section, const char *nested,
                 man_plain(args[i], plain, sizeof(plain));
                 if (!all_bold && i % 2 == 1)
                         strncat(rest, plain, sizeof(rest) - strlen(rest) - 1);
-                else if (plain[0] && strspn(plain, "abcdefghijklmnopqrstuvwxyz_") == strlen(plain)) {
+                else if (plain[0] && strspn(plain, "abcdefghijklmnopqrstuvwxyz_0123456789") == strlen(plain)) {
                         ck_assert_uint_lt(n, max);
                         tags[n] = (ManTag) {};
                         snprintf(tags[n].section, sizeof(tags[n].section), "%s", section);

@@ -25,6 +25,7 @@ PARTS = {
     "config-values": "config", "config-address": "config",
     "tls-internal": "tls", "tls-server": "tls", "tls-client": "tls", "tls-check": "tls",
     "exchange-upstream": "exchange",
+    "h2-internal": "h2", "h2-request": "h2",
 }
 
 

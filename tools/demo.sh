@@ -27,7 +27,7 @@ echo "==> installing build dependencies"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
-  gcc pkg-config meson ninja-build libsystemd-dev libconfig-dev libpcre2-dev libgnutls28-dev libc-ares-dev \
+  gcc pkg-config meson ninja-build libsystemd-dev libconfig-dev libpcre2-dev libgnutls28-dev libc-ares-dev libnghttp2-dev \
   python3 curl systemd ca-certificates
 
 echo "==> building and installing proxyd"

@@ -7,7 +7,7 @@
 #
 #   -t SECONDS  time per target (default 600)
 #   -j JOBS     targets run at the same time (default: number of CPUs)
-#   TARGET      fuzz-http1-request fuzz-http1-response fuzz-chunked fuzz-config fuzz-uri (default: all)
+#   TARGET      fuzz-http1-request fuzz-http1-response fuzz-chunked fuzz-config fuzz-uri fuzz-h2 (default: all)
 #
 # Builds BUILDDIR (default build-fuzz) with clang, -Dfuzz=true (libFuzzer + ASan + UBSan).
 # Each target starts from tests/fuzz/corpus/TARGET; inputs it finds go to
@@ -26,7 +26,7 @@ SRCDIR=$PWD
 BUILDDIR=${BUILDDIR:-build-fuzz}
 SECONDS_PER_TARGET=600
 JOBS=$(nproc 2>/dev/null || echo 1)
-ALL_TARGETS=(fuzz-http1-request fuzz-http1-response fuzz-chunked fuzz-config fuzz-uri)
+ALL_TARGETS=(fuzz-http1-request fuzz-http1-response fuzz-chunked fuzz-config fuzz-uri fuzz-h2)
 
 while getopts "t:j:h" opt; do
         case $opt in

@@ -13,9 +13,9 @@ BUILD_DIR=${BUILD_DIR:-build-test}
 
 packages=(
   gcc pkg-config meson ninja-build
-  libsystemd-dev libconfig-dev libpcre2-dev libgnutls28-dev libc-ares-dev check
+  libsystemd-dev libconfig-dev libpcre2-dev libgnutls28-dev libc-ares-dev libnghttp2-dev check
   python3 curl wrk nginx-light
-  systemd systemd-container gnutls-bin man-db python3-websockets openssl
+  systemd systemd-container gnutls-bin man-db python3-websockets openssl nghttp2-client python3-h2
   dpkg-dev debhelper devscripts lintian fakeroot logrotate iproute2
   prometheus chromium
 )

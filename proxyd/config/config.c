@@ -815,6 +815,25 @@ static int parse_top(Loader *l, config_setting_t *root) {
                         }
         }
 
+        /* h2c: no TLS, so nothing tells a client's HTTP/2 from an attacker's on a path to it */
+        for (size_t i = 0; i < c->n_listens; i++) {
+                const Listen *li = &c->listens[i];
+                const Server *d = li->n_servers > 0 ? li->servers[0] : NULL;
+                if (!d || !d->s.http2_cleartext || d->n_tls_certificates > 0 || li->kind != LISTEN_INET)
+                        continue;
+                bool loopback = li->addr.ss_family == AF_INET ?
+                                        (ntohl(((const struct sockaddr_in *) &li->addr)->sin_addr.s_addr) >> 24) == 127 :
+                                        IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *) &li->addr)->sin6_addr);
+                if (loopback)
+                        continue;
+                r = config_diag_add(l->diags, d->file, d->line, true,
+                                    "server \"%s\" enables http2_cleartext on \"%s\", which is not a loopback address: "
+                                    "cleartext HTTP/2 belongs behind a TLS terminator on a private address",
+                                    d->name ?: "?", li->text);
+                if (r == -ENOMEM)
+                        goto finish;
+        }
+
         if (l->diags->n_errors == 0 && servers)
                 for (size_t i = 0; i < c->n_servers; i++) {
                         if (c->servers[i]->admin)

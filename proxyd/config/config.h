@@ -71,6 +71,16 @@ typedef struct LocationSettings {
         uint64_t client_max_headers;
         uint64_t client_max_chunk_overhead;
 
+        /* HTTP/2 (server level: the listener's default server decides for a connection) */
+        bool http2;           /* ALPN h2 on TLS listeners */
+        bool http2_cleartext; /* h2c with prior knowledge on plain listeners */
+        unsigned http2_max_concurrent_streams;
+        unsigned http2_initial_window;
+        unsigned http2_max_frame_size;
+        uint64_t http2_max_header_list_size;
+        uint64_t http2_idle_timeout;
+        uint64_t http2_ping_timeout;
+
         bool buffering;
         bool websocket;
         char **upgrade_protocols; /* Upgrade tokens that may be tunnelled (lower case); default "websocket" */

@@ -58,6 +58,7 @@ typedef struct AccessEntry {
         const char *limit;    /* the limit that rejected or delayed the request, or NULL */
         const char *peer;     /* the proxy in front when the client address came from a header, or NULL */
         const char *cache;    /* the cache's word (HIT, MISS, ...), NULL where no cache is on */
+        const char *protocol; /* the client's: "HTTP/1.1", "HTTP/2.0" */
 } AccessEntry;
 
 void log_access(const AccessEntry *e);

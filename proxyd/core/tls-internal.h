@@ -104,6 +104,7 @@ typedef struct TlsStream {
 
 extern const StreamOps tls_stream_ops;
 extern const gnutls_datum_t tls_alpn_http11;
+extern const gnutls_datum_t tls_alpn_h2;
 
 /* The text of a failure, kept per stream for the journal. */
 void tls_set_reason(TlsStream *t, const char *fmt, ...) _printf_(2, 3);

@@ -294,7 +294,9 @@ int tls_server_context_new(Server *const *servers, size_t n, TlsTicketKeys *keys
 
 int tls_stream_server_init(Stream *s, int fd, TlsServerContext *ctx) {
         TlsStream *t = NULL;
-        gnutls_datum_t alpn = tls_alpn_http11;
+        /* h2 first when the listener's default server enables HTTP/2 (server precedence) */
+        gnutls_datum_t alpn[2] = { tls_alpn_h2, tls_alpn_http11 };
+        bool h2 = ctx->n > 0 && ctx->servers[0]->s.http2;
         int r;
 
         r = tls_stream_setup(s, fd, GNUTLS_SERVER, &t);
@@ -305,7 +307,8 @@ int tls_stream_server_init(Stream *s, int fd, TlsServerContext *ctx) {
         t->sctx = ctx;
         entry_apply(t, &ctx->entries[0]);
         gnutls_handshake_set_post_client_hello_function(t->session, on_client_hello);
-        r = gnutls_alpn_set_protocols(t->session, &alpn, 1, GNUTLS_ALPN_SERVER_PRECEDENCE);
+        r = gnutls_alpn_set_protocols(t->session, h2 ? alpn : alpn + 1, h2 ? 2 : 1,
+                                      GNUTLS_ALPN_SERVER_PRECEDENCE);
         if (r >= 0)
                 r = tls_ticket_enable(ctx->keys, t->session);
         if (r < 0) {

@@ -9,6 +9,7 @@
 #include "tls-internal.h"
 
 const gnutls_datum_t tls_alpn_http11 = { .data = (unsigned char *) "http/1.1", .size = 8 };
+const gnutls_datum_t tls_alpn_h2 = { .data = (unsigned char *) "h2", .size = 2 };
 
 /* ---------------------------------------------------------------------------------------- */
 /* Error translation */
@@ -695,7 +696,8 @@ const char *tls_stream_alpn(const Stream *s) {
 
         if (!t || !t->handshake_done || gnutls_alpn_get_selected_protocol(t->session, &p) < 0)
                 return NULL;
-        /* the only protocol we offer */
+        if (p.size == tls_alpn_h2.size && memcmp(p.data, tls_alpn_h2.data, p.size) == 0)
+                return "h2";
         return p.size == tls_alpn_http11.size && memcmp(p.data, tls_alpn_http11.data, p.size) == 0 ? "http/1.1" : NULL;
 }
 

@@ -144,5 +144,5 @@ const char *tls_stream_client_subject(const Stream *s); /* server side: verified
 const Server *tls_stream_server(const Stream *s);        /* server side: the server whose certificate was used */
 const char *tls_stream_protocol(const Stream *s);       /* "TLS1.3" */
 const char *tls_stream_cipher(const Stream *s);         /* "AES-128-GCM" */
-const char *tls_stream_alpn(const Stream *s);           /* "http/1.1" */
+const char *tls_stream_alpn(const Stream *s);           /* "h2", "http/1.1" */
 bool tls_stream_resumed(const Stream *s);

@@ -280,7 +280,7 @@ int admin_exchange_begin(Exchange *ex, Server *srv) {
         size_t tlen = strlen(ex->target), plen;
 
         ex->server = srv;
-        if (srv->s.n_access > 0 && !access_check(srv->s.access, srv->s.n_access, &ex->s->remote_sa.sa)) {
+        if (srv->s.n_access > 0 && !access_check(srv->s.access, srv->s.n_access, &ex->remote_sa.sa)) {
                 log_info("%s: admin endpoint %s forbidden by rule", ex_text(ex), ex->target);
                 ex->reason = "access denied";
                 return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, ex->req_done);

@@ -14,18 +14,6 @@
 #include "limit.h"
 
 
-/* The connection's own client address while a request runs under one taken from a header. */
-typedef struct SessionPeer {
-        union {
-                struct sockaddr sa;
-                struct sockaddr_in in;
-                struct sockaddr_in6 in6;
-        } sa;
-        char addr[INET6_ADDRSTRLEN];
-        unsigned port;
-        bool replaced; /* the Session's remote_* hold a request's address */
-} SessionPeer;
-
 typedef struct ExchangePolicy {
         LimitHold holds[CONFIG_LIMITS_PER_LOCATION];
         size_t n_holds;

@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "exchange.h"
+#include "h2.h"
 #include "listener.h"
 #include "log.h"
 #include "tls.h"
@@ -51,6 +52,7 @@ struct Conn {
         bool rd_ready, wr_ready;
         bool rdhup; /* the client's FIN (or an error) was seen */
         bool proxy_pending; /* the PROXY protocol header is still to be read (exchange-policy.c) */
+        H2Conn *h2; /* the connection speaks HTTP/2 (h2.h): it runs everything from then on */
         unsigned n_requests;
 
         /* the current request's body, as the client frames it */
@@ -546,6 +548,39 @@ static int conn_tunnel_step(Conn *c) {
         return r;
 }
 
+static void conn_h2_close(void *owner) {
+        conn_close_now(owner);
+}
+
+/* ALPN said "h2", or the h2c preface arrived: the HTTP/2 session takes over. Returns -1 (the
+ * connection is no longer the HTTP/1 session's to step). */
+static int conn_start_h2(Conn *c) {
+        const H2Host host = { .client = &c->client, .rd_ready = &c->rd_ready, .wr_ready = &c->wr_ready,
+                              .rdhup = &c->rdhup, .timer = &c->timer, .gen = c->s.worker->gen,
+                              .close = conn_h2_close, .owner = c };
+        int r = h2_conn_new(&c->s, &host, &c->in, &c->h2);
+        if (r < 0) {
+                log_error_errno(r, "%s: cannot start the HTTP/2 session", conn_text(c));
+                conn_close_now(c);
+                return -1;
+        }
+        worker_timer_remove(c->s.worker, &c->timer);
+        h2_conn_run(c->h2);
+        return -1;
+}
+
+/* 1: the bytes read so far are the h2c preface on a listener that accepts it; 0: they are
+ * not; -EAGAIN: they could still become it. */
+static int conn_h2c_preface(Conn *c) {
+        Server *def = conn_default_server(c);
+        size_t n = MIN(buf_len(&c->in), (size_t) H2_PREFACE_LEN);
+
+        if (!def || !def->s.http2_cleartext || tls_stream_is_tls(&c->client) || c->n_requests > 0 ||
+            memcmp(buf_head(&c->in), H2_PREFACE, n) != 0)
+                return 0;
+        return n == H2_PREFACE_LEN ? 1 : -EAGAIN;
+}
+
 /* Reading and parsing a request head (after the TLS handshake). */
 static int conn_head_step(Conn *c) {
         ssize_t n;
@@ -575,9 +610,15 @@ static int conn_head_step(Conn *c) {
                         conn_close_now(c);
                         return -1;
                 }
+                const char *alpn = tls_stream_alpn(&c->client);
+                if (alpn && streq(alpn, "h2"))
+                        return conn_start_h2(c);
                 return 1;
         }
-        if (buf_len(&c->in) > 0) {
+        int h2c = buf_len(&c->in) > 0 ? conn_h2c_preface(c) : 0;
+        if (h2c > 0)
+                return conn_start_h2(c);
+        if (buf_len(&c->in) > 0 && h2c == 0) {
                 Server *def;
                 HttpError err = {};
 
@@ -768,6 +809,10 @@ static void conn_timeout(Conn *c) {
         TimeoutKind kind;
         uint64_t d, now;
 
+        if (c->h2) {
+                h2_conn_timeout(c->h2);
+                return;
+        }
         if (c->resume) {
                 c->resume = false;
                 conn_run(c);
@@ -866,12 +911,17 @@ static void on_client_io(void *userdata, uint32_t revents) {
                 c->rd_ready = true;
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                 c->wr_ready = true;
+        if (c->h2) {
+                h2_conn_run(c->h2);
+                return;
+        }
         conn_run(c);
 }
 
 static void conn_free(Conn *c) {
         Worker *w = c->s.worker;
 
+        c->h2 = h2_conn_free(c->h2);
         if (c->ex) {
                 if (c->ex->status == 0)
                         c->ex->status = 499; /* closed before a status could be sent */
@@ -884,7 +934,6 @@ static void conn_free(Conn *c) {
                 worker_io_forget(w, &c->io);
         worker_timer_remove(w, &c->timer);
         stream_close(&c->client);
-        free(c->s.peer);
         buf_free(&c->in);
         buf_free(&c->out);
         if (c->prev)
@@ -908,6 +957,10 @@ static void conn_drain(Conn *c) {
         ssize_t n;
 
         c->s.draining = true;
+        if (c->h2) {
+                h2_conn_drain(c->h2);
+                return;
+        }
         if (c->state != CONN_IDLE && !(c->state == CONN_HEAD && buf_len(&c->in) == 0))
                 return; /* busy: its response goes out with "Connection: close" */
 

@@ -73,21 +73,6 @@ int session_read_proxy_header(Session *s, int fd, bool hup) {
         return 0;
 }
 
-void session_client_reset(Session *s) {
-        SessionPeer *p = s->peer;
-
-        if (!p || !p->replaced)
-                return;
-        memcpy(&s->remote_sa, &p->sa, sizeof(s->remote_sa));
-        memcpy(s->remote_addr, p->addr, sizeof(s->remote_addr));
-        s->remote_port = p->port;
-        p->replaced = false;
-}
-
-const char *session_peer_text(const Session *s) {
-        return s->peer && s->peer->replaced ? s->peer->addr : s->remote_addr;
-}
-
 /* ---- the request's client ---- */
 
 /* The trusted header's field values, joined by ", " (a list may come in several fields). */
@@ -105,14 +90,13 @@ static int header_values(const HttpRequest *req, const char *name, Buf *out) {
 }
 
 int exchange_client_identity(Exchange *ex, const LocationSettings *s) {
-        Session *c = ex->s;
         struct sockaddr_storage ss;
         Buf v = {};
         int r;
 
         if (_likely_(s->n_real_ip_from == 0))
                 return 0;
-        if (!cidr_match(s->real_ip_rules, s->n_real_ip_from, &c->remote_sa.sa))
+        if (!cidr_match(s->real_ip_rules, s->n_real_ip_from, &ex->remote_sa.sa))
                 return 0;
         r = header_values(&ex->req, s->real_ip_header, &v);
         if (r > 0)
@@ -122,18 +106,12 @@ int exchange_client_identity(Exchange *ex, const LocationSettings *s) {
         buf_free(&v);
         if (r <= 0)
                 return r;
-        if (!c->peer) {
-                c->peer = calloc(1, sizeof(SessionPeer));
-                if (!c->peer)
-                        return -ENOMEM;
-        }
-        if (!c->peer->replaced) {
-                memcpy(&c->peer->sa, &c->remote_sa, sizeof(c->remote_sa));
-                memcpy(c->peer->addr, c->remote_addr, sizeof(c->peer->addr));
-                c->peer->port = c->remote_port;
-                c->peer->replaced = true;
-        }
-        set_remote(c, (struct sockaddr *) &ss);
+        size_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+        memset(&ex->remote_sa, 0, sizeof(ex->remote_sa));
+        memcpy(&ex->remote_sa, &ss, MIN(len, sizeof(ex->remote_sa)));
+        sockaddr_format_host((struct sockaddr *) &ss, ex->remote_addr, sizeof(ex->remote_addr));
+        ex->remote_port = sockaddr_port((struct sockaddr *) &ss);
+        ex->client_replaced = true;
         return 0;
 }
 
@@ -230,7 +208,7 @@ int exchange_upstream_prepare(Exchange *ex, const RequestInfo *ri) {
                 struct sockaddr_storage local = {};
                 struct sockaddr_in6 s6, d6;
                 socklen_t len = sizeof(local);
-                const struct sockaddr *src = &c->remote_sa.sa, *dst = (struct sockaddr *) &local;
+                const struct sockaddr *src = &ex->remote_sa.sa, *dst = (struct sockaddr *) &local;
                 char hdr[PROXY_V1_MAX + 64];
 
                 if (!c->ops->local_address || c->ops->local_address(ex, &local, &len) < 0)

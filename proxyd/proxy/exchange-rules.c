@@ -27,8 +27,8 @@ void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[
         host_lower[hl] = 0;
         *ri = (RequestInfo) {
                 .req = &ex->req,
-                .remote_addr = c->remote_addr,
-                .remote_port = c->remote_port,
+                .remote_addr = ex->remote_addr,
+                .remote_port = ex->remote_port,
                 .scheme = c->tls ? "https" : "http",
                 .ssl_client_s_dn = c->ops->client_subject(ex),
                 .host = hl > 0 ? host_lower : server_name,
@@ -41,7 +41,7 @@ void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[
                 .server_port = c->local_port,
                 .proxy_host = ex->loc && ex->loc->proxy ? ex->loc->proxy->proxy_host : "",
                 .request_id = ex->request_id,
-                .realip_remote_addr = session_peer_text(c),
+                .realip_remote_addr = c->remote_addr,
         };
 }
 
@@ -106,7 +106,7 @@ int exchange_rules_route(Exchange *ex, const Route *rt) {
                         .method_len = ex->req.method_len,
                         .https = c->tls,
                         .server_port = c->local_port,
-                        .client = &c->remote_sa.sa,
+                        .client = &ex->remote_sa.sa,
                         .headers = ex->req.headers,
                         .n_headers = ex->req.n_headers,
                         .args = rt->args,

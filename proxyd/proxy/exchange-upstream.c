@@ -104,7 +104,7 @@ int exchange_connect(Exchange *ex) {
 
         for (;;) {
                 uint64_t now = ex_now(ex);
-                Peer *p = upstream_pick_key(ex->upstream->rt, &ex->s->remote_sa.sa, ex->pol.hash_key,
+                Peer *p = upstream_pick_key(ex->upstream->rt, &ex->remote_sa.sa, ex->pol.hash_key,
                                             ex->pol.hash_key_len, ex->tried, ex->n_tried, now, &w->rng);
                 if (!p) {
                         if (ex->tries > 0 && ex->last_fail_status)

@@ -32,15 +32,23 @@ static void make_request_id(Worker *w, char out[static 33]) {
 
 /* "address:port" of the client, for log lines: built when needed (connections are held by
  * the thousand, log lines are rare), in a per-thread buffer valid until the next call. */
-const char *session_text(const Session *s) {
+static const char *address_text(int family, const char *addr, unsigned port) {
         static __thread char text[INET6_ADDRSTRLEN + 16];
-        if (s->remote_sa.sa.sa_family == AF_INET6)
-                snprintf(text, sizeof(text), "[%s]:%u", s->remote_addr, s->remote_port);
-        else if (s->remote_sa.sa.sa_family == AF_INET)
-                snprintf(text, sizeof(text), "%s:%u", s->remote_addr, s->remote_port);
+        if (family == AF_INET6)
+                snprintf(text, sizeof(text), "[%s]:%u", addr, port);
+        else if (family == AF_INET)
+                snprintf(text, sizeof(text), "%s:%u", addr, port);
         else
-                snprintf(text, sizeof(text), "%s", s->remote_addr);
+                snprintf(text, sizeof(text), "%s", addr);
         return text;
+}
+
+const char *session_text(const Session *s) {
+        return address_text(s->remote_sa.sa.sa_family, s->remote_addr, s->remote_port);
+}
+
+const char *exchange_text(const Exchange *ex) {
+        return address_text(ex->remote_sa.sa.sa_family, ex->remote_addr, ex->remote_port);
 }
 
 Exchange *exchange_new(Session *s, WorkerGen *gen, void *stream) {
@@ -49,8 +57,10 @@ Exchange *exchange_new(Session *s, WorkerGen *gen, void *stream) {
         if (!ex)
                 return NULL;
         s->worker->n_exchanges++;
-        session_client_reset(s);
         ex->s = s;
+        memcpy(&ex->remote_sa, &s->remote_sa, sizeof(ex->remote_sa));
+        memcpy(ex->remote_addr, s->remote_addr, sizeof(ex->remote_addr));
+        ex->remote_port = s->remote_port;
         ex->gen = gen;
         ex->stream = stream;
         ex->start = now_usec(CLOCK_MONOTONIC);
@@ -108,8 +118,9 @@ void exchange_log(Exchange *ex) {
                 .request_id = ex->request_id,
                 .reason = ex->reason,
                 .limit = ex->pol.limit,
-                .peer = ex->s->peer && ex->s->peer->replaced ? ex->s->peer->addr : NULL,
+                .peer = ex->client_replaced ? ex->s->remote_addr : NULL,
                 .cache = cache_exchange_word(ex),
+                .protocol = ex->protocol ?: ex->minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
         };
         if (g->access_file)
                 access_buf_add(&w->access_buf, g->access_file, &e);
@@ -504,7 +515,7 @@ int exchange_begin(Exchange *ex) {
                 return exchange_local_response(ex, 404, NULL, NULL, 0, NULL, !body_pending);
         }
         if (s->n_access > 0) {
-                if (!access_check(s->access, s->n_access, &ex->s->remote_sa.sa)) {
+                if (!access_check(s->access, s->n_access, &ex->remote_sa.sa)) {
                         log_info("%s: access to %s forbidden by rule", ex_text(ex), ex->target);
                         ex->reason = "access denied";
                         return exchange_local_response(ex, 403, NULL, NULL, 0, NULL, !body_pending);

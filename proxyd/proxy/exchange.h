@@ -37,6 +37,18 @@
 
 struct Exchange {
         Session *s;
+        /* The client as this request sees it: the session's (the socket's peer, or the PROXY
+         * protocol's source), or the address real_ip_* took from a trusted proxy's header
+         * (client_replaced). Per exchange: the streams of one HTTP/2 connection may each
+         * carry another. */
+        union {
+                struct sockaddr sa;
+                struct sockaddr_in in;
+                struct sockaddr_in6 in6;
+        } remote_sa;
+        char remote_addr[INET6_ADDRSTRLEN];
+        unsigned remote_port;
+        bool client_replaced;
         void *stream;   /* the session's own per-exchange state (an HTTP/2 stream), or NULL */
         WorkerGen *gen; /* the configuration this request runs under (the session holds it) */
         const SourceOps *src;
@@ -50,6 +62,7 @@ struct Exchange {
         char *target;
         HttpMethod method_id;
         int minor;
+        const char *protocol; /* for the access entry: "HTTP/2.0"; NULL: HTTP/1.<minor> */
         bool client_keep_alive;
         char request_id[33];
         uint64_t start;
@@ -145,8 +158,9 @@ static inline Generation *ex_generation(const Exchange *ex) {
         return ex->gen->gen;
 }
 
+const char *exchange_text(const Exchange *ex);
 static inline const char *ex_text(const Exchange *ex) {
-        return session_text(ex->s);
+        return exchange_text(ex);
 }
 
 static inline const LocationSettings *ex_settings(const Exchange *ex) {
@@ -287,10 +301,6 @@ int session_expects_proxy_header(Session *s);
  * (s->remote_* say whose connection it is), -EAGAIN not complete yet (edge-triggered: wait for
  * bytes), another -errno: the connection must be closed (a bad header, logged). */
 int session_read_proxy_header(Session *s, int fd, bool hup);
-/* The connection's own address again (a new request starts). */
-void session_client_reset(Session *s);
-/* The address of the connection's peer (after the PROXY protocol), whatever the request says. */
-const char *session_peer_text(const Session *s);
 
 /* exchange.c, once the location is known: real_ip_* of s. 0, or -ENOMEM. */
 int exchange_client_identity(Exchange *ex, const LocationSettings *s);

@@ -43,7 +43,6 @@ typedef struct Session {
                 struct sockaddr_in in;
                 struct sockaddr_in6 in6;
         } remote_sa; /* the balancer's ip_hash key, access rules; a unix peer keeps only its family */
-        struct SessionPeer *peer; /* the connection's address, kept while a request's (real_ip_*) replaces it */
         bool tls;     /* the client connection is TLS: $scheme is https */
         bool draining; /* a stop is in progress: the connection ends after the current response(s) */
         int fd;        /* the client socket, for the peer credentials of a unix client (SO_PEERCRED) */

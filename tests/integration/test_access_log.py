@@ -37,7 +37,7 @@ servers = (
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (client=\S+ server=\S+ method=\S+ uri=\S+ "
                   r"status=\d+ upstream=\S+ upstream_status=\d+ bytes=\d+ bytes_received=\d+ "
-                  r"duration_ms=[\d.]+ request_id=[0-9a-f]{32})( reason=.*)?$")
+                  r"duration_ms=[\d.]+ request_id=[0-9a-f]{32} protocol=HTTP/1\.[01])( reason=.*)?$")
 
 
 def fields(line):

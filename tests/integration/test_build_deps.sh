@@ -33,7 +33,7 @@ check() { # check DESCRIPTION COMMAND...
 }
 
 # A bin directory with every program of the system's except the test tools.
-hidden="certtool gnutls-cli nginx wrk openssl haproxy curl checkmk"
+hidden="certtool gnutls-cli nginx wrk openssl haproxy curl checkmk nghttp h2load"
 mkdir -p "$TMP/bin" "$TMP/pkgconfig"
 for d in /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
         [ -d "$d" ] || continue

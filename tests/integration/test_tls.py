@@ -3,7 +3,7 @@
 """TLS end to end, with certificates made at test time by certtool (gnutls-bin).
 
 Termination: curl and gnutls-cli against proxyd's TLS listeners ($scheme is
-https, ALPN http/1.1, close_notify sent), certificate choice by SNI (exact,
+https, ALPN h2 preferred over http/1.1, close_notify sent), certificate choice by SNI (exact,
 wildcard, unknown name and no SNI get the first certificate), the protocol
 surface (TLS 1.0/1.1, CBC-only, RSA and DHE key exchange refused; TLS 1.3 and
 TLS 1.2 ECDHE-RSA/ECDHE-ECDSA with AES-GCM accepted; client renegotiation
@@ -483,19 +483,20 @@ def case_termination(ports, certs, backend):
     check(reqs and reqs[-1].header("X-Forwarded-Proto") == "http",
           "$scheme is http on the plain listener", reqs[-1].headers if reqs else "no request")
 
+    # HTTP/2 is on by default: h2 is preferred, http/1.1 still chosen when it is all a client offers
     cp = curl_https(ports["p_tls"], "/alpn", certs, extra=["-v"])
     err = cp.stderr.decode("utf-8", "replace") if cp else ""
-    check("ALPN: server accepted http/1.1" in err,
-          "curl: the server selects ALPN http/1.1 (offered h2,http/1.1)",
+    check("ALPN: server accepted h2" in err,
+          "curl: the server selects ALPN h2 (offered h2,http/1.1)",
           "\n".join(ln for ln in err.splitlines() if "ALPN" in ln or "SSL" in ln))
     rc, out = gnutls_cli(ports["p_tls"], sni="example.test", cafile=certs.c("ca"),
-                         extra=["--alpn", "h2", "--alpn", "http/1.1"])
+                         extra=["--alpn", "http/1.1"])
     m = re.search(r"Application protocol: (\S+)", out)
     check(handshake_ok(out) and m and m.group(1) == "http/1.1",
           "gnutls-cli (verifying with the CA): ALPN http/1.1", out[-800:])
-    rc, out = gnutls_cli(ports["p_tls"], sni="example.test", extra=["--alpn", "h2"])
-    check(not re.search(r"Application protocol: h2", out),
-          "an h2-only ALPN offer is not answered with h2", out[-400:])
+    rc, out = gnutls_cli(ports["p_tls"], sni="example.test", extra=["--alpn", "h2", "--alpn", "http/1.1"])
+    check(re.search(r"Application protocol: h2", out),
+          "an offer of h2 and http/1.1 is answered with h2", out[-400:])
 
     # close_notify: Connection: close ends with a TLS close, not a bare FIN
     r, clean, err = tls_request(ports["p_tls"], certs, "/cn")

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Private to the HTTP/2 session: h2.c (the connection, nghttp2's callbacks, the session
+ * ops) and h2-request.c (a stream's header block as an HttpRequest). */
+#include <nghttp2/nghttp2.h>
+
+#include "exchange.h"
+#include "h2.h"
+#include "log.h"
+#include "tls.h"
+
+#define H2_RUN_BUDGET 64                  /* rounds of one connection per event */
+#define H2_OUT_MAX (64u * 1024u)          /* serialized frames gathered before one write */
+#define H2_STREAM_OUT_MAX (64u * 1024u)   /* response bytes buffered per stream */
+#define H2_CONN_WINDOW (1u << 20)         /* request body bytes in flight per connection */
+#define H2_MEM_MAX (4u << 20)             /* memory nghttp2 may hold for one connection */
+#define H2_FLOOD_INTERVAL (10 * USEC_PER_SEC)
+#define H2_MAX_RESETS 200                 /* streams reset by the client per interval */
+#define H2_MAX_CONTROL 1000               /* SETTINGS, PING, PRIORITY, empty frames per interval */
+#define H2_MAX_CONTINUATIONS 16           /* CONTINUATION frames of one header block */
+
+typedef struct H2Stream H2Stream;
+
+struct H2Stream {
+        H2Conn *h;
+        H2Stream *next, *prev;
+        int32_t id;
+        Exchange *ex; /* once its header block is complete */
+        WorkerGen *gen; /* the configuration its request runs under (the worker's when it began) */
+
+        /* the decoded header block: entries [u32 name_len][u32 value_len][name][value] */
+        Buf fields;
+        size_t n_fields;
+        uint64_t field_bytes; /* RFC 9113 section 6.5.2 accounting: name + value + 32 each */
+        bool fields_too_big;
+        bool headers_done; /* the request's header block is complete: begin the exchange */
+        bool end_in;       /* END_STREAM from the client */
+        bool closed;       /* nghttp2 closed the stream */
+        uint32_t close_error;
+
+        Buf body;          /* request body received, not yet consumed by the exchange */
+        uint64_t body_received;
+        uint64_t last_data; /* the last DATA from the client (client_body_timeout) */
+
+        bool resp_submitted;    /* a final response head was given to nghttp2 */
+        bool resp_body;         /* ... with a body (a data source) */
+        bool resp_eof;          /* the body is complete in `resp` */
+        bool deferred;          /* the data source waits for bytes (nghttp2_session_resume_data) */
+        bool reset_sent;
+        Buf resp;               /* response body bytes not yet taken by nghttp2 */
+        uint64_t stalled_since; /* `resp` became non-empty (0: empty): send_timeout */
+};
+
+struct H2Conn {
+        Session s; /* first: what the exchanges see */
+        H2Host host;
+        Server *def;                 /* the listener's default server */
+        const LocationSettings *set; /* and its settings, which apply to the connection */
+        nghttp2_session *ng;
+        Buf in;  /* bytes read before the hand-over, fed first */
+        Buf out; /* frames serialized, not yet written */
+        H2Stream *streams;
+        unsigned n_streams;
+        size_t mem; /* bytes nghttp2 holds for this connection */
+        bool resume;
+        bool goaway;   /* a GOAWAY was queued: no new streams, close when the streams are done */
+        bool fatal;    /* a limit was hit or the session failed: ignore input, flush and close */
+        uint64_t accepted, last_read, last_write, idle_since, ping_sent;
+        /* the header block in progress (HEADERS without END_HEADERS, then CONTINUATION) */
+        bool in_block;
+        uint64_t block_start;
+        unsigned block_frames;
+        /* flood counters, per H2_FLOOD_INTERVAL */
+        uint64_t interval_start;
+        unsigned resets, control;
+        bool any_stream;
+};
+
+static inline H2Conn *h2_of(const Exchange *ex) {
+        return (H2Conn *) ex->s;
+}
+
+static inline uint64_t h2_now(const H2Conn *h) {
+        return worker_now(h->s.worker);
+}
+
+static inline const char *h2_text(const H2Conn *h) {
+        return session_text(&h->s);
+}
+
+/* h2-request.c: the stream's header block is complete: build its request and begin its
+ * exchange. 0, or -errno (the stream was reset). */
+int h2_stream_begin(H2Stream *st);
