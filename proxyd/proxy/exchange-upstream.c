@@ -721,7 +721,13 @@ static int upstream_receive(Exchange *ex) {
                 /* an interim response the session queued goes out first */
                 if (ex->s->ops->send_blocked(ex))
                         return 0;
-                return upstream_read_head(ex);
+                int r = upstream_read_head(ex);
+                /* Body bytes that came with the head go to the session at once: it writes the
+                 * queued head together with them (one writev, one segment for a small
+                 * response) instead of flushing the head alone first. */
+                if (ex->resp_head_done && !ex->resp_done && ex->up && buf_len(&ex->up_in) > 0)
+                        r |= upstream_give_body(ex);
+                return r;
         }
         return upstream_relay_body(ex);
 }
