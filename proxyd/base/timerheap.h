@@ -10,13 +10,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct TimerNode {
+typedef struct TimerNode TimerNode;
+struct TimerNode {
         uint64_t when; /* absolute CLOCK_MONOTONIC usec */
         size_t idx;    /* position in the heap, TIMER_NOT_QUEUED when not queued */
-} TimerNode;
+        /* Called when the deadline is due; NULL: the owner is a client session, and the
+         * worker's session ops handle it (WorkerSessionOps.timeout). Owners that are no client
+         * connection (an exchange running without a client, e.g. a background refresh) set
+         * their own. */
+        void (*fire)(TimerNode *t);
+};
 
 #define TIMER_NOT_QUEUED ((size_t) -1)
-#define TIMER_NODE_INIT ((TimerNode){ .when = UINT64_MAX, .idx = TIMER_NOT_QUEUED })
+#define TIMER_NODE_INIT ((TimerNode){ .when = UINT64_MAX, .idx = TIMER_NOT_QUEUED, .fire = NULL })
 
 typedef struct TimerHeap {
         TimerNode **nodes;

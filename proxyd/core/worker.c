@@ -488,7 +488,10 @@ static void worker_run_timers(Worker *w) {
                 if (!t || t->when > w->now + TIMER_ACCURACY_USEC)
                         break;
                 timer_heap_remove(&w->timers, t);
-                w->host->sessions->timeout(t);
+                if (t->fire)
+                        t->fire(t);
+                else
+                        w->host->sessions->timeout(t);
         }
 }
 
