@@ -33,7 +33,8 @@ static void ctl_help(void) {
                "  weight  GROUP SERVER N        use weight N (1-1000) instead of the configured one\n"
                "  check   GROUP SERVER          run a health check now and print its result\n"
                "  reload                        reload the configuration; on failure print file:line: why\n"
-               "  purge-cache                   purge the response cache (proxyd has none yet)\n"
+               "  purge-cache KEY               purge a cache key (http://host/path); KEY ending in * purges\n"
+               "                                every key starting with it; prints how many objects went\n"
                "\n"
                "SERVER is an address as listed (127.0.0.1:8081, unix:/run/app.sock) or a server entry as\n"
                "written in the configuration (all its addresses).\n",
@@ -185,8 +186,12 @@ int ctl_main(int argc, char *argv[]) {
                 snprintf(target, sizeof(target), "/api/reload");
                 want = 0;
         } else if (strcmp(cmd, "purge-cache") == 0) {
-                snprintf(target, sizeof(target), "/api/cache/purge");
-                want = 0;
+                want = 1;
+                tl = (size_t)snprintf(target, sizeof(target), "/api/cache/purge?key=");
+                if (nargs == want && append_encoded(target, sizeof(target), &tl, args[0]) < 0) {
+                        fprintf(stderr, "proxyd ctl: arguments too long\n");
+                        return EXIT_FAILURE;
+                }
         } else if (strcmp(cmd, "drain") == 0 || strcmp(cmd, "disable") == 0 || strcmp(cmd, "enable") == 0 ||
                    strcmp(cmd, "check") == 0 || strcmp(cmd, "weight") == 0) {
                 want = cmd[0] == 'w' ? 3 : 2;

@@ -5,9 +5,12 @@
  * /metrics (Prometheus text format 0.0.4, which OpenMetrics parsers accept too), the status
  * page's JSON and the list of upstream servers.
  */
+#include <stddef.h>
 #include <stdio.h>
 
 #include "admin.h"
+#include "cache-store.h"
+#include "limit.h"
 #include "upstream.h"
 
 static const char *const class_names[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -209,6 +212,41 @@ static const struct {
          "From the start of the attempt (connect or pooled connection) to the end of the response"},
 };
 
+/* The response cache's store is one per process: its counters are read under its lock. */
+static void cache_metrics(Buf *out) {
+        static const struct {
+                const char *name, *type, *help;
+                size_t offset;
+        } fams[] = {
+                {"proxyd_cache_hits_total", "counter", "Requests answered from the cache (fresh or stale)",
+                 offsetof(CacheStats, hits)},
+                {"proxyd_cache_misses_total", "counter",
+                 "Requests of cacheable locations that went to the upstream (miss, expired, bypass)",
+                 offsetof(CacheStats, misses)},
+                {"proxyd_cache_stores_total", "counter", "Responses stored in the cache",
+                 offsetof(CacheStats, stores)},
+                {"proxyd_cache_evictions_total", "counter",
+                 "Objects (or their in-memory copies) dropped to keep the cache within its sizes",
+                 offsetof(CacheStats, evictions)},
+                {"proxyd_cache_purged_total", "counter", "Objects taken out by PURGE or the admin endpoint",
+                 offsetof(CacheStats, purged)},
+                {"proxyd_cache_objects", "gauge", "Objects in the cache", offsetof(CacheStats, objects)},
+                {"proxyd_cache_memory_bytes", "gauge", "Bytes of cached bodies in memory",
+                 offsetof(CacheStats, memory_bytes)},
+                {"proxyd_cache_disk_bytes", "gauge", "Bytes of cache files on disk",
+                 offsetof(CacheStats, disk_bytes)},
+        };
+        CacheStats st;
+
+        cache_store_stats(&st);
+        for (size_t i = 0; i < ELEMENTSOF(fams); i++) {
+                uint64_t v;
+                memcpy(&v, (const char *)&st + fams[i].offset, sizeof(v));
+                header(out, fams[i].name, fams[i].type, fams[i].help);
+                (void)buf_printf(out, "%s %llu\n", fams[i].name, (unsigned long long)v);
+        }
+}
+
 int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
         const WorkerHost *m = w->host;
         const Config *c = w->gen->gen->config;
@@ -300,9 +338,13 @@ int admin_render_metrics(Admin *a, Worker *w, Buf *out) {
                 header(out, peer_metrics[i].name, peer_metrics[i].type, peer_metrics[i].help);
                 for_each_peer(c, out, visit_peer, &pm);
         }
-        /* The response cache and the rate limiter add their families here once they exist:
-         * proxyd_cache_{hits,misses,evictions}_total, proxyd_cache_bytes and
-         * proxyd_rate_limited_total (counted per worker like the ones above). */
+        cache_metrics(out);
+        header(out, "proxyd_limit_rejected_total", "counter",
+               "Requests answered 429 by a per-client limit, by the limit that rejected them");
+        for (size_t i = 0; i < c->n_limits; i++) {
+                series(out, "proxyd_limit_rejected_total", "limit", c->limits[i]->name, NULL, NULL);
+                (void)buf_printf(out, "} %llu\n", (unsigned long long)limit_rejected(c->limits[i]->rt));
+        }
         header(out, "proxyd_metrics_keys_dropped_total", "counter",
                "Series not counted because the registry of servers, locations and upstream servers is full");
         (void)buf_printf(out, "proxyd_metrics_keys_dropped_total %llu\n",

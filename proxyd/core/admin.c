@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The admin endpoint's commands, carried out in the manager thread: drain, disable, enable,
- * weight, forced health checks, reload. See admin.h.
+ * weight, forced health checks, reload, cache purge. See admin.h.
  */
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -9,6 +9,7 @@
 #include <systemd/sd-journal.h>
 
 #include "admin.h"
+#include "cache-store.h"
 #include "health.h"
 #include "log.h"
 #include "upstream.h"
@@ -47,6 +48,7 @@ void admin_counters(Admin *a, AdminCounters *ret) {
 static const char *const action_names[_ADMIN_ACTION_MAX] = {
         [ADMIN_DRAIN] = "drain",   [ADMIN_DISABLE] = "disable", [ADMIN_ENABLE] = "enable",
         [ADMIN_WEIGHT] = "weight", [ADMIN_CHECK] = "check",     [ADMIN_RELOAD] = "reload",
+        [ADMIN_PURGE] = "purge",
 };
 
 const char *admin_action_name(AdminAction a) {
@@ -65,6 +67,7 @@ AdminRequest *admin_request_free(AdminRequest *req) {
                 return NULL;
         free(req->group);
         free(req->server);
+        free(req->key);
         buf_free(&req->body);
         free(req);
         return NULL;
@@ -179,7 +182,7 @@ static void admin_log(const AdminRequest *req, const char *fmt, ...) {
                                 "PROXYD_ADMIN_PID=%lld", req->have_cred ? (long long)req->pid : -1LL,
                                 "PROXYD_ADMIN_UID=%lld", req->have_cred ? (long long)req->uid : -1LL,
                                 "PROXYD_UPSTREAM_GROUP=%s", req->group ?: "", "PROXYD_UPSTREAM_SERVER=%s",
-                                req->server ?: "", NULL);
+                                req->server ?: "", "PROXYD_CACHE_KEY=%s", req->key ?: "", NULL);
                 return;
         }
         log_notice("%s (by %s)", msg, req->who);
@@ -303,7 +306,32 @@ static void admin_change_peers(Admin *a, AdminRequest *req, Upstream *u) {
         admin_reply(a, req);
 }
 
+/* The cache's purge takes the store's lock for a walk of its index: done here rather than
+ * in a worker, whose clients would wait meanwhile. */
+static void admin_purge(Admin *a, AdminRequest *req) {
+        size_t kl = strlen(req->key), n;
+        bool prefix = kl > 0 && req->key[kl - 1] == '*';
+
+        if (prefix) {
+                req->key[kl - 1] = 0;
+                n = cache_store_purge_prefix(req->key);
+                req->key[kl - 1] = '*';
+        } else
+                n = cache_store_purge(req->key);
+        admin_log(req, "cache purge of %s: %zu object(s) removed", req->key, n);
+        buf_reset(&req->body);
+        (void)buf_append_str(&req->body, "{\"ok\":true,\"key\":");
+        (void)json_append_string(&req->body, req->key);
+        (void)buf_printf(&req->body, ",\"prefix\":%s,\"purged\":%zu}\n", prefix ? "true" : "false", n);
+        req->status = 200;
+        admin_reply(a, req);
+}
+
 static void admin_execute(Admin *a, AdminRequest *req) {
+        if (req->action == ADMIN_PURGE) {
+                admin_purge(a, req);
+                return;
+        }
         if (req->action == ADMIN_RELOAD) {
                 const char *error = NULL;
                 admin_log(req, "reload requested");

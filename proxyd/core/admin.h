@@ -40,6 +40,7 @@ typedef enum AdminAction {
         ADMIN_WEIGHT,
         ADMIN_CHECK,
         ADMIN_RELOAD,
+        ADMIN_PURGE, /* the response cache: one key, or every key starting with it ("...*") */
         _ADMIN_ACTION_MAX,
 } AdminAction;
 
@@ -54,6 +55,7 @@ struct AdminRequest {
         char *group;  /* upstream group */
         char *server; /* a peer's address ("127.0.0.1:8081") or the entry as written */
         unsigned weight;
+        char *key; /* ADMIN_PURGE: a cache key, or a prefix ending in '*' */
         bool have_cred; /* the caller came over a unix socket: SO_PEERCRED */
         pid_t pid;
         uid_t uid;

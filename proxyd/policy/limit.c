@@ -28,6 +28,7 @@ typedef struct LimitShard {
 
 struct LimitTable {
         atomic_uint refs;
+        atomic_uint_fast64_t rejected; /* requests turned away, for the metrics */
         size_t n_shards;
         LimitShard shards[];
 };
@@ -277,6 +278,14 @@ size_t limit_table_size(LimitTable *t) {
                 pthread_mutex_unlock(&t->shards[i].lock);
         }
         return n;
+}
+
+void limit_count_rejected(LimitTable *t) {
+        atomic_fetch_add_explicit(&t->rejected, 1, memory_order_relaxed);
+}
+
+uint64_t limit_rejected(LimitTable *t) {
+        return t ? atomic_load_explicit(&t->rejected, memory_order_relaxed) : 0;
 }
 
 static void table_free_cb(LimitTable *t) {

@@ -68,6 +68,12 @@ int limit_check(LimitTable *t, const LimitParams *params, const void *key, size_
                  LimitVerdict *ret, LimitHold *hold);
 void limit_release(LimitHold *hold);
 
+/* A request the caller turned away after limit_check (counted for the metrics: rejections
+ * are rare, so one relaxed add on the table is all they cost; accepted requests count
+ * nothing). The count goes with the table across a reload that hands it over. */
+void limit_count_rejected(LimitTable *t);
+uint64_t limit_rejected(LimitTable *t);
+
 /* Entries in the table now (for tests and status). */
 size_t limit_table_size(LimitTable *t);
 

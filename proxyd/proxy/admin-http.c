@@ -15,7 +15,9 @@
  *   POST /api/upstreams/ACTION?upstream=GROUP&server=ADDRESS[&weight=N]
  *                            ACTION: drain, disable, enable, weight, check
  *   POST /api/reload         reload; the answer says file:line: why on failure
- *   POST /api/cache/purge    501 until proxyd has a response cache
+ *   POST /api/cache/purge?key=KEY
+ *                            purge the response cache: one cache key (every variant of
+ *                            it), or every key starting with KEY without its final '*'
  */
 #include <sys/socket.h>
 
@@ -182,7 +184,13 @@ static int submit(Exchange *ex, AdminAction action, const char *q, size_t qlen) 
         req->waiter = ex;
         req->replied = on_replied;
         caller(ex, req);
-        if (action != ADMIN_RELOAD) {
+        if (action == ADMIN_PURGE) {
+                req->key = query_get(q, qlen, "key");
+                if (!req->key || !*req->key) {
+                        admin_request_free(req);
+                        return answer_json_error(ex, 400, "key= is required (a cache key, or a prefix ending in *)");
+                }
+        } else if (action != ADMIN_RELOAD) {
                 req->group = query_get(q, qlen, "upstream");
                 req->server = query_get(q, qlen, "server");
                 if (!req->group || !req->server) {
@@ -251,9 +259,9 @@ static int admin_route(Exchange *ex, const char *path, size_t plen, const char *
                 return r;
         }
         if (path_is(path, plen, "/api/cache/purge")) {
-                /* The place for the response cache's purge: it answers here once proxyd has a
-                 * cache (submit an ADMIN_PURGE carried out by the manager thread). */
-                return answer_json_error(ex, 501, "proxyd has no response cache yet: nothing to purge");
+                if (!post)
+                        return answer_json_error(ex, 405, "commands need POST");
+                return submit(ex, ADMIN_PURGE, q, qlen);
         }
         bool reload = path_is(path, plen, "/api/reload");
         const char *pre = "/api/upstreams/";
@@ -268,7 +276,7 @@ static int admin_route(Exchange *ex, const char *path, size_t plen, const char *
                 name[n] = 0;
         }
         int action = admin_action_from_name(name);
-        if (action < 0 || (action == ADMIN_RELOAD) != reload)
+        if (action < 0 || action == ADMIN_PURGE || (action == ADMIN_RELOAD) != reload)
                 return answer_json_error(ex, 404, "no such command");
         if (!post)
                 return answer_json_error(ex, 405, "commands need POST");

@@ -147,6 +147,7 @@ int exchange_limits(Exchange *ex, const RequestInfo *ri, const LocationSettings 
                         why = v.result;
                         retry = v.retry_after_usec;
                         ex->pol.limit = z->name;
+                        limit_count_rejected(z->rt);
                         break;
                 }
         }
