@@ -92,6 +92,13 @@ SCENARIOS = [
          metrics=[("rps", "requests/s", "higher", {}),
                   ("p99_ms", "p99 latency ms", "lower", {}),
                   ("cpu_per_100k", "CPU s / 100k req", "lower", {})]),
+    # a1: (a) for proxyd with the traffic policy of issue 15 on: 3 rules that do not match,
+    # 2 response headers and a rate limit that never rejects; `--only a,a1 --targets proxyd`.
+    dict(id="a1", title="(a) with 3 rules, 2 add_header, a rate limit", kind="wrk", path="/small",
+         conns=50, headers=[], options={"policy": True}, targets=("proxyd",),
+         metrics=[("rps", "requests/s", "higher", {}),
+                  ("p99_ms", "p99 latency ms", "lower", {}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {})]),
     dict(id="b", title="1 MiB responses, 10 conns", kind="wrk", path="/big", conns=10,
          headers=[], options={}, targets=STANDARD,
          metrics=[("mibps", "MiB/s", "higher", {"nginx": (">=", 1.3), "haproxy": (">=", 1.0)}),
@@ -515,13 +522,21 @@ def render_proxyd(d, opts):
         # true: to the journal when stderr is the journal stream, else to stderr
         alog = "true" if alog else "false"
     metrics = "metrics = false;\n" if opts.get("metrics") is False else ""
+    policy = ""
+    if opts.get("policy"):
+        metrics += 'limits = { bench = { rate = "1000000r/s"; burst = 100000; nodelay = true; }; };\n'
+        policy = ('    limit = [ "bench" ];\n'
+                  '    add_header = { X-Frame-Options = "DENY"; Strict-Transport-Security = "max-age=63072000"; };\n')
     return metrics + (
         "workers = 2;\nlog_level = \"warning\";\naccess_log = %s;\n"
         "upstreams = {\n  origin = {\n    keepalive = 64;\n"
         "    servers = ( { address = \"%s:%d\"; } );\n  };\n};\n"
-        "servers = (\n  {\n    name = \"bench\";\n    listen = [ \"%s:%d\" ];\n%s"
-        "    locations = ( { prefix = \"/\"; proxy_pass = \"http://origin\"; } );\n  }\n);\n"
-    ) % (alog, HOST, PORTS["origin"], HOST, port, tls)
+        "servers = (\n  {\n    name = \"bench\";\n    listen = [ \"%s:%d\" ];\n%s%s"
+        "    locations = ( { prefix = \"/\"; proxy_pass = \"http://origin\";%s } );\n  }\n);\n"
+    ) % (alog, HOST, PORTS["origin"], HOST, port, tls, policy,
+         ("\n        rules = ( { method = \"DELETE\"; return = 405; },"
+          " { header = { User-Agent = \"~*badbot\"; }; return = 403; },"
+          " { arg = { debug = \"1\"; }; return = 404; } );") if opts.get("policy") else "")
 
 
 def argv_nginx(conf, d, opts, binary):
