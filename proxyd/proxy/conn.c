@@ -238,9 +238,15 @@ static void h1_body_consume(Exchange *ex, size_t n) {
 /* ---------------------------------------------------------------------------------------- */
 /* The session ops: the response */
 
-static int h1_send_interim(Exchange *ex, int status) {
+static int h1_send_interim(Exchange *ex, int status, const HttpResponse *r) {
         Conn *c = conn_of(ex);
 
+        if (r) {
+                /* an upstream's 1xx: HTTP/1.0 has none (RFC 9110 15.2) */
+                if (ex->minor == 0 || c->final_queued)
+                        return 0;
+                return http1_write_response_head(&c->out, r, ex_settings(ex), HTTP_BODY_NONE, true, 1, NULL);
+        }
         /* Body bytes that came with the head: the client did not wait for the 100. */
         if (status != 100 || buf_len(&c->in) > c->head_len)
                 return 0;

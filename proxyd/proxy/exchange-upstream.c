@@ -529,10 +529,17 @@ static int upstream_read_head(Exchange *ex) {
                                 return 1;
                         }
                         if (ex->resp.status < 200 && !(ex->resp.status == 101 && ex->upgrade)) {
-                                /* 1xx: 100 was answered by proxyd itself; 101 needs a tunnel,
-                                 * which this request did not ask for. Others are dropped. */
+                                /* 1xx: 100 was answered by proxyd itself (or not asked for);
+                                 * 101 needs a tunnel, which this request did not ask for; the
+                                 * others (103 Early Hints, 102) are passed on (RFC 9110 15.2),
+                                 * the session's queued output bounding how many wait. */
                                 if (ex->resp.status == 101) {
                                         exchange_fail(ex, 502, "unexpected 101 from upstream");
+                                        return 1;
+                                }
+                                if (ex->resp.status != 100 &&
+                                    ex->s->ops->send_interim(ex, ex->resp.status, &ex->resp) < 0) {
+                                        exchange_fail(ex, 502, "cannot pass on an interim response");
                                         return 1;
                                 }
                                 buf_consume(&ex->up_in, (size_t) n);

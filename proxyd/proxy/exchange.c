@@ -435,7 +435,7 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
                 return r;
 
         if (req->expect_continue && !ex->req_done)
-                (void) ex->s->ops->send_interim(ex, 100);
+                (void) ex->s->ops->send_interim(ex, 100, NULL);
         if (ex->pol.delay_until > 0) {
                 ex->src = &source_limit_wait; /* then source_upstream */
                 return 1;

@@ -395,7 +395,7 @@ static bool h2_connection_specific(const char *name, size_t len) {
 
 /* Submit the head in head[0..len) (an HTTP/1 response head, modified in place) for st, with
  * a body when body is true. */
-static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body) {
+static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, bool interim) {
         H2Conn *h = st->h;
         size_t max = 1;
         char status_text[8];
@@ -432,10 +432,14 @@ static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool
                 p = eol + 1;
         }
         nghttp2_data_provider dp = { .source.ptr = st, .read_callback = on_data_read };
-        int r = nghttp2_submit_response(h->ng, st->id, nva, n, body ? &dp : NULL);
+        /* an interim head is a HEADERS frame of its own, before the final one */
+        int r = interim ? nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL)
+                        : nghttp2_submit_response(h->ng, st->id, nva, n, body ? &dp : NULL);
         free(nva);
         if (r < 0)
                 return -EIO;
+        if (interim)
+                return 0;
         st->resp_submitted = true;
         st->resp_body = body;
         return 0;
@@ -476,10 +480,20 @@ static void h2_body_consume(Exchange *ex, size_t n) {
                 (void) nghttp2_session_consume_connection(st->h->ng, n);
 }
 
-static int h2_send_interim(Exchange *ex, int status) {
+static int h2_send_interim(Exchange *ex, int status, const HttpResponse *r) {
         H2Stream *st = ex->stream;
         nghttp2_nv nv = { (uint8_t *) ":status", (uint8_t *) "100", 7, 3, NGHTTP2_NV_FLAG_NONE };
 
+        if (r) {
+                /* an upstream's 1xx, fields filtered as the HTTP/1 serializer does */
+                _cleanup_(buf_free) Buf head = {};
+                if (st->resp_submitted)
+                        return 0;
+                int k = http1_write_response_head(&head, r, ex_settings(ex), HTTP_BODY_NONE, true, 1, NULL);
+                if (k < 0)
+                        return k;
+                return h2_submit_head(st, buf_head(&head), buf_len(&head), r->status, false, true);
+        }
         if (status != 100 || st->body_received > 0 || st->resp_submitted)
                 return 0;
         return nghttp2_submit_headers(st->h->ng, NGHTTP2_FLAG_NONE, st->id, NULL, &nv, 1, NULL) < 0 ? -EIO : 0;
@@ -499,7 +513,7 @@ static int h2_send_head(Exchange *ex, const HttpResponse *r) {
                 return k;
         bool body = r->body != HTTP_BODY_NONE && !(r->body == HTTP_BODY_LENGTH && r->content_length == 0) &&
                     ex->method_id != HTTP_METHOD_HEAD && r->status != 204 && r->status != 304;
-        return h2_submit_head(st, buf_head(&head), buf_len(&head), r->status, body);
+        return h2_submit_head(st, buf_head(&head), buf_len(&head), r->status, body, false);
 }
 
 static int h2_send_local(Exchange *ex, const LocalResponse *l) {
@@ -524,7 +538,7 @@ static int h2_send_local(Exchange *ex, const LocalResponse *l) {
         if (body && buf_append(&st->resp, buf_head(&head) + head_len, body_len) < 0)
                 return -ENOMEM;
         st->resp_eof = true;
-        return h2_submit_head(st, buf_head(&head), head_len, l->status, body);
+        return h2_submit_head(st, buf_head(&head), head_len, l->status, body, false);
 }
 
 static void h2_resume(H2Stream *st) {

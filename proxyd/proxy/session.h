@@ -74,8 +74,11 @@ struct SessionOps {
          * socket): the session may drop them and read more (HTTP/2: WINDOW_UPDATE). */
         void (*body_consume)(Exchange *ex, size_t n);
 
-        /* An interim response (100 Continue before a request body is read). */
-        int (*send_interim)(Exchange *ex, int status);
+        /* An interim response: r NULL is proxyd's own 100 Continue before a request body is read
+         * (not sent when the client already sends the body); otherwise the upstream's 1xx head
+         * (103 Early Hints, 102), which RFC 9110 15.2 says a proxy passes on (not to HTTP/1.0
+         * clients). */
+        int (*send_interim)(Exchange *ex, int status, const HttpResponse *r);
         /* The final response head from an upstream (its fields are filtered by the session's
          * serializer per the location's settings). r->body and r->content_length say what the
          * source knows of the length: HTTP_BODY_LENGTH (exactly that many bytes follow),

@@ -14,10 +14,10 @@ a reused upstream connection.
 nginx 1.22 (/usr/sbin/nginx) runs with an equivalent configuration in front of
 its own copy of the backend; what it did is logged next to proxyd's result, and
 where proxyd follows it, checked. Where they differ: nginx 1.22 takes a 103 for
-the final response (relays it with Connection: close, never the 200), and
+the final response (relays it with Connection: close, never the 200), where
+proxyd passes the 103 on to HTTP/1.1 clients and then the 200; and
 answers 502 to a server that sent a 413 and reset the connection under the
-upload (it buffers the whole body first); proxyd drops the 103 and relays the
-413. Like nginx, read_timeout bounds the whole response head but only the
+upload (it buffers the whole body first); proxyd relays the 413. Like nginx, read_timeout bounds the whole response head but only the
 silence between two reads of the body."""
 
 import os
@@ -706,11 +706,15 @@ def oversized_head(p, port, hp, nport, hn):
 def early_hints(p, port, hp, nport, hn):
     ng = both(nport, lambda np: exchange(np, get("hints")))
     rs, rest, closed, dt, raw = exchange(port, get("hints"))
-    check(len(rs) == 1 and rs[0].status == 200 and rs[0].body == b"final\n" and
-          rs[0].header("X-Final") == "yes" and not rest,
-          "103 then 200: the client gets exactly the final 200", summarize(rs, closed, raw))
-    check(b" 103 " not in raw and b"Link:" not in raw,
-          "103 Early Hints is dropped (not forwarded)", raw[:200])
+    check(len(rs) == 2 and rs[0].status == 103 and rs[1].status == 200 and rs[1].body == b"final\n" and
+          rs[1].header("X-Final") == "yes" and not rest,
+          "103 then 200: the client gets the 103, then the final 200", summarize(rs, closed, raw))
+    check(raw.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n"
+                         b"HTTP/1.1 200 "),
+          "the 103 is passed on whole, with its Link field (RFC 9110 15.2)", raw[:200])
+    rs0, rest0, closed0, dt0, raw0 = exchange(port, b"GET /r/hints HTTP/1.0\r\nHost: t\r\n\r\n")
+    check(len(rs0) == 1 and rs0[0].status == 200 and b" 103 " not in raw0 and b"Link:" not in raw0,
+          "an HTTP/1.0 client gets no 103, only the final 200", raw0[:200])
     a = access(p, "/r/hints")
     check(a and a[-1].get("status") == "200", "103 then 200: access line says 200", a)
     n = ng.result()

@@ -26,6 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -596,6 +597,70 @@ servers = (
             check(False, "proxyd exits within 10 s of the SIGTERM that drained it")
 
 
+def hints_backend():
+    """A raw backend: every request gets 103 Early Hints, then a 200 (keep-alive)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+
+    def serve(c):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n"
+                          b"Connection: X-Drop\r\nX-Drop: 1\r\n\r\n")
+                time.sleep(0.05)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfinal\n")
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def accept():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return ls
+
+
+def test_early_hints():
+    log("1xx: an upstream's 103 Early Hints is passed on as a HEADERS frame before the final one")
+    ls = hints_backend()
+    h2c = free_port()
+    conf = """
+servers = ( { name = "h2c"; listen = [ "127.0.0.1:%d" ]; http2_cleartext = true;
+  set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
+  locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:%d"; } ); } );
+""" % (h2c, ls.getsockname()[1])
+    with Proxyd(conf, wait=("127.0.0.1", h2c)):
+        s = raw_conn(h2c)
+        s.sendall(frame(HEADERS, END_HEADERS | END_STREAM, 1, request_block(hpack.Encoder(), "/page")))
+        frames, _ = read_frames(s, lambda f: f[2] == 1 and f[1] & END_STREAM)
+        s.close()
+        dec = hpack.Decoder()
+        heads = [(f[1], dict(dec.decode(f[3]))) for f in frames if f[0] == HEADERS and f[2] == 1]
+        body = b"".join(f[3] for f in frames if f[0] == DATA and f[2] == 1)
+        check_eq([h.get(":status") for _, h in heads], ["103", "200"], "HEADERS 103, then HEADERS 200")
+        first = heads[0][1] if heads else {}
+        check_eq(first.get("link"), "</style.css>; rel=preload; as=style", "the 103 carries the Link field")
+        check("x-drop" not in first and "connection" not in first,
+              "hop-by-hop fields of the 103 are dropped", first)
+        check(bool(heads) and not heads[0][0] & END_STREAM, "the 103 does not end the stream", heads)
+        check_eq(body, b"final\n", "then the final body")
+    ls.close()
+
+
 def test_config_warning(h2c_port):
     rc, out, err, _ = run_proxyd(["-t", "-c", "{conf}"], config="""
 servers = ( { name = "pub"; listen = [ "0.0.0.0:%d" ]; http2_cleartext = true;
@@ -624,6 +689,7 @@ def main():
             test_idle_and_ping(px, idle)
             check(px.alive(), "proxyd is still running")
         test_drain_and_off(backend, tmp)
+    test_early_hints()
     test_config_warning(free_port())
 
 
