@@ -265,3 +265,23 @@ const char *http1_status_text(int status) {
         default: return "";
         }
 }
+
+void http1_request_drop_fields(HttpRequest *req, bool (*drop)(const HttpHeader *h, void *userdata),
+                               void *userdata) {
+        size_t j = 0;
+        int host = -1, upgrade = -1;
+
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const HttpHeader *h = &req->headers[i];
+                if (drop(h, userdata))
+                        continue;
+                if ((int) i == req->host_index)
+                        host = (int) j;
+                if ((int) i == req->upgrade_index)
+                        upgrade = (int) j;
+                req->headers[j++] = *h;
+        }
+        req->n_headers = j;
+        req->host_index = host;
+        req->upgrade_index = upgrade;
+}

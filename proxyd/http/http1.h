@@ -167,6 +167,10 @@ bool http1_upgrade_matches(const char *value, size_t len, const char *offered, s
 
 /* True if a header field name contains '_' (CGI-style backends fold it into '-'). */
 bool http1_name_has_underscore(const char *name, size_t len);
+/* Remove the fields for which drop(field, userdata) is true, in place; the indices the parser
+ * derived (host_index, upgrade_index) follow. */
+void http1_request_drop_fields(HttpRequest *req, bool (*drop)(const HttpHeader *h, void *userdata),
+                               void *userdata);
 
 /* The next "name=value" pair named `name` (case-sensitive) in a query ("a=1&b=2", sep '&') or
  * a Cookie field ("a=1; b=2", sep ';'), from *pos on: true with the value (a pair without

@@ -358,25 +358,14 @@ const SourceOps source_cache = {
 
 /* Drop the client's own conditionals: a request the cache will store must get a full
  * response (the client's conditionals are answered from what is stored). */
-static void drop_conditionals(Exchange *ex) {
-        HttpRequest *req = &ex->req;
-        size_t j = 0;
-        int host = -1, upgrade = -1;
+static bool conditional_field(const HttpHeader *h, void *userdata) {
+        (void) userdata;
+        return field_is(h, "If-None-Match") || field_is(h, "If-Modified-Since") || field_is(h, "If-Range") ||
+               field_is(h, "Range");
+}
 
-        for (size_t i = 0; i < req->n_headers; i++) {
-                const HttpHeader *h = &req->headers[i];
-                if (field_is(h, "If-None-Match") || field_is(h, "If-Modified-Since") || field_is(h, "If-Range") ||
-                    field_is(h, "Range"))
-                        continue;
-                if ((int) i == req->host_index)
-                        host = (int) j;
-                if ((int) i == req->upgrade_index)
-                        upgrade = (int) j;
-                req->headers[j++] = *h;
-        }
-        req->n_headers = j;
-        req->host_index = host;
-        req->upgrade_index = upgrade;
+static void drop_conditionals(Exchange *ex) {
+        http1_request_drop_fields(&ex->req, conditional_field, NULL);
 }
 
 static int copy_request_fields(CacheState *c, const HttpRequest *req) {

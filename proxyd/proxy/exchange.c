@@ -346,27 +346,17 @@ static int exchange_decide_upgrade(Exchange *ex, const LocationSettings *s, Http
 /* Header fields whose names contain '_' are dropped unless underscores_in_headers is on: CGI,
  * WSGI and PHP fold '_' and '-' into one variable, so "X_Remote_User" would pass for the
  * "X-Remote-User" that a set_header strips or sets. The indices the parser derived follow. */
-static void request_drop_underscores(Exchange *ex) {
-        HttpRequest *req = &ex->req;
-        size_t j = 0;
-        int host = -1, upgrade = -1;
+static bool underscore_field(const HttpHeader *h, void *userdata) {
+        const Exchange *ex = userdata;
+        if (!http1_name_has_underscore(h->name, h->name_len))
+                return false;
+        log_debug("%s: dropped request header field \"%.*s\" (underscores_in_headers is off)", ex_text(ex),
+                  (int) MIN(h->name_len, 64u), h->name);
+        return true;
+}
 
-        for (size_t i = 0; i < req->n_headers; i++) {
-                const HttpHeader *h = &req->headers[i];
-                if (http1_name_has_underscore(h->name, h->name_len)) {
-                        log_debug("%s: dropped request header field \"%.*s\" (underscores_in_headers is off)",
-                                  ex_text(ex), (int) MIN(h->name_len, 64u), h->name);
-                        continue;
-                }
-                if ((int) i == req->host_index)
-                        host = (int) j;
-                if ((int) i == req->upgrade_index)
-                        upgrade = (int) j;
-                req->headers[j++] = *h;
-        }
-        req->n_headers = j;
-        req->host_index = host;
-        req->upgrade_index = upgrade;
+static void request_drop_underscores(Exchange *ex) {
+        http1_request_drop_fields(&ex->req, underscore_field, ex);
 }
 
 /* The location proxies: build the upstream request head and start the first attempt. */
