@@ -620,7 +620,7 @@ def test_status(backend):
         check("1 hits, 1 misses, 1 objects" in status and "evictions" in status and "on disk" in status,
               "STATUS= has the cache's counts", status)
     finally:
-        p.stop()
+        p.close()
         ns.close()
         shutil.rmtree(store, ignore_errors=True)
 
@@ -640,7 +640,7 @@ def test_store(backend):
         for name in ("keep", "corrupt", "truncate"):
             ROUTES["/st/" + name] = counter([("Cache-Control", "max-age=600")])
             get(port, "/st/" + name)
-        p.stop()
+        p.close()
         files = [f for f in glob.glob(os.path.join(store, "*")) if not os.path.basename(f).startswith("tmp.")]
         check_eq(len(files), 3, "one file per object")
 
@@ -675,7 +675,7 @@ def test_store(backend):
         check(p.wait_log(r"Configuration #2 applied", 10), "SIGHUP reloads")
         get(port, "/st/keep")
         check_eq(seen(backend, "/st/keep"), 1, "after a reload the cache is still there")
-        p.stop()
+        p.close()
 
         # eviction: room for about two 2 KiB objects on disk
         shutil.rmtree(store)
@@ -690,7 +690,7 @@ def test_store(backend):
         check_eq(seen(backend, "/ev/0"), 2, "the least recently used one was evicted")
         total = sum(os.path.getsize(f) for f in glob.glob(os.path.join(store, "*")))
         check(total <= 5 * 1024, "the disk store stays within cache_disk_size", total)
-        p.stop()
+        p.close()
     finally:
         shutil.rmtree(store, ignore_errors=True)
 
@@ -718,7 +718,7 @@ def test_full_disk(backend):
         check(all(served[k] == bodies[k] for k in bodies), "objects that did not fit on disk are served from memory")
         check(all(seen(backend, k) == 1 for k in bodies), "and were all hits")
         check("No space left on device" in p.log_text(), "the full disk is logged")
-        p.stop()
+        p.close()
         left = os.listdir(store)
         check(not any(f.startswith("tmp.") for f in left), "no partial file is left behind", left)
         p, port = start(backend, store)
@@ -727,7 +727,7 @@ def test_full_disk(backend):
         on_disk = sum(1 for k in bodies if seen(backend, k) == 1)
         check(0 < on_disk < len(bodies), "the objects that were on disk survived the restart, the others refetched",
               on_disk)
-        p.stop()
+        p.close()
     finally:
         subprocess.run(["umount", mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(mnt, ignore_errors=True)
@@ -767,7 +767,7 @@ def main():
         get(port, "/plain/x")
         check_eq(seen(backend, "/plain/x"), 2, "a location without cache = true caches nothing")
         test_access_and_status(p)
-        p.stop()
+        p.close()
         p = None
         test_store(backend)
         test_full_disk(backend)
@@ -775,7 +775,7 @@ def main():
         test_example()
     finally:
         if p:
-            p.stop()
+            p.close()
         backend.close()
         dead.close()
         shutil.rmtree(store, ignore_errors=True)
