@@ -2,9 +2,11 @@
 # Hot-path profile of proxyd: instructions per request under callgrind, the top
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
-#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M]
+#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M] [-P]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
+# -P: the traffic policy of bench scenario a1 (3 rules that do not match, 2 add_header
+#     fields, a rate limit that never rejects): compare with a run without -P.
 #
 # proxyd runs with 1 worker (callgrind serialises threads anyway) in front of
 # a 1-worker nginx origin serving /small (100 B) and /big (1 MiB). A
@@ -24,11 +26,12 @@ URLPATH=/small
 BIN=
 TOP=30
 METRICS=true
-while getopts "n:w:c:p:b:t:Mh" o; do
+POLICY=false
+while getopts "n:w:c:p:b:t:MPh" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;;
-        *) sed -n '2,16p' "$0"; exit 2 ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; P) POLICY=true ;;
+        *) sed -n '2,18p' "$0"; exit 2 ;;
         esac
 done
 
@@ -80,15 +83,26 @@ http {
   server { listen 127.0.0.1:$OPORT; root $D/www; location / { } }
 }
 EOF
+LIMITS= SRVPOLICY= RULES=
+if $POLICY; then # as bench/bench.py's scenario a1
+        LIMITS='limits = { bench = { rate = "1000000r/s"; burst = 100000; nodelay = true; }; };'
+        SRVPOLICY='limit = [ "bench" ];
+              add_header = { X-Frame-Options = "DENY"; Strict-Transport-Security = "max-age=63072000"; };'
+        RULES='rules = ( { method = "DELETE"; return = 405; },
+                          { header = { User-Agent = "~*badbot"; }; return = 403; },
+                          { arg = { debug = "1"; }; return = 404; } );'
+fi
 cat >"$D/proxyd.conf" <<EOF
 workers = 1;
 metrics = $METRICS;
 log_level = "warning";
 access_log = false;
 shutdown_timeout = "1s";
+$LIMITS
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
 servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ];
-              locations = ( { prefix = "/"; proxy_pass = "http://origin"; } ); } );
+              $SRVPOLICY
+              locations = ( { prefix = "/"; proxy_pass = "http://origin"; $RULES } ); } );
 EOF
 
 setsid /usr/sbin/nginx -p "$D" -c "$D/origin.conf" &
