@@ -405,6 +405,45 @@ START_TEST(test_rules_config) {
 }
 END_TEST
 
+/* A rule's location has its limits linked as the location's are: the ones it inherits and the
+ * ones it sets (a request the rule applied to ran them). */
+START_TEST(test_rules_limits) {
+        static const char text[] =
+                "limits = { a = { rate = \"10r/s\"; }; b = { conn = 2; }; };\n"
+                "servers = ( { name = \"m\"; listen = [ \"127.0.0.1:18097\" ];\n"
+                "  locations = ( { prefix = \"/\"; proxy_pass = \"http://127.0.0.1:9\"; limit = [ \"a\" ];\n"
+                "    rules = ( { method = \"POST\"; read_timeout = \"9s\"; },\n"
+                "              { method = \"PUT\"; limit = [ \"b\", \"a\" ]; } ); } ); } );\n";
+        static const char unknown[] =
+                "limits = { a = { rate = \"10r/s\"; }; };\n"
+                "servers = ( { name = \"m\"; listen = [ \"127.0.0.1:18097\" ];\n"
+                "  locations = ( { prefix = \"/\"; proxy_pass = \"http://127.0.0.1:9\";\n"
+                "    rules = ( { method = \"PUT\"; limit = [ \"nope\" ]; } ); } ); } );\n";
+        Config *c = NULL;
+        ConfigDiags d = {};
+        const Location *loc;
+
+        ck_assert_int_eq(load(text, &c, &d), 0);
+        loc = c->servers[0]->locations[0];
+        ck_assert_uint_eq(loc->n_rules, 2);
+        ck_assert_uint_eq(loc->rules[0].loc->s.n_limit, 1);
+        ck_assert_ptr_nonnull(loc->rules[0].loc->s.limit_zones);
+        ck_assert_ptr_eq(loc->rules[0].loc->s.limit_zones[0], loc->s.limit_zones[0]);
+        ck_assert_str_eq(loc->rules[0].loc->s.limit_zones[0]->name, "a");
+        ck_assert_uint_eq(loc->rules[1].loc->s.n_limit, 2);
+        ck_assert_ptr_nonnull(loc->rules[1].loc->s.limit_zones);
+        ck_assert_str_eq(loc->rules[1].loc->s.limit_zones[0]->name, "b");
+        ck_assert_str_eq(loc->rules[1].loc->s.limit_zones[1]->name, "a");
+        config_unref(c);
+        config_diags_clear(&d);
+
+        c = NULL;
+        ck_assert_int_eq(load(unknown, &c, &d), -EINVAL);
+        ck_assert_uint_ge(d.n_errors, 1);
+        config_diags_clear(&d);
+}
+END_TEST
+
 /* Every bad rule of a location is reported, not only the first. */
 START_TEST(test_rules_all_reported) {
         static const char text[] =
@@ -439,6 +478,7 @@ static Suite *match_suite(void) {
         tcase_add_test(tc, test_rules_order);
         tcase_add_test(tc, test_undecided);
         tcase_add_test(tc, test_rules_config);
+        tcase_add_test(tc, test_rules_limits);
         tcase_add_test(tc, test_rules_all_reported);
         suite_add_tcase(s, tc);
         return s;

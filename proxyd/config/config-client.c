@@ -206,21 +206,30 @@ static int link_settings(Loader *l, LocationSettings *s) {
         return cidrs_parse(s->real_ip_from, s->n_real_ip_from, &s->real_ip_rules);
 }
 
+static int link_location(Loader *l, Location *loc) {
+        int r = link_settings(l, &loc->s);
+
+        for (size_t k = 0; r >= 0 && k < loc->s.n_limit; k++)
+                if (!loc->s.limit_zones[k])
+                        r = config_diag_add(l->diags, loc->file, loc->line, false, "unknown limit \"%s\"",
+                                            loc->s.limit[k]);
+        return r;
+}
+
 static int link_server(Loader *l, Server *srv) {
         int r = link_settings(l, &srv->s);
 
         for (size_t i = 0; r >= 0 && i < srv->n_locations; i++) {
                 Location *loc = srv->locations[i];
-                r = link_settings(l, &loc->s);
+                r = link_location(l, loc);
                 if (r >= 0 && loc->proxy && loc->proxy->https && loc->proxy->upstream->proxy_protocol)
                         r = config_diag_add(l->diags, loc->file, loc->line, false,
                                             "proxy_pass to https://%s: upstream \"%s\" sends the PROXY protocol, which "
                                             "proxyd sends on plain connections only",
                                             loc->proxy->proxy_host, loc->proxy->upstream->name);
-                for (size_t k = 0; r >= 0 && k < loc->s.n_limit; k++)
-                        if (!loc->s.limit_zones[k])
-                                r = config_diag_add(l->diags, loc->file, loc->line, false, "unknown limit \"%s\"",
-                                                    loc->s.limit[k]);
+                /* a rule's location has settings of its own: they apply when the rule does */
+                for (size_t k = 0; r >= 0 && k < loc->n_rules; k++)
+                        r = link_location(l, loc->rules[k].loc);
         }
         if (r < 0)
                 return r;
