@@ -53,6 +53,18 @@ static const PatternCase pattern_cases[] = {
         { "a b", "a b", 1, false },
         { "~a.c", "a\nc", 0, false },    /* "." does not match a newline */
         { "~\\d+", "12", 1, false },
+        /* regexes that are plain text (matched without PCRE2) */
+        { "~*BadBot", "a badbot here", 1, false },
+        { "~*badbot", "xBADBOT", 1, false },
+        { "~*badbot", "badbo", 0, false },
+        { "~badbot", "BadBot", 0, false },
+        { "~^curl/", "curl/8.1", 1, false },
+        { "~^curl/", "xcurl/8.1", 0, false },
+        { "~*^CURL", "curl", 1, false },
+        { "~a\\.b", "a.b", 1, false },
+        { "~a\\.b", "axb", 0, false },
+        { "~^", "", 1, false },
+        { "!~*bot", "ROBOT", 1, true },
 };
 
 START_TEST(test_pattern) {
@@ -66,6 +78,56 @@ START_TEST(test_pattern) {
         ck_assert_msg(match_pattern(&p, t->value, strlen(t->value)) == t->match, "%s against \"%s\": want %d",
                       t->pattern, t->value, t->match);
         pattern_done(&p);
+}
+END_TEST
+
+/* A regex that is plain text is matched without PCRE2, with PCRE2's answers. */
+START_TEST(test_regex_as_text) {
+        static const struct {
+                const char *pattern;
+                PatternOp op;
+        } patterns[] = {
+                { "~bot", PATTERN_REGEX_TEXT },    { "~*BOT", PATTERN_REGEX_TEXT },
+                { "~^Mozilla/", PATTERN_REGEX_START }, { "~*^mozilla/5", PATTERN_REGEX_START },
+                { "~a\\.b", PATTERN_REGEX_TEXT },   { "~*a\\+b\\\\", PATTERN_REGEX_TEXT },
+                { "~x-y_z;q=1 @#%&'\"~", PATTERN_REGEX_TEXT },
+                { "~", PATTERN_REGEX_TEXT },        { "~^", PATTERN_REGEX_START },
+                { "~a.b", PATTERN_REGEX },         { "~bot$", PATTERN_REGEX },
+                { "~a|b", PATTERN_REGEX },         { "~a\\d", PATTERN_REGEX },
+                { "~*k", PATTERN_REGEX_TEXT },     { "~a^b", PATTERN_REGEX },
+                { "~ab*", PATTERN_REGEX },         { "~a{2}", PATTERN_REGEX },
+                { "~\xc3\xa9", PATTERN_REGEX },    { "~*(?i)x", PATTERN_REGEX },
+        };
+        static const char *const values[] = {
+                "", "bot", "BOT", "Googlebot/2.1", "Mozilla/5.0 (X11)", "mozilla/5", "xMozilla/", "a.b", "axb",
+                "A+B\\", "a+b\\c", "x-y_z;q=1 @#%&'\"~", "X-Y_Z;Q=1 @#%&'\"~", "K", "\xe2\x84\xaa", "\xc3\xa9",
+                "\xc3\x89", "ab", "a^b", "b",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(patterns); i++) {
+                const char *src = patterns[i].pattern + 1;
+                bool caseless = *src == '*', neg;
+                Pattern p = {};
+                int errcode;
+                PCRE2_SIZE off;
+
+                src += caseless;
+                ck_assert_int_eq(pattern_parse(patterns[i].pattern, &p, &neg, NULL), 0);
+                ck_assert_msg(p.op == patterns[i].op, "%s: op %d", patterns[i].pattern, p.op);
+                pcre2_code *re = pcre2_compile((PCRE2_SPTR) src, PCRE2_ZERO_TERMINATED, caseless ? PCRE2_CASELESS : 0,
+                                               &errcode, &off, NULL);
+                pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+                ck_assert_ptr_nonnull(re);
+                for (size_t k = 0; k < ELEMENTSOF(values); k++) {
+                        size_t n = strlen(values[k]);
+                        int want = pcre2_match(re, (PCRE2_SPTR) values[k], n, 0, 0, md, NULL) >= 0;
+                        ck_assert_msg(match_pattern(&p, values[k], n) == want, "%s against \"%s\": want %d",
+                                      patterns[i].pattern, values[k], want);
+                }
+                pcre2_match_data_free(md);
+                pcre2_code_free(re);
+                pattern_done(&p);
+        }
 }
 END_TEST
 
@@ -471,6 +533,7 @@ static Suite *match_suite(void) {
 
         tcase_add_loop_test(tc, test_pattern, 0, ELEMENTSOF(pattern_cases));
         tcase_add_loop_test(tc, test_pattern_errors, 0, 3);
+        tcase_add_test(tc, test_regex_as_text);
         tcase_add_loop_test(tc, test_field_conditions, 0, ELEMENTSOF(field_cases));
         tcase_add_test(tc, test_no_args);
         tcase_add_test(tc, test_method_scheme_port);

@@ -22,6 +22,43 @@ void pattern_done(Pattern *p) {
         *p = (Pattern) {};
 }
 
+/* A regex that is plain text: every character stands for itself (a backslash before a
+ * character that is not a letter or digit quotes it, as in PCRE2), after an optional "^". Then
+ * p becomes REGEX_TEXT or REGEX_START with that text, which match.c finds without running
+ * PCRE2. The answers are the same: without UTF, PCRE2's caseless matching folds ASCII letters
+ * only, and the text is ASCII. 1: converted, 0: a real regex, -ENOMEM. */
+static int regex_as_text(const char *s, bool caseless, Pattern *p) {
+        bool start = *s == '^';
+        size_t n = 0;
+        char *t;
+
+        s += start;
+        t = malloc(strlen(s) + 1);
+        if (!t)
+                return -ENOMEM;
+        for (; *s; s++) {
+                unsigned char ch = (unsigned char) *s;
+                if (ch == '\\') {
+                        ch = (unsigned char) *++s;
+                        if (!ch || (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
+                                break; /* an escape sequence (\d, \x41, \Q...) */
+                } else if (strchr("^$.[]|()?*+{}", ch))
+                        break;
+                if (ch < 0x20 || ch >= 0x7f)
+                        break;
+                t[n++] = caseless ? ascii_tolower((char) ch) : (char) ch;
+        }
+        if (*s) {
+                free(t);
+                return 0;
+        }
+        t[n] = 0;
+        pcre2_code_free(p->re);
+        *p = (Pattern) { .op = start ? PATTERN_REGEX_START : PATTERN_REGEX_TEXT, .text = t, .len = n,
+                         .caseless = caseless };
+        return 1;
+}
+
 int pattern_parse(const char *s, Pattern *ret, bool *ret_negate, const char **ret_error) {
         Pattern p = {};
         bool negate = false, caseless = false;
@@ -51,7 +88,13 @@ int pattern_parse(const char *s, Pattern *ret, bool *ret_negate, const char **re
                         *ret_error = "the regular expression does not compile";
                         return -EINVAL;
                 }
-                (void) pcre2_jit_compile(p.re, PCRE2_JIT_COMPLETE);
+                int r = regex_as_text(s, caseless, &p);
+                if (r < 0) {
+                        pattern_done(&p);
+                        return r;
+                }
+                if (r == 0)
+                        (void) pcre2_jit_compile(p.re, PCRE2_JIT_COMPLETE);
         } else {
                 p.op = PATTERN_EXACT;
                 if (*s == '^') {
@@ -412,19 +455,22 @@ static int parse_fields(Loader *l, const config_setting_t *s, Rule *rule, Condit
                         return r;
                 if (r < 0)
                         return ERR(l, e, "%s \"%s\": invalid pattern \"%s\": %s", what, name, v, msg);
-                if (kind == COND_HEADER && c->pattern.text &&
+                /* checks of a value given as text (not of a regex, even one that is plain text) */
+                const char *text = c->pattern.op == PATTERN_EXACT || c->pattern.op == PATTERN_PREFIX
+                                           ? c->pattern.text
+                                           : NULL;
+                if (kind == COND_HEADER && text &&
                     (c->pattern.len > 0 &&
-                     (c->pattern.text[0] == ' ' || c->pattern.text[0] == '\t' ||
+                     (text[0] == ' ' || text[0] == '\t' ||
                       (c->pattern.op == PATTERN_EXACT &&
-                       (c->pattern.text[c->pattern.len - 1] == ' ' || c->pattern.text[c->pattern.len - 1] == '\t')))))
+                       (text[c->pattern.len - 1] == ' ' || text[c->pattern.len - 1] == '\t')))))
                         return ERR(l, e, "header \"%s\": \"%s\" can never match: header values have no leading or "
                                    "trailing whitespace", name, v);
-                for (size_t k = 0; c->pattern.text && k < c->pattern.len; k++)
-                        if ((unsigned char) c->pattern.text[k] < 0x20 || c->pattern.text[k] == 0x7f)
+                for (size_t k = 0; text && k < c->pattern.len; k++)
+                        if ((unsigned char) text[k] < 0x20 || text[k] == 0x7f)
                                 return ERR(l, e, "%s \"%s\": \"%s\" can never match: a control character", what,
                                            name, v);
-                if (kind != COND_HEADER && c->pattern.text && (strchr(c->pattern.text, '&') ||
-                                                                (kind == COND_COOKIE && strchr(c->pattern.text, ';'))))
+                if (kind != COND_HEADER && text && (strchr(text, '&') || (kind == COND_COOKIE && strchr(text, ';'))))
                         return ERR(l, e, "%s \"%s\": \"%s\" can never match: \"%c\" separates %ss", what, name, v,
                                    kind == COND_ARG ? '&' : ';', what);
         }

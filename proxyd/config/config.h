@@ -252,12 +252,17 @@ typedef enum PatternOp {
         PATTERN_PREFIX,
         PATTERN_REGEX,   /* PCRE2; caseless with "~*" */
         PATTERN_PRESENT, /* "*": any value, the field is there */
+        /* A regex that is plain text ("~*bot", "~^curl/", "~a\\.b"), matched without PCRE2 with
+         * the same answers: anywhere in the value, or at its start ("^") */
+        PATTERN_REGEX_TEXT,
+        PATTERN_REGEX_START,
 } PatternOp;
 
 typedef struct Pattern {
         PatternOp op;
-        char *text; /* EXACT, PREFIX */
+        char *text; /* EXACT, PREFIX, REGEX_TEXT, REGEX_START (unescaped; lower case when caseless) */
         size_t len;
+        bool caseless;  /* REGEX_TEXT, REGEX_START: "~*" */
         pcre2_code *re; /* REGEX */
 } Pattern;
 

@@ -33,6 +33,33 @@ static pcre2_match_data *thread_match_data(void) {
         return md;
 }
 
+/* s (n bytes) is lower (n bytes, lower case) but for the case of ASCII letters. */
+static bool lower_eq(const char *s, const char *lower, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (ascii_tolower(s[i]) != lower[i])
+                        return false;
+        return true;
+}
+
+/* A regex that is plain text: at v (which has room for it), or anywhere in v. */
+static bool text_is_at(const Pattern *p, const char *v) {
+        return p->caseless ? lower_eq(v, p->text, p->len) : memcmp(v, p->text, p->len) == 0;
+}
+
+static bool text_found(const Pattern *p, const char *v, size_t len) {
+        if (len < p->len)
+                return false;
+        if (p->len == 0)
+                return true;
+        if (!p->caseless)
+                return memmem(v, len, p->text, p->len) != NULL;
+        char first = p->text[0], upper = first >= 'a' && first <= 'z' ? (char) (first - 32) : first;
+        for (size_t i = 0; i + p->len <= len; i++)
+                if ((v[i] == first || v[i] == upper) && lower_eq(v + i + 1, p->text + 1, p->len - 1))
+                        return true;
+        return false;
+}
+
 int match_pattern(const Pattern *p, const char *value, size_t len) {
         pcre2_match_data *md;
         int rc;
@@ -44,6 +71,10 @@ int match_pattern(const Pattern *p, const char *value, size_t len) {
                 return len == p->len && memcmp(value, p->text, len) == 0;
         case PATTERN_PREFIX:
                 return len >= p->len && memcmp(value, p->text, p->len) == 0;
+        case PATTERN_REGEX_TEXT:
+                return text_found(p, value, len);
+        case PATTERN_REGEX_START:
+                return len >= p->len && text_is_at(p, value);
         case PATTERN_REGEX:
                 md = thread_match_data();
                 if (!md)
@@ -57,7 +88,7 @@ int match_pattern(const Pattern *p, const char *value, size_t len) {
 }
 
 static bool header_name_is(const HttpHeader *h, const char *lower, size_t len) {
-        return h->name_len == len && strncasecmp(h->name, lower, len) == 0;
+        return h->name_len == len && lower_eq(h->name, lower, len);
 }
 
 /* 1 when some pair of s (a query or a Cookie field) named c->name matches. */
