@@ -251,6 +251,52 @@ START_TEST(test_long_keys) {
 }
 END_TEST
 
+/* Keys that differ in one byte, or in length only, at every length around the hash's 8-byte
+ * rounds, have buckets of their own. */
+START_TEST(test_similar_keys) {
+        LimitTable *t;
+        LimitParams p = { .rate = 1000000 };
+        char k[40];
+        LimitVerdict v;
+
+        memset(k, 'k', sizeof(k));
+        ck_assert_int_eq(limit_table_new(1000, &t), 0);
+        for (size_t n = 0; n < sizeof(k); n++) {
+                ck_assert_int_eq(limit_check(t, &p, k, n, T0, &v, NULL), 0);
+                ck_assert_int_eq(v.result, LIMIT_PASS);
+        }
+        for (size_t n = 1; n < sizeof(k); n++) {
+                k[n - 1] = 'j';
+                ck_assert_int_eq(limit_check(t, &p, k, n, T0, &v, NULL), 0);
+                ck_assert_int_eq(v.result, LIMIT_PASS);
+                k[n - 1] = 'k';
+                ck_assert_int_eq(limit_check(t, &p, k, n, T0, &v, NULL), 0);
+                ck_assert_int_eq(v.result, LIMIT_REJECT_RATE);
+        }
+        ck_assert_uint_eq(limit_table_size(t), 2 * sizeof(k) - 1);
+        limit_table_unref(t);
+}
+END_TEST
+
+/* A high rate after a long pause: rate * elapsed does not fit in 64 bits; the bucket is empty
+ * all the same. */
+START_TEST(test_rate_high_long_pause) {
+        LimitTable *t;
+        LimitParams p = { .rate = 1000000 * UINT64_C(1000000), .burst = 2, .nodelay = true };
+        LimitVerdict v;
+
+        ck_assert_int_eq(limit_table_new(100, &t), 0);
+        for (int i = 0; i < 3; i++)
+                ck_assert_int_eq(check(t, &p, "k", T0, &v, NULL), LIMIT_PASS);
+        ck_assert_int_eq(check(t, &p, "k", T0, &v, NULL), LIMIT_REJECT_RATE);
+        /* 10^12 millionths per second for 10^5 s: 10^23 > 2^64 */
+        for (int i = 0; i < 3; i++)
+                ck_assert_int_eq(check(t, &p, "k", T0 + 100000 * SEC, &v, NULL), LIMIT_PASS);
+        ck_assert_int_eq(check(t, &p, "k", T0 + 100000 * SEC, &v, NULL), LIMIT_REJECT_RATE);
+        limit_table_unref(t);
+}
+END_TEST
+
 /* rate = "...": millionths of a request per second */
 START_TEST(test_rate_parse) {
         static const struct {
@@ -286,6 +332,8 @@ static Suite *limit_suite(void) {
         tcase_add_test(tc, test_idle_eviction);
         tcase_add_test(tc, test_threads_exact);
         tcase_add_test(tc, test_long_keys);
+        tcase_add_test(tc, test_similar_keys);
+        tcase_add_test(tc, test_rate_high_long_pause);
         tcase_add_test(tc, test_rate_parse);
         suite_add_tcase(s, tc);
         return s;

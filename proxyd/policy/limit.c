@@ -33,12 +33,20 @@ struct LimitTable {
         LimitShard shards[];
 };
 
+/* Eight bytes at a time (a key is mostly a client address: one or two rounds), then mixed. */
 static uint64_t key_hash(const void *key, size_t n) {
         const uint8_t *d = key;
-        uint64_t h = UINT64_C(0xcbf29ce484222325);
-        for (size_t i = 0; i < n; i++) {
-                h ^= d[i];
-                h *= UINT64_C(0x100000001b3);
+        uint64_t h = UINT64_C(0xcbf29ce484222325), w;
+
+        for (; n >= 8; d += 8, n -= 8) {
+                memcpy(&w, d, 8);
+                h = (h ^ w) * UINT64_C(0x100000001b3);
+                h ^= h >> 29;
+        }
+        if (n > 0) {
+                w = 0;
+                memcpy(&w, d, n);
+                h = (h ^ w) * UINT64_C(0x100000001b3);
         }
         h ^= h >> 31;
         h *= UINT64_C(0x7fb5d329728ea185);
@@ -135,10 +143,17 @@ static void entry_drop(LimitShard *s, LimitEntry *e) {
 /* The excess a request at `now` would leave: the stored excess plus this request, less what
  * drained at `rate` since e->last, and never below zero (nginx's arithmetic). */
 static uint64_t excess_next(const LimitEntry *e, uint64_t rate, uint64_t now) {
-        uint64_t elapsed = now > e->last ? now - e->last : 0;
-        unsigned __int128 drained = (unsigned __int128) rate * elapsed / (USEC_PER_SEC * 1000);
+        uint64_t elapsed = now > e->last ? now - e->last : 0, product, drained;
         uint64_t full = e->excess + 1000;
-        return drained >= full ? 0 : full - (uint64_t) drained;
+
+        /* 128-bit arithmetic only when rate * elapsed does not fit in 64 bits */
+        if (!__builtin_mul_overflow(rate, elapsed, &product))
+                drained = product / (USEC_PER_SEC * 1000);
+        else {
+                unsigned __int128 d = (unsigned __int128) rate * elapsed / (USEC_PER_SEC * 1000);
+                drained = d > UINT64_MAX ? UINT64_MAX : (uint64_t) d;
+        }
+        return drained >= full ? 0 : full - drained;
 }
 
 /* Nothing to remember: no request in progress, unused for a while, and the bucket drained so
@@ -179,6 +194,8 @@ int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key
         LimitEntry *e;
         int r = 0;
 
+        if (hold)
+                *hold = (LimitHold) {};
         pthread_mutex_lock(&s->lock);
         /* Expire: the two coldest entries go when they are idle, so keys that stopped coming
          * do not stay until the table is full. */
@@ -212,8 +229,10 @@ int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key
                         e->count++;
                 goto held;
         }
-        lru_unlink(s, e);
-        lru_push(s, e);
+        if (s->newest != e) {
+                lru_unlink(s, e);
+                lru_push(s, e);
+        }
 
         if (p->conn > 0 && e->count >= p->conn) {
                 v.result = LIMIT_REJECT_CONN;

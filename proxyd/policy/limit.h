@@ -63,7 +63,8 @@ LimitTable *limit_table_ref(LimitTable *t);
 LimitTable *limit_table_unref(LimitTable *t); /* thread-safe; frees at 0; returns NULL */
 
 /* Account one request of `key` at `now` (usec, monotonic). On LIMIT_PASS / LIMIT_DELAY with
- * params->conn > 0, *hold is set. Returns 0 or -ENOMEM (then nothing was counted). */
+ * params->conn > 0, *hold is set; otherwise it is cleared. Returns 0 or -ENOMEM (then nothing
+ * was counted). */
 int limit_check(LimitTable *t, const LimitParams *params, const void *key, size_t key_len, uint64_t now,
                  LimitVerdict *ret, LimitHold *hold);
 void limit_release(LimitHold *hold);
