@@ -203,17 +203,12 @@ int var_template_compile(const char *s, VarTemplate **ret, const char **ret_erro
                         return r;
         }
 
+        t->literal = true;
+        for (size_t k = 0; k < t->n_segs; k++)
+                if (t->segs[k].id != VAR_LITERAL)
+                        t->literal = false;
         *ret = TAKE_PTR(t);
         return 0;
-}
-
-bool var_template_is_literal(const VarTemplate *t) {
-        if (!t)
-                return false;
-        for (size_t i = 0; i < t->n_segs; i++)
-                if (t->segs[i].id != VAR_LITERAL)
-                        return false;
-        return true;
 }
 
 bool var_http_name_matches(const VarSegment *seg, const char *name, size_t len) {

@@ -43,13 +43,20 @@ typedef struct VarTemplate {
         VarSegment *segs;
         size_t n_segs;
         char *source; /* the template as written */
+        bool literal; /* no variables: segs is at most one VAR_LITERAL */
 } VarTemplate;
 
 /* Returns 0, or -EINVAL with *ret_error (static string) e.g. "unknown variable". */
 int var_template_compile(const char *s, VarTemplate **ret, const char **ret_error);
 VarTemplate *var_template_free(VarTemplate *t);
 /* True if the template is a single literal (no variables). */
-bool var_template_is_literal(const VarTemplate *t);
+static inline bool var_template_is_literal(const VarTemplate *t) {
+        return t && t->literal;
+}
+/* True if the template is the variable id and nothing else ("$remote_addr"). */
+static inline bool var_template_is_var(const VarTemplate *t, VarId id) {
+        return t && t->n_segs == 1 && t->segs[0].id == id;
+}
 /* Name of a variable id ("host"), for dumps and diagnostics. */
 const char *var_name(VarId id);
 /* Compare a header name with a VAR_HTTP segment name: case-insensitive, '-' == '_'. */

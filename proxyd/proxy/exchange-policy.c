@@ -117,7 +117,7 @@ int exchange_client_identity(Exchange *ex, const LocationSettings *s) {
 
 /* ---- limits ---- */
 
-int exchange_limits(Exchange *ex, const RequestInfo *ri, const LocationSettings *s) {
+int exchange_limits(Exchange *ex, ExchangeVars *vars, const LocationSettings *s) {
         uint64_t now = ex_now(ex), delay = 0, retry = 0;
         LimitResult why = LIMIT_PASS;
         Buf key = {};
@@ -129,12 +129,20 @@ int exchange_limits(Exchange *ex, const RequestInfo *ri, const LocationSettings 
                 const LimitZone *z = s->limit_zones[i];
                 const LimitParams p = { .rate = z->rate, .burst = z->burst, .delay = z->delay,
                                         .nodelay = z->nodelay, .conn = z->conn };
+                const char *k = ex->remote_addr;
+                size_t k_len;
                 LimitVerdict v;
 
-                buf_reset(&key);
-                r = var_expand(&key, z->key, ri);
+                if (var_template_is_var(z->key, VAR_REMOTE_ADDR)) /* the default key: no copy */
+                        k_len = strlen(k);
+                else {
+                        buf_reset(&key);
+                        r = var_expand(&key, z->key, exchange_vars(vars));
+                        k = buf_head(&key);
+                        k_len = buf_len(&key);
+                }
                 if (r >= 0)
-                        r = limit_check(z->rt, &p, buf_head(&key), buf_len(&key), now, &v, &ex->pol.holds[ex->pol.n_holds]);
+                        r = limit_check(z->rt, &p, k, k_len, now, &v, &ex->pol.holds[ex->pol.n_holds]);
                 if (r < 0)
                         break;
                 if (ex->pol.holds[ex->pol.n_holds].table)
@@ -184,14 +192,14 @@ static void to_v6(const struct sockaddr *sa, struct sockaddr_in6 *out) {
         memcpy(&out->sin6_addr.s6_addr[12], &in->sin_addr, 4);
 }
 
-int exchange_upstream_prepare(Exchange *ex, const RequestInfo *ri) {
+int exchange_upstream_prepare(Exchange *ex, ExchangeVars *vars) {
         const Upstream *u = ex->upstream;
         Session *c = ex->s;
         int r;
 
         if (u->balance == BALANCE_HASH && u->hash_key) {
                 Buf k = {};
-                r = var_expand(&k, u->hash_key, ri);
+                r = var_expand(&k, u->hash_key, exchange_vars(vars));
                 if (r >= 0)
                         r = buf_append(&k, "", 1);
                 if (r < 0) {

@@ -17,21 +17,27 @@ static ExchangeRules *rules_get(Exchange *ex) {
         return ex->rules;
 }
 
-void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[static 256], RequestInfo *ri) {
+const RequestInfo *exchange_vars(ExchangeVars *v) {
+        Exchange *ex = v->ex;
+        const Route *rt = v->rt;
         const Session *c = ex->s;
-        const char *server_name = ex->server->n_server_names > 0 ? ex->server->server_names[0] : ex->server->name;
-        size_t hl = MIN(rt->host_len, (size_t) 255);
+        const char *server_name;
+        size_t hl;
 
+        if (v->built)
+                return &v->ri;
+        server_name = ex->server->n_server_names > 0 ? ex->server->server_names[0] : ex->server->name;
+        hl = MIN(rt->host_len, sizeof(v->host_lower) - 1);
         for (size_t i = 0; i < hl; i++)
-                host_lower[i] = ascii_tolower(rt->host[i]);
-        host_lower[hl] = 0;
-        *ri = (RequestInfo) {
+                v->host_lower[i] = ascii_tolower(rt->host[i]);
+        v->host_lower[hl] = 0;
+        v->ri = (RequestInfo) {
                 .req = &ex->req,
                 .remote_addr = ex->remote_addr,
                 .remote_port = ex->remote_port,
                 .scheme = c->tls ? "https" : "http",
                 .ssl_client_s_dn = c->ops->client_subject(ex),
-                .host = hl > 0 ? host_lower : server_name,
+                .host = hl > 0 ? v->host_lower : server_name,
                 .host_len = hl > 0 ? hl : strlen(server_name),
                 .uri = rt->norm,
                 .uri_len = rt->norm_len,
@@ -40,9 +46,11 @@ void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[
                 .server_name = server_name,
                 .server_port = c->local_port,
                 .proxy_host = ex->loc && ex->loc->proxy ? ex->loc->proxy->proxy_host : "",
-                .request_id = ex->request_id,
+                .request_id = exchange_request_id(ex),
                 .realip_remote_addr = c->remote_addr,
         };
+        v->built = true;
+        return &v->ri;
 }
 
 /* "Name: value" CRLF for each field of a whose value has variables. */
@@ -74,10 +82,9 @@ static bool has_variables(const HeaderSetting *a, size_t n) {
         return false;
 }
 
-static int prepare_fields(Exchange *ex, const Route *rt) {
+static int prepare_fields(Exchange *ex, ExchangeVars *v) {
         const LocationSettings *s = ex_settings(ex);
-        char host_lower[256];
-        RequestInfo ri;
+        const RequestInfo *ri;
         Buf tmp = {};
         int r;
 
@@ -87,15 +94,16 @@ static int prepare_fields(Exchange *ex, const Route *rt) {
         if (!rules_get(ex))
                 return -ENOMEM;
         buf_reset(&ex->rules->lines);
-        exchange_request_info(ex, rt, host_lower, &ri);
-        r = expand_fields(&ex->rules->lines, s->add_header, s->n_add_header, &ri, &tmp);
+        ri = exchange_vars(v);
+        r = expand_fields(&ex->rules->lines, s->add_header, s->n_add_header, ri, &tmp);
         if (r >= 0)
-                r = expand_fields(&ex->rules->lines, s->replace_header, s->n_replace_header, &ri, &tmp);
+                r = expand_fields(&ex->rules->lines, s->replace_header, s->n_replace_header, ri, &tmp);
         buf_free(&tmp);
         return r;
 }
 
-int exchange_rules_route(Exchange *ex, const Route *rt) {
+int exchange_rules_route(Exchange *ex, ExchangeVars *v) {
+        const Route *rt = v->rt;
         const Session *c = ex->s;
         size_t i;
         int k;
@@ -127,7 +135,7 @@ int exchange_rules_route(Exchange *ex, const Route *rt) {
                         ex->loc = ex->loc->rules[i].loc;
                 }
         }
-        return prepare_fields(ex, rt);
+        return prepare_fields(ex, v);
 }
 
 /* t expanded into out (NUL-terminated), or NULL without a template (use the text). */
@@ -147,23 +155,22 @@ static const char *expand_text(Buf *out, const VarTemplate *t, const RequestInfo
         return r >= 0 ? buf_head(out) : NULL;
 }
 
-int exchange_rules_return(Exchange *ex, const Route *rt, bool keep_alive) {
+int exchange_rules_return(Exchange *ex, ExchangeVars *v, bool keep_alive) {
         const Location *loc = ex->loc;
         const char *body = loc->return_body ?: "", *where = loc->return_location;
         size_t body_len = strlen(body), where_len = 0;
 
         if (loc->return_body_t || loc->return_location_t) {
                 ExchangeRules *p = rules_get(ex);
-                char host_lower[256];
-                RequestInfo ri;
+                const RequestInfo *ri;
                 const char *x;
 
                 if (!p)
                         return -ENOMEM;
-                exchange_request_info(ex, rt, host_lower, &ri);
-                if ((x = expand_text(&p->body, loc->return_body_t, &ri, false, &body_len)))
+                ri = exchange_vars(v);
+                if ((x = expand_text(&p->body, loc->return_body_t, ri, false, &body_len)))
                         body = x;
-                if ((x = expand_text(&p->location, loc->return_location_t, &ri, true, &where_len)))
+                if ((x = expand_text(&p->location, loc->return_location_t, ri, true, &where_len)))
                         where = x;
         }
         return exchange_local_response(ex, loc->return_status, "text/plain", body, body_len, where, keep_alive);

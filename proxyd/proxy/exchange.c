@@ -65,8 +65,13 @@ Exchange *exchange_new(Session *s, WorkerGen *gen, void *stream) {
         ex->stream = stream;
         ex->start = now_usec(CLOCK_MONOTONIC);
         ex->minor = 1;
-        make_request_id(s->worker, ex->request_id);
         return ex;
+}
+
+const char *exchange_request_id(Exchange *ex) {
+        if (!ex->request_id[0])
+                make_request_id(ex->s->worker, ex->request_id);
+        return ex->request_id;
 }
 
 Exchange *exchange_free(Exchange *ex) {
@@ -115,7 +120,7 @@ void exchange_log(Exchange *ex) {
                 .bytes_sent = ex->bytes_sent,
                 .bytes_received = ex->bytes_received,
                 .duration_usec = now_usec(CLOCK_MONOTONIC) - ex->start,
-                .request_id = ex->request_id,
+                .request_id = exchange_request_id(ex),
                 .reason = ex->reason,
                 .limit = ex->pol.limit,
                 .peer = ex->client_replaced ? ex->s->remote_addr : NULL,
@@ -359,8 +364,17 @@ static void request_drop_underscores(Exchange *ex) {
         http1_request_drop_fields(&ex->req, underscore_field, ex);
 }
 
+/* set_header values with variables: the request head needs the request's variables. */
+static bool set_header_has_variables(const LocationSettings *s) {
+        for (size_t i = 0; i < s->n_set_header; i++)
+                if (s->set_header[i].value && !var_template_is_literal(s->set_header[i].value))
+                        return true;
+        return false;
+}
+
 /* The location proxies: build the upstream request head and start the first attempt. */
-static int exchange_start_proxy(Exchange *ex, const Route *rt) {
+static int exchange_start_proxy(Exchange *ex, ExchangeVars *vars) {
+        const Route *rt = vars->rt;
         HttpRequest *req = &ex->req;
         const LocationSettings *s = ex_settings(ex);
         _cleanup_free_ char *rewritten = NULL;
@@ -394,18 +408,15 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
                 target_len = strlen(rewritten);
         }
 
-        char host_lower[256];
-        RequestInfo ri;
-        exchange_request_info(ex, rt, host_lower, &ri);
         ex->upstream = pp->upstream;
-        r = exchange_limits(ex, &ri, s);
+        r = exchange_limits(ex, vars, s);
         if (r != 0)
                 return r < 0 ? r : 0;
-        r = exchange_upstream_prepare(ex, &ri);
+        r = exchange_upstream_prepare(ex, vars);
         if (r < 0)
                 return r;
         if (pp->https) {
-                r = exchange_setup_tls(ex, &ri, s);
+                r = exchange_setup_tls(ex, exchange_vars(vars), s);
                 if (r < 0)
                         return r;
         }
@@ -414,11 +425,14 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
         r = exchange_decide_upgrade(ex, s, &upgrade);
         if (r < 0)
                 return r;
-        r = cache_request(ex, &ri);
+        r = s->cache ? cache_request(ex, exchange_vars(vars)) : 0;
         if (r != 0)
                 return r < 0 ? r : 0; /* answered from the cache */
-        r = http1_write_request_head(&ex->req_head, &ri, target, target_len, s, ex->req_body,
-                                     ex->req_left, up_keep_alive, ex->upgrade ? &upgrade : NULL);
+        /* without set_header variables the head needs only the request and $proxy_host */
+        const RequestInfo head_ri = { .req = &ex->req, .proxy_host = pp->proxy_host };
+        r = http1_write_request_head(&ex->req_head, set_header_has_variables(s) ? exchange_vars(vars) : &head_ri,
+                                     target, target_len, s, ex->req_body, ex->req_left, up_keep_alive,
+                                     ex->upgrade ? &upgrade : NULL);
         if (r >= 0)
                 r = cache_request_head(ex, &ex->req_head);
         if (r < 0)
@@ -477,6 +491,8 @@ int exchange_begin(Exchange *ex) {
         }
         Route rt = { .host = host, .origin = origin, .norm = norm, .args = args, .host_len = host_len,
                      .origin_len = origin_len, .norm_len = norm_len, .args_len = args_len };
+        ExchangeVars vars;
+        exchange_vars_init(&vars, ex, &rt);
 
         Location *redirect = router_auto_redirect(ex->server, norm, norm_len);
         if (redirect) {
@@ -495,7 +511,7 @@ int exchange_begin(Exchange *ex) {
         r = exchange_client_identity(ex, ex_settings(ex));
         if (r < 0)
                 return r;
-        r = exchange_rules_route(ex, &rt);
+        r = exchange_rules_route(ex, &vars);
         if (r != 0)
                 return r < 0 ? r : 0;
         const LocationSettings *s = ex_settings(ex);
@@ -519,8 +535,8 @@ int exchange_begin(Exchange *ex) {
                 return exchange_local_response(ex, 413, NULL, NULL, 0, NULL, false);
         }
         if (ex->loc->return_status > 0)
-                return exchange_rules_return(ex, &rt, !body_pending);
-        return exchange_start_proxy(ex, &rt);
+                return exchange_rules_return(ex, &vars, !body_pending);
+        return exchange_start_proxy(ex, &vars);
 }
 
 uint64_t exchange_deadline(const Exchange *ex, TimeoutKind *ret_kind) {

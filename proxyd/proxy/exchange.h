@@ -268,17 +268,34 @@ typedef struct Route {
         size_t match_len; /* of a prefix location */
 } Route;
 
-/* The variables of the request (RequestInfo) from the exchange and its route; host_lower
- * holds $host. $proxy_host is the location's proxy_pass host, or "". */
-void exchange_request_info(const Exchange *ex, const Route *rt, char host_lower[static 256], RequestInfo *ri);
+/* The variables of the request (RequestInfo), from the exchange and its route, built when
+ * first asked for (exchange_vars): a request whose configuration uses none builds nothing.
+ * $proxy_host is the location's proxy_pass host, or "". */
+typedef struct ExchangeVars {
+        Exchange *ex;
+        const Route *rt;
+        bool built;
+        RequestInfo ri;
+        char host_lower[256]; /* $host */
+} ExchangeVars;
+
+static inline void exchange_vars_init(ExchangeVars *v, Exchange *ex, const Route *rt) {
+        v->ex = ex;
+        v->rt = rt;
+        v->built = false;
+}
+const RequestInfo *exchange_vars(ExchangeVars *v);
+
+/* The request's id ($request_id, the access entry): made when first asked for. */
+const char *exchange_request_id(Exchange *ex);
 
 /* Once the location is chosen (ex->loc; NULL for a 404): the first of its rules whose
  * conditions hold makes ex->loc that rule's location; response fields with variables are
  * expanded. 0: go on; 1: answered (a condition could not be decided: 500); <0: -errno. */
-int exchange_rules_route(Exchange *ex, const Route *rt);
+int exchange_rules_route(Exchange *ex, ExchangeVars *v);
 
 /* Answer with ex->loc's `return`, body and Location with their variables expanded. */
-int exchange_rules_return(Exchange *ex, const Route *rt, bool keep_alive);
+int exchange_rules_return(Exchange *ex, ExchangeVars *v, bool keep_alive);
 
 /* The configured response fields for a response with this status (in *buf), or NULL. */
 const ResponseFields *exchange_rules_fields(const Exchange *ex, int status, ResponseFields *buf);
@@ -307,10 +324,10 @@ int exchange_client_identity(Exchange *ex, const LocationSettings *s);
 /* The limits of s for a request about to be proxied. 0: go on (perhaps delayed: then the
  * exchange's source is source_limit_wait until ex->pol.delay_until), 1: answered (429),
  * <0: error. */
-int exchange_limits(Exchange *ex, const RequestInfo *ri, const LocationSettings *s);
+int exchange_limits(Exchange *ex, ExchangeVars *v, const LocationSettings *s);
 /* The upstream's hash_key, when it balances by hash; and its PROXY protocol header, in front
  * of the request head (ex->req_head, empty so far). */
-int exchange_upstream_prepare(Exchange *ex, const RequestInfo *ri);
+int exchange_upstream_prepare(Exchange *ex, ExchangeVars *v);
 void exchange_policy_done(Exchange *ex);
 
 /* A request a rate limit delays: nothing happens until ex->pol.delay_until, then the upstream
