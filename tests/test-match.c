@@ -97,11 +97,19 @@ START_TEST(test_regex_as_text) {
                 { "~*k", PATTERN_REGEX_TEXT },     { "~a^b", PATTERN_REGEX },
                 { "~ab*", PATTERN_REGEX },         { "~a{2}", PATTERN_REGEX },
                 { "~\xc3\xa9", PATTERN_REGEX },    { "~*(?i)x", PATTERN_REGEX },
+                { "~*googlebot/2", PATTERN_REGEX_TEXT }, { "~*bot\\.html", PATTERN_REGEX_TEXT },
+                { "~*botbot", PATTERN_REGEX_TEXT }, { "~Googlebot/", PATTERN_REGEX_TEXT },
+                { "~*a.b", PATTERN_REGEX },        { "~*a\\.B", PATTERN_REGEX_TEXT },
+                { "~*bo", PATTERN_REGEX_TEXT },    { "~*otbo", PATTERN_REGEX_TEXT },
         };
         static const char *const values[] = {
                 "", "bot", "BOT", "Googlebot/2.1", "Mozilla/5.0 (X11)", "mozilla/5", "xMozilla/", "a.b", "axb",
                 "A+B\\", "a+b\\c", "x-y_z;q=1 @#%&'\"~", "X-Y_Z;Q=1 @#%&'\"~", "K", "\xe2\x84\xaa", "\xc3\xa9",
                 "\xc3\x89", "ab", "a^b", "b",
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                "xxxxxxxxxxxxxxxxxxxxxxBxxxxxxxxxxxxxxxxxxxxxxxxBoTxxxxxxxxxxxxxxxxxxx",
+                "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc2\xc2" "bobobobotBOT", "a.ba.ba.ba.ba.ba.bA.B", "kkkkkkkkkkkkkkkkk",
+                "xxxxxxxbo", "xxxxxxbot", "xxxxxxxxxBotx", "bbbbbbbbbbbbbot", "bobotbot", "xbot", "Botbotbo",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(patterns); i++) {
@@ -238,6 +246,32 @@ START_TEST(test_field_conditions) {
 
         ck_assert_msg(match_condition(&c, &r) == t->holds, "%s %s \"%s\": want %d", t->kind == COND_HEADER ? "header"
                       : t->kind == COND_ARG ? "arg" : "cookie", t->name, t->pattern, t->holds);
+        cond_done(&c);
+}
+END_TEST
+
+/* Header names match whatever the case of their letters, and only then: '@' is not '`', '[' is
+ * not '{', a byte above 0x7f is itself (in the eight-byte steps and in the rest). */
+START_TEST(test_header_name_case) {
+        static const struct {
+                const char *field;
+                bool match;
+        } names[] = {
+                { "X[Yz@Abcdefgh-Q", true },  { "x[yz@abcdefgh-q", true },  { "X[YZ@ABCDEFGH-Q", true },
+                { "X{Yz@Abcdefgh-Q", false }, { "X[Yz`Abcdefgh-Q", false }, { "X[Yz@Abcdefgh-q\xc1", false },
+                { "X[Yz@Abcdefgh_Q", false }, { "X[Yz@Abc\xe4" "efgh-Q", false }, { "X[Yz@Abcdefgh-", false },
+                { "X[Yz@Abcdefgh-R", false }, { "Y[Yz@Abcdefgh-Q", false },
+        };
+        Condition c = field_cond(COND_HEADER, "x[yz@abcdefgh-q", "*");
+        MatchRequest r = request();
+        HttpHeader h[1];
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                h[0] = hdr(names[i].field, "v");
+                r.headers = h;
+                r.n_headers = 1;
+                ck_assert_msg(match_condition(&c, &r) == names[i].match, "\"%s\"", names[i].field);
+        }
         cond_done(&c);
 }
 END_TEST
@@ -535,6 +569,7 @@ static Suite *match_suite(void) {
         tcase_add_loop_test(tc, test_pattern_errors, 0, 3);
         tcase_add_test(tc, test_regex_as_text);
         tcase_add_loop_test(tc, test_field_conditions, 0, ELEMENTSOF(field_cases));
+        tcase_add_test(tc, test_header_name_case);
         tcase_add_test(tc, test_no_args);
         tcase_add_test(tc, test_method_scheme_port);
         tcase_add_test(tc, test_client);

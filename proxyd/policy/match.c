@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,17 +34,71 @@ static pcre2_match_data *thread_match_data(void) {
         return md;
 }
 
-/* s (n bytes) is lower (n bytes, lower case) but for the case of ASCII letters. */
+static inline uint64_t load8(const char *p) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        return w;
+}
+
+/* The eight bytes of w with ASCII capitals in lower case (a byte above 0x7f stays). */
+static inline uint64_t lower8(uint64_t w) {
+        const uint64_t low7 = UINT64_C(0x7f7f7f7f7f7f7f7f), high = UINT64_C(0x8080808080808080);
+        uint64_t h = w & low7;
+        uint64_t ge_a = h + UINT64_C(0x3f3f3f3f3f3f3f3f); /* bit 7: at least 'A' */
+        uint64_t gt_z = h + UINT64_C(0x2525252525252525); /* bit 7: above 'Z' */
+        return w | ((ge_a & ~gt_z & ~w & high) >> 2);
+}
+
+/* s (n bytes) is lower (n bytes, lower case) but for the case of ASCII letters. From eight
+ * bytes on, eight at a time, the last eight overlapping the ones before. */
 static bool lower_eq(const char *s, const char *lower, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                if (ascii_tolower(s[i]) != lower[i])
+        if (n < 8) {
+                for (size_t i = 0; i < n; i++)
+                        if (ascii_tolower(s[i]) != lower[i])
+                                return false;
+                return true;
+        }
+        for (size_t i = 0; i + 8 < n; i += 8)
+                if (lower8(load8(s + i)) != load8(lower + i))
                         return false;
-        return true;
+        return lower8(load8(s + n - 8)) == load8(lower + n - 8);
+}
+
+/* The NUL-terminated tok is s (n bytes). */
+static bool token_is(const char *tok, const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (tok[i] != s[i])
+                        return false;
+        return tok[n] == 0;
 }
 
 /* A regex that is plain text: at v (which has room for it), or anywhere in v. */
 static bool text_is_at(const Pattern *p, const char *v) {
         return p->caseless ? lower_eq(v, p->text, p->len) : memcmp(v, p->text, p->len) == 0;
+}
+
+/* Caseless: the candidates for the text's first character are found eight bytes at a time
+ * (a byte equal to it after lower8 has its high bit set in m, perhaps with false ones above
+ * it, which the comparison rules out), in increasing order. */
+static bool text_found_caseless(const Pattern *p, const char *v, size_t len) {
+        const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+        const uint64_t first = ones * (uint8_t) p->text[0];
+        size_t starts = len - p->len + 1, i = 0; /* positions the text may start at */
+
+        for (; i < starts && i + 8 <= len; i += 8) {
+                uint64_t x = lower8(load8(v + i)) ^ first;
+                for (uint64_t m = (x - ones) & ~x & high; m; m &= m - 1) {
+                        size_t at = i + (size_t) __builtin_ctzll(m) / 8;
+                        if (at >= starts)
+                                return false;
+                        if (lower_eq(v + at, p->text, p->len))
+                                return true;
+                }
+        }
+        for (; i < starts; i++)
+                if (ascii_tolower(v[i]) == p->text[0] && lower_eq(v + i, p->text, p->len))
+                        return true;
+        return false;
 }
 
 static bool text_found(const Pattern *p, const char *v, size_t len) {
@@ -53,11 +108,7 @@ static bool text_found(const Pattern *p, const char *v, size_t len) {
                 return true;
         if (!p->caseless)
                 return memmem(v, len, p->text, p->len) != NULL;
-        char first = p->text[0], upper = first >= 'a' && first <= 'z' ? (char) (first - 32) : first;
-        for (size_t i = 0; i + p->len <= len; i++)
-                if ((v[i] == first || v[i] == upper) && lower_eq(v + i + 1, p->text + 1, p->len - 1))
-                        return true;
-        return false;
+        return text_found_caseless(p, v, len);
 }
 
 int match_pattern(const Pattern *p, const char *value, size_t len) {
@@ -104,7 +155,8 @@ static int match_pairs(const Condition *c, const char *s, size_t n, char sep) {
         return 0;
 }
 
-static int match_positive(const Condition *c, const MatchRequest *r) {
+/* Inlined where the rules are tested: most conditions are decided in a few instructions. */
+static inline __attribute__((always_inline)) int match_positive(const Condition *c, const MatchRequest *r) {
         int k, res = 0;
 
         switch (c->kind) {
@@ -120,7 +172,7 @@ static int match_positive(const Condition *c, const MatchRequest *r) {
                 return 0;
         case COND_METHOD:
                 for (size_t i = 0; i < c->n_tokens; i++)
-                        if (memeq(r->method, r->method_len, c->tokens[i]))
+                        if (token_is(c->tokens[i], r->method, r->method_len))
                                 return 1;
                 return 0;
         case COND_CLIENT:
@@ -148,7 +200,7 @@ static int match_positive(const Condition *c, const MatchRequest *r) {
         return -1;
 }
 
-int match_condition(const Condition *c, const MatchRequest *r) {
+static inline int condition_holds(const Condition *c, const MatchRequest *r) {
         int k = match_positive(c, r);
 
         if (k < 0)
@@ -156,12 +208,16 @@ int match_condition(const Condition *c, const MatchRequest *r) {
         return c->negate ? !k : k;
 }
 
+int match_condition(const Condition *c, const MatchRequest *r) {
+        return condition_holds(c, r);
+}
+
 int match_rules(const Rule *rules, size_t n, const MatchRequest *r, size_t *ret_index) {
         for (size_t i = 0; i < n; i++) {
                 int k = 1;
 
                 for (size_t j = 0; j < rules[i].n_conds && k == 1; j++)
-                        k = match_condition(&rules[i].conds[j], r);
+                        k = condition_holds(&rules[i].conds[j], r);
                 if (k < 0)
                         return -1;
                 if (k == 1) {
