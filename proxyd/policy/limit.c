@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-client limits: the shared, sharded, bounded key table and the token bucket. See limit.h. */
-#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "limit.h"
@@ -19,12 +19,14 @@ struct LimitEntry {
 };
 
 typedef struct LimitShard {
-        pthread_mutex_t lock;
+        atomic_bool busy; /* the shard's lock (shard_lock) */
         LimitEntry **buckets;
         size_t n_buckets; /* power of two */
         LimitEntry *newest, *oldest;
         size_t n, cap;
 } LimitShard;
+
+_Static_assert((LIMIT_SHARDS_MAX & (LIMIT_SHARDS_MAX - 1)) == 0, "shards are chosen by a mask");
 
 struct LimitTable {
         atomic_uint refs;
@@ -74,7 +76,7 @@ int limit_table_new(size_t max_keys, LimitTable **ret) {
                 while (s->n_buckets < s->cap && s->n_buckets < (1u << 20))
                         s->n_buckets <<= 1;
                 s->buckets = calloc(s->n_buckets, sizeof(LimitEntry *));
-                pthread_mutex_init(&s->lock, NULL);
+                atomic_init(&s->busy, false);
                 if (!s->buckets) {
                         t->n_shards = i + 1;
                         limit_table_unref(t);
@@ -101,10 +103,30 @@ LimitTable *limit_table_unref(LimitTable *t) {
                         free(e);
                 }
                 free(s->buckets);
-                pthread_mutex_destroy(&s->lock);
         }
         free(t);
         return NULL;
+}
+
+/* A shard is held for a few dozen instructions (a lookup and the bucket's arithmetic), so
+ * its lock spins instead of sleeping in the kernel; a waiter that spun long (the holder was
+ * preempted) lets other threads run. Uncontended: one atomic exchange and one store. */
+static void shard_lock(LimitShard *s) {
+        unsigned spins = 0;
+
+        while (atomic_exchange_explicit(&s->busy, true, memory_order_acquire))
+                while (atomic_load_explicit(&s->busy, memory_order_relaxed)) {
+                        if (++spins % 128 == 0)
+                                sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+                        else
+                                __builtin_ia32_pause();
+#endif
+                }
+}
+
+static void shard_unlock(LimitShard *s) {
+        atomic_store_explicit(&s->busy, false, memory_order_release);
 }
 
 static void lru_unlink(LimitShard *s, LimitEntry *e) {
@@ -188,7 +210,7 @@ int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key
         uint64_t h = key_hash(key, MIN(key_len, (size_t) LIMIT_KEY_MAX)) ^ key_len;
         if (key_len > LIMIT_KEY_MAX)
                 h ^= key_hash((const char *) key + LIMIT_KEY_MAX, key_len - LIMIT_KEY_MAX) * 31;
-        unsigned si = (unsigned) ((h >> 40) % t->n_shards);
+        unsigned si = (unsigned) ((h >> 40) & (t->n_shards - 1)); /* 1 or LIMIT_SHARDS_MAX shards */
         LimitShard *s = &t->shards[si];
         LimitVerdict v = { .result = LIMIT_PASS };
         LimitEntry *e;
@@ -196,7 +218,7 @@ int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key
 
         if (hold)
                 *hold = (LimitHold) {};
-        pthread_mutex_lock(&s->lock);
+        shard_lock(s);
         /* Expire: the two coldest entries go when they are idle, so keys that stopped coming
          * do not stay until the table is full. */
         for (int k = 0; k < 2 && s->oldest && entry_idle(s->oldest, p, now); k++)
@@ -267,7 +289,7 @@ held:
                 hold->entry = e;
         }
 done:
-        pthread_mutex_unlock(&s->lock);
+        shard_unlock(s);
         if (r >= 0)
                 *ret = v;
         return r;
@@ -281,10 +303,10 @@ void limit_release(LimitHold *hold) {
                 return;
         t = hold->table;
         s = &t->shards[hold->entry->shard];
-        pthread_mutex_lock(&s->lock);
+        shard_lock(s);
         if (hold->entry->count > 0)
                 hold->entry->count--;
-        pthread_mutex_unlock(&s->lock);
+        shard_unlock(s);
         hold->table = limit_table_unref(t);
         hold->entry = NULL;
 }
@@ -292,9 +314,9 @@ void limit_release(LimitHold *hold) {
 size_t limit_table_size(LimitTable *t) {
         size_t n = 0;
         for (size_t i = 0; i < t->n_shards; i++) {
-                pthread_mutex_lock(&t->shards[i].lock);
+                shard_lock(&t->shards[i]);
                 n += t->shards[i].n;
-                pthread_mutex_unlock(&t->shards[i].lock);
+                shard_unlock(&t->shards[i]);
         }
         return n;
 }

@@ -4,7 +4,7 @@
 /*
  * Per-client limits: a request rate (token bucket with nginx limit_req semantics: rate, burst,
  * delay/nodelay) and a count of requests in progress (nginx limit_conn), per key, in a table
- * shared by every worker thread. The table is sharded, with a mutex per shard, so that two
+ * shared by every worker thread. The table is sharded, with a lock per shard, so that two
  * workers contend only when their keys share a shard; it holds at most max_keys entries:
  * idle entries (no request in progress, bucket drained, unused for LIMIT_IDLE_USEC) are dropped as they are met at the
  * cold end of the shard's LRU list, and a full shard gives up its least recently used entry

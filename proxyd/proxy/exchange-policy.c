@@ -159,7 +159,8 @@ int exchange_limits(Exchange *ex, ExchangeVars *vars, const LocationSettings *s)
                         break;
                 }
         }
-        buf_free(&key);
+        if (key.data)
+                buf_free(&key);
         if (r < 0)
                 return r;
         if (why == LIMIT_PASS) {
