@@ -194,8 +194,13 @@ static int cidrs_parse(char *const *a, size_t n, AccessRule **ret) {
         return 0;
 }
 
-/* The names and addresses of one scope's settings, resolved. */
+/* The names and addresses of one scope's settings, resolved; its constant response fields
+ * rendered. */
 static int link_settings(Loader *l, LocationSettings *s) {
+        int r = settings_render_fields(s);
+
+        if (r < 0)
+                return r;
         if (s->n_limit > 0) {
                 s->limit_zones = calloc(s->n_limit, sizeof(LimitZone *));
                 if (!s->limit_zones)

@@ -190,6 +190,8 @@ int settings_resolve(LocationSettings *dst, const LocationSettings *parent, cons
 int settings_builtin(LocationSettings *s);
 void settings_done(LocationSettings *s);
 void partial_done(PartialSettings *p);
+/* s->fields_text from its add_header and replace_header. 0 or -ENOMEM. */
+int settings_render_fields(LocationSettings *s);
 
 /* After the servers are parsed: check the admin server (config-admin.c), or make the
  * built-in one (Config.admin_builtin). */

@@ -43,6 +43,7 @@ void settings_done(LocationSettings *s) {
         headers_free(s->set_header, s->n_set_header);
         headers_free(s->add_header, s->n_add_header);
         headers_free(s->replace_header, s->n_replace_header);
+        free(s->fields_text);
         strv_free(s->hide_header, s->n_hide_header);
         free(s->ssl_trusted_certificate);
         free(s->ssl_certificate);
@@ -60,6 +61,46 @@ void settings_done(LocationSettings *s) {
         var_template_free(s->cache_no_store);
         strv_free(s->cache_valid, s->n_cache_valid);
         *s = (LocationSettings) {};
+}
+
+static size_t render_literal_fields(char *out, const HeaderSetting *a, size_t n) {
+        size_t len = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                const VarTemplate *t = a[i].value;
+                size_t nl = strlen(a[i].name);
+
+                if (!var_template_is_literal(t) || t->n_segs == 0)
+                        continue;
+                if (out) {
+                        memcpy(out + len, a[i].name, nl);
+                        memcpy(out + len + nl, ": ", 2);
+                        memcpy(out + len + nl + 2, t->segs[0].text, t->segs[0].len);
+                        memcpy(out + len + nl + 2 + t->segs[0].len, "\r\n", 2);
+                }
+                len += nl + 2 + t->segs[0].len + 2;
+        }
+        return len;
+}
+
+int settings_render_fields(LocationSettings *s) {
+        size_t a = render_literal_fields(NULL, s->add_header, s->n_add_header);
+        size_t n = a + render_literal_fields(NULL, s->replace_header, s->n_replace_header);
+
+        free(s->fields_text);
+        s->fields_text = NULL;
+        s->fields_text_len = 0;
+        s->fields_rendered = false;
+        if (n > 0) {
+                s->fields_text = malloc(n);
+                if (!s->fields_text)
+                        return -ENOMEM;
+                render_literal_fields(s->fields_text, s->add_header, s->n_add_header);
+                render_literal_fields(s->fields_text + a, s->replace_header, s->n_replace_header);
+                s->fields_text_len = n;
+        }
+        s->fields_rendered = true;
+        return 0;
 }
 
 void partial_done(PartialSettings *p) {

@@ -52,6 +52,11 @@ typedef struct LocationSettings {
         HeaderSetting *replace_header;
         size_t n_replace_header;
         bool add_header_always;
+        /* The fields of both whose values have no variables, "Name: value" CRLF each (add_header's
+         * first), rendered once when the configuration is linked (fields_rendered). */
+        char *fields_text;
+        size_t fields_text_len;
+        bool fields_rendered;
 
         uint64_t connect_timeout; /* usec */
         uint64_t read_timeout;

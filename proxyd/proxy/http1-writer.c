@@ -437,9 +437,13 @@ static int append_extra(Buf *out, const ResponseFields *x) {
 
         if (!x)
                 return 0;
-        r = append_literal_fields(out, x->add, x->n_add);
-        if (r >= 0)
-                r = append_literal_fields(out, x->replace, x->n_replace);
+        if (x->literal_rendered)
+                r = x->literal_len > 0 ? buf_append(out, x->literal, x->literal_len) : 0;
+        else {
+                r = append_literal_fields(out, x->add, x->n_add);
+                if (r >= 0)
+                        r = append_literal_fields(out, x->replace, x->n_replace);
+        }
         if (r >= 0 && x->lines_len > 0)
                 r = buf_append(out, x->lines, x->lines_len);
         return r;
@@ -457,6 +461,7 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
 
         ConnTokens tokens;
         bool cl_seen = false;
+        const ResponseFields *replacing = extra && extra->n_replace > 0 ? extra : NULL;
         conn_tokens_collect(&tokens, resp->headers, resp->n_headers);
         for (size_t i = 0; i < resp->n_headers && r >= 0; i++) {
                 const HttpHeader *h = &resp->headers[i];
@@ -467,7 +472,8 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
                 }
                 if (fc == FIELD_HOP || fc == FIELD_UPGRADE || fc == FIELD_TRANSFER_ENCODING ||
                     conn_tokens_name(&tokens, resp->headers, resp->n_headers, h->name, h->name_len) ||
-                    header_hidden(s, h->name, h->name_len) || extra_replaces(extra, h->name, h->name_len))
+                    header_hidden(s, h->name, h->name_len) ||
+                    (replacing && extra_replaces(replacing, h->name, h->name_len)))
                         continue;
                 /* Content-Length is rewritten canonically below, except on bodiless responses
                  * (HEAD, 304) where the upstream's value describes the representation: then it

@@ -41,6 +41,11 @@ typedef struct ResponseFields {
         size_t n_add;
         const HeaderSetting *replace;
         size_t n_replace;
+        /* the fields of add and replace without variables as one text, rendered with the
+         * configuration (when literal_rendered; else they are written one by one) */
+        const char *literal;
+        size_t literal_len;
+        bool literal_rendered;
         const char *lines;
         size_t lines_len;
 } ResponseFields;
