@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <sys/epoll.h>
 
 #include "exchange.h"
@@ -51,8 +53,67 @@ const char *exchange_text(const Exchange *ex) {
         return address_text(ex->remote_sa.sa.sa_family, ex->remote_addr, ex->remote_port);
 }
 
+/* Exchanges freed by this thread, kept for its next ones: a request allocates and zeroes no
+ * Exchange (it is large: peers tried, a tunnel). Given back to malloc when the thread ends.
+ * Not with AddressSanitizer, which is to see every use of a freed exchange. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EXCHANGE_CACHE_MAX 0
+#else
+#define EXCHANGE_CACHE_MAX 16
+#endif
+
+typedef struct ExchangeCache {
+        Exchange *slot[EXCHANGE_CACHE_MAX + 1];
+        unsigned n;
+        bool registered; /* for the destructor at thread exit */
+} ExchangeCache;
+
+static __thread ExchangeCache exchange_cache;
+static pthread_key_t exchange_cache_key;
+static pthread_once_t exchange_cache_once = PTHREAD_ONCE_INIT;
+
+static void exchange_cache_drop(void *p) {
+        ExchangeCache *c = p;
+        while (c->n > 0)
+                free(c->slot[--c->n]);
+}
+
+static void exchange_cache_init(void) {
+        (void) pthread_key_create(&exchange_cache_key, exchange_cache_drop);
+}
+
+static Exchange *exchange_alloc(void) {
+        ExchangeCache *c = &exchange_cache;
+        Exchange *ex = c->n > 0 ? c->slot[--c->n] : malloc(sizeof(Exchange));
+
+        if (ex) {
+                memset(ex, 0, offsetof(Exchange, pol.holds));
+                ex->request_id[0] = 0;
+                ex->peer_text[0] = 0;
+        }
+        return ex;
+}
+
+static void exchange_dealloc(Exchange *ex) {
+        ExchangeCache *c = &exchange_cache;
+
+        if (c->n >= EXCHANGE_CACHE_MAX) {
+                free(ex);
+                return;
+        }
+        if (!c->registered) {
+                (void) pthread_once(&exchange_cache_once, exchange_cache_init);
+                if (pthread_setspecific(exchange_cache_key, c) != 0) {
+                        free(ex);
+                        return;
+                }
+                c->registered = true;
+        }
+        c->slot[c->n++] = ex;
+}
+
 Exchange *exchange_new(Session *s, WorkerGen *gen, void *stream) {
-        Exchange *ex = calloc(1, sizeof(Exchange));
+        Exchange *ex = exchange_alloc();
 
         if (!ex)
                 return NULL;
@@ -97,7 +158,7 @@ Exchange *exchange_free(Exchange *ex) {
         exchange_rules_free(ex);
         ex->s->worker->n_exchanges--;
         ex->s->worker->exchanges_since_trim++;
-        free(ex);
+        exchange_dealloc(ex);
         return NULL;
 }
 

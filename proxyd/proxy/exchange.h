@@ -37,18 +37,7 @@
 
 struct Exchange {
         Session *s;
-        /* The client as this request sees it: the session's (the socket's peer, or the PROXY
-         * protocol's source), or the address real_ip_* took from a trusted proxy's header
-         * (client_replaced). Per exchange: the streams of one HTTP/2 connection may each
-         * carry another. */
-        union {
-                struct sockaddr sa;
-                struct sockaddr_in in;
-                struct sockaddr_in6 in6;
-        } remote_sa;
-        char remote_addr[INET6_ADDRSTRLEN];
-        unsigned remote_port;
-        bool client_replaced;
+        bool client_replaced; /* remote_* (below) came from real_ip_* */
         void *stream;   /* the session's own per-exchange state (an HTTP/2 stream), or NULL */
         WorkerGen *gen; /* the configuration this request runs under (the session holds it) */
         const SourceOps *src;
@@ -64,7 +53,6 @@ struct Exchange {
         int minor;
         const char *protocol; /* for the access entry: "HTTP/2.0"; NULL: HTTP/1.<minor> */
         bool client_keep_alive;
-        char request_id[33];
         uint64_t start;
 
         /* request body, client -> source */
@@ -85,9 +73,7 @@ struct Exchange {
         char *tls_name; /* expanded ssl_name, for SNI and verification */
         const Upstream *upstream;
         Peer *peer;                      /* acquired for the current attempt */
-        Peer *tried[EXCHANGE_TRIES_MAX]; /* peers tried for this request (references) */
-        size_t n_tried;
-        char peer_text[128];             /* the last peer's address, for logs */
+        size_t n_tried;                  /* peers in tried[] */
         bool peer_reported;              /* the attempt's outcome was counted (success) */
         int last_fail_status;            /* 502/504 for the last failed attempt */
         const char *last_fail_reason;    /* and why it failed, for the log of the final error */
@@ -128,8 +114,7 @@ struct Exchange {
         bool upgrade;
         char *upgrade_offered; /* the allowed protocols of the client's Upgrade, as sent upstream */
         bool tunnel_pending;
-        bool tunneling;
-        Tunnel tunnel;
+        bool tunneling; /* tunnel is set up */
         uint64_t tunnel_last;
 
         /* the response cache (cache.c): its state, and whether body bytes given to the
@@ -143,8 +128,27 @@ struct Exchange {
         const char *reason;
         uint64_t bytes_sent;
         uint64_t bytes_received;
-        ExchangePolicy pol; /* limits held, delay, hash key (exchange-policy.c) */
         struct ExchangeRules *rules; /* exchange-rules.c; NULL when nothing needs it */
+        ExchangePolicy pol; /* limits held, delay, hash key (exchange-policy.c) */
+
+        /* From pol.holds on, not zeroed by exchange_new() (a request need not pay for them):
+         * each is written before it is read. New fields go above pol. */
+
+        /* The client as this request sees it: the session's (the socket's peer, or the PROXY
+         * protocol's source), or the address real_ip_* took from a trusted proxy's header
+         * (client_replaced). Per exchange: the streams of one HTTP/2 connection may each
+         * carry another. Copied from the session by exchange_new(). */
+        union {
+                struct sockaddr sa;
+                struct sockaddr_in in;
+                struct sockaddr_in6 in6;
+        } remote_sa;
+        char remote_addr[INET6_ADDRSTRLEN];
+        unsigned remote_port;
+        char request_id[33];             /* "" until exchange_request_id() */
+        Peer *tried[EXCHANGE_TRIES_MAX]; /* peers tried for this request (references): [0, n_tried) */
+        char peer_text[128];             /* the last peer's address, for logs ("" before) */
+        Tunnel tunnel;                   /* when tunneling */
 };
 
 /* ---------------------------------------------------------------------------------------- */
