@@ -130,6 +130,31 @@ START_TEST(test_strndup_lower) {
 }
 END_TEST
 
+/* memcaseeq_lower against a byte-by-byte reference, for every length up to 24 and every
+ * byte value in every position: letters match either case, nothing else but itself. */
+START_TEST(test_memcaseeq_lower) {
+        char lower[24], s[24];
+
+        for (size_t n = 0; n <= sizeof(s); n++) {
+                for (size_t i = 0; i < n; i++)
+                        lower[i] = (char) ('a' + (i * 7) % 26);
+                memcpy(s, lower, n);
+                ck_assert(memcaseeq_lower(s, lower, n));
+                for (size_t at = 0; at < n; at++) {
+                        for (int c = 0; c < 256; c++) {
+                                s[at] = (char) c;
+                                bool want = ascii_tolower((char) c) == lower[at];
+                                ck_assert_msg(memcaseeq_lower(s, lower, n) == want, "n %zu at %zu byte %d", n, at, c);
+                        }
+                        s[at] = lower[at];
+                }
+        }
+        /* the neighbours of the letters stay themselves */
+        ck_assert(!memcaseeq_lower("@[`{@[`{@", "`{@[`{@[`", 9));
+        ck_assert(memcaseeq_lower("X-FORWARDED-Proto", "x-forwarded-proto", 17));
+}
+END_TEST
+
 START_TEST(test_now_usec) {
         uint64_t a = now_usec(CLOCK_MONOTONIC), b = now_usec(CLOCK_MONOTONIC);
 
@@ -197,6 +222,7 @@ static Suite *util_suite(void) {
         tcase_add_test(tc, test_host_strip_port);
         tcase_add_test(tc, test_format_duration);
         tcase_add_test(tc, test_strndup_lower);
+        tcase_add_test(tc, test_memcaseeq_lower);
         tcase_add_test(tc, test_now_usec);
         tcase_add_test(tc, test_buf);
         suite_add_tcase(s, tc);

@@ -69,6 +69,36 @@ static inline char ascii_tolower(char c) {
         return (c >= 'A' && c <= 'Z') ? (char) (c + 32) : c;
 }
 
+static inline uint64_t load_u64(const char *p) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        return w;
+}
+
+/* The eight bytes of w with ASCII capitals in lower case (a byte above 0x7f stays). */
+static inline uint64_t ascii_lower8(uint64_t w) {
+        const uint64_t low7 = UINT64_C(0x7f7f7f7f7f7f7f7f), high = UINT64_C(0x8080808080808080);
+        uint64_t h = w & low7;
+        uint64_t ge_a = h + UINT64_C(0x3f3f3f3f3f3f3f3f); /* bit 7: at least 'A' */
+        uint64_t gt_z = h + UINT64_C(0x2525252525252525); /* bit 7: above 'Z' */
+        return w | ((ge_a & ~gt_z & ~w & high) >> 2);
+}
+
+/* s (n bytes) is lower (n bytes, lower case) but for the case of ASCII letters. From eight
+ * bytes on, eight at a time, the last eight overlapping the ones before. */
+static inline bool memcaseeq_lower(const char *s, const char *lower, size_t n) {
+        if (n < 8) {
+                for (size_t i = 0; i < n; i++)
+                        if (ascii_tolower(s[i]) != lower[i])
+                                return false;
+                return true;
+        }
+        for (size_t i = 0; i + 8 < n; i += 8)
+                if (ascii_lower8(load_u64(s + i)) != load_u64(lower + i))
+                        return false;
+        return ascii_lower8(load_u64(s + n - 8)) == load_u64(lower + n - 8);
+}
+
 /* Allocation that aborts on OOM is deliberately NOT provided: callers return -ENOMEM. */
 char *strndup_lower(const char *s, size_t n);
 

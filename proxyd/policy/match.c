@@ -34,36 +34,6 @@ static pcre2_match_data *thread_match_data(void) {
         return md;
 }
 
-static inline uint64_t load8(const char *p) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        return w;
-}
-
-/* The eight bytes of w with ASCII capitals in lower case (a byte above 0x7f stays). */
-static inline uint64_t lower8(uint64_t w) {
-        const uint64_t low7 = UINT64_C(0x7f7f7f7f7f7f7f7f), high = UINT64_C(0x8080808080808080);
-        uint64_t h = w & low7;
-        uint64_t ge_a = h + UINT64_C(0x3f3f3f3f3f3f3f3f); /* bit 7: at least 'A' */
-        uint64_t gt_z = h + UINT64_C(0x2525252525252525); /* bit 7: above 'Z' */
-        return w | ((ge_a & ~gt_z & ~w & high) >> 2);
-}
-
-/* s (n bytes) is lower (n bytes, lower case) but for the case of ASCII letters. From eight
- * bytes on, eight at a time, the last eight overlapping the ones before. */
-static bool lower_eq(const char *s, const char *lower, size_t n) {
-        if (n < 8) {
-                for (size_t i = 0; i < n; i++)
-                        if (ascii_tolower(s[i]) != lower[i])
-                                return false;
-                return true;
-        }
-        for (size_t i = 0; i + 8 < n; i += 8)
-                if (lower8(load8(s + i)) != load8(lower + i))
-                        return false;
-        return lower8(load8(s + n - 8)) == load8(lower + n - 8);
-}
-
 /* The NUL-terminated tok is s (n bytes). */
 static bool token_is(const char *tok, const char *s, size_t n) {
         for (size_t i = 0; i < n; i++)
@@ -74,11 +44,11 @@ static bool token_is(const char *tok, const char *s, size_t n) {
 
 /* A regex that is plain text: at v (which has room for it), or anywhere in v. */
 static bool text_is_at(const Pattern *p, const char *v) {
-        return p->caseless ? lower_eq(v, p->text, p->len) : memcmp(v, p->text, p->len) == 0;
+        return p->caseless ? memcaseeq_lower(v, p->text, p->len) : memcmp(v, p->text, p->len) == 0;
 }
 
 /* Caseless: the candidates for the text's first character are found eight bytes at a time
- * (a byte equal to it after lower8 has its high bit set in m, perhaps with false ones above
+ * (a byte equal to it after ascii_lower8 has its high bit set in m, perhaps with false ones above
  * it, which the comparison rules out), in increasing order. */
 static bool text_found_caseless(const Pattern *p, const char *v, size_t len) {
         const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
@@ -86,17 +56,17 @@ static bool text_found_caseless(const Pattern *p, const char *v, size_t len) {
         size_t starts = len - p->len + 1, i = 0; /* positions the text may start at */
 
         for (; i < starts && i + 8 <= len; i += 8) {
-                uint64_t x = lower8(load8(v + i)) ^ first;
+                uint64_t x = ascii_lower8(load_u64(v + i)) ^ first;
                 for (uint64_t m = (x - ones) & ~x & high; m; m &= m - 1) {
                         size_t at = i + (size_t) __builtin_ctzll(m) / 8;
                         if (at >= starts)
                                 return false;
-                        if (lower_eq(v + at, p->text, p->len))
+                        if (memcaseeq_lower(v + at, p->text, p->len))
                                 return true;
                 }
         }
         for (; i < starts; i++)
-                if (ascii_tolower(v[i]) == p->text[0] && lower_eq(v + i, p->text, p->len))
+                if (ascii_tolower(v[i]) == p->text[0] && memcaseeq_lower(v + i, p->text, p->len))
                         return true;
         return false;
 }
@@ -139,7 +109,7 @@ int match_pattern(const Pattern *p, const char *value, size_t len) {
 }
 
 static bool header_name_is(const HttpHeader *h, const char *lower, size_t len) {
-        return h->name_len == len && lower_eq(h->name, lower, len);
+        return h->name_len == len && memcaseeq_lower(h->name, lower, len);
 }
 
 /* 1 when some pair of s (a query or a Cookie field) named c->name matches. */

@@ -220,7 +220,7 @@ typedef enum FieldClass {
 /* Classify a field name with one length switch and at most one comparison (this runs for
  * every field of every message). */
 static FieldClass field_class(const char *n, size_t len) {
-#define IS(lit) (strncasecmp(n, lit, len) == 0)
+#define IS(lit) memcaseeq_lower(n, lit, len) /* len is the literal's */
         switch (len) {
         case 2:
                 return IS("te") ? FIELD_HOP : FIELD_OTHER;
@@ -265,7 +265,7 @@ static void conn_tokens_collect(ConnTokens *t, const HttpHeader *h, size_t n) {
         t->n = 0;
         t->overflow = false;
         for (size_t i = 0; i < n; i++) {
-                if (h[i].name_len != 10 || strncasecmp(h[i].name, "connection", 10) != 0)
+                if (h[i].name_len != 10 || !memcaseeq_lower(h[i].name, "connection", 10))
                         continue;
                 const char *p = h[i].value, *e = h[i].value + h[i].value_len;
                 while (p < e) {
@@ -275,8 +275,9 @@ static void conn_tokens_collect(ConnTokens *t, const HttpHeader *h, size_t n) {
                         while (p < e && *p != ',' && *p != ' ' && *p != '\t')
                                 p++;
                         size_t len = (size_t) (p - start);
-                        if (len == 0 || memcaseeq(start, len, "close") || memcaseeq(start, len, "keep-alive") ||
-                            memcaseeq(start, len, "upgrade"))
+                        if (len == 0 || (len == 5 && memcaseeq_lower(start, "close", 5)) ||
+                            (len == 10 && memcaseeq_lower(start, "keep-alive", 10)) ||
+                            (len == 7 && memcaseeq_lower(start, "upgrade", 7)))
                                 continue;
                         if (t->n == ELEMENTSOF(t->tok)) {
                                 t->overflow = true;
