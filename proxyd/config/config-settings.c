@@ -63,13 +63,15 @@ void settings_done(LocationSettings *s) {
         *s = (LocationSettings) {};
 }
 
-static size_t render_literal_fields(char *out, const HeaderSetting *a, size_t n) {
+static size_t render_literal_fields(char *out, const HeaderSetting *a, size_t n, bool *variables) {
         size_t len = 0;
 
         for (size_t i = 0; i < n; i++) {
                 const VarTemplate *t = a[i].value;
                 size_t nl = strlen(a[i].name);
 
+                if (t && !var_template_is_literal(t))
+                        *variables = true;
                 if (!var_template_is_literal(t) || t->n_segs == 0)
                         continue;
                 if (out) {
@@ -84,8 +86,9 @@ static size_t render_literal_fields(char *out, const HeaderSetting *a, size_t n)
 }
 
 int settings_render_fields(LocationSettings *s) {
-        size_t a = render_literal_fields(NULL, s->add_header, s->n_add_header);
-        size_t n = a + render_literal_fields(NULL, s->replace_header, s->n_replace_header);
+        bool variables = false;
+        size_t a = render_literal_fields(NULL, s->add_header, s->n_add_header, &variables);
+        size_t n = a + render_literal_fields(NULL, s->replace_header, s->n_replace_header, &variables);
 
         free(s->fields_text);
         s->fields_text = NULL;
@@ -95,10 +98,11 @@ int settings_render_fields(LocationSettings *s) {
                 s->fields_text = malloc(n);
                 if (!s->fields_text)
                         return -ENOMEM;
-                render_literal_fields(s->fields_text, s->add_header, s->n_add_header);
-                render_literal_fields(s->fields_text + a, s->replace_header, s->n_replace_header);
+                render_literal_fields(s->fields_text, s->add_header, s->n_add_header, &variables);
+                render_literal_fields(s->fields_text + a, s->replace_header, s->n_replace_header, &variables);
                 s->fields_text_len = n;
         }
+        s->fields_have_variables = variables;
         s->fields_rendered = true;
         return 0;
 }

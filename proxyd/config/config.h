@@ -57,6 +57,7 @@ typedef struct LocationSettings {
         char *fields_text;
         size_t fields_text_len;
         bool fields_rendered;
+        bool fields_have_variables; /* the others, expanded per request (when rendered) */
 
         uint64_t connect_timeout; /* usec */
         uint64_t read_timeout;

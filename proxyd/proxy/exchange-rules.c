@@ -88,8 +88,9 @@ static int prepare_fields(Exchange *ex, ExchangeVars *v) {
         Buf tmp = {};
         int r;
 
-        if (!s || (!has_variables(s->add_header, s->n_add_header) &&
-                   !has_variables(s->replace_header, s->n_replace_header)))
+        if (!s || (s->fields_rendered ? !s->fields_have_variables
+                                      : !has_variables(s->add_header, s->n_add_header) &&
+                                                !has_variables(s->replace_header, s->n_replace_header)))
                 return 0;
         if (!rules_get(ex))
                 return -ENOMEM;
