@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "auth-cache.h"
+#include "config.h"
 #include "util.h"
 
 typedef struct AuthEntry AuthEntry;
@@ -202,3 +203,19 @@ uint64_t auth_cache_bytes(AuthCache *c) {
         return n;
 }
 
+static void auth_cache_free_cb(AuthCache *c) {
+        auth_cache_free(c);
+}
+
+int auth_caches_setup(Config *c) {
+        for (size_t i = 0; i < c->n_auth_requests; i++) {
+                AuthRequest *a = c->auth_requests[i];
+                if (a->cache == 0 || a->rt)
+                        continue;
+                int r = auth_cache_new(a->cache_size, &a->rt);
+                if (r < 0)
+                        return r;
+                a->rt_free = auth_cache_free_cb;
+        }
+        return 0;
+}

@@ -38,3 +38,8 @@ int auth_cache_get(AuthCache *c, const void *key, size_t key_len, uint64_t now, 
 /* Entries and bytes held now (tests, status). */
 size_t auth_cache_count(AuthCache *c);
 uint64_t auth_cache_bytes(AuthCache *c);
+
+struct Config;
+/* A decision table for every auth_request of c with `cache` (AuthRequest.rt, freed with the
+ * Config). A reload starts with empty tables: decisions are kept for seconds. */
+int auth_caches_setup(struct Config *c);
