@@ -29,6 +29,7 @@ from harness import (SRCDIR, Backend, Proxyd, Reply, check, check_eq, curl,  # n
 CONFIG = """
 workers = 2;
 limits = { two = { rate = "1r/m"; burst = 1; nodelay = true; }; };
+upstreams = { authgroup = { keepalive = 8; servers = ( { address = "127.0.0.1:%(auth)d"; } ); }; };
 defaults = {
   set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
   client_max_body_size = "10m";
@@ -49,6 +50,11 @@ servers = (
         auth_request = { pass = "http://127.0.0.1:%(refused)d/verify"; }; },
       { prefix = "/private/"; access = [ "deny all" ]; proxy_pass = "http://127.0.0.1:%(origin)d"; },
       { prefix = "/limited/"; limit = [ "two" ]; proxy_pass = "http://127.0.0.1:%(origin)d"; },
+      { prefix = "/grouped/"; proxy_pass = "http://127.0.0.1:%(origin)d";
+        auth_request = { pass = "http://authgroup/verify"; copy_headers = "X-User"; }; },
+      { prefix = "/stored/"; cache = true; proxy_pass = "http://127.0.0.1:%(origin)d"; },
+      { prefix = "/rule/"; proxy_pass = "http://127.0.0.1:%(origin)d";
+        rules = ( { cookie = { open = "1"; }; auth_request = false; } ); },
       { exact = "/health"; return = 200; body = "ok\\n"; }
     );
   },
@@ -81,7 +87,8 @@ def auth_handler(req):
 
 
 def origin_handler(req):
-    return Reply(200, [("Content-Type", "text/plain")],
+    extra = [("Cache-Control", "public, max-age=60")] if req.target.startswith("/stored/") else []
+    return Reply(200, [("Content-Type", "text/plain")] + extra,
                  ("origin %s %s user=%s groups=%s body=%d\n" % (
                      req.method, req.target, req.header("X-User"), req.header("X-Groups"),
                      req.body_len)).encode())
@@ -172,6 +179,38 @@ def outcomes(p, auth, origin, port):
     st3, _, _ = get(port, "/limited/x", "Bearer good")
     check_eq((st1, st2, st3), (200, 200, 429), "limits apply")
     check_eq(len(auth.requests), n_auth + 2, "a request turned away by a limit does not reach the auth service")
+
+    st, h, body = get(port, "/app/x", None, ["-I"])
+    check_eq((st, h.get("www-authenticate"), body), (401, ['Bearer realm="proxyd"'], b""),
+             "HEAD, denied: 401 with WWW-Authenticate and no body")
+
+    log("an upstream group as the auth service: its keep-alive pool")
+    conns = auth.connections
+    for i in range(6):
+        st, _, body = get(port, "/grouped/%d" % i, "Bearer good")
+        check_eq((st, body), (200, b"origin GET /grouped/%d user=alice groups=None body=0\n" % i),
+                 "through the group %d: 200 with X-User" % i)
+    check(auth.connections - conns <= 2, "6 auth requests on at most 2 connections (one per worker)",
+          auth.connections - conns)
+
+    log("the response cache comes after authentication")
+    n_origin = len(origin.requests)
+    st, _, body = get(port, "/stored/page", "Bearer good")
+    check_eq(st, 200, "stored: the first response, allowed")
+    st, _, body = get(port, "/stored/page", None)
+    check_eq(st, 401, "stored: a client without credentials gets 401, not the stored response")
+    st, h, body = get(port, "/stored/page", "Bearer user-dave")
+    check_eq(st, 200, "stored: another allowed client is served")
+    check(any("hit" in v.lower() for v in h.get("cache-status", [])), "from the cache", h.get("cache-status"))
+    check_eq(len(origin.requests), n_origin + 1, "the origin was asked once")
+
+    log("a rule switches authentication off")
+    n_auth = len(auth.requests)
+    st, _, _ = get(port, "/rule/x", None, ["-H", "Cookie: open=1"])
+    check_eq(st, 200, "a rule with auth_request = false: 200 without credentials")
+    check_eq(len(auth.requests), n_auth, "and no auth request")
+    st, _, _ = get(port, "/rule/x", None)
+    check_eq(st, 401, "the location without the rule: 401")
 
     words = [e.get("auth") for e in p.access_lines()]
     for w in ("allow", "deny", "redirect", "error"):
