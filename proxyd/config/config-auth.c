@@ -84,8 +84,6 @@ static int auth_check(Loader *l, const config_setting_t *g, SchemaWalk *aw, Auth
         r = config_parse_proxy_pass(l, pass, &a->pass);
         if (r < 0)
                 return r;
-        if (a->pass->https)
-                return ERR(l, pass, "\"pass\": https auth services are not supported yet (use http:// or unix:)");
         if (a->cache > 0 && !key)
                 return ERR(l, g, "\"auth_request\" with \"cache\" needs \"cache_key\": decisions must be kept "
                                  "apart by the credentials, e.g. \"$http_authorization$cookie_session\"");

@@ -28,6 +28,7 @@
 #include "auth-cache.h"
 #include "exchange.h"
 #include "log.h"
+#include "tls.h"
 
 #define AUTH_BODY_MAX (64u * 1024u)
 
@@ -324,6 +325,22 @@ static int auth_start(AuthState *st, const RequestInfo *ri) {
         r = auth_request_head(&sub->req_head, ex, ri, st->conf);
         if (r < 0)
                 return r;
+        if (st->conf->pass->https) {
+                /* the location's ssl_* settings; the name is the host of pass */
+                const LocationSettings *s = ex_settings(ex);
+                sub->tls_name = strdup(st->conf->pass->proxy_host);
+                if (!sub->tls_name)
+                        return -ENOMEM;
+                host_strip_port(sub->tls_name);
+                sub->https = true;
+                sub->tls = (UpTls){ .ctx = tls_client_set_get(ex_generation(ex)->tls_clients, s),
+                                    .sni = s->ssl_server_name ? sub->tls_name : NULL,
+                                    .verify_name = sub->tls_name, .verify = s->ssl_verify };
+                if (!sub->tls.ctx) {
+                        st->fail_reason = "no TLS client context for the auth service";
+                        return 0;
+                }
+        }
         sub->src = &source_upstream;
         (void) exchange_connect(sub); /* 0: failed, and auth_send_local said why */
         return 0;
