@@ -28,6 +28,7 @@ from harness import (SRCDIR, Backend, Proxyd, Reply, check, check_eq, curl,  # n
 
 CONFIG = """
 workers = 2;
+cache_path = "{tmp}/cache";
 limits = { two = { rate = "1r/m"; burst = 1; nodelay = true; }; };
 upstreams = { authgroup = { keepalive = 8; servers = ( { address = "127.0.0.1:%(auth)d"; } ); }; };
 defaults = {
@@ -289,11 +290,21 @@ def http2(auth, origin, port):
     check_eq((st, h.get("location")), (302, ["https://login.example/?rd=/h2"]), "HTTP/2: 302 with Location")
     st, _, _ = get(port, "/h2", "Bearer slow", h2=True)
     check_eq(st, 500, "HTTP/2: auth timeout: 500")
-    r = curl(["--http2-prior-knowledge", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-              "Authorization: Bearer good", "--data-binary", "posted", "http://127.0.0.1:%d/h2post" % port])
-    check_eq(r.stdout if r else None, b"200", "HTTP/2: an allowed POST")
+    # larger than the stream's window (64 KiB): the client cannot finish sending it before the
+    # auth service decided and proxyd took the first bytes
+    data = os.urandom(200 << 10)
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "proxyd-auth-h2-%d" % os.getpid())
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        r = curl(["--http2-prior-knowledge", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                  "Authorization: Bearer good", "--data-binary", "@" + path, "http://127.0.0.1:%d/h2post" % port])
+    finally:
+        os.unlink(path)
+    check_eq(r.stdout if r else None, b"200", "HTTP/2: an allowed POST of 200 KiB")
     o = [q for q in origin.requests if q.target == "/h2post"]
-    check(len(o) == 1 and o[0].body == b"posted", "HTTP/2: its body reached the origin", o)
+    check(len(o) == 1 and o[0].body_sha256 == hashlib.sha256(data).hexdigest(),
+          "HTTP/2: its whole body reached the origin", o)
     r = curl(["--http2-prior-knowledge", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
               "Authorization: Bearer forbidden", "--data-binary", "posted", "http://127.0.0.1:%d/h2post" % port])
     check_eq(r.stdout if r else None, b"403", "HTTP/2: a denied POST: 403")
@@ -311,6 +322,39 @@ def http2(auth, origin, port):
 
 
 PROXYD = None
+
+
+def https_auth(origin):
+    """An auth service behind TLS: verified against ssl_trusted_certificate, SNI sent."""
+    import test_tls
+    certs = test_tls.Certs()
+    tb = test_tls.TlsBackend(certs.c("upstream"), certs.k("upstream"), handler=auth_handler)
+    port = free_port()
+    conf = """servers = ( { name = "m"; listen = [ "127.0.0.1:%d" ];
+  set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for"; };
+  locations = (
+    { prefix = "/ok/"; proxy_pass = "http://127.0.0.1:%d"; ssl_trusted_certificate = "%s";
+      auth_request = { pass = "https://localhost:%d/verify"; copy_headers = "X-User"; }; },
+    { prefix = "/untrusted/"; proxy_pass = "http://127.0.0.1:%d";
+      auth_request = { pass = "https://localhost:%d/verify"; }; } ); } );
+""" % (port, origin.port, certs.c("ca"), tb.port, origin.port, tb.port)
+    try:
+        rc, _, err, _ = run_proxyd(["-t", "-c", "{conf}"], config=conf)
+        check(rc == 0, "an https auth service passes -t", err)
+        with Proxyd(conf, sockets=[("127.0.0.1:%d" % port, "a")]) as p:
+            st, _, body = get(port, "/ok/x", "Bearer good")
+            check_eq((st, body), (200, b"origin GET /ok/x user=alice groups=None body=0\n"),
+                     "https auth service: allowed, with X-User")
+            check(any(t["sni"] == "localhost" for t in tb.tls), "SNI localhost sent to it", tb.tls)
+            st, h, _ = get(port, "/ok/x", None)
+            check_eq((st, h.get("www-authenticate")), (401, ['Bearer realm="proxyd"']), "https auth service: 401")
+            st, _, _ = get(port, "/untrusted/x", "Bearer good")
+            check_eq(st, 500, "an auth service whose certificate does not verify: 500")
+            check(p.wait_log(r"TLS handshake with upstream .* failed") is not None,
+                  "the journal says the TLS handshake failed")
+    finally:
+        tb.close()
+        certs.close()
 
 
 def config_checks(auth_port):
@@ -364,6 +408,7 @@ def main():
             bodies(auth, origin, port)
             cache(auth, origin, port)
             http2(auth, origin, h2port)
+        https_auth(origin)
         config_checks(auth.port)
     finally:
         auth.close()
