@@ -412,7 +412,7 @@ static int auth_reply_step(Exchange *ex) {
         int progress = 0;
 
         if (!st->reply_head_sent) {
-                HttpHeader h[16];
+                HttpHeader h[32];
                 size_t n = 0;
                 const char *p = buf_head(&st->reply_fields), *e = p + buf_len(&st->reply_fields);
                 while (p < e && n < ELEMENTSOF(h)) {
@@ -507,7 +507,9 @@ static void auth_timeout(Exchange *ex, TimeoutKind kind) {
 
         if (st->replying || !st->sub)
                 return;
-        if (ex_now(ex) >= st->deadline) {
+        /* the earlier of the two is due (the session fires a little ahead of time) */
+        TimeoutKind k;
+        if (st->deadline <= st->sub->src->deadline(st->sub, &k)) {
                 st->fail_reason = "auth request timed out";
                 (void) auth_decide(ex, false);
                 return;
