@@ -3,8 +3,12 @@
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
 #   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M]
+#                    [-A cached|uncached]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
+# -A: the location has an auth_request to the origin's /auth (a 200 with X-User):
+#     `uncached` asks it for every request, `cached` keeps the decision (what forward
+#     authentication costs: compare with neither).
 #
 # proxyd runs with 1 worker (callgrind serialises threads anyway) in front of
 # a 1-worker nginx origin serving /small (100 B) and /big (1 MiB). A
@@ -24,11 +28,12 @@ URLPATH=/small
 BIN=
 TOP=30
 METRICS=true
-while getopts "n:w:c:p:b:t:Mh" o; do
+AUTH=
+while getopts "n:w:c:p:b:t:MA:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;;
-        *) sed -n '2,16p' "$0"; exit 2 ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; A) AUTH=$OPTARG ;;
+        *) sed -n '2,20p' "$0"; exit 2 ;;
         esac
 done
 
@@ -77,9 +82,16 @@ http {
   uwsgi_temp_path $D/tmp/u; scgi_temp_path $D/tmp/s;
   access_log off; sendfile on; keepalive_requests 100000000; keepalive_timeout 300s;
   default_type application/octet-stream;
-  server { listen 127.0.0.1:$OPORT; root $D/www; location / { } }
+  server { listen 127.0.0.1:$OPORT; root $D/www; location / { }
+           location = /auth { add_header X-User bench; return 200; } }
 }
 EOF
+case "$AUTH" in
+"") AUTHCONF= ;;
+uncached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; };' ;;
+cached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; cache = "1h"; cache_key = "$http_authorization"; };' ;;
+*) echo "-A cached or -A uncached" >&2; exit 2 ;;
+esac
 cat >"$D/proxyd.conf" <<EOF
 workers = 1;
 metrics = $METRICS;
@@ -88,7 +100,7 @@ access_log = false;
 shutdown_timeout = "1s";
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
 servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ];
-              locations = ( { prefix = "/"; proxy_pass = "http://origin"; } ); } );
+              locations = ( { prefix = "/"; proxy_pass = "http://origin"; $AUTHCONF } ); } );
 EOF
 
 setsid /usr/sbin/nginx -p "$D" -c "$D/origin.conf" &
