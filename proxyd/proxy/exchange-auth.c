@@ -548,9 +548,11 @@ static int auth_resume(Exchange *ex) {
 
 static int auth_decide(Exchange *ex, bool cached) {
         AuthState *st = ex->auth;
-        const char *up = st->sub && st->sub->n_tried > 0 ? st->sub->peer_text : st->conf->pass->text;
+        char up[sizeof(ex->peer_text)];
         bool keep_alive = ex->req_done;
 
+        /* for the log lines: the auth service's address, or pass as written */
+        snprintf(up, sizeof(up), "%s", st->sub && st->sub->n_tried > 0 ? st->sub->peer_text : st->conf->pass->text);
         auth_sub_end(st);
         if (st->fail_reason) {
                 log_warning("%s: auth request to %s for %s failed: %s; answering 500", ex_text(ex), up, ex->target,
