@@ -18,6 +18,7 @@ etc/examples/forward-auth.conf passes -t."""
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -114,7 +115,7 @@ def get(port, path, auth=None, extra=(), h2=False):
     return status, hdrs, body
 
 
-def outcomes(p, auth, origin, port):
+def outcomes(p, auth, origin, port, h2port):
     n_origin = len(origin.requests)
     st, h, body = get(port, "/app/x?q=1", "Bearer good", ["-H", "X-User: mallory", "-H", "X-Groups: root"])
     check_eq(st, 200, "allowed: 200")
@@ -166,6 +167,19 @@ def outcomes(p, auth, origin, port):
     check(p.wait_log(r"auth request to .* for /down/x failed") is not None,
           "the journal says the auth request failed")
     check_eq(len(origin.requests), n_origin, "nothing of a failed authentication reached the origin")
+
+    log("the client goes away while the auth service decides")
+    n_auth = len(auth.requests)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /app/gone HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer slow\r\n\r\n")
+    auth.wait_requests(n_auth + 1)
+    s.close()
+    r = curl(["--http2-prior-knowledge", "--max-time", "1", "-s", "-H", "Authorization: Bearer slow",
+              "http://127.0.0.1:%d/h2gone" % h2port])
+    check(r is not None and r.returncode == 28, "an HTTP/2 client that gives up during the auth request", r)
+    st, _, _ = get(port, "/app/x", "Bearer good")
+    check(p.alive() and st == 200, "proxyd goes on serving after clients left during auth requests")
+    check(p.wait_log(r"uri=/app/gone status=") is not None, "the request whose client left has its access entry")
 
     st, _, body = get(port, "/app/public/x", None)
     check_eq(st, 200, "auth_request = false: no authentication")
@@ -404,7 +418,7 @@ def main():
         check(rc == 0, "the test configuration passes -t", err)
         with Proxyd(conf, sockets=[("127.0.0.1:%d" % port, "a"), ("127.0.0.1:%d" % h2port, "b")]) as p:
             PROXYD = p
-            outcomes(p, auth, origin, port)
+            outcomes(p, auth, origin, port, h2port)
             bodies(auth, origin, port)
             cache(auth, origin, port)
             http2(auth, origin, h2port)
