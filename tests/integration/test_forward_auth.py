@@ -57,6 +57,7 @@ servers = (
       { prefix = "/stored/"; cache = true; proxy_pass = "http://127.0.0.1:%(origin)d"; },
       { prefix = "/rule/"; proxy_pass = "http://127.0.0.1:%(origin)d";
         rules = ( { cookie = { open = "1"; }; auth_request = false; } ); },
+      { prefix = "/ws/"; proxy_pass = "http://127.0.0.1:%(ws)d"; },
       { exact = "/health"; return = 200; body = "ok\\n"; }
     );
   },
@@ -338,6 +339,29 @@ def http2(auth, origin, port):
 PROXYD = None
 
 
+def websocket(auth, port):
+    """A WebSocket upgrade is authenticated like any request, then tunnelled."""
+    import asyncio
+    import websockets
+    import websockets.exceptions
+
+    async def run():
+        n = len(auth.requests)
+        async with websockets.connect("ws://127.0.0.1:%d/ws/echo" % port, ping_interval=None, open_timeout=10,
+                                      close_timeout=5, extra_headers=[("Authorization", "Bearer good")]) as ws:
+            await ws.send("through the auth")
+            got = await asyncio.wait_for(ws.recv(), 5)
+            check_eq(got, "through the auth", "WebSocket: allowed, upgraded and echoed")
+        check_eq(len(auth.requests), n + 1, "WebSocket: one auth request for the upgrade")
+        try:
+            async with websockets.connect("ws://127.0.0.1:%d/ws/echo" % port, ping_interval=None,
+                                          open_timeout=10, close_timeout=5):
+                check(False, "WebSocket without credentials: refused")
+        except websockets.exceptions.InvalidStatusCode as e:
+            check_eq(e.status_code, 401, "WebSocket without credentials: 401, no tunnel")
+    asyncio.run(run())
+
+
 def https_auth(origin):
     """An auth service behind TLS: verified against ssl_trusted_certificate, SNI sent."""
     import test_tls
@@ -408,12 +432,14 @@ def config_checks(auth_port):
 
 def main():
     global PROXYD
+    import test_tls
     auth = Backend(auth_handler)
     origin = Backend(origin_handler)
+    echo = test_tls.EchoServer()
     port, h2port, refused = free_port(), free_port(), free_port()
     try:
         conf = CONFIG % {"auth": auth.port, "origin": origin.port, "port": port, "h2port": h2port,
-                         "refused": refused}
+                         "refused": refused, "ws": echo.port}
         rc, _, err, _ = run_proxyd(["-t", "-c", "{conf}"], config=conf)
         check(rc == 0, "the test configuration passes -t", err)
         with Proxyd(conf, sockets=[("127.0.0.1:%d" % port, "a"), ("127.0.0.1:%d" % h2port, "b")]) as p:
@@ -422,11 +448,13 @@ def main():
             bodies(auth, origin, port)
             cache(auth, origin, port)
             http2(auth, origin, h2port)
+            websocket(auth, port)
         https_auth(origin)
         config_checks(auth.port)
     finally:
         auth.close()
         origin.close()
+        echo.close()
 
 
 if __name__ == "__main__":
