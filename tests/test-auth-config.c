@@ -121,6 +121,20 @@ START_TEST(test_errors) {
         ck_assert_ptr_nonnull(strstr(d.items[0].message, "Transfer-Encoding"));
         config_diags_clear(&d);
         config_unref(c);
+
+        /* an auth request carries no PROXY protocol header */
+        static const char pp[] =
+                "upstreams = { a = { proxy_protocol = \"v1\"; servers = ( { address = \"127.0.0.1:9000\"; } ); }; };\n"
+                "servers = ( { name = \"a\"; listen = [ \"127.0.0.1:8001\" ];\n"
+                "  locations = ( { prefix = \"/\"; proxy_pass = \"http://127.0.0.1:1\";\n"
+                "    auth_request = { pass = \"http://a/\"; }; } ); } );\n";
+        c = NULL;
+        ck_assert_int_eq(load_text(pp, &c, &d), -EINVAL);
+        ck_assert_uint_eq(d.n_errors, 1);
+        ck_assert_int_eq(d.items[0].line, 4);
+        ck_assert_ptr_nonnull(strstr(d.items[0].message, "PROXY protocol"));
+        config_diags_clear(&d);
+        config_unref(c);
 }
 END_TEST
 

@@ -84,6 +84,9 @@ static int auth_check(Loader *l, const config_setting_t *g, SchemaWalk *aw, Auth
         r = config_parse_proxy_pass(l, pass, &a->pass);
         if (r < 0)
                 return r;
+        if (a->pass->upstream->proxy_protocol != PROXY_PROTOCOL_OFF)
+                return ERR(l, pass, "\"pass\": upstream \"%s\" sends the PROXY protocol, which auth requests do not",
+                           a->pass->upstream->name);
         if (a->cache > 0 && !key)
                 return ERR(l, g, "\"auth_request\" with \"cache\" needs \"cache_key\": decisions must be kept "
                                  "apart by the credentials, e.g. \"$http_authorization$cookie_session\"");
