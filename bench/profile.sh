@@ -3,10 +3,14 @@
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
 #   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M] [-P]
+#                    [-A cached|uncached]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
 # -P: the traffic policy of bench scenario a1 (3 rules that do not match, 2 add_header
 #     fields, a rate limit that never rejects): compare with a run without -P.
+# -A: the location has an auth_request to the origin's /auth (a 200 with X-User):
+#     `uncached` asks it for every request, `cached` keeps the decision (what forward
+#     authentication costs: compare with neither).
 #
 # proxyd runs with 1 worker (callgrind serialises threads anyway) in front of
 # a 1-worker nginx origin serving /small (100 B) and /big (1 MiB). A
@@ -27,11 +31,12 @@ BIN=
 TOP=30
 METRICS=true
 POLICY=false
-while getopts "n:w:c:p:b:t:MPh" o; do
+AUTH=
+while getopts "n:w:c:p:b:t:MPA:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; P) POLICY=true ;;
-        *) sed -n '2,18p' "$0"; exit 2 ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; P) POLICY=true ;; A) AUTH=$OPTARG ;;
+        *) sed -n '2,22p' "$0"; exit 2 ;;
         esac
 done
 
@@ -80,7 +85,8 @@ http {
   uwsgi_temp_path $D/tmp/u; scgi_temp_path $D/tmp/s;
   access_log off; sendfile on; keepalive_requests 100000000; keepalive_timeout 300s;
   default_type application/octet-stream;
-  server { listen 127.0.0.1:$OPORT; root $D/www; location / { } }
+  server { listen 127.0.0.1:$OPORT; root $D/www; location / { }
+           location = /auth { add_header X-User bench; return 200; } }
 }
 EOF
 LIMITS= SRVPOLICY= RULES=
@@ -92,6 +98,12 @@ if $POLICY; then # as bench/bench.py's scenario a1
                           { header = { User-Agent = "~*badbot"; }; return = 403; },
                           { arg = { debug = "1"; }; return = 404; } );'
 fi
+case "$AUTH" in
+"") AUTHCONF= ;;
+uncached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; };' ;;
+cached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; cache = "1h"; cache_key = "$http_authorization"; };' ;;
+*) echo "-A cached or -A uncached" >&2; exit 2 ;;
+esac
 cat >"$D/proxyd.conf" <<EOF
 workers = 1;
 metrics = $METRICS;
@@ -102,7 +114,7 @@ $LIMITS
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
 servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ];
               $SRVPOLICY
-              locations = ( { prefix = "/"; proxy_pass = "http://origin"; $RULES } ); } );
+              locations = ( { prefix = "/"; proxy_pass = "http://origin"; $RULES $AUTHCONF } ); } );
 EOF
 
 setsid /usr/sbin/nginx -p "$D" -c "$D/origin.conf" &

@@ -156,6 +156,7 @@ Exchange *exchange_free(Exchange *ex) {
         free(ex->upgrade_offered);
         exchange_policy_done(ex);
         exchange_rules_free(ex);
+        exchange_auth_free(ex);
         ex->s->worker->n_exchanges--;
         ex->s->worker->exchanges_since_trim++;
         exchange_dealloc(ex);
@@ -186,6 +187,7 @@ void exchange_log(Exchange *ex) {
                 .limit = ex->pol.limit,
                 .peer = ex->client_replaced ? ex->s->remote_addr : NULL,
                 .cache = cache_exchange_word(ex),
+                .auth = exchange_auth_word(ex),
                 .protocol = ex->protocol ?: ex->minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
         };
         if (g->access_file)
@@ -436,7 +438,6 @@ static bool set_header_has_variables(const LocationSettings *s) {
 /* The location proxies: build the upstream request head and start the first attempt. */
 static int exchange_start_proxy(Exchange *ex, ExchangeVars *vars) {
         const Route *rt = vars->rt;
-        HttpRequest *req = &ex->req;
         const LocationSettings *s = ex_settings(ex);
         _cleanup_free_ char *rewritten = NULL;
         const char *origin = rt->origin, *norm = rt->norm, *args = rt->args;
@@ -481,25 +482,40 @@ static int exchange_start_proxy(Exchange *ex, ExchangeVars *vars) {
                 if (r < 0)
                         return r;
         }
-        bool up_keep_alive = pp->upstream->keepalive > 0;
         HttpHeader upgrade = {};
         r = exchange_decide_upgrade(ex, s, &upgrade);
         if (r < 0)
                 return r;
+        r = s->auth_request ? exchange_auth_begin(ex, exchange_vars(vars), rt, target, target_len) : 0;
+        if (r != 0)
+                return r < 0 ? r : 0; /* answered, or waiting for the auth service */
+        return exchange_proxy_continue(ex, vars, target, target_len);
+}
+
+int exchange_proxy_continue(Exchange *ex, ExchangeVars *vars, const char *target, size_t target_len) {
+        const LocationSettings *s = ex_settings(ex);
+        HttpHeader upgrade = {};
+        int r;
+
+        if (ex->upgrade)
+                upgrade = (HttpHeader){ .name = "Upgrade", .name_len = 7, .value = ex->upgrade_offered,
+                                        .value_len = strlen(ex->upgrade_offered) };
         r = s->cache ? cache_request(ex, exchange_vars(vars)) : 0;
         if (r != 0)
                 return r < 0 ? r : 0; /* answered from the cache */
         /* without set_header variables the head needs only the request and $proxy_host */
-        const RequestInfo head_ri = { .req = &ex->req, .proxy_host = pp->proxy_host };
+        const RequestInfo head_ri = { .req = &ex->req, .proxy_host = ex->loc->proxy->proxy_host };
         r = http1_write_request_head(&ex->req_head, set_header_has_variables(s) ? exchange_vars(vars) : &head_ri,
-                                     target, target_len, s, ex->req_body, ex->req_left, up_keep_alive,
+                                     target, target_len, s, ex->req_body, ex->req_left, ex->upstream->keepalive > 0,
                                      ex->upgrade ? &upgrade : NULL);
         if (r >= 0)
                 r = cache_request_head(ex, &ex->req_head);
+        if (r >= 0)
+                r = exchange_auth_request_head(ex, &ex->req_head);
         if (r < 0)
                 return r;
 
-        if (req->expect_continue && !ex->req_done)
+        if (ex->req.expect_continue && !ex->req_done)
                 (void) ex->s->ops->send_interim(ex, 100, NULL);
         if (ex->pol.delay_until > 0) {
                 ex->src = &source_limit_wait; /* then source_upstream */
