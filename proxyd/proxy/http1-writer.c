@@ -8,7 +8,8 @@ static int append_http_values(Buf *out, const HttpRequest *req, const VarSegment
         bool first = true;
         for (size_t i = 0; i < req->n_headers; i++) {
                 const HttpHeader *h = &req->headers[i];
-                bool match = seg ? var_http_name_matches(seg, h->name, h->name_len) : memcaseeq(h->name, h->name_len, name);
+                bool match = seg ? var_http_name_matches(seg, h->name, h->name_len)
+                                 : name && memcaseeq(h->name, h->name_len, name);
                 if (!match)
                         continue;
                 if (!first && buf_append_str(out, sep) < 0)
