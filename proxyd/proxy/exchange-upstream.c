@@ -479,11 +479,18 @@ static int exchange_splice_response(Exchange *ex) {
         return 1;
 }
 
-/* A 101 must switch to (one of) the protocols sent upstream, and say which. */
+/* A 101 must switch to (one of) the protocols sent upstream, and say which (and, for a key
+ * proxyd made, prove it read it: Sec-WebSocket-Accept). */
 static bool upgrade_answer_matches(const Exchange *ex, const HttpResponse *r) {
         int i = http1_find_header(r->headers, r->n_headers, "Upgrade");
         if (i < 0 || !ex->upgrade_offered)
                 return false;
+        if (ex->ws_accept[0]) {
+                int a = http1_find_header(r->headers, r->n_headers, "Sec-WebSocket-Accept");
+                if (a < 0 || r->headers[a].value_len != strlen(ex->ws_accept) ||
+                    memcmp(r->headers[a].value, ex->ws_accept, r->headers[a].value_len) != 0)
+                        return false;
+        }
         return http1_upgrade_matches(r->headers[i].value, r->headers[i].value_len, ex->upgrade_offered,
                                      strlen(ex->upgrade_offered));
 }

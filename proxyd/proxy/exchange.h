@@ -127,6 +127,9 @@ struct Exchange {
          * flushed the session turns the exchange into a tunnel. */
         bool upgrade;
         char *upgrade_offered; /* the allowed protocols of the client's Upgrade, as sent upstream */
+        /* the Sec-WebSocket-Accept a 101 must carry when proxyd made the key (an HTTP/2
+         * client's WebSocket, RFC 8441), else empty */
+        char ws_accept[32];
         bool tunnel_pending;
         bool tunneling;
         Tunnel tunnel;

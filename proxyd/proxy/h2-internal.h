@@ -50,6 +50,13 @@ struct H2Stream {
         bool reset_sent;
         Buf resp;               /* response body bytes not yet taken by nghttp2 */
         uint64_t stalled_since; /* `resp` became non-empty (0: empty): send_timeout */
+
+        /* WebSocket over HTTP/2 (RFC 8441, h2-ws.c): an extended CONNECT run as an HTTP/1.1
+         * Upgrade; after the upstream's 101 the stream's DATA is the tunnel's client side */
+        bool ws;
+        bool ws_open;          /* the 200 was submitted: the tunnel runs (or will) */
+        bool tun_rd, tun_wr;   /* the tunnel's readiness flags for the stream side */
+        char ws_key[32];       /* the Sec-WebSocket-Key proxyd sent upstream */
 };
 
 struct H2Conn {
@@ -88,6 +95,22 @@ static inline uint64_t h2_now(const H2Conn *h) {
 static inline const char *h2_text(const H2Conn *h) {
         return session_text(&h->s);
 }
+
+/* h2.c, for h2-ws.c */
+void h2_stream_reset(H2Stream *st, uint32_t code);
+void h2_resume(H2Stream *st);
+ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
+                        nghttp2_data_source *source, void *ud);
+
+/* h2-ws.c: WebSocket over HTTP/2 (RFC 8441). */
+/* The request of an extended CONNECT with :protocol websocket as the HTTP/1.1 Upgrade sent
+ * upstream: Upgrade and a fresh Sec-WebSocket-Key appended to headers[*n], the Accept
+ * expected recorded in the exchange. */
+int h2_ws_request(H2Stream *st, HttpRequest *req, HttpHeader *headers, size_t *n);
+/* The upstream's 101 (its Accept checked already): :status 200 on the stream. */
+int h2_ws_answer(H2Stream *st, const HttpResponse *r);
+/* Run the tunnel of a stream whose 200 was submitted. 1 on progress. */
+int h2_ws_step(H2Stream *st);
 
 /* h2-request.c: the stream's header block is complete: build its request and begin its
  * exchange. 0, or -errno (the stream was reset). */

@@ -57,9 +57,9 @@ static int h2_reject(Exchange *ex, const Field *method, const Field *path, int s
 
 int h2_stream_begin(H2Stream *st) {
         H2Conn *h = st->h;
-        Field f, method = {}, path = {}, authority = {}, scheme = {}, host = {}, cl = {}, expect = {};
+        Field f, method = {}, path = {}, authority = {}, scheme = {}, host = {}, cl = {}, expect = {}, protocol = {};
         bool has_method = false, has_path = false, has_authority = false, has_scheme = false, has_host = false,
-             has_cl = false, has_expect = false;
+             has_cl = false, has_expect = false, has_protocol = false;
         size_t off = 0, n_regular = 0, cookie_len = 0, n_cookies = 0;
         int r;
 
@@ -79,6 +79,7 @@ int h2_stream_begin(H2Stream *st) {
                                       : field_is(&f, ":path")      ? (has_path = true, &path)
                                       : field_is(&f, ":authority") ? (has_authority = true, &authority)
                                       : field_is(&f, ":scheme")    ? (has_scheme = true, &scheme)
+                                      : field_is(&f, ":protocol")  ? (has_protocol = true, &protocol)
                                                                    : NULL;
                         if (slot)
                                 *slot = f;
@@ -89,6 +90,8 @@ int h2_stream_begin(H2Stream *st) {
                         n_cookies++;
                         continue;
                 }
+                if (field_is(&f, "sec-websocket-key"))
+                        continue; /* proxyd makes its own (h2-ws.c) */
                 if (field_is(&f, "host"))
                         host = f, has_host = true;
                 else if (field_is(&f, "content-length"))
@@ -106,7 +109,14 @@ int h2_stream_begin(H2Stream *st) {
         }
         if (n_regular + (n_cookies > 0) + 1 > h->def->limits.max_headers)
                 return h2_reject(ex, m, pa, 431, "too many header fields");
-        if (!has_method || (method.value_len == 7 && memcmp(method.value, "CONNECT", 7) == 0)) {
+        bool connect = has_method && method.value_len == 7 && memcmp(method.value, "CONNECT", 7) == 0;
+        if (connect && has_protocol) {
+                /* extended CONNECT (RFC 8441): nghttp2 checked :scheme, :path, :authority */
+                if (protocol.value_len != 9 || strncasecmp(protocol.value, "websocket", 9) != 0)
+                        return h2_reject(ex, m, pa, 501, "unsupported :protocol");
+                if (!st->end_in)
+                        has_cl = false; /* the tunnel's bytes are no request body */
+        } else if (!has_method || connect) {
                 ex->reason = "CONNECT is not supported";
                 return h2_reject(ex, m, pa, 405, "CONNECT is not supported");
         }
@@ -123,7 +133,7 @@ int h2_stream_begin(H2Stream *st) {
                         return h2_reject(ex, m, pa, 417, "unsupported expectation");
         }
 
-        HttpHeader *headers = worker_header_scratch(h->s.worker, n_regular + 2);
+        HttpHeader *headers = worker_header_scratch(h->s.worker, n_regular + 4);
         _cleanup_free_ char *cookies = n_cookies > 0 ? malloc(cookie_len) : NULL;
         if (!headers || (n_cookies > 0 && !cookies))
                 return -ENOMEM;
@@ -160,18 +170,20 @@ int h2_stream_begin(H2Stream *st) {
                         clen += f.value_len;
                         continue;
                 }
-                if (field_is(&f, "host"))
+                if (field_is(&f, "host") || field_is(&f, "sec-websocket-key"))
                         continue;
                 headers[n++] = (HttpHeader){ f.name, f.name_len, f.value, f.value_len };
         }
         if (n_cookies > 0)
                 headers[n++] = (HttpHeader){ "cookie", 6, cookies, clen };
+        if (connect && (r = h2_ws_request(st, req, headers, &n)) < 0)
+                return r;
         req->n_headers = n;
 
         /* the body: none after END_STREAM, else Content-Length (nghttp2 checks it against the
          * DATA received), else of unknown length */
-        if (st->end_in)
-                req->body = HTTP_BODY_NONE;
+        if (st->end_in || st->ws)
+                req->body = HTTP_BODY_NONE; /* (a WebSocket's DATA is the tunnel's) */
         else if (has_cl) {
                 uint64_t v = 0;
                 for (size_t i = 0; i < cl.value_len; i++) {

@@ -175,7 +175,7 @@ static void h2_stream_free(H2Stream *st) {
         free(st);
 }
 
-static void h2_stream_reset(H2Stream *st, uint32_t code) {
+void h2_stream_reset(H2Stream *st, uint32_t code) {
         if (st->reset_sent || st->closed)
                 return;
         st->reset_sent = true;
@@ -310,7 +310,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         H2Stream *st = stream_of(h, id);
         (void) flags;
 
-        if (!st || (st->ex && (st->ex->src == &source_local || st->ex->req_done))) {
+        if (!st || (st->ex && (st->ex->src == &source_local || (st->ex->req_done && !st->ws)))) {
                 /* nobody will read it: give the window back at once */
                 (void) nghttp2_session_consume(ng, id, len);
                 return 0;
@@ -350,13 +350,13 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
                 st->ex->client_head_sent = true;
         /* The response is complete but the request is not: the client may stop sending
          * (RFC 9113 section 8.1). */
-        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !st->end_in)
+        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !st->end_in && !st->ws_open)
                 (void) nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
         return 0;
 }
 
-static ssize_t on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
-                            nghttp2_data_source *source, void *ud) {
+ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
+                        nghttp2_data_source *source, void *ud) {
         H2Stream *st = source->ptr;
         size_t n = MIN(length, buf_len(&st->resp));
         (void) ng;
@@ -431,7 +431,7 @@ static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool
                 }
                 p = eol + 1;
         }
-        nghttp2_data_provider dp = { .source.ptr = st, .read_callback = on_data_read };
+        nghttp2_data_provider dp = { .source.ptr = st, .read_callback = h2_on_data_read };
         /* an interim head is a HEADERS frame of its own, before the final one */
         int r = interim ? nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL)
                         : nghttp2_submit_response(h->ng, st->id, nva, n, body ? &dp : NULL);
@@ -503,8 +503,20 @@ static int h2_send_head(Exchange *ex, const HttpResponse *r) {
         H2Stream *st = ex->stream;
         _cleanup_(buf_free) Buf head = {};
 
-        if (r->status == 101 || st->resp_submitted)
+        if (st->resp_submitted)
+                return -EPROTO;
+        if (st->ws && r->status == 101)
+                return h2_ws_answer(st, r);
+        if (r->status == 101)
                 return -EPROTO; /* never asked for over HTTP/2 */
+        if (st->ws && r->status >= 200 && r->status < 300) {
+                /* the upstream did not switch: a 2xx would tell the client its tunnel is open */
+                log_warning("%s: upstream %s answered a WebSocket handshake with %d", ex_text(ex), ex->peer_text,
+                            r->status);
+                char none[] = "";
+                ex->status = 502;
+                return h2_submit_head(st, none, 0, 502, false, false);
+        }
         HttpBodyKind framing = r->body == HTTP_BODY_LENGTH ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
         ResponseFields rf;
         int k = http1_write_response_head(&head, r, ex_settings(ex), framing, true, 1,
@@ -541,7 +553,7 @@ static int h2_send_local(Exchange *ex, const LocalResponse *l) {
         return h2_submit_head(st, buf_head(&head), head_len, l->status, body, false);
 }
 
-static void h2_resume(H2Stream *st) {
+void h2_resume(H2Stream *st) {
         if (st->deferred && !st->closed) {
                 st->deferred = false;
                 (void) nghttp2_session_resume_data(st->h->ng, st->id);
@@ -729,7 +741,9 @@ static int h2_streams_step(H2Conn *h) {
                         progress = 1;
                 }
                 Exchange *ex = st->ex;
-                if (ex && !st->closed) {
+                if (ex && st->ws_open && (ex->tunnel_pending || ex->tunneling)) {
+                        progress |= h2_ws_step(st);
+                } else if (ex && !st->closed) {
                         for (unsigned i = 0; i < H2_RUN_BUDGET && exchange_step(ex) > 0; i++)
                                 progress = 1;
                         if (ex->resp_truncated)
@@ -785,10 +799,14 @@ static uint64_t h2_deadline(H2Conn *h, H2Stream **ret_stream, TimeoutKind *ret_k
                 if (!ex)
                         continue;
                 const LocationSettings *ls = ex_settings(ex) ?: s;
-                if (exchange_wants_body(ex) && buf_len(&st->body) == 0 && !st->end_in)
-                        CONSIDER(st->last_data + ls->client_body_timeout, TIMEOUT_BODY, st);
                 if (st->stalled_since > 0)
                         CONSIDER(st->stalled_since + ls->send_timeout, TIMEOUT_SEND, st);
+                if (ex->tunneling) {
+                        CONSIDER(ex->tunnel_last + ls->tunnel_timeout, TIMEOUT_TUNNEL, st);
+                        continue;
+                }
+                if (exchange_wants_body(ex) && buf_len(&st->body) == 0 && !st->end_in)
+                        CONSIDER(st->last_data + ls->client_body_timeout, TIMEOUT_BODY, st);
                 TimeoutKind sk;
                 uint64_t sd = exchange_deadline(ex, &sk);
                 CONSIDER(sd, sk, st);
@@ -908,6 +926,11 @@ void h2_conn_timeout(H2Conn *h) {
                         h2_stream_reset(st, NGHTTP2_CANCEL);
                         st->stalled_since = 0;
                         break;
+                case TIMEOUT_TUNNEL:
+                        log_info("%s: HTTP/2 stream %d: tunnel idle for too long, closing", h2_text(h), st->id);
+                        ex->reason = "tunnel_timeout";
+                        h2_stream_reset(st, NGHTTP2_CANCEL);
+                        break;
                 default:
                         exchange_timeout(ex, kind);
                         break;
@@ -989,6 +1012,7 @@ int h2_conn_new(const Session *base, const H2Host *host, Buf *in, H2Conn **ret) 
                 { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, s->http2_initial_window },
                 { NGHTTP2_SETTINGS_MAX_FRAME_SIZE, s->http2_max_frame_size },
                 { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t) MIN(s->http2_max_header_list_size, (uint64_t) UINT32_MAX) },
+                { NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 }, /* WebSocket, RFC 8441 (h2-ws.c) */
         };
         r = nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, ELEMENTSOF(iv));
         if (r == 0)
