@@ -305,8 +305,13 @@ static int upstream_frame_body(Exchange *ex, const char **ret, size_t *ret_len) 
         if (r == 0) {
                 /* the body is complete */
                 ex->req_done = true;
-                if (ex->req_body == HTTP_BODY_CHUNKED && buf_append(&ex->up_out, "0\r\n\r\n", 5) < 0)
-                        return -ENOMEM;
+                if (ex->req_body == HTTP_BODY_CHUNKED) {
+                        size_t tl = 0;
+                        const char *t = ex->s->ops->body_trailers ? ex->s->ops->body_trailers(ex, &tl) : NULL;
+                        if (buf_append(&ex->up_out, "0\r\n", 3) < 0 || (t && buf_append(&ex->up_out, t, tl) < 0) ||
+                            buf_append(&ex->up_out, "\r\n", 2) < 0)
+                                return -ENOMEM;
+                }
                 return buf_len(&ex->up_out) > 0;
         }
         if (ex->req_body == HTTP_BODY_CHUNKED) {
@@ -630,9 +635,23 @@ static int upstream_give_body(Exchange *ex) {
                                 if (n == 0)
                                         break;
                                 if (dlen == 0) {
+                                        /* (trailers beyond max_head_size are dropped) */
+                                        if (ex->resp_dec.trailer_len > 0 && so->send_trailers &&
+                                            buf_len(&ex->resp_trailers) + ex->resp_dec.trailer_len <=
+                                                    ex->server->limits.max_head_size &&
+                                            buf_append(&ex->resp_trailers,
+                                                       buf_head(&ex->up_in) + ex->resp_dec.trailer_off,
+                                                       ex->resp_dec.trailer_len) < 0) {
+                                                exchange_fail(ex, 502, "out of memory");
+                                                return 1;
+                                        }
                                         buf_consume(&ex->up_in, (size_t) n);
                                         progress = 1;
                                         if (ex->resp_dec.done) {
+                                                if (buf_len(&ex->resp_trailers) > 0 &&
+                                                    so->send_trailers(ex, buf_head(&ex->resp_trailers),
+                                                                      buf_len(&ex->resp_trailers)) < 0)
+                                                        ex->close_after = true;
                                                 if (so->send_end(ex) < 0)
                                                         ex->close_after = true;
                                                 ex->resp_done = true;

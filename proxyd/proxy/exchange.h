@@ -114,6 +114,7 @@ struct Exchange {
         HttpBodyKind resp_in; /* the upstream's framing */
         uint64_t resp_left;
         ChunkedDecoder resp_dec;
+        Buf resp_trailers; /* trailer lines of a chunked response, for a session that takes them */
         bool resp_done;        /* the source has given the session everything */
         bool resp_truncated;
         bool client_head_sent; /* bytes of the final response reached the client (the session says) */

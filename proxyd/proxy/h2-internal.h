@@ -50,6 +50,9 @@ struct H2Stream {
         bool reset_sent;
         Buf resp;               /* response body bytes not yet taken by nghttp2 */
         uint64_t stalled_since; /* `resp` became non-empty (0: empty): send_timeout */
+        bool te_trailers;       /* the client sent te: trailers */
+        Buf trailers;           /* the response's trailer lines, sent after the body */
+        Buf req_trailers;       /* the request's trailer lines, "name: value\r\n" */
 
         /* WebSocket over HTTP/2 (RFC 8441, h2-ws.c): an extended CONNECT run as an HTTP/1.1
          * Upgrade; after the upstream's 101 the stream's DATA is the tunnel's client side */

@@ -55,6 +55,32 @@ static int h2_reject(Exchange *ex, const Field *method, const Field *path, int s
         return 0;
 }
 
+/* The body: none when END_STREAM came without DATA; else Content-Length (nghttp2 checks it
+ * against the DATA received); else all of it when END_STREAM came already (in the same read
+ * as the HEADERS); else of unknown length (chunked upstream, which also carries trailers).
+ * -EINVAL: an invalid Content-Length. */
+static int h2_request_body(const H2Stream *st, HttpRequest *req, const Field *cl) {
+        bool trailers = buf_len(&st->req_trailers) > 0;
+
+        if (st->ws || (st->end_in && st->body_received == 0 && !trailers))
+                req->body = HTTP_BODY_NONE; /* (a WebSocket's DATA is the tunnel's) */
+        else if (cl) {
+                uint64_t v = 0;
+                for (size_t i = 0; i < cl->value_len; i++) {
+                        if (cl->value[i] < '0' || cl->value[i] > '9' || v > UINT64_MAX / 10 - 10)
+                                return -EINVAL;
+                        v = v * 10 + (uint64_t) (cl->value[i] - '0');
+                }
+                req->body = HTTP_BODY_LENGTH;
+                req->content_length = v;
+        } else if (st->end_in && !trailers) {
+                req->body = HTTP_BODY_LENGTH;
+                req->content_length = st->body_received;
+        } else
+                req->body = HTTP_BODY_CHUNKED;
+        return 0;
+}
+
 int h2_stream_begin(H2Stream *st) {
         H2Conn *h = st->h;
         Field f, method = {}, path = {}, authority = {}, scheme = {}, host = {}, cl = {}, expect = {}, protocol = {};
@@ -92,6 +118,8 @@ int h2_stream_begin(H2Stream *st) {
                 }
                 if (field_is(&f, "sec-websocket-key"))
                         continue; /* proxyd makes its own (h2-ws.c) */
+                if (field_is(&f, "te") && memmem(f.value, f.value_len, "trailers", 8))
+                        st->te_trailers = true;
                 if (field_is(&f, "host"))
                         host = f, has_host = true;
                 else if (field_is(&f, "content-length"))
@@ -180,21 +208,8 @@ int h2_stream_begin(H2Stream *st) {
                 return r;
         req->n_headers = n;
 
-        /* the body: none after END_STREAM, else Content-Length (nghttp2 checks it against the
-         * DATA received), else of unknown length */
-        if (st->end_in || st->ws)
-                req->body = HTTP_BODY_NONE; /* (a WebSocket's DATA is the tunnel's) */
-        else if (has_cl) {
-                uint64_t v = 0;
-                for (size_t i = 0; i < cl.value_len; i++) {
-                        if (cl.value[i] < '0' || cl.value[i] > '9' || v > UINT64_MAX / 10 - 10)
-                                return h2_reject(ex, m, pa, 400, "invalid Content-Length");
-                        v = v * 10 + (uint64_t) (cl.value[i] - '0');
-                }
-                req->body = HTTP_BODY_LENGTH;
-                req->content_length = v;
-        } else
-                req->body = HTTP_BODY_CHUNKED;
+        if (h2_request_body(st, req, has_cl ? &cl : NULL) < 0)
+                return h2_reject(ex, m, pa, 400, "invalid Content-Length");
         ex->req_body_read = buf_len(&st->body);
 
         r = exchange_begin(ex);

@@ -17,7 +17,9 @@
  * Each stream's request is built from its decoded header block into an HttpRequest
  * (":method", ":path" as the target, ":authority" as Host, cookies joined) and run as an
  * exchange, so routing, access rules, limits, retries, timeouts and the access entry are
- * those of HTTP/1 requests. Trailers are dropped both ways (the upstream side is HTTP/1.1).
+ * those of HTTP/1 requests. Trailers pass both ways where HTTP/1.1 can carry them: a chunked response's to a
+ * client that sent te: trailers (a HEADERS frame after the DATA), a request's after a body
+ * sent upstream chunked (a body with Content-Length has nowhere to put them).
  *
  * proxyd counts what nghttp2 does not bound by itself: decoded header bytes per block (an
  * HPACK bomb is stored only up to http2_max_header_list_size), CONTINUATION frames per block,
@@ -163,6 +165,8 @@ static void h2_stream_free(H2Stream *st) {
         buf_free(&st->fields);
         buf_free(&st->body);
         buf_free(&st->resp);
+        buf_free(&st->trailers);
+        buf_free(&st->req_trailers);
         if (st->prev)
                 st->prev->next = st->next;
         else
@@ -264,8 +268,17 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
         /* counted for every field, stored only within the limit: a block that decodes to more
          * than http2_max_header_list_size costs no more memory than that */
         st->field_bytes += namelen + valuelen + 32;
-        if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-                return 0; /* trailers: dropped */
+        if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+                /* trailers: kept for a chunked request body (within the same limit) */
+                if (st->fields_too_big || st->field_bytes > h->set->http2_max_header_list_size ||
+                    (namelen == 14 && memcmp(name, "content-length", 14) == 0) ||
+                    (namelen == 4 && memcmp(name, "host", 4) == 0) || (namelen == 7 && memcmp(name, "trailer", 7) == 0))
+                        return 0;
+                if (buf_append(&st->req_trailers, name, namelen) < 0 || buf_append(&st->req_trailers, ": ", 2) < 0 ||
+                    buf_append(&st->req_trailers, value, valuelen) < 0 || buf_append(&st->req_trailers, "\r\n", 2) < 0)
+                        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                return 0;
+        }
         if (st->fields_too_big || st->field_bytes > h->set->http2_max_header_list_size) {
                 st->fields_too_big = true;
                 return 0;
@@ -355,6 +368,8 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
         return 0;
 }
 
+static int h2_submit_trailers(H2Stream *st);
+
 ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
                         nghttp2_data_source *source, void *ud) {
         H2Stream *st = source->ptr;
@@ -371,6 +386,8 @@ ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t le
                 st->stalled_since = 0;
         if (buf_len(&st->resp) == 0 && st->resp_eof) {
                 *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+                if (buf_len(&st->trailers) > 0 && h2_submit_trailers(st) == 0)
+                        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end it */
                 return (ssize_t) n;
         }
         if (n == 0) {
@@ -393,24 +410,10 @@ static bool h2_connection_specific(const char *name, size_t len) {
         return false;
 }
 
-/* Submit the head in head[0..len) (an HTTP/1 response head, modified in place) for st, with
- * a body when body is true. */
-static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, bool interim) {
-        H2Conn *h = st->h;
-        size_t max = 1;
-        char status_text[8];
-
-        for (size_t i = 0; i < len; i++)
-                max += head[i] == '\n';
-        nghttp2_nv *nva = calloc(max, sizeof(nghttp2_nv));
-        if (!nva)
-                return -ENOMEM;
-        snprintf(status_text, sizeof(status_text), "%03d", status % 1000);
-        size_t n = 0;
-        nva[n++] = (nghttp2_nv){ (uint8_t *) ":status", (uint8_t *) status_text, 7, 3, NGHTTP2_NV_FLAG_NONE };
-
-        char *p = memchr(head, '\n', len), *end = head + len;
-        p = p ? p + 1 : end; /* past the status line */
+/* The "name: value\r\n" lines in p[0..end) (modified in place: names in lower case) as
+ * fields nva[n..max), connection-specific ones (and, for trailers, those that may not be
+ * trailers) left out. Returns the new n. */
+static size_t h2_fields_of_lines(char *p, char *end, nghttp2_nv *nva, size_t n, size_t max, bool trailers) {
         while (p < end && n < max) {
                 char *eol = memchr(p, '\n', (size_t) (end - p));
                 if (!eol)
@@ -425,12 +428,42 @@ static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool
                         for (char *c = p; c < colon; c++)
                                 *c = ascii_tolower(*c);
                         size_t nl = (size_t) (colon - p);
-                        if (!h2_connection_specific(p, nl))
+                        bool framing = trailers && ((nl == 14 && memcmp(p, "content-length", 14) == 0) ||
+                                                    (nl == 4 && memcmp(p, "host", 4) == 0) ||
+                                                    (nl == 7 && memcmp(p, "trailer", 7) == 0));
+                        if (!h2_connection_specific(p, nl) && !framing)
                                 nva[n++] = (nghttp2_nv){ (uint8_t *) p, (uint8_t *) v, nl, (size_t) (ve - v),
                                                          NGHTTP2_NV_FLAG_NONE };
                 }
                 p = eol + 1;
         }
+        return n;
+}
+
+static size_t h2_count_lines(const char *p, size_t len) {
+        size_t n = 0;
+        for (size_t i = 0; i < len; i++)
+                n += p[i] == '\n';
+        return n;
+}
+
+/* Submit the head in head[0..len) (an HTTP/1 response head, modified in place) for st, with
+ * a body when body is true. */
+static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, bool interim) {
+        H2Conn *h = st->h;
+        size_t max = 1 + h2_count_lines(head, len);
+        char status_text[8];
+
+        nghttp2_nv *nva = calloc(max, sizeof(nghttp2_nv));
+        if (!nva)
+                return -ENOMEM;
+        snprintf(status_text, sizeof(status_text), "%03d", status % 1000);
+        size_t n = 0;
+        nva[n++] = (nghttp2_nv){ (uint8_t *) ":status", (uint8_t *) status_text, 7, 3, NGHTTP2_NV_FLAG_NONE };
+
+        char *p = memchr(head, '\n', len), *end = head + len;
+        p = p ? p + 1 : end; /* past the status line */
+        n = h2_fields_of_lines(p, end, nva, n, max, false);
         nghttp2_data_provider dp = { .source.ptr = st, .read_callback = h2_on_data_read };
         /* an interim head is a HEADERS frame of its own, before the final one */
         int r = interim ? nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL)
@@ -443,6 +476,20 @@ static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool
         st->resp_submitted = true;
         st->resp_body = body;
         return 0;
+}
+
+/* The response's trailer lines (kept in st->trailers) as a HEADERS frame that ends the
+ * stream. 0, or -errno (then the stream ends without them). */
+static int h2_submit_trailers(H2Stream *st) {
+        size_t max = h2_count_lines(buf_head(&st->trailers), buf_len(&st->trailers));
+        nghttp2_nv *nva = calloc(max, sizeof(nghttp2_nv));
+        if (!nva)
+                return -ENOMEM;
+        char *p = (char *) buf_head(&st->trailers);
+        size_t n = h2_fields_of_lines(p, p + buf_len(&st->trailers), nva, 0, max, true);
+        int r = n > 0 ? nghttp2_submit_trailer(st->h->ng, st->id, nva, n) : -1;
+        free(nva);
+        return r == 0 ? 0 : -EIO;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -579,6 +626,23 @@ static ssize_t h2_send_data(Exchange *ex, const char *p, size_t n, bool last) {
         return (ssize_t) n;
 }
 
+/* Kept only for a client that said it takes them (te: trailers, as gRPC does). */
+static int h2_send_trailers(Exchange *ex, const char *lines, size_t len) {
+        H2Stream *st = ex->stream;
+
+        if (!st->te_trailers || !st->resp_body || st->closed || st->reset_sent)
+                return 0;
+        buf_reset(&st->trailers);
+        return buf_append(&st->trailers, lines, len) < 0 ? -ENOMEM : 0;
+}
+
+static const char *h2_body_trailers(Exchange *ex, size_t *ret_len) {
+        H2Stream *st = ex->stream;
+
+        *ret_len = buf_len(&st->req_trailers);
+        return *ret_len > 0 ? buf_head(&st->req_trailers) : NULL;
+}
+
 static int h2_send_end(Exchange *ex) {
         H2Stream *st = ex->stream;
 
@@ -609,10 +673,12 @@ static const SessionOps h2_session_ops = {
         .run = h2_session_run,
         .body_peek = h2_body_peek,
         .body_consume = h2_body_consume,
+        .body_trailers = h2_body_trailers,
         .send_interim = h2_send_interim,
         .send_head = h2_send_head,
         .send_local = h2_send_local,
         .send_data = h2_send_data,
+        .send_trailers = h2_send_trailers,
         .send_end = h2_send_end,
         .send_pipe = NULL,
         .send_blocked = h2_send_blocked,

@@ -70,6 +70,10 @@ struct SessionOps {
          * body; the session has logged why: -EBADMSG (invalid framing: 400), -EFBIG
          * (client_max_body_size: 413), -ECONNRESET (the client went away). */
         int (*body_peek)(Exchange *ex, const char **ret, size_t *ret_len);
+        /* The request's trailer fields, once body_peek said the body is complete, as
+         * "name: value\r\n" lines (sent upstream after a chunked body's last chunk); NULL: none.
+         * NULL op: never any. */
+        const char *(*body_trailers)(Exchange *ex, size_t *ret_len);
         /* n bytes of what body_peek gave were taken by the source (written to the upstream
          * socket): the session may drop them and read more (HTTP/2: WINDOW_UPDATE). */
         void (*body_consume)(Exchange *ex, size_t n);
@@ -93,6 +97,10 @@ struct SessionOps {
          * exchange again when it can take more), or -errno when the client is gone (the
          * response is cut). last: these bytes end a body of known length. */
         ssize_t (*send_data)(Exchange *ex, const char *p, size_t n, bool last);
+        /* Trailer fields of a chunked response, as "name: value\r\n" lines (checked by the
+         * decoder), given before send_end; the session keeps what it wants of them. NULL op:
+         * dropped. */
+        int (*send_trailers)(Exchange *ex, const char *lines, size_t len);
         /* The end of a body of unknown length (the chunked last-chunk). */
         int (*send_end)(Exchange *ex);
         /* Response body bytes waiting in a pipe (splice): moves up to n of them to the client

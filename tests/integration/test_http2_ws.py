@@ -32,7 +32,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Proxyd, check, check_eq, free_port, log, run_main  # noqa: E402
-from test_http2 import Client  # noqa: E402
+from test_http2 import Client, serve_threads  # noqa: E402
 from test_websocket import EchoServer  # noqa: E402
 
 import h2.events  # noqa: E402
@@ -153,21 +153,10 @@ class RawUpstream:
       /raw/ok200    200 (no switch)"""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.heads = []
         self.eof_seen = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        self.sock = serve_threads(self._serve)
+        self.port = self.sock.getsockname()[1]
 
     def _serve(self, c):
         try:
