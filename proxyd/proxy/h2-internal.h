@@ -13,6 +13,7 @@
 #define H2_RUN_BUDGET 64                  /* rounds of one connection per event */
 #define H2_OUT_MAX (64u * 1024u)          /* serialized frames gathered before one write */
 #define H2_STREAM_OUT_MAX (64u * 1024u)   /* response bytes buffered per stream */
+#define H2_CONN_OUT_MAX (1u << 20)        /* ... and for all streams of a connection */
 #define H2_CONN_WINDOW (1u << 20)         /* request body bytes in flight per connection */
 #define H2_MEM_MAX (4u << 20)             /* memory nghttp2 may hold for one connection */
 #define H2_FLOOD_INTERVAL (10 * USEC_PER_SEC)
@@ -73,6 +74,7 @@ struct H2Conn {
         H2Stream *streams;
         unsigned n_streams;
         size_t mem; /* bytes nghttp2 holds for this connection */
+        size_t resp_bytes; /* response bytes in the streams' buffers (H2_CONN_OUT_MAX) */
         bool resume;
         bool goaway;   /* a GOAWAY was queued: no new streams, close when the streams are done */
         bool fatal;    /* a limit was hit or the session failed: ignore input, flush and close */
@@ -100,6 +102,11 @@ static inline const char *h2_text(const H2Conn *h) {
 }
 
 /* h2.c, for h2-ws.c */
+/* Up to n response bytes into the stream's buffer, as the per-stream and per-connection
+ * budgets allow (force: all of them, for a local response): how many, or -ENOMEM. */
+ssize_t h2_resp_append(H2Stream *st, const char *p, size_t n, bool force);
+void h2_resp_consume(H2Stream *st, size_t n);
+void h2_resp_drop(H2Stream *st); /* all of them dropped */
 void h2_stream_reset(H2Stream *st, uint32_t code);
 void h2_resume(H2Stream *st);
 ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,

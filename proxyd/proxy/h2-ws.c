@@ -107,15 +107,12 @@ static ssize_t ws_write(void *ctx, const char *p, size_t n) {
 
         if (st->closed || st->reset_sent)
                 return -EPIPE;
-        if (buf_len(&st->resp) >= H2_STREAM_OUT_MAX)
+        ssize_t k = h2_resp_append(st, p, n, false);
+        if (k == 0)
                 return -EAGAIN;
-        size_t k = MIN(n, H2_STREAM_OUT_MAX - buf_len(&st->resp));
-        if (buf_len(&st->resp) == 0)
-                st->stalled_since = h2_now(st->h);
-        if (buf_append(&st->resp, p, k) < 0)
-                return -ENOMEM;
-        h2_resume(st);
-        return (ssize_t) k;
+        if (k > 0)
+                h2_resume(st);
+        return k;
 }
 
 static void ws_shutdown_write(void *ctx) {

@@ -164,7 +164,7 @@ static void h2_stream_free(H2Stream *st) {
         st->gen = worker_gen_unref(st->gen);
         buf_free(&st->fields);
         buf_free(&st->body);
-        buf_free(&st->resp);
+        h2_resp_drop(st);
         buf_free(&st->trailers);
         buf_free(&st->req_trailers);
         if (st->prev)
@@ -184,6 +184,44 @@ void h2_stream_reset(H2Stream *st, uint32_t code) {
                 return;
         st->reset_sent = true;
         (void) nghttp2_submit_rst_stream(st->h->ng, NGHTTP2_FLAG_NONE, st->id, code);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Response bytes held for the streams: at most H2_STREAM_OUT_MAX per stream and
+ * H2_CONN_OUT_MAX for the connection, whatever the number of streams (what a client that
+ * reads nothing can make proxyd hold). A stream's buffer is given back once it is empty. */
+
+ssize_t h2_resp_append(H2Stream *st, const char *p, size_t n, bool force) {
+        H2Conn *h = st->h;
+        size_t len = buf_len(&st->resp);
+
+        if (!force) {
+                if (len >= H2_STREAM_OUT_MAX || h->resp_bytes >= H2_CONN_OUT_MAX)
+                        return 0;
+                n = MIN(n, MIN(H2_STREAM_OUT_MAX - len, H2_CONN_OUT_MAX - h->resp_bytes));
+        }
+        if (n == 0)
+                return 0;
+        if (buf_append(&st->resp, p, n) < 0)
+                return -ENOMEM;
+        if (len == 0)
+                st->stalled_since = h2_now(h);
+        h->resp_bytes += n;
+        return (ssize_t) n;
+}
+
+void h2_resp_consume(H2Stream *st, size_t n) {
+        buf_consume(&st->resp, n);
+        st->h->resp_bytes -= n;
+        if (buf_len(&st->resp) == 0) {
+                st->stalled_since = 0;
+                buf_free(&st->resp);
+        }
+}
+
+void h2_resp_drop(H2Stream *st) {
+        st->h->resp_bytes -= buf_len(&st->resp);
+        buf_free(&st->resp);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -380,10 +418,8 @@ ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t le
 
         if (n > 0) {
                 memcpy(buf, buf_head(&st->resp), n);
-                buf_consume(&st->resp, n);
+                h2_resp_consume(st, n);
         }
-        if (buf_len(&st->resp) == 0)
-                st->stalled_since = 0;
         if (buf_len(&st->resp) == 0 && st->resp_eof) {
                 *data_flags |= NGHTTP2_DATA_FLAG_EOF;
                 if (buf_len(&st->trailers) > 0 && h2_submit_trailers(st) == 0)
@@ -593,8 +629,8 @@ static int h2_send_local(Exchange *ex, const LocalResponse *l) {
         size_t head_len = sep ? (size_t) (sep - buf_head(&head)) + 4 : buf_len(&head);
         size_t body_len = buf_len(&head) - head_len;
         bool body = body_len > 0 && ex->method_id != HTTP_METHOD_HEAD && l->status != 204 && l->status != 304;
-        buf_reset(&st->resp);
-        if (body && buf_append(&st->resp, buf_head(&head) + head_len, body_len) < 0)
+        h2_resp_drop(st);
+        if (body && h2_resp_append(st, buf_head(&head) + head_len, body_len, true) < 0)
                 return -ENOMEM;
         st->resp_eof = true;
         return h2_submit_head(st, buf_head(&head), head_len, l->status, body, false);
@@ -614,16 +650,13 @@ static ssize_t h2_send_data(Exchange *ex, const char *p, size_t n, bool last) {
                 return -ECONNRESET;
         if (!st->resp_body)
                 return (ssize_t) n; /* nothing of it may reach the client */
-        if (buf_len(&st->resp) >= H2_STREAM_OUT_MAX)
-                return 0;
-        if (buf_len(&st->resp) == 0 && n > 0)
-                st->stalled_since = h2_now(st->h);
-        if (buf_append(&st->resp, p, n) < 0)
-                return -ENOMEM;
-        if (last)
+        ssize_t k = h2_resp_append(st, p, n, false);
+        if (k <= 0)
+                return k;
+        if (last && (size_t) k == n)
                 st->resp_eof = true;
         h2_resume(st);
-        return (ssize_t) n;
+        return k;
 }
 
 /* Kept only for a client that said it takes them (te: trailers, as gRPC does). */
@@ -653,7 +686,8 @@ static int h2_send_end(Exchange *ex) {
 
 static bool h2_send_blocked(const Exchange *ex) {
         const H2Stream *st = ex->stream;
-        return buf_len(&st->resp) > 0;
+        /* (a head not yet given is read: the client sees every response begin) */
+        return buf_len(&st->resp) > 0 || (st->resp_submitted && st->h->resp_bytes >= H2_CONN_OUT_MAX);
 }
 
 static const char *h2_client_subject(const Exchange *ex) {
