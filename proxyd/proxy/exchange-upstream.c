@@ -190,9 +190,18 @@ static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
         exchange_fail(ex, 502, what);
 }
 
+/* The session runs the exchange after an event on its upstream socket. */
+static void upstream_event(Exchange *ex) {
+        const SessionOps *so = ex->s->ops;
+
+        if (so->run_exchange)
+                so->run_exchange(ex);
+        else
+                so->run(ex->s);
+}
+
 static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
         Exchange *ex = userdata;
-        Session *c = ex->s;
 
         revents = tls_stream_revents(&u->stream, revents);
         if (u->connecting) {
@@ -203,7 +212,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                                 err = errno;
                         if (err != 0) {
                                 exchange_upstream_error(ex, err, "connect failed");
-                                c->ops->run(c);
+                                upstream_event(ex);
                                 return;
                         }
                         u->tcp_connected = true;
@@ -211,7 +220,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                 if (tls_stream_is_tls(&u->stream)) {
                         int r = tls_stream_handshake(&u->stream);
                         if (r == -EAGAIN) {
-                                c->ops->run(c);
+                                upstream_event(ex);
                                 return;
                         }
                         if (r < 0) {
@@ -220,7 +229,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                                 log_warning("%s: TLS handshake with upstream %s failed: %s", ex_text(ex),
                                             ex->peer_text, why ?: strerror(-r));
                                 exchange_upstream_error(ex, 0, "upstream TLS handshake failed");
-                                c->ops->run(c);
+                                upstream_event(ex);
                                 return;
                         }
                 }
@@ -234,7 +243,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                 u->rd_ready = true;
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                 u->wr_ready = true;
-        c->ops->run(c);
+        upstream_event(ex);
 }
 
 /* Writing the request to the upstream failed. Before any byte of it was sent this is a

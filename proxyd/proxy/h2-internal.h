@@ -38,6 +38,7 @@ struct H2Stream {
         bool headers_done; /* the request's header block is complete: begin the exchange */
         bool end_in;       /* END_STREAM from the client */
         bool closed;       /* nghttp2 closed the stream */
+        bool dirty;        /* something happened for it: its exchange is run in the next round */
         uint32_t close_error;
 
         Buf body;          /* request body received, not yet consumed by the exchange */
@@ -75,7 +76,8 @@ struct H2Conn {
         unsigned n_streams;
         size_t mem; /* bytes nghttp2 holds for this connection */
         size_t resp_bytes; /* response bytes in the streams' buffers (H2_CONN_OUT_MAX) */
-        bool resume;
+        bool resume;   /* the deadline slot is due now: run the connection after the batch */
+        bool all_dirty; /* run every stream's exchange in the next round */
         bool goaway;   /* a GOAWAY was queued: no new streams, close when the streams are done */
         bool fatal;    /* a limit was hit or the session failed: ignore input, flush and close */
         uint64_t accepted, last_read, last_write, idle_since, ping_sent;

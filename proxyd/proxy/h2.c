@@ -211,8 +211,14 @@ ssize_t h2_resp_append(H2Stream *st, const char *p, size_t n, bool force) {
 }
 
 void h2_resp_consume(H2Stream *st, size_t n) {
+        H2Conn *h = st->h;
+
+        /* the exchange may give more now; with the connection's budget reopened, any may */
+        st->dirty = true;
+        if (h->resp_bytes >= H2_CONN_OUT_MAX && h->resp_bytes - n < H2_CONN_OUT_MAX)
+                h->all_dirty = true;
         buf_consume(&st->resp, n);
-        st->h->resp_bytes -= n;
+        h->resp_bytes -= n;
         if (buf_len(&st->resp) == 0) {
                 st->stalled_since = 0;
                 buf_free(&st->resp);
@@ -336,6 +342,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 
         if (!st)
                 return 0;
+        st->dirty = true;
         if (st->ex)
                 st->ex->bytes_received += frame->hd.length + 9;
         switch (frame->hd.type) {
@@ -368,6 +375,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         }
         if (buf_append(&st->body, data, len) < 0)
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->dirty = true;
         st->body_received += len;
         if (st->ex)
                 st->ex->req_body_read += len;
@@ -381,7 +389,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
 
         if (!st)
                 return 0;
-        st->closed = true;
+        st->closed = st->dirty = true;
         st->close_error = error_code;
         (void) nghttp2_session_set_stream_user_data(ng, id, NULL);
         return 0;
@@ -700,11 +708,29 @@ static int h2_local_address(const Exchange *ex, struct sockaddr_storage *ret, so
 }
 
 static void h2_session_run(Session *s) {
-        h2_conn_run((H2Conn *) s);
+        H2Conn *h = (H2Conn *) s;
+
+        h->all_dirty = true;
+        h2_conn_run(h);
+}
+
+/* After an event on one exchange's upstream: that stream is run after the worker's batch of
+ * events (the deadline slot set to now), with every other stream that had one, and what they
+ * give the client leaves in one write. */
+static void h2_session_run_exchange(Exchange *ex) {
+        H2Stream *st = ex->stream;
+        H2Conn *h = st->h;
+
+        st->dirty = true;
+        if (!h->resume) {
+                h->resume = true;
+                (void) worker_timer_set(h->s.worker, h->host.timer, h2_now(h));
+        }
 }
 
 static const SessionOps h2_session_ops = {
         .run = h2_session_run,
+        .run_exchange = h2_session_run_exchange,
         .body_peek = h2_body_peek,
         .body_consume = h2_body_consume,
         .body_trailers = h2_body_trailers,
@@ -824,8 +850,14 @@ static int h2_read(H2Conn *h) {
 static int h2_streams_step(H2Conn *h) {
         int progress = 0;
 
+        bool all = h->all_dirty;
+
+        h->all_dirty = false;
         for (H2Stream *st = h->streams, *next; st; st = next) {
                 next = st->next;
+                if (!st->dirty && !all && !st->closed && !(!st->ex && st->headers_done))
+                        continue; /* nothing happened for it */
+                st->dirty = false;
                 if (!st->ex && st->headers_done && !st->closed) {
                         if (h->fatal || h->goaway) {
                                 /* of a round that tripped a limit, or after GOAWAY: never begun */
@@ -842,10 +874,17 @@ static int h2_streams_step(H2Conn *h) {
                 }
                 Exchange *ex = st->ex;
                 if (ex && st->ws_open && (ex->tunnel_pending || ex->tunneling)) {
-                        progress |= h2_ws_step(st);
+                        if (h2_ws_step(st) > 0)
+                                progress = st->dirty = true; /* until the tunnel is blocked */
                 } else if (ex && !st->closed) {
-                        for (unsigned i = 0; i < H2_RUN_BUDGET && exchange_step(ex) > 0; i++)
+                        unsigned i = 0;
+                        while (exchange_step(ex) > 0) {
                                 progress = 1;
+                                if (++i >= H2_RUN_BUDGET) {
+                                        st->dirty = true; /* more next round */
+                                        break;
+                                }
+                        }
                         if (ex->resp_truncated)
                                 h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
                         else if (ex->resp_done && st->resp_submitted && !exchange_has_output(ex) && !st->resp_eof) {
@@ -971,6 +1010,7 @@ void h2_conn_timeout(H2Conn *h) {
                 h2_conn_run(h);
                 return;
         }
+        h->all_dirty = true; /* a deadline of any of them */
         uint64_t d = h2_deadline(h, &st, &kind);
         if (d == USEC_INFINITY)
                 return;
@@ -1041,6 +1081,7 @@ void h2_conn_timeout(H2Conn *h) {
 
 void h2_conn_drain(H2Conn *h) {
         h->s.draining = true;
+        h->all_dirty = true;
         if (!h->goaway) {
                 h->goaway = true;
                 (void) nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,

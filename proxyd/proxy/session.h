@@ -62,6 +62,10 @@ struct SessionOps {
         /* Run the session now: called after an event on a socket of one of its exchanges'
          * sources (an upstream became readable or writable), never from inside a session op. */
         void (*run)(Session *s);
+        /* The same after an event on the upstream socket of this exchange: a session with many
+         * exchanges runs only that one (and may do so after the worker's batch of events, so
+         * that the responses of one batch leave in one write). NULL: run. */
+        void (*run_exchange)(Exchange *ex);
 
         /* The request body, decoded (no transfer framing). On 1, *ret and *ret_len hold body bytes
          * the session has (ret_len > 0); they stay valid until body_consume or the next peek.
