@@ -114,6 +114,13 @@ void h2_resume(H2Stream *st);
 ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
                         nghttp2_data_source *source, void *ud);
 
+/* h2-head.c: submit the head in head[0..len) (an HTTP/1 response head, modified in place)
+ * for st, with a body (a data source) when body is true, as an interim HEADERS frame when
+ * interim is. 0 or -errno. */
+int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, bool interim);
+/* The response's trailer lines (st->trailers) as the HEADERS frame that ends the stream. */
+int h2_submit_trailers(H2Stream *st);
+
 /* h2-ws.c: WebSocket over HTTP/2 (RFC 8441). */
 /* The request of an extended CONNECT with :protocol websocket as the HTTP/1.1 Upgrade sent
  * upstream: Upgrade and a fresh Sec-WebSocket-Key appended to headers[*n], the Accept

@@ -414,126 +414,52 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
         return 0;
 }
 
-static int h2_submit_trailers(H2Stream *st);
-
+/* DATA for st: nghttp2 asks how much may go (up to length, as the windows allow) and the
+ * bytes stay in the stream's buffer (NGHTTP2_DATA_FLAG_NO_COPY) until on_send_data puts the
+ * frame into the connection's output: one copy of a body byte in proxyd, not two. */
 ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
                         nghttp2_data_source *source, void *ud) {
         H2Stream *st = source->ptr;
         size_t n = MIN(length, buf_len(&st->resp));
+        bool eof = st->resp_eof && n == buf_len(&st->resp);
         (void) ng;
         (void) id;
+        (void) buf;
         (void) ud;
 
-        if (n > 0) {
-                memcpy(buf, buf_head(&st->resp), n);
-                h2_resp_consume(st, n);
+        if (n == 0 && !eof) {
+                st->deferred = true;
+                return NGHTTP2_ERR_DEFERRED;
         }
-        if (buf_len(&st->resp) == 0 && st->resp_eof) {
+        if (n > 0)
+                *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+        if (eof) {
                 *data_flags |= NGHTTP2_DATA_FLAG_EOF;
                 if (buf_len(&st->trailers) > 0 && h2_submit_trailers(st) == 0)
                         *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end it */
-                return (ssize_t) n;
-        }
-        if (n == 0) {
-                st->deferred = true;
-                return NGHTTP2_ERR_DEFERRED;
         }
         return (ssize_t) n;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Response heads: serialized as HTTP/1 would be (the same filtering: hide_header, hop-by-hop
- * fields, the Connection field's names), then split into lower-case h2 fields. */
+/* The DATA frame of length bytes nghttp2 chose in h2_on_data_read: its header and the
+ * stream's bytes appended to the output (nghttp2 retries later when that is full). No
+ * padding is ever asked for. */
+static int on_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *source, void *ud) {
+        H2Conn *h = ud;
+        H2Stream *st = source->ptr;
+        (void) ng;
 
-static bool h2_connection_specific(const char *name, size_t len) {
-        static const char *const names[] = { "connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                             "upgrade", "te" };
-        for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
-                        return true;
-        return false;
-}
-
-/* The "name: value\r\n" lines in p[0..end) (modified in place: names in lower case) as
- * fields nva[n..max), connection-specific ones (and, for trailers, those that may not be
- * trailers) left out. Returns the new n. */
-static size_t h2_fields_of_lines(char *p, char *end, nghttp2_nv *nva, size_t n, size_t max, bool trailers) {
-        while (p < end && n < max) {
-                char *eol = memchr(p, '\n', (size_t) (end - p));
-                if (!eol)
-                        break;
-                char *colon = memchr(p, ':', (size_t) (eol - p));
-                if (colon) {
-                        char *v = colon + 1, *ve = eol;
-                        while (v < ve && (*v == ' ' || *v == '\t'))
-                                v++;
-                        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                                ve--;
-                        for (char *c = p; c < colon; c++)
-                                *c = ascii_tolower(*c);
-                        size_t nl = (size_t) (colon - p);
-                        bool framing = trailers && ((nl == 14 && memcmp(p, "content-length", 14) == 0) ||
-                                                    (nl == 4 && memcmp(p, "host", 4) == 0) ||
-                                                    (nl == 7 && memcmp(p, "trailer", 7) == 0));
-                        if (!h2_connection_specific(p, nl) && !framing)
-                                nva[n++] = (nghttp2_nv){ (uint8_t *) p, (uint8_t *) v, nl, (size_t) (ve - v),
-                                                         NGHTTP2_NV_FLAG_NONE };
-                }
-                p = eol + 1;
-        }
-        return n;
-}
-
-static size_t h2_count_lines(const char *p, size_t len) {
-        size_t n = 0;
-        for (size_t i = 0; i < len; i++)
-                n += p[i] == '\n';
-        return n;
-}
-
-/* Submit the head in head[0..len) (an HTTP/1 response head, modified in place) for st, with
- * a body when body is true. */
-static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, bool interim) {
-        H2Conn *h = st->h;
-        size_t max = 1 + h2_count_lines(head, len);
-        char status_text[8];
-
-        nghttp2_nv *nva = calloc(max, sizeof(nghttp2_nv));
-        if (!nva)
-                return -ENOMEM;
-        snprintf(status_text, sizeof(status_text), "%03d", status % 1000);
-        size_t n = 0;
-        nva[n++] = (nghttp2_nv){ (uint8_t *) ":status", (uint8_t *) status_text, 7, 3, NGHTTP2_NV_FLAG_NONE };
-
-        char *p = memchr(head, '\n', len), *end = head + len;
-        p = p ? p + 1 : end; /* past the status line */
-        n = h2_fields_of_lines(p, end, nva, n, max, false);
-        nghttp2_data_provider dp = { .source.ptr = st, .read_callback = h2_on_data_read };
-        /* an interim head is a HEADERS frame of its own, before the final one */
-        int r = interim ? nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL)
-                        : nghttp2_submit_response(h->ng, st->id, nva, n, body ? &dp : NULL);
-        free(nva);
-        if (r < 0)
-                return -EIO;
-        if (interim)
-                return 0;
-        st->resp_submitted = true;
-        st->resp_body = body;
+        if (buf_len(&h->out) >= H2_OUT_MAX)
+                return NGHTTP2_ERR_WOULDBLOCK;
+        if (length > buf_len(&st->resp) || frame->data.padlen > 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE; /* (never: what was offered is still there) */
+        if (buf_reserve(&h->out, 9 + length) < 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+        (void) buf_append(&h->out, framehd, 9);
+        (void) buf_append(&h->out, buf_head(&st->resp), length);
+        h2_resp_consume(st, length);
         return 0;
-}
-
-/* The response's trailer lines (kept in st->trailers) as a HEADERS frame that ends the
- * stream. 0, or -errno (then the stream ends without them). */
-static int h2_submit_trailers(H2Stream *st) {
-        size_t max = h2_count_lines(buf_head(&st->trailers), buf_len(&st->trailers));
-        nghttp2_nv *nva = calloc(max, sizeof(nghttp2_nv));
-        if (!nva)
-                return -ENOMEM;
-        char *p = (char *) buf_head(&st->trailers);
-        size_t n = h2_fields_of_lines(p, p + buf_len(&st->trailers), nva, 0, max, true);
-        int r = n > 0 ? nghttp2_submit_trailer(st->h->ng, st->id, nva, n) : -1;
-        free(nva);
-        return r == 0 ? 0 : -EIO;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1131,6 +1057,7 @@ int h2_conn_new(const Session *base, const H2Host *host, Buf *in, H2Conn **ret) 
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
         nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
         nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+        nghttp2_session_callbacks_set_send_data_callback(cb, on_send_data);
         nghttp2_option_set_no_auto_window_update(opt, 1);
         nghttp2_option_set_max_outbound_ack(opt, 1000);
         nghttp2_option_set_max_settings(opt, 32);
