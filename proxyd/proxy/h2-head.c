@@ -10,13 +10,23 @@
 /* Response heads: serialized as HTTP/1 would be (the same filtering: hide_header, hop-by-hop
  * fields, the Connection field's names), then split into lower-case h2 fields. */
 
+#define NV_STACK 32 /* fields of a head converted without an allocation */
+
 static bool h2_connection_specific(const char *name, size_t len) {
-        static const char *const names[] = { "connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                             "upgrade", "te" };
-        for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
-                        return true;
-        return false;
+        switch (len) {
+        case 2:
+                return memcmp(name, "te", 2) == 0;
+        case 7:
+                return memcmp(name, "upgrade", 7) == 0;
+        case 10:
+                return memcmp(name, "connection", 10) == 0 || memcmp(name, "keep-alive", 10) == 0;
+        case 16:
+                return memcmp(name, "proxy-connection", 16) == 0;
+        case 17:
+                return memcmp(name, "transfer-encoding", 17) == 0;
+        default:
+                return false;
+        }
 }
 
 /* The "name: value\r\n" lines in p[0..end) (modified in place: names in lower case) as
@@ -61,12 +71,16 @@ static size_t h2_count_lines(const char *p, size_t len) {
 int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, bool interim) {
         H2Conn *h = st->h;
         size_t max = 1 + h2_count_lines(head, len);
-        char status_text[8];
+        char status_text[3];
+        nghttp2_nv stack[NV_STACK];
 
-        nghttp2_nv *nva = calloc(max, sizeof(nghttp2_nv));
+        nghttp2_nv *nva = max <= NV_STACK ? stack : calloc(max, sizeof(nghttp2_nv));
         if (!nva)
                 return -ENOMEM;
-        snprintf(status_text, sizeof(status_text), "%03d", status % 1000);
+        status %= 1000;
+        status_text[0] = (char) ('0' + status / 100);
+        status_text[1] = (char) ('0' + status / 10 % 10);
+        status_text[2] = (char) ('0' + status % 10);
         size_t n = 0;
         nva[n++] = (nghttp2_nv){ (uint8_t *) ":status", (uint8_t *) status_text, 7, 3, NGHTTP2_NV_FLAG_NONE };
 
@@ -77,7 +91,8 @@ int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, 
         /* an interim head is a HEADERS frame of its own, before the final one */
         int r = interim ? nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL)
                         : nghttp2_submit_response(h->ng, st->id, nva, n, body ? &dp : NULL);
-        free(nva);
+        if (nva != stack)
+                free(nva);
         if (r < 0)
                 return -EIO;
         if (interim)
