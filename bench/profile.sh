@@ -2,9 +2,11 @@
 # Hot-path profile of proxyd: instructions per request under callgrind, the top
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
-#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M]
+#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M] [-2 h2c|tls]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
+# -2: HTTP/2 clients instead (h2load, CONNS connections x 10 streams; h2c with prior
+#     knowledge, or ALPN h2 over TLS with a throw-away certificate), as scenarios h2/h1.
 #
 # proxyd runs with 1 worker (callgrind serialises threads anyway) in front of
 # a 1-worker nginx origin serving /small (100 B) and /big (1 MiB). A
@@ -24,11 +26,12 @@ URLPATH=/small
 BIN=
 TOP=30
 METRICS=true
-while getopts "n:w:c:p:b:t:Mh" o; do
+H2=
+while getopts "n:w:c:p:b:t:M2:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;;
-        *) sed -n '2,16p' "$0"; exit 2 ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; 2) H2=$OPTARG ;;
+        *) sed -n '2,18p' "$0"; exit 2 ;;
         esac
 done
 
@@ -80,6 +83,16 @@ http {
   server { listen 127.0.0.1:$OPORT; root $D/www; location / { } }
 }
 EOF
+H2LISTEN=
+case "$H2" in
+"") ;;
+h2c) H2LISTEN="http2_cleartext = true;" ;;
+tls)
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$D/key.pem" \
+                -out "$D/cert.pem" -days 2 -subj /CN=localhost 2>/dev/null
+        H2LISTEN="tls = { certificate = \"$D/cert.pem\"; key = \"$D/key.pem\"; };" ;;
+*) echo "-2 takes h2c or tls" >&2; exit 2 ;;
+esac
 cat >"$D/proxyd.conf" <<EOF
 workers = 1;
 metrics = $METRICS;
@@ -87,7 +100,7 @@ log_level = "warning";
 access_log = false;
 shutdown_timeout = "1s";
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
-servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ];
+servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ]; $H2LISTEN
               locations = ( { prefix = "/"; proxy_pass = "http://origin"; } ); } );
 EOF
 
@@ -112,8 +125,15 @@ callgrind_run() { # requests outfile
         local vp=$!
         PIDS+=($vp)
         wait_port $PPORT 60
-        timeout 300 /usr/bin/python3 "$HERE/client.py" requests 127.0.0.1 $PPORT "$URLPATH" "$1" \
-                --conns "$CONNS" --timeout 280 >"$D/client-$1.log"
+        if [ -n "$H2" ]; then
+                local scheme=http
+                [ "$H2" = tls ] && scheme=https
+                timeout 300 h2load -n "$1" -c "$CONNS" -m 10 "$scheme://127.0.0.1:$PPORT$URLPATH" >"$D/client-$1.log"
+                grep -q "$1 succeeded" "$D/client-$1.log" || { echo "h2load: not every request succeeded" >&2; false; }
+        else
+                timeout 300 /usr/bin/python3 "$HERE/client.py" requests 127.0.0.1 $PPORT "$URLPATH" "$1" \
+                        --conns "$CONNS" --timeout 280 >"$D/client-$1.log"
+        fi
         kill -TERM "$vp"
         timeout 60 tail --pid="$vp" -f /dev/null || { kill -KILL -- "-$vp"; false; }
 }
@@ -139,8 +159,9 @@ echo "== top $TOP functions by self instructions"
 callgrind_annotate "$D/callgrind.out" 2>/dev/null |
         awk '/^-+$/ { dashes++; next } dashes >= 3 && NF { print }' | head -n "$TOP" || true
 
-# perf: hardware counters when the CPU/VM exposes them, else the software task-clock.
-if command -v perf >/dev/null; then
+# perf: hardware counters when the CPU/VM exposes them, else the software task-clock (not
+# with -2: client.py speaks HTTP/1.1).
+if [ -z "$H2" ] && command -v perf >/dev/null; then
         EV=instructions,cycles,task-clock
         if perf stat -e instructions true 2>&1 | grep -q "not supported"; then
                 EV=task-clock,context-switches
