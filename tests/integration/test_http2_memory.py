@@ -5,9 +5,9 @@
 grow past the per-connection cap (4 MiB) plus a margin for the allocator.
 
  - 128 streams asking for 8 MiB responses with a window of 0 (the client
-   reads nothing): proxyd holds at most its per-connection response budget
-   and reads the upstreams no further (backpressure), then resets the
-   stalled streams after send_timeout;
+   reads nothing): every stream gets its response head, proxyd holds at most
+   its per-connection response budget and reads the upstreams no further
+   (backpressure);
  - the same from a client that stops reading its socket altogether;
  - 64 streams each sending a 4 MiB body to an upstream that never reads:
    the client's connection window closes (proxyd acknowledges only what an
