@@ -17,7 +17,8 @@ Against a scripted upstream: the request it gets is a GET with Connection:
 upgrade, Upgrade: websocket, a Sec-WebSocket-Key made by proxyd (not the one
 the client sent), the client's Version, Protocol and Extensions; its 101 with
 the right Accept becomes a 200 with Sec-WebSocket-Protocol and -Extensions and
-without the Accept, and raw bytes then pass both ways, half-closes included. A
+without the Accept, and raw bytes then pass both ways, half-closes included;
+an upstream that resets its connection resets the stream (CONNECT_ERROR). A
 101 with a wrong Accept is a 502, a 403 stays a 403, a 200 (no switch) is a
 502. Plain CONNECT is refused (405), an unknown :protocol is 501."""
 
@@ -25,6 +26,7 @@ import base64
 import hashlib
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -39,7 +41,7 @@ import h2.events  # noqa: E402
 import h2.settings  # noqa: E402
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-CANCEL = 0x8
+CANCEL, CONNECT_ERROR = 0x8, 0xa
 
 
 def accept_of(key):
@@ -148,6 +150,7 @@ class RawUpstream:
       /raw/good     101 with the right Accept, Protocol "chat", Extensions
                     "x-test"; then echoes raw bytes upper-cased, and when the
                     client half-closes sends "bye" and closes
+      /raw/abort    101 with the right Accept, then a TCP reset
       /raw/bad101   101 with a wrong Accept
       /raw/refuse   403 with a body
       /raw/ok200    200 (no switch)"""
@@ -190,6 +193,11 @@ class RawUpstream:
                 self.eof_seen.set()
                 c.sendall(b"bye")
                 c.shutdown(socket.SHUT_WR)
+            elif path == "/raw/abort":
+                c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Accept: %s\r\n\r\n" % accept_of(key)).encode())
+                time.sleep(0.3)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif path == "/raw/bad101":
                 c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                           b"Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n")
@@ -344,6 +352,12 @@ def test_scripted(port, raw):
     check_eq(len(keys), 2, "every handshake gets a fresh key")
     c.c.reset_stream(ws2.sid, CANCEL)
     c.flush()
+
+    log("an upstream that resets its connection: RST_STREAM CONNECT_ERROR")
+    ws = WsStream(c, "/raw/abort")
+    check_eq(ws.head()[0], 200, "200")
+    c.wait(ws.sid)
+    check_eq(c.reset(ws.sid), CONNECT_ERROR, "the stream is reset with CONNECT_ERROR")
 
     for path, want, what in (("/raw/bad101", 502, "a 101 with a wrong Accept"),
                              ("/raw/refuse", 403, "a refusing upstream's status"),
