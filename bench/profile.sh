@@ -2,9 +2,13 @@
 # Hot-path profile of proxyd: instructions per request under callgrind, the top
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
-#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M] [-2 h2c|tls]
+#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M]
+#                    [-A cached|uncached] [-2 h2c|tls]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
+# -A: the location has an auth_request to the origin's /auth (a 200 with X-User):
+#     `uncached` asks it for every request, `cached` keeps the decision (what forward
+#     authentication costs: compare with neither).
 # -2: HTTP/2 clients instead (h2load, CONNS connections x 10 streams; h2c with prior
 #     knowledge, or ALPN h2 over TLS with a throw-away certificate), as scenarios h2/h1.
 #
@@ -26,12 +30,13 @@ URLPATH=/small
 BIN=
 TOP=30
 METRICS=true
+AUTH=
 H2=
-while getopts "n:w:c:p:b:t:M2:h" o; do
+while getopts "n:w:c:p:b:t:MA:2:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; 2) H2=$OPTARG ;;
-        *) sed -n '2,18p' "$0"; exit 2 ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; A) AUTH=$OPTARG ;; 2) H2=$OPTARG ;;
+        *) sed -n '2,22p' "$0"; exit 2 ;;
         esac
 done
 
@@ -80,7 +85,8 @@ http {
   uwsgi_temp_path $D/tmp/u; scgi_temp_path $D/tmp/s;
   access_log off; sendfile on; keepalive_requests 100000000; keepalive_timeout 300s;
   default_type application/octet-stream;
-  server { listen 127.0.0.1:$OPORT; root $D/www; location / { } }
+  server { listen 127.0.0.1:$OPORT; root $D/www; location / { }
+           location = /auth { add_header X-User bench; return 200; } }
 }
 EOF
 H2LISTEN=
@@ -93,6 +99,12 @@ tls)
         H2LISTEN="tls = { certificate = \"$D/cert.pem\"; key = \"$D/key.pem\"; };" ;;
 *) echo "-2 takes h2c or tls" >&2; exit 2 ;;
 esac
+case "$AUTH" in
+"") AUTHCONF= ;;
+uncached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; };' ;;
+cached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; cache = "1h"; cache_key = "$http_authorization"; };' ;;
+*) echo "-A cached or -A uncached" >&2; exit 2 ;;
+esac
 cat >"$D/proxyd.conf" <<EOF
 workers = 1;
 metrics = $METRICS;
@@ -101,7 +113,7 @@ access_log = false;
 shutdown_timeout = "1s";
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
 servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ]; $H2LISTEN
-              locations = ( { prefix = "/"; proxy_pass = "http://origin"; } ); } );
+              locations = ( { prefix = "/"; proxy_pass = "http://origin"; $AUTHCONF } ); } );
 EOF
 
 setsid /usr/sbin/nginx -p "$D" -c "$D/origin.conf" &
