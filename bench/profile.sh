@@ -36,7 +36,7 @@ while getopts "n:w:c:p:b:t:MA:2:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
         b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; A) AUTH=$OPTARG ;; 2) H2=$OPTARG ;;
-        *) sed -n '2,22p' "$0"; exit 2 ;;
+        *) sed -n '2,21p' "$0"; exit 2 ;;
         esac
 done
 
