@@ -83,6 +83,7 @@ def test_zero_window(px, port):
     log("128 streams of 8 MiB responses with a zero window")
     before = settled_rss(px.pid)
     c = Client(port, window=0)
+    c.pump(lambda e: isinstance(e, h2.events.SettingsAcknowledged), 5)  # (the zero window in force)
     sids = [c.request(get("/big/%d" % i)) for i in range(128)]
     c.pump(lambda e: False, 2.0)
     during = settled_rss(px.pid)
