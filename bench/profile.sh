@@ -3,7 +3,7 @@
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
 #   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M] [-P]
-#                    [-A cached|uncached]
+#                    [-A cached|uncached] [-2 h2c|tls]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
 # -P: the traffic policy of bench scenario a1 (3 rules that do not match, 2 add_header
@@ -11,6 +11,8 @@
 # -A: the location has an auth_request to the origin's /auth (a 200 with X-User):
 #     `uncached` asks it for every request, `cached` keeps the decision (what forward
 #     authentication costs: compare with neither).
+# -2: HTTP/2 clients instead (h2load, CONNS connections x 10 streams; h2c with prior
+#     knowledge, or ALPN h2 over TLS with a throw-away certificate), as scenarios h2/h1.
 #
 # proxyd runs with 1 worker (callgrind serialises threads anyway) in front of
 # a 1-worker nginx origin serving /small (100 B) and /big (1 MiB). A
@@ -32,11 +34,13 @@ TOP=30
 METRICS=true
 POLICY=false
 AUTH=
-while getopts "n:w:c:p:b:t:MPA:h" o; do
+H2=
+while getopts "n:w:c:p:b:t:MPA:2:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
         b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; P) POLICY=true ;; A) AUTH=$OPTARG ;;
-        *) sed -n '2,22p' "$0"; exit 2 ;;
+        2) H2=$OPTARG ;;
+        *) sed -n '2,23p' "$0"; exit 2 ;;
         esac
 done
 
@@ -98,6 +102,16 @@ if $POLICY; then # as bench/bench.py's scenario a1
                           { header = { User-Agent = "~*badbot"; }; return = 403; },
                           { arg = { debug = "1"; }; return = 404; } );'
 fi
+H2LISTEN=
+case "$H2" in
+"") ;;
+h2c) H2LISTEN="http2_cleartext = true;" ;;
+tls)
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$D/key.pem" \
+                -out "$D/cert.pem" -days 2 -subj /CN=localhost 2>/dev/null
+        H2LISTEN="tls = { certificate = \"$D/cert.pem\"; key = \"$D/key.pem\"; };" ;;
+*) echo "-2 takes h2c or tls" >&2; exit 2 ;;
+esac
 case "$AUTH" in
 "") AUTHCONF= ;;
 uncached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; };' ;;
@@ -112,7 +126,7 @@ access_log = false;
 shutdown_timeout = "1s";
 $LIMITS
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
-servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ];
+servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ]; $H2LISTEN
               $SRVPOLICY
               locations = ( { prefix = "/"; proxy_pass = "http://origin"; $RULES $AUTHCONF } ); } );
 EOF
@@ -138,8 +152,15 @@ callgrind_run() { # requests outfile
         local vp=$!
         PIDS+=($vp)
         wait_port $PPORT 60
-        timeout 300 /usr/bin/python3 "$HERE/client.py" requests 127.0.0.1 $PPORT "$URLPATH" "$1" \
-                --conns "$CONNS" --timeout 280 >"$D/client-$1.log"
+        if [ -n "$H2" ]; then
+                local scheme=http
+                [ "$H2" = tls ] && scheme=https
+                timeout 300 h2load -n "$1" -c "$CONNS" -m 10 "$scheme://127.0.0.1:$PPORT$URLPATH" >"$D/client-$1.log"
+                grep -q "$1 succeeded" "$D/client-$1.log" || { echo "h2load: not every request succeeded" >&2; false; }
+        else
+                timeout 300 /usr/bin/python3 "$HERE/client.py" requests 127.0.0.1 $PPORT "$URLPATH" "$1" \
+                        --conns "$CONNS" --timeout 280 >"$D/client-$1.log"
+        fi
         kill -TERM "$vp"
         timeout 60 tail --pid="$vp" -f /dev/null || { kill -KILL -- "-$vp"; false; }
 }
@@ -165,8 +186,9 @@ echo "== top $TOP functions by self instructions"
 callgrind_annotate "$D/callgrind.out" 2>/dev/null |
         awk '/^-+$/ { dashes++; next } dashes >= 3 && NF { print }' | head -n "$TOP" || true
 
-# perf: hardware counters when the CPU/VM exposes them, else the software task-clock.
-if command -v perf >/dev/null; then
+# perf: hardware counters when the CPU/VM exposes them, else the software task-clock (not
+# with -2: client.py speaks HTTP/1.1).
+if [ -z "$H2" ] && command -v perf >/dev/null; then
         EV=instructions,cycles,task-clock
         if perf stat -e instructions true 2>&1 | grep -q "not supported"; then
                 EV=task-clock,context-switches
