@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cache-policy.h"
+#include "cache-refresh.h"
 #include "cache-store.h"
 #include "cache.h"
 #include "exchange.h"
@@ -21,6 +22,7 @@ typedef struct CacheState {
         CacheControl req_cc;
         bool authorization, head, may_store, revalidate, takeover, serving, invalidate;
         bool head_as_get; /* a HEAD miss fetched as GET, to be stored (its body not sent) */
+        bool refresh;     /* the exchange is a background refresh (cache-refresh.c) */
         /* request collapsing: the fetch of claim_id is this request's (claimed) or another's
          * (wait: polled every CACHE_WAIT_POLL, for at most CACHE_WAIT_MAX) */
         char *claim_id;
@@ -160,7 +162,8 @@ static void release_claim(CacheState *c) {
 }
 
 static void set_word(CacheState *c, const char *w) {
-        c->word = w;
+        if (!c->refresh || !c->word)
+                c->word = w; /* a refresh's access entry says REFRESH whatever the outcome */
 }
 
 /* ---- serving a stored object ---- */
@@ -368,26 +371,29 @@ static void drop_conditionals(Exchange *ex) {
         http1_request_drop_fields(&ex->req, conditional_field, NULL);
 }
 
-static int copy_request_fields(CacheState *c, const HttpRequest *req) {
-        c->req_fields = calloc(req->n_headers ? req->n_headers : 1, sizeof(HttpHeader));
-        if (!c->req_fields)
+int cache_copy_fields(const HttpHeader *h, size_t n, Buf *copy, HttpHeader **ret) {
+        HttpHeader *f = calloc(n ? n : 1, sizeof(HttpHeader));
+        if (!f)
                 return -ENOMEM;
-        for (size_t i = 0; i < req->n_headers; i++) {
-                const HttpHeader *h = &req->headers[i];
-                if (buf_append(&c->req_copy, h->name, h->name_len) < 0 ||
-                    buf_append(&c->req_copy, h->value, h->value_len) < 0)
+        for (size_t i = 0; i < n; i++)
+                if (buf_append(copy, h[i].name, h[i].name_len) < 0 || buf_append(copy, h[i].value, h[i].value_len) < 0) {
+                        free(f);
                         return -ENOMEM;
-        }
+                }
         /* pointers once the copy no longer moves */
         size_t off = 0;
-        for (size_t i = 0; i < req->n_headers; i++) {
-                const HttpHeader *h = &req->headers[i];
-                c->req_fields[i] = (HttpHeader){ buf_head(&c->req_copy) + off, h->name_len,
-                                                 buf_head(&c->req_copy) + off + h->name_len, h->value_len };
-                off += h->name_len + h->value_len;
+        for (size_t i = 0; i < n; i++) {
+                f[i] = (HttpHeader){ buf_head(copy) + off, h[i].name_len, buf_head(copy) + off + h[i].name_len,
+                                     h[i].value_len };
+                off += h[i].name_len + h[i].value_len;
         }
-        c->n_req_fields = req->n_headers;
+        *ret = f;
         return 0;
+}
+
+static int copy_request_fields(CacheState *c, const HttpRequest *req) {
+        c->n_req_fields = req->n_headers;
+        return cache_copy_fields(req->headers, req->n_headers, &c->req_copy, &c->req_fields);
 }
 
 static bool is_purge(const Exchange *ex) {
@@ -405,6 +411,42 @@ static int answer_purge(Exchange *ex, CacheState *c) {
         set_word(c, "PURGE");
         return exchange_local_response(ex, n > 0 ? 200 : 404, "text/plain", n > 0 ? "purged\n" : "not in the cache\n",
                                        n > 0 ? 7 : 17, NULL, ex->req_done);
+}
+
+/* A stale object within stale-while-revalidate was served: one refresh per object at a
+ * time (the fetch claim; while another request fetches it, no refresh starts). */
+static void start_refresh(Exchange *ex, CacheState *c, const Buf *variant) {
+        _cleanup_free_ char *id = NULL;
+
+        if (!c->may_store || asprintf(&id, "%s\n%s", c->key, buf_len(variant) ? buf_head(variant) : "") < 0)
+                return;
+        if (!cache_store_fill_claim(id))
+                return; /* a refresh (or a fetch) of it runs already */
+        int r = cache_refresh_start(ex, id);
+        if (r < 0 && r != -ESHUTDOWN)
+                log_warning_errno(r, "%s: cannot start the background refresh of %s", ex_text(ex), c->key);
+}
+
+static CacheObject *lookup(CacheState *c, Buf *variant);
+
+/* The request of a background refresh: the stored object (stale) is revalidated, or what is
+ * fetched replaces it; the fetch claim is the refresh's. */
+static int refresh_request(Exchange *ex, CacheState *c) {
+        Buf variant = {};
+        CacheObject *o = lookup(c, &variant);
+
+        buf_free(&variant);
+        c->claim_id = cache_refresh_take_claim(ex->s);
+        c->claimed = c->claim_id != NULL;
+        ex->reason = "background refresh";
+        set_word(c, "REFRESH");
+        if (o) {
+                c->obj = o;
+                c->revalidate = true;
+                c->st.fwd = CACHE_FWD_STALE;
+        }
+        drop_conditionals(ex);
+        return 0;
 }
 
 int cache_request(Exchange *ex, const RequestInfo *ri) {
@@ -439,7 +481,12 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 return c->scheme && c->host ? 0 : -ENOMEM;
         }
 
-        cache_control_from_headers(&c->req_cc, req->headers, req->n_headers);
+        c->refresh = cache_refresh_session(ex->s);
+        if (c->refresh)
+                /* the cache's own request: none of the client's directives */
+                cache_control_from_headers(&c->req_cc, NULL, 0);
+        else
+                cache_control_from_headers(&c->req_cc, req->headers, req->n_headers);
         int pragma = http1_find_header(req->headers, req->n_headers, "Pragma");
         if (pragma >= 0 && http1_find_header(req->headers, req->n_headers, "Cache-Control") < 0 &&
             http_list_has(req->headers[pragma].value, req->headers[pragma].value_len, "no-cache"))
@@ -462,6 +509,8 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         if (copy_request_fields(c, req) < 0)
                 return -ENOMEM;
 
+        if (c->refresh)
+                return refresh_request(ex, c);
         if (template_true(s->cache_bypass, ri)) {
                 c->st.fwd = CACHE_FWD_BYPASS;
                 set_word(c, "BYPASS");
@@ -485,7 +534,6 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 c->claimed = cache_store_fill_claim(c->claim_id);
                 c->wait = !c->claimed;
         }
-        buf_free(&variant);
         if (o && c->authorization && !cache_shareable_with_authorization(o->times.flags, o->times.s_maxage)) {
                 cache_object_unref(o);
                 o = NULL;
@@ -497,8 +545,12 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 if (v == CACHE_USE || v == CACHE_USE_REFRESH) {
                         cache_store_count(true);
                         set_word(c, cache_current_age(&o->times, now) < o->times.lifetime ? "HIT" : "STALE");
-                        if (v == CACHE_USE_REFRESH)
+                        if (v == CACHE_USE_REFRESH) {
                                 c->st.detail = "stale-while-revalidate";
+                                c->st.fwd = CACHE_FWD_STALE;
+                                start_refresh(ex, c, &variant);
+                        }
+                        buf_free(&variant);
                         int r = serve(ex, c, o);
                         return r < 0 ? r : 1;
                 }
@@ -509,6 +561,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                                     ? CACHE_FWD_REQUEST
                                     : CACHE_FWD_STALE;
         }
+        buf_free(&variant);
         if (c->req_cc.flags & CC_ONLY_IF_CACHED) {
                 /* RFC 9111 5.2.1.7 */
                 set_word(c, "MISS");
