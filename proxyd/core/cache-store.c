@@ -29,6 +29,9 @@ typedef struct DiskHeader {
 
 typedef struct Fill {
         struct Fill *next;
+        CacheObject *obj; /* published (a reference), or NULL */
+        int *watchers;    /* eventfds of the workers with requests waiting for it */
+        size_t n_watchers, cap_watchers;
         char id[];
 } Fill;
 
@@ -118,7 +121,20 @@ CacheObject *cache_object_new(const char *key, const char *variant, const char *
         return o;
 }
 
+int cache_object_reserve(CacheObject *o, uint64_t len) {
+        if (len > SIZE_MAX - 1 || o->body)
+                return -EFBIG;
+        o->body = malloc(len ? (size_t) len : 1);
+        if (!o->body)
+                return -ENOMEM;
+        o->body_cap = (size_t) len;
+        o->fixed = true;
+        return 0;
+}
+
 int cache_object_append(CacheObject *o, const char *p, size_t n) {
+        if (o->fixed && o->body_len + n > o->body_cap)
+                return -EFBIG; /* followed by other threads: the body must not move */
         if (o->body_len + n > o->body_cap) {
                 size_t cap = MAX(o->body_cap * 2, (size_t) o->body_len + n);
                 cap = MAX(cap, (size_t) 4096);
@@ -657,13 +673,19 @@ static Fill **fill_find(const char *id) {
         return p;
 }
 
+static void fill_notify(const Fill *f) {
+        uint64_t one = 1;
+        for (size_t i = 0; i < f->n_watchers; i++)
+                (void) !write(f->watchers[i], &one, sizeof(one));
+}
+
 int cache_store_fill_claim(const char *id) {
         int r = 1;
         pthread_mutex_lock(&store.lock);
         if (*fill_find(id))
                 r = 0;
         else {
-                Fill *f = malloc(sizeof(Fill) + strlen(id) + 1);
+                Fill *f = calloc(1, sizeof(Fill) + strlen(id) + 1);
                 if (f) { /* without memory: no collapsing */
                         strcpy(f->id, id);
                         f->next = store.fills;
@@ -687,8 +709,88 @@ void cache_store_fill_done(const char *id) {
         if (*p) {
                 Fill *f = *p;
                 *p = f->next;
+                if (f->obj) {
+                        f->obj->fill_entry = NULL;
+                        atomic_store(&f->obj->watched, false);
+                        unref_locked(f->obj);
+                }
+                fill_notify(f);
+                free(f->watchers);
                 free(f);
         }
+        pthread_mutex_unlock(&store.lock);
+}
+
+void cache_store_fill_publish(const char *id, CacheObject *o) {
+        pthread_mutex_lock(&store.lock);
+        Fill *f = *fill_find(id);
+        if (f && !f->obj && o->fixed) {
+                f->obj = o;
+                o->refs++;
+                o->fill_entry = f;
+                atomic_store(&o->watched, f->n_watchers > 0);
+                fill_notify(f);
+        }
+        pthread_mutex_unlock(&store.lock);
+}
+
+static void object_notify(CacheObject *o) {
+        if (!atomic_load_explicit(&o->watched, memory_order_acquire))
+                return; /* nobody follows it: no lock taken */
+        pthread_mutex_lock(&store.lock);
+        if (o->fill_entry)
+                fill_notify(o->fill_entry);
+        pthread_mutex_unlock(&store.lock);
+}
+
+void cache_object_filled(CacheObject *o) {
+        atomic_store_explicit(&o->filled, o->body_len, memory_order_release);
+        object_notify(o);
+}
+
+void cache_object_fill_failed(CacheObject *o) {
+        atomic_store_explicit(&o->fill_failed, true, memory_order_release);
+        object_notify(o);
+}
+
+int cache_store_fill_watch(const char *id, int fd, CacheObject **ret) {
+        int r = 0;
+        pthread_mutex_lock(&store.lock);
+        Fill *f = *fill_find(id);
+        if (f) {
+                r = 1;
+                size_t i = 0;
+                while (i < f->n_watchers && f->watchers[i] != fd)
+                        i++;
+                if (i == f->n_watchers && fd >= 0) {
+                        if (f->n_watchers == f->cap_watchers) {
+                                size_t cap = f->cap_watchers ? f->cap_watchers * 2 : 4;
+                                int *w = realloc(f->watchers, cap * sizeof(int));
+                                if (w) {
+                                        f->watchers = w;
+                                        f->cap_watchers = cap;
+                                }
+                        }
+                        if (f->n_watchers < f->cap_watchers)
+                                f->watchers[f->n_watchers++] = fd;
+                }
+                if (f->obj) {
+                        atomic_store(&f->obj->watched, true);
+                        f->obj->refs++;
+                        *ret = f->obj;
+                        r = 2;
+                }
+        }
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+void cache_store_unwatch(int fd) {
+        pthread_mutex_lock(&store.lock);
+        for (Fill *f = store.fills; f; f = f->next)
+                for (size_t i = 0; i < f->n_watchers; i++)
+                        if (f->watchers[i] == fd)
+                                f->watchers[i--] = f->watchers[--f->n_watchers];
         pthread_mutex_unlock(&store.lock);
 }
 

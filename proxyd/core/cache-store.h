@@ -43,6 +43,13 @@ struct CacheObject {
         uint64_t sum;  /* the file's checksum */
         uint64_t file_size;
         bool indexed, on_disk, in_mem;
+        /* An object being filled that collapsed requests follow (cache_store_fill_publish):
+         * its body was reserved whole (body never moves), `filled` bytes of it can be read by
+         * any thread, and fill_failed says the rest will never come. */
+        bool fixed;
+        _Atomic uint64_t filled;
+        atomic_bool fill_failed, watched;
+        struct Fill *fill_entry; /* under the lock: the fetch it is published in */
 };
 
 typedef struct CacheStats {
@@ -81,6 +88,21 @@ size_t cache_store_purge_prefix(const char *prefix);
 int cache_store_fill_claim(const char *id);
 bool cache_store_fill_pending(const char *id);
 void cache_store_fill_done(const char *id);
+
+/* Following a fetch as it fills (collapsed requests served while the response streams in).
+ * The fetch's object, its body reserved whole (cache_object_reserve), is published in the
+ * fetch id; requests waiting for it watch the fetch with an eventfd of their worker, which
+ * is written whenever something changes: the object published, bytes appended
+ * (cache_object_filled), the fill failed, the fetch over. */
+int cache_object_reserve(CacheObject *o, uint64_t len);
+void cache_store_fill_publish(const char *id, CacheObject *o);
+void cache_object_filled(CacheObject *o);
+void cache_object_fill_failed(CacheObject *o);
+/* Watch fetch id with fd: 0 when no such fetch is in progress (any more), 1 when it is and has
+ * no object yet, 2 with its object in *ret (a reference). */
+int cache_store_fill_watch(const char *id, int fd, CacheObject **ret);
+/* fd is closed: no fetch writes to it any more. */
+void cache_store_unwatch(int fd);
 
 /* One more request for key that found nothing stored; returns how many there were (counted
  * in a bounded table: a key that meets another in its slot starts again from 1). */

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The cache in the request path (cache.h): the lookup when routing chose a caching location,
- * the cache source that serves stored responses through the session ops, the tee that fills
- * a new object from the upstream source, revalidation (304 merged), stale copies for failing
- * origins, invalidation by unsafe methods, PURGE, and the Cache-Status field.
+ * the tee that fills a new object from the upstream source, revalidation (304 merged), stale
+ * copies for failing origins, invalidation by unsafe methods, PURGE, and the Cache-Status
+ * field. The cache source that serves stored objects and collapsed requests is in
+ * cache-source.c, the background refresh in cache-refresh.c.
  */
 #include <stdio.h>
 #include <time.h>
 
+#include "cache-internal.h"
 #include "cache-policy.h"
 #include "cache-refresh.h"
 #include "cache-store.h"
@@ -15,44 +17,7 @@
 #include "exchange.h"
 #include "log.h"
 
-typedef struct CacheState {
-        char *key;
-        CacheObject *obj;  /* the stored object in question (hit, stale, revalidated) */
-        CacheObject *fill; /* being filled from the upstream response */
-        CacheControl req_cc;
-        bool authorization, head, may_store, revalidate, takeover, serving, invalidate;
-        bool head_as_get; /* a HEAD miss fetched as GET, to be stored (its body not sent) */
-        bool refresh;     /* the exchange is a background refresh (cache-refresh.c) */
-        /* request collapsing: the fetch of claim_id is this request's (claimed) or another's
-         * (wait: polled every CACHE_WAIT_POLL, for at most CACHE_WAIT_MAX) */
-        char *claim_id;
-        bool claimed, wait;
-        uint64_t wait_start, next_poll;
-        time_t request_time;
-        CacheStatusInfo st;
-        const char *word;
-        uint64_t off, end;   /* the body bytes given to the session so far, and where they stop */
-        char *range, *if_range; /* the client's Range and If-Range */
-        uint64_t expect_len; /* a Content-Length response's length, else UINT64_MAX */
-        /* the client's conditionals, answered from the cache */
-        char *if_none_match;
-        bool has_ims;
-        time_t ims;
-        /* a copy of the request's fields, to select the variant once Vary is known */
-        Buf req_copy;
-        HttpHeader *req_fields;
-        size_t n_req_fields;
-        /* for invalidating Location / Content-Location of the same origin */
-        char *scheme, *host;
-        char *invalidate_paths[2];
-        /* the head given to the session */
-        HttpHeader *fields;
-        HttpResponse resp;
-        char status_text[160], age_text[24], length_text[24], range_text[80];
-} CacheState;
-
-#define CACHE_WAIT_POLL (20 * USEC_PER_MSEC)
-#define CACHE_WAIT_MAX (5 * USEC_PER_SEC) /* as nginx's proxy_cache_lock_timeout */
+/* struct CacheState: cache-internal.h */
 
 /* ---- small helpers ---- */
 
@@ -161,7 +126,7 @@ static void release_claim(CacheState *c) {
         }
 }
 
-static void set_word(CacheState *c, const char *w) {
+void cache_set_word(CacheState *c, const char *w) {
         if (!c->refresh || !c->word)
                 c->word = w; /* a refresh's access entry says REFRESH whatever the outcome */
 }
@@ -234,7 +199,7 @@ static int parse_range(const char *v, uint64_t len, uint64_t *first, uint64_t *e
 }
 
 /* Give o to the session: the head now, the body from cache_step. */
-static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
+int cache_serve(Exchange *ex, CacheState *c, CacheObject *o) {
         const LocationSettings *s = ex_settings(ex);
         size_t n = parse_stored(c, o, 4); /* Age, Cache-Status, Content-Length, Content-Range */
         time_t now = time(NULL);
@@ -259,7 +224,7 @@ static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
         }
         bool bodiless = not_modified || c->head || o->status == 204 || o->status == 304;
         int status = not_modified ? 304 : o->status;
-        uint64_t first = 0, end = o->body_len;
+        uint64_t first = 0, end = c->following ? c->stream_len : o->body_len;
         int range = 0;
         if (c->range && status == 200 && !bodiless && (!c->if_range || if_range_holds(c->if_range, c->fields, n)))
                 range = parse_range(c->range, o->body_len, &first, &end);
@@ -299,63 +264,6 @@ static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
         return ex->s->ops->send_head(ex, &c->resp);
 }
 
-static int cache_step(Exchange *ex) {
-        CacheState *c = ex->cache;
-
-        if (!c || !c->serving || ex->resp_done)
-                return 0;
-        const CacheObject *o = c->obj;
-        ssize_t k = ex->s->ops->send_data(ex, o->body + c->off, (size_t) (c->end - c->off), true);
-        if (k < 0) {
-                exchange_client_failed(ex, (int) -k);
-                return 1;
-        }
-        if (k == 0)
-                return 0;
-        c->off += (uint64_t) k;
-        if (c->off >= c->end)
-                ex->resp_done = true;
-        return 1;
-}
-
-static bool cache_has_output(const Exchange *ex) {
-        const CacheState *c = ex->cache;
-        return c && c->serving && !ex->resp_done && c->off < c->end;
-}
-
-static uint64_t cache_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
-        const CacheState *c = ex->cache;
-        if (!c || !c->wait)
-                return source_no_deadline(ex, ret_kind);
-        *ret_kind = TIMEOUT_CACHE_WAIT;
-        return c->next_poll;
-}
-
-static CacheObject *lookup(CacheState *c, Buf *variant);
-static void cache_wait_over(Exchange *ex, CacheState *c);
-
-static void cache_timeout(Exchange *ex, TimeoutKind kind) {
-        CacheState *c = ex->cache;
-        uint64_t now = ex_now(ex);
-
-        if (kind != TIMEOUT_CACHE_WAIT || !c || !c->wait)
-                return;
-        if (cache_store_fill_pending(c->claim_id) && now < c->wait_start + CACHE_WAIT_MAX) {
-                c->next_poll = now + CACHE_WAIT_POLL;
-                return;
-        }
-        cache_wait_over(ex, c);
-}
-
-const SourceOps source_cache = {
-        .name = "cache",
-        .step = cache_step,
-        .wants_body = source_no_body,
-        .has_output = cache_has_output,
-        .deadline = cache_deadline,
-        .timeout = cache_timeout,
-        .finish = source_no_finish, /* the object is let go with the exchange (cache_exchange_free) */
-};
 
 /* ---- the request ---- */
 
@@ -408,7 +316,7 @@ static int answer_purge(Exchange *ex, CacheState *c) {
         } else
                 n = cache_purge(c->key);
         log_info("%s: PURGE %s: %zu object(s) removed", ex_text(ex), c->key, n);
-        set_word(c, "PURGE");
+        cache_set_word(c, "PURGE");
         return exchange_local_response(ex, n > 0 ? 200 : 404, "text/plain", n > 0 ? "purged\n" : "not in the cache\n",
                                        n > 0 ? 7 : 17, NULL, ex->req_done);
 }
@@ -427,19 +335,18 @@ static void start_refresh(Exchange *ex, CacheState *c, const Buf *variant) {
                 log_warning_errno(r, "%s: cannot start the background refresh of %s", ex_text(ex), c->key);
 }
 
-static CacheObject *lookup(CacheState *c, Buf *variant);
 
 /* The request of a background refresh: the stored object (stale) is revalidated, or what is
  * fetched replaces it; the fetch claim is the refresh's. */
 static int refresh_request(Exchange *ex, CacheState *c) {
         Buf variant = {};
-        CacheObject *o = lookup(c, &variant);
+        CacheObject *o = cache_lookup(c, &variant);
 
         buf_free(&variant);
         c->claim_id = cache_refresh_take_claim(ex->s);
         c->claimed = c->claim_id != NULL;
         ex->reason = "background refresh";
-        set_word(c, "REFRESH");
+        cache_set_word(c, "REFRESH");
         if (o) {
                 c->obj = o;
                 c->revalidate = true;
@@ -513,7 +420,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 return refresh_request(ex, c);
         if (template_true(s->cache_bypass, ri)) {
                 c->st.fwd = CACHE_FWD_BYPASS;
-                set_word(c, "BYPASS");
+                cache_set_word(c, "BYPASS");
                 cache_store_count(false);
                 c->may_store = c->may_store && !c->head;
                 if (c->may_store)
@@ -522,7 +429,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         }
 
         Buf variant = {};
-        CacheObject *o = lookup(c, &variant);
+        CacheObject *o = cache_lookup(c, &variant);
         if (!o && c->may_store && s->cache_min_uses > 1 && cache_store_use(c->key) < s->cache_min_uses)
                 c->may_store = false; /* not asked for often enough yet */
         if (!o && c->may_store) {
@@ -544,14 +451,14 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 CacheVerdict v = cache_verdict(&o->times, &c->req_cc, now);
                 if (v == CACHE_USE || v == CACHE_USE_REFRESH) {
                         cache_store_count(true);
-                        set_word(c, cache_current_age(&o->times, now) < o->times.lifetime ? "HIT" : "STALE");
+                        cache_set_word(c, cache_current_age(&o->times, now) < o->times.lifetime ? "HIT" : "STALE");
                         if (v == CACHE_USE_REFRESH) {
                                 c->st.detail = "stale-while-revalidate";
                                 c->st.fwd = CACHE_FWD_STALE;
                                 start_refresh(ex, c, &variant);
                         }
                         buf_free(&variant);
-                        int r = serve(ex, c, o);
+                        int r = cache_serve(ex, c, o);
                         return r < 0 ? r : 1;
                 }
                 c->obj = o;
@@ -564,13 +471,13 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         buf_free(&variant);
         if (c->req_cc.flags & CC_ONLY_IF_CACHED) {
                 /* RFC 9111 5.2.1.7 */
-                set_word(c, "MISS");
+                cache_set_word(c, "MISS");
                 int r = exchange_local_response(ex, 504, NULL, NULL, 0, NULL, ex->req_done);
                 return r < 0 ? r : 1;
         }
         if (!c->wait)
                 cache_store_count(false);
-        set_word(c, o ? "EXPIRED" : "MISS");
+        cache_set_word(c, o ? "EXPIRED" : "MISS");
         if (c->may_store || c->obj)
                 drop_conditionals(ex);
         if (c->head && c->may_store && !c->obj) {
@@ -586,7 +493,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
 
 /* The stored object for the request's key and the variant its fields select (into
  * variant), with c->st.fwd saying how a miss missed. */
-static CacheObject *lookup(CacheState *c, Buf *variant) {
+CacheObject *cache_lookup(CacheState *c, Buf *variant) {
         Buf names = {};
         CacheObject *o = NULL;
         int k = cache_store_vary(c->key, &names);
@@ -599,40 +506,6 @@ static CacheObject *lookup(CacheState *c, Buf *variant) {
         return o;
 }
 
-bool cache_wait(Exchange *ex) {
-        CacheState *c = ex->cache;
-
-        if (!c || !c->wait)
-                return false;
-        ex->src = &source_cache;
-        c->wait_start = ex_now(ex);
-        c->next_poll = c->wait_start + CACHE_WAIT_POLL;
-        return true;
-}
-
-/* The fetch this request waited for is over (or took too long): the object it stored, if
- * fresh, else the upstream after all. */
-static void cache_wait_over(Exchange *ex, CacheState *c) {
-        Buf variant = {};
-        CacheObject *o = lookup(c, &variant);
-
-        buf_free(&variant);
-        c->wait = false;
-        c->st.collapsed = true;
-        if (o && cache_verdict(&o->times, &c->req_cc, time(NULL)) == CACHE_USE &&
-            (!c->authorization || cache_shareable_with_authorization(o->times.flags, o->times.s_maxage))) {
-                cache_store_count(true);
-                set_word(c, "HIT");
-                if (serve(ex, c, o) < 0)
-                        exchange_fail(ex, 500, "cannot serve from the cache");
-                return;
-        }
-        cache_object_unref(o);
-        cache_store_count(false);
-        c->claimed = cache_store_fill_claim(c->claim_id);
-        ex->src = &source_upstream;
-        (void) exchange_connect(ex);
-}
 
 int cache_request_head(Exchange *ex, Buf *head) {
         CacheState *c = ex->cache;
@@ -771,6 +644,9 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
                 return k;
         c->fill->status = r->status;
         times_of(&c->fill->times, &info, s, c->request_time, time(NULL));
+        /* requests collapsed into this fetch follow the object as it fills */
+        if (c->claimed && r->body == HTTP_BODY_LENGTH && cache_object_reserve(c->fill, r->content_length) >= 0)
+                cache_store_fill_publish(c->claim_id, c->fill);
         c->expect_len = r->body == HTTP_BODY_LENGTH ? r->content_length : r->body == HTTP_BODY_NONE ? 0 : UINT64_MAX;
         ex->cache_tee = true;
         c->st.stored = true;
@@ -780,10 +656,10 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
 }
 
 static int take_over(Exchange *ex, CacheState *c, const HttpResponse *r, const char *word) {
-        set_word(c, word);
+        cache_set_word(c, word);
         c->takeover = true;
         /* A body that is not read (a 5xx answered with a stale copy) may still be on its way:
-         * that connection must not go back to the pool (serve() clears the mark). */
+         * that connection must not go back to the pool (cache_serve() clears the mark). */
         if (r->body != HTTP_BODY_NONE && !(r->body == HTTP_BODY_LENGTH && r->content_length == 0))
                 ex->resp_truncated = true;
         return 1;
@@ -861,7 +737,7 @@ int cache_after_upstream_step(Exchange *ex) {
         c->takeover = false;
         if (ex->src)
                 ex->src->finish(ex); /* the upstream connection goes back to the pool if it can */
-        int r = serve(ex, c, c->obj);
+        int r = cache_serve(ex, c, c->obj);
         if (r < 0)
                 exchange_fail(ex, 500, "cannot serve from the cache");
         return 1;
@@ -873,8 +749,11 @@ void cache_tee(Exchange *ex, const char *p, size_t n) {
         if (!c || !c->fill)
                 return;
         const LocationSettings *s = ex_settings(ex);
-        if (c->fill->body_len + n > s->cache_max_object_size || cache_object_append(c->fill, p, n) < 0) {
+        if (c->fill->body_len + n <= s->cache_max_object_size && cache_object_append(c->fill, p, n) >= 0)
+                cache_object_filled(c->fill);
+        else {
                 log_debug("%s: response for %s not stored: larger than cache_max_object_size", ex_text(ex), c->key);
+                cache_object_fill_failed(c->fill);
                 cache_object_unref(c->fill);
                 c->fill = NULL;
                 ex->cache_tee = false;
@@ -896,8 +775,8 @@ bool cache_upstream_failed(Exchange *ex, int status) {
         if (ex->src)
                 ex->src->finish(ex);
         c->st.detail = "stale-if-error";
-        set_word(c, "STALE");
-        if (serve(ex, c, c->obj) < 0)
+        cache_set_word(c, "STALE");
+        if (cache_serve(ex, c, c->obj) < 0)
                 return false;
         return true;
 }
@@ -937,8 +816,10 @@ void cache_exchange_end(Exchange *ex) {
                 if (complete) {
                         cache_store_insert(c->fill);
                         c->fill = NULL;
-                } else
+                } else {
                         log_info("%s: response for %s not stored: it did not end complete", ex_text(ex), c->key);
+                        cache_object_fill_failed(c->fill);
+                }
         }
         release_claim(c);
         if (c->invalidate && ex->status >= 200 && ex->status < 400) {
@@ -954,6 +835,9 @@ void cache_exchange_free(Exchange *ex) {
 
         if (!c)
                 return;
+        if (c->fill)
+                cache_object_fill_failed(c->fill); /* ended before it was complete */
+        cache_wake_unlist(c);
         release_claim(c);
         free(c->claim_id);
         cache_object_unref(c->obj);
