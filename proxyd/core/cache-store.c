@@ -86,12 +86,53 @@ static void object_hashes(CacheObject *o) {
         o->name_hash[1] = fnv(b, o->variant, strlen(o->variant));
 }
 
+/* "DIR/" then 16 hex digits of each of the words, without printf (once per stored object) */
+static void dir_hex_path(char *buf, size_t size, const char *prefix, const uint64_t *w, size_t n_words) {
+        static const char hex[] = "0123456789abcdef";
+        size_t dl = strlen(store.dir), pl = strlen(prefix);
+
+        if (dl + 1 + pl + 16 * n_words + 1 > size) {
+                if (size > 0)
+                        buf[0] = 0;
+                return;
+        }
+        memcpy(buf, store.dir, dl);
+        buf[dl++] = '/';
+        memcpy(buf + dl, prefix, pl);
+        dl += pl;
+        for (size_t k = 0; k < n_words; k++)
+                for (int i = 15; i >= 0; i--)
+                        buf[dl++] = hex[(w[k] >> (4 * i)) & 0xf];
+        buf[dl] = 0;
+}
+
 static void object_path(const CacheObject *o, char *buf, size_t size) {
-        snprintf(buf, size, "%s/%016llx%016llx", store.dir, (unsigned long long) o->name_hash[0],
-                 (unsigned long long) o->name_hash[1]);
+        dir_hex_path(buf, size, "", o->name_hash, 2);
+}
+
+/* The stored head's lines as fields, once per object. */
+static int object_parse_head(CacheObject *o) {
+        size_t cap = 0;
+        for (const char *p = o->head; *p; p++)
+                cap += *p == '\n';
+        o->fields = malloc((cap ? cap : 1) * sizeof(HttpHeader));
+        if (!o->fields)
+                return -ENOMEM;
+        o->n_fields = 0;
+        for (const char *p = o->head, *e; (e = strstr(p, "\r\n")) && o->n_fields < cap; p = e + 2) {
+                const char *colon = memchr(p, ':', (size_t) (e - p));
+                if (!colon)
+                        continue;
+                const char *v = colon + 1;
+                while (v < e && *v == ' ')
+                        v++;
+                o->fields[o->n_fields++] = (HttpHeader){ p, (size_t) (colon - p), v, (size_t) (e - v) };
+        }
+        return 0;
 }
 
 static void object_free(CacheObject *o) {
+        free(o->fields);
         free(o->key);
         free(o->variant);
         free(o->vary);
@@ -117,6 +158,10 @@ CacheObject *cache_object_new(const char *key, const char *variant, const char *
         memcpy(o->head, head, head_len);
         o->head[head_len] = 0;
         o->head_len = head_len;
+        if (object_parse_head(o) < 0) {
+                object_free(o);
+                return NULL;
+        }
         object_hashes(o);
         return o;
 }
@@ -343,7 +388,7 @@ static int disk_write(CacheObject *o, unsigned counter) {
         sum = checksum(sum, o->vary, h.vary_len);
         sum = checksum(sum, o->head, h.head_len);
         sum = checksum(sum, o->body, (size_t) o->body_len);
-        snprintf(tmp, sizeof(tmp), "%s/tmp.%d.%u", store.dir, (int) getpid(), counter);
+        dir_hex_path(tmp, sizeof(tmp), "tmp.", (const uint64_t[]){ ((uint64_t) getpid() << 32) | counter }, 1);
         object_path(o, path, sizeof(path));
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
@@ -412,7 +457,7 @@ static CacheObject *disk_read_index(int fd, uint64_t size) {
         o->variant = o->key ? read_string(fd, h.variant_len) : NULL;
         o->vary = o->variant ? read_string(fd, h.vary_len) : NULL;
         o->head = o->vary ? read_string(fd, h.head_len) : NULL;
-        if (!o->head || lseek(fd, (off_t) (size - 8), SEEK_SET) < 0 || read_exact(fd, &o->sum, 8) < 0) {
+        if (!o->head || object_parse_head(o) < 0 || lseek(fd, (off_t) (size - 8), SEEK_SET) < 0 || read_exact(fd, &o->sum, 8) < 0) {
                 object_free(o);
                 return NULL;
         }
@@ -565,10 +610,8 @@ int cache_store_vary(const char *key, Buf *names) {
         return r;
 }
 
-CacheObject *cache_store_lookup(const char *key, const char *variant) {
-        pthread_mutex_lock(&store.lock);
-        ensure_ready();
-        CacheObject *o = find_locked(key, variant);
+/* o found under the lock (or NULL): a reference to it with its body in memory; unlocks. */
+static CacheObject *take_found(CacheObject *o) {
         if (o) {
                 o->refs++;
                 touch(o);
@@ -601,6 +644,25 @@ CacheObject *cache_store_lookup(const char *key, const char *variant) {
                 free(body);
         pthread_mutex_unlock(&store.lock);
         return o;
+}
+
+CacheObject *cache_store_lookup(const char *key, const char *variant) {
+        pthread_mutex_lock(&store.lock);
+        ensure_ready();
+        return take_found(find_locked(key, variant));
+}
+
+CacheObject *cache_store_lookup_request(const char *key, const HttpHeader *f, size_t n, Buf *variant,
+                                        bool *ret_vary) {
+        pthread_mutex_lock(&store.lock);
+        ensure_ready();
+        CacheObject *any = find_locked(key, NULL);
+        *ret_vary = any && any->vary[0];
+        if (!any || cache_vary_values(any->vary, f, n, variant) < 0 || buf_append(variant, "", 1) < 0) {
+                pthread_mutex_unlock(&store.lock);
+                return NULL;
+        }
+        return take_found(any->vary[0] ? find_locked(key, buf_head(variant)) : any);
 }
 
 void cache_store_insert(CacheObject *o) {

@@ -35,6 +35,8 @@ struct CacheObject {
         char *vary;    /* the response's Vary names, lower case, sorted */
         char *head;    /* stored fields, "Name: value\r\n" each (no framing, no hop-by-hop) */
         size_t head_len;
+        HttpHeader *fields; /* head parsed once, pointing into it (read by every hit) */
+        size_t n_fields;
         char *body; /* NULL: on disk only */
         size_t body_cap;
         uint64_t body_len;
@@ -67,6 +69,11 @@ void cache_store_configure(const char *dir, uint64_t memory_max, uint64_t disk_m
 int cache_store_vary(const char *key, Buf *names);
 /* The object stored for key and variant, with a reference and its body in memory, or NULL. */
 CacheObject *cache_store_lookup(const char *key, const char *variant);
+/* The same for a request (its fields f[0..n)): the variant its Vary values select (into
+ * variant, terminated; empty when nothing is stored for key), with one look at the index.
+ * *ret_vary: what is stored for key varies. */
+CacheObject *cache_store_lookup_request(const char *key, const HttpHeader *f, size_t n, Buf *variant,
+                                        bool *ret_vary);
 
 /* A new object to fill (body appended as it arrives), then inserted or dropped. */
 CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,

@@ -43,8 +43,9 @@ typedef struct CacheState {
         time_t ims;
         /* a copy of the request's fields, to select the variant once Vary is known */
         Buf req_copy;
-        HttpHeader *req_fields;
+        HttpHeader *req_fields; /* the request's (during cache_request), then req_copy's */
         size_t n_req_fields;
+        bool req_copied;
         /* for invalidating Location / Content-Location of the same origin */
         char *scheme, *host;
         char *invalidate_paths[2];

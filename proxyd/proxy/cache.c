@@ -44,25 +44,15 @@ static bool field_is(const HttpHeader *h, const char *name) {
         return memcaseeq(h->name, h->name_len, name);
 }
 
-/* The stored head's lines as fields, with room for `extra` more (into c->fields). */
+/* The stored head's fields (parsed once, when the object was made), with room for `extra`
+ * more (into c->fields). */
 static size_t parse_stored(CacheState *c, const CacheObject *o, size_t extra) {
-        size_t n = 0, cap = extra;
-        for (const char *p = o->head; *p; p++)
-                cap += *p == '\n';
         free(c->fields);
-        c->fields = calloc(cap ? cap : 1, sizeof(HttpHeader));
+        c->fields = malloc((o->n_fields + extra + 1) * sizeof(HttpHeader));
         if (!c->fields)
                 return SIZE_MAX;
-        for (const char *p = o->head, *e; (e = strstr(p, "\r\n")); p = e + 2) {
-                const char *colon = memchr(p, ':', (size_t) (e - p));
-                if (!colon)
-                        continue;
-                const char *v = colon + 1;
-                while (v < e && *v == ' ')
-                        v++;
-                c->fields[n++] = (HttpHeader){ p, (size_t) (colon - p), v, (size_t) (e - v) };
-        }
-        return n;
+        memcpy(c->fields, o->fields, o->n_fields * sizeof(HttpHeader));
+        return o->n_fields;
 }
 
 static const HttpHeader *stored_field(const HttpHeader *f, size_t n, const char *name) {
@@ -77,6 +67,19 @@ static bool field_kept(const HttpHeader *h, const HttpHeader *all, size_t n) {
         return !http1_is_hop_by_hop(h->name, h->name_len) && !field_is(h, "Content-Length") &&
                !field_is(h, "Transfer-Encoding") && !field_is(h, "Age") &&
                !http1_connection_lists(all, n, h->name, h->name_len);
+}
+
+/* The fields whose Connection may name other fields (for field_kept), or NULL when every
+ * Connection field says only keep-alive or close, which name none: then no field is looked
+ * up in them (a response head is not scanned once per field). */
+static const HttpHeader *connection_fields(const HttpResponse *r) {
+        for (size_t i = 0; i < r->n_headers; i++) {
+                const HttpHeader *h = &r->headers[i];
+                if (field_is(h, "Connection") && !memcaseeq(h->value, h->value_len, "keep-alive") &&
+                    !memcaseeq(h->value, h->value_len, "close"))
+                        return r->headers;
+        }
+        return NULL;
 }
 
 static int append_field(Buf *b, const HttpHeader *h) {
@@ -212,7 +215,7 @@ int cache_serve(Exchange *ex, CacheState *c, CacheObject *o) {
         }
         bool not_modified = client_not_modified(c, c->fields, n, o);
         int64_t age = cache_current_age(&o->times, now);
-        snprintf(c->age_text, sizeof(c->age_text), "%lld", (long long) MIN(age, CC_DELTA_MAX));
+        (void) cache_format_uint(c->age_text, sizeof(c->age_text), (uint64_t) MAX(MIN(age, CC_DELTA_MAX), 0));
         c->fields[n++] = (HttpHeader){ "Age", 3, c->age_text, strlen(c->age_text) };
         if (c->st.fwd == CACHE_FWD_NONE) {
                 c->st.has_ttl = true;
@@ -275,7 +278,23 @@ static bool conditional_field(const HttpHeader *h, void *userdata) {
                field_is(h, "Range");
 }
 
+/* The request goes on (upstream, or waiting): the Vary values of what comes back are looked
+ * up in a copy of its fields, made before any of them is dropped. */
+static int keep_request_fields(CacheState *c) {
+        if (c->req_copied)
+                return c->req_fields || c->n_req_fields == 0 ? 0 : -ENOMEM;
+        const HttpHeader *f = c->req_fields;
+        c->req_fields = NULL;
+        c->req_copied = true;
+        if (cache_copy_fields(f, c->n_req_fields, &c->req_copy, &c->req_fields) < 0) {
+                c->req_fields = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static void drop_conditionals(Exchange *ex) {
+        (void) keep_request_fields(ex->cache); /* a failure shows in cache_request */
         http1_request_drop_fields(&ex->req, conditional_field, NULL);
 }
 
@@ -299,10 +318,6 @@ int cache_copy_fields(const HttpHeader *h, size_t n, Buf *copy, HttpHeader **ret
         return 0;
 }
 
-static int copy_request_fields(CacheState *c, const HttpRequest *req) {
-        c->n_req_fields = req->n_headers;
-        return cache_copy_fields(req->headers, req->n_headers, &c->req_copy, &c->req_fields);
-}
 
 static bool is_purge(const Exchange *ex) {
         return ex->method_id == HTTP_METHOD_OTHER && streq(ex->method, "PURGE");
@@ -356,7 +371,7 @@ static int refresh_request(Exchange *ex, CacheState *c) {
         return 0;
 }
 
-int cache_request(Exchange *ex, const RequestInfo *ri) {
+static int request_inner(Exchange *ex, const RequestInfo *ri) {
         const LocationSettings *s = ex_settings(ex);
         const HttpRequest *req = &ex->req;
         CacheState *c;
@@ -413,8 +428,10 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         int ims = http1_find_header(req->headers, req->n_headers, "If-Modified-Since");
         if (ims >= 0)
                 c->has_ims = http_date_parse(req->headers[ims].value, req->headers[ims].value_len, &c->ims) == 0;
-        if (copy_request_fields(c, req) < 0)
-                return -ENOMEM;
+        /* the request's own fields while this runs; copied only when the request goes on
+         * (cache_request) */
+        c->req_fields = req->headers;
+        c->n_req_fields = req->n_headers;
 
         if (c->refresh)
                 return refresh_request(ex, c);
@@ -459,6 +476,10 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                         }
                         buf_free(&variant);
                         int r = cache_serve(ex, c, o);
+                        if (r >= 0)
+                                /* the body at once: the session writes it with the head queued
+                                 * (one writev for a small object) */
+                                (void) exchange_step(ex);
                         return r < 0 ? r : 1;
                 }
                 c->obj = o;
@@ -493,19 +514,27 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
 
 /* The stored object for the request's key and the variant its fields select (into
  * variant), with c->st.fwd saying how a miss missed. */
-CacheObject *cache_lookup(CacheState *c, Buf *variant) {
-        Buf names = {};
-        CacheObject *o = NULL;
-        int k = cache_store_vary(c->key, &names);
-        if (k == 1 && buf_append(&names, "", 1) >= 0 &&
-            cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, variant) >= 0 &&
-            buf_append(variant, "", 1) >= 0)
-                o = cache_store_lookup(c->key, buf_head(variant));
-        c->st.fwd = o ? CACHE_FWD_NONE : k == 1 && buf_len(&names) > 1 ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS;
-        buf_free(&names);
-        return o;
+int cache_request(Exchange *ex, const RequestInfo *ri) {
+        int r = request_inner(ex, ri);
+        CacheState *c = ex->cache;
+
+        if (!c)
+                return r;
+        if (r != 0 && !c->req_copied) {
+                /* answered: nothing looks at the request's fields again */
+                c->req_fields = NULL;
+                c->n_req_fields = 0;
+                return r;
+        }
+        return r != 0 ? r : keep_request_fields(c);
 }
 
+CacheObject *cache_lookup(CacheState *c, Buf *variant) {
+        bool vary;
+        CacheObject *o = cache_store_lookup_request(c->key, c->req_fields, c->n_req_fields, variant, &vary);
+        c->st.fwd = o ? CACHE_FWD_NONE : vary ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS;
+        return o;
+}
 
 int cache_request_head(Exchange *ex, Buf *head) {
         CacheState *c = ex->cache;
@@ -552,6 +581,7 @@ static void times_of(CacheEntryTimes *t, const CacheResponseInfo *info, const Lo
 static CacheObject *merge_304(Exchange *ex, CacheState *c, const HttpResponse *r) {
         const CacheObject *old = c->obj;
         size_t n = parse_stored(c, old, 0);
+        const HttpHeader *conn = connection_fields(r);
         Buf head = {};
         int k = 0;
 
@@ -562,12 +592,12 @@ static CacheObject *merge_304(Exchange *ex, CacheState *c, const HttpResponse *r
                 for (size_t j = 0; j < r->n_headers && !replaced; j++)
                         replaced = c->fields[i].name_len == r->headers[j].name_len &&
                                    strncasecmp(c->fields[i].name, r->headers[j].name, c->fields[i].name_len) == 0 &&
-                                   field_kept(&r->headers[j], r->headers, r->n_headers);
+                                   field_kept(&r->headers[j], conn, r->n_headers);
                 if (!replaced)
                         k = append_field(&head, &c->fields[i]);
         }
         for (size_t j = 0; j < r->n_headers && k >= 0; j++)
-                if (field_kept(&r->headers[j], r->headers, r->n_headers))
+                if (field_kept(&r->headers[j], conn, r->n_headers))
                         k = append_field(&head, &r->headers[j]);
         CacheObject *o = k >= 0 ? cache_object_new(old->key, old->variant, old->vary, buf_head(&head) ?: "",
                                                    buf_len(&head))
@@ -624,13 +654,14 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
                 buf_free(&names);
                 return 0;
         }
+        const HttpHeader *conn = connection_fields(r);
         k = buf_append(&names, "", 1);
         if (k >= 0)
                 k = cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, &variant);
         if (k >= 0)
                 k = buf_append(&variant, "", 1);
         for (size_t i = 0; i < r->n_headers && k >= 0; i++)
-                if (field_kept(&r->headers[i], r->headers, r->n_headers))
+                if (field_kept(&r->headers[i], conn, r->n_headers))
                         k = append_field(&head, &r->headers[i]);
         if (k >= 0) {
                 c->fill = cache_object_new(c->key, buf_head(&variant), buf_head(&names), buf_head(&head) ?: "",
