@@ -2,9 +2,14 @@
 # Hot-path profile of proxyd: instructions per request under callgrind, the top
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
-#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M]
+#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M] [-C hit|miss]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
+# -C: the location caches (`cache = true`, store in the profile directory): "hit" with the
+#     default key (every request after the first is a hit), "miss" with cache_key =
+#     "$request_id" (every request misses, is fetched and stored). The origin sends
+#     Cache-Control: max-age=3600 for /cached/small and /cached/big (same files); compare
+#     with -p /cached/small without -C (the location does not cache).
 #
 # proxyd runs with 1 worker (callgrind serialises threads anyway) in front of
 # a 1-worker nginx origin serving /small (100 B) and /big (1 MiB). A
@@ -24,11 +29,12 @@ URLPATH=/small
 BIN=
 TOP=30
 METRICS=true
-while getopts "n:w:c:p:b:t:Mh" o; do
+CACHE=
+while getopts "n:w:c:p:b:t:MC:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;;
-        *) sed -n '2,16p' "$0"; exit 2 ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; C) CACHE=$OPTARG ;;
+        *) sed -n '2,22p' "$0"; exit 2 ;;
         esac
 done
 
@@ -77,10 +83,18 @@ http {
   uwsgi_temp_path $D/tmp/u; scgi_temp_path $D/tmp/s;
   access_log off; sendfile on; keepalive_requests 100000000; keepalive_timeout 300s;
   default_type application/octet-stream;
-  server { listen 127.0.0.1:$OPORT; root $D/www; location / { } }
+  server { listen 127.0.0.1:$OPORT; root $D/www; location / { }
+           location /cached/ { alias $D/www/; add_header Cache-Control "max-age=3600"; } }
 }
 EOF
+case "$CACHE" in
+"") LOCCACHE= ;;
+hit) LOCCACHE=' cache = true;' ;;
+miss) LOCCACHE=' cache = true; cache_key = "$request_id";' ;;
+*) echo "-C hit or -C miss" >&2; exit 2 ;;
+esac
 cat >"$D/proxyd.conf" <<EOF
+cache_path = "$D/cache";
 workers = 1;
 metrics = $METRICS;
 log_level = "warning";
@@ -88,7 +102,7 @@ access_log = false;
 shutdown_timeout = "1s";
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
 servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ];
-              locations = ( { prefix = "/"; proxy_pass = "http://origin"; } ); } );
+              locations = ( { prefix = "/"; proxy_pass = "http://origin";$LOCCACHE } ); } );
 EOF
 
 setsid /usr/sbin/nginx -p "$D" -c "$D/origin.conf" &
