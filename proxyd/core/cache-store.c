@@ -132,6 +132,11 @@ static int object_parse_head(CacheObject *o) {
 }
 
 static void object_free(CacheObject *o) {
+        if (o->spill_fd >= 0) {
+                close(o->spill_fd); /* a fill that never completed */
+                (void) unlink(o->spill_path);
+        }
+        free(o->spill_path);
         free(o->fields);
         free(o->key);
         free(o->variant);
@@ -147,6 +152,7 @@ CacheObject *cache_object_new(const char *key, const char *variant, const char *
         if (!o)
                 return NULL;
         o->refs = 1;
+        o->spill_fd = -EBADF;
         o->key = strdup(key);
         o->variant = strdup(variant ?: "");
         o->vary = strdup(vary ?: "");
@@ -177,7 +183,20 @@ int cache_object_reserve(CacheObject *o, uint64_t len) {
         return 0;
 }
 
+static int write_all(int fd, struct iovec *iov, int n);
+static void spill_sum(CacheObject *o, const char *p, size_t n);
+
 int cache_object_append(CacheObject *o, const char *p, size_t n) {
+        if (o->spill_fd >= 0) {
+                if (o->body_len + n > o->spill_len)
+                        return -EFBIG;
+                int r = write_all(o->spill_fd, &(struct iovec){ (void *) p, n }, 1);
+                if (r < 0)
+                        return r;
+                spill_sum(o, p, n);
+                o->body_len += n;
+                return 0;
+        }
         if (o->fixed && o->body_len + n > o->body_cap)
                 return -EFBIG; /* followed by other threads: the body must not move */
         if (o->body_len + n > o->body_cap) {
@@ -410,6 +429,101 @@ static int disk_write(CacheObject *o, unsigned counter) {
         o->sum = sum;
         o->file_size = sizeof(h) + h.key_len + h.variant_len + h.vary_len + h.head_len + o->body_len + sizeof(sum);
         o->on_disk = true;
+        atomic_store(&o->file_ok, true);
+        return 0;
+}
+
+/* The body's checksum as it is written piece by piece: pieces are summed in whole words (a
+ * rest of under 8 bytes waits in carry), so the result is that of one pass over all of it. */
+static void spill_sum(CacheObject *o, const char *p, size_t n) {
+        if (o->n_carry > 0) {
+                size_t take = MIN((size_t) (8 - o->n_carry), n);
+                memcpy(o->carry + o->n_carry, p, take);
+                o->n_carry += (unsigned) take;
+                p += take;
+                n -= take;
+                if (o->n_carry < 8)
+                        return;
+                o->spill_sum = checksum(o->spill_sum, o->carry, 8);
+                o->n_carry = 0;
+        }
+        size_t whole = n & ~(size_t) 7;
+        o->spill_sum = checksum(o->spill_sum, p, whole);
+        memcpy(o->carry, p + whole, n - whole);
+        o->n_carry = (unsigned) (n - whole);
+}
+
+uint64_t cache_store_spill_size(void) {
+        pthread_mutex_lock(&store.lock);
+        uint64_t r = store.dir ? store.memory_max : UINT64_MAX;
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+int cache_object_spill(CacheObject *o, uint64_t len) {
+        char tmp[PATH_MAX];
+        DiskHeader h;
+
+        pthread_mutex_lock(&store.lock);
+        unsigned counter = store.tmp_counter++;
+        bool disk = store.dir && len + o->head_len <= store.disk_max;
+        if (disk)
+                dir_hex_path(tmp, sizeof(tmp), "tmp.", (const uint64_t[]){ ((uint64_t) getpid() << 32) | counter }, 1);
+        pthread_mutex_unlock(&store.lock);
+        if (!disk || o->fixed || o->spill_fd >= 0 || len < o->body_len)
+                return -EFBIG;
+        o->spill_path = strdup(tmp);
+        if (!o->spill_path)
+                return -ENOMEM;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        o->spill_fd = fd;
+        o->spill_len = len;
+        header_of(o, &h);
+        h.body_len = len;
+        uint64_t sum = checksum(0, &h, sizeof(h));
+        sum = checksum(sum, o->key, h.key_len);
+        sum = checksum(sum, o->variant, h.variant_len);
+        sum = checksum(sum, o->vary, h.vary_len);
+        o->spill_sum = checksum(sum, o->head, h.head_len);
+        struct iovec iov[] = {
+                { &h, sizeof(h) },       { o->key, h.key_len },   { o->variant, h.variant_len },
+                { o->vary, h.vary_len }, { o->head, h.head_len }, { o->body, (size_t) o->body_len },
+        };
+        int r = write_all(fd, iov, (int) ELEMENTSOF(iov));
+        if (r < 0)
+                return r; /* the file goes with the object */
+        spill_sum(o, o->body, (size_t) o->body_len);
+        free(o->body);
+        o->body = NULL;
+        o->body_cap = 0;
+        return 0;
+}
+
+/* A spilled fill is complete: its checksum, then renamed into place. */
+static int spill_finish(CacheObject *o) {
+        char path[PATH_MAX];
+
+        if (o->body_len != o->spill_len)
+                return -EIO;
+        uint64_t sum = checksum(o->spill_sum, o->carry, o->n_carry);
+        int r = write_all(o->spill_fd, &(struct iovec){ &sum, sizeof(sum) }, 1);
+        if (close(o->spill_fd) < 0 && r == 0)
+                r = -errno;
+        o->spill_fd = -EBADF;
+        object_path(o, path, sizeof(path));
+        if (r == 0 && rename(o->spill_path, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(o->spill_path);
+                return r;
+        }
+        o->sum = sum;
+        o->file_size = sizeof(DiskHeader) + strlen(o->key) + strlen(o->variant) + strlen(o->vary) + o->head_len +
+                       o->body_len + sizeof(sum);
+        o->on_disk = true;
+        atomic_store(&o->file_ok, true);
         return 0;
 }
 
@@ -453,6 +567,7 @@ static CacheObject *disk_read_index(int fd, uint64_t size) {
         if (!o)
                 return NULL;
         o->refs = 1;
+        o->spill_fd = -EBADF;
         o->key = read_string(fd, h.key_len);
         o->variant = o->key ? read_string(fd, h.variant_len) : NULL;
         o->vary = o->variant ? read_string(fd, h.vary_len) : NULL;
@@ -510,6 +625,75 @@ static char *disk_read_body(const CacheObject *o) {
                 memcpy(body, rest + body_off, (size_t) o->body_len);
         free(rest);
         return body;
+}
+
+/* Everything in the file of o checked against its checksum, read in pieces (the body in
+ * whole words, so the pieces sum as one pass). */
+static int disk_verify(int fd, const CacheObject *o, uint64_t body_off) {
+        DiskHeader h;
+        if (pread(fd, &h, sizeof(h), 0) != (ssize_t) sizeof(h) || h.body_len != o->body_len)
+                return -EIO;
+        size_t head_part = (size_t) (body_off - sizeof(h));
+        size_t bufsize = MAX((size_t) 256 * 1024, head_part);
+        _cleanup_free_ char *buf = malloc(bufsize);
+        if (!buf)
+                return -ENOMEM;
+        if (pread(fd, buf, head_part, sizeof(h)) != (ssize_t) head_part)
+                return -EIO;
+        const uint32_t parts[] = { h.key_len, h.variant_len, h.vary_len, h.head_len };
+        uint64_t sum = checksum(0, &h, sizeof(h));
+        size_t at = 0;
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                sum = checksum(sum, buf + at, parts[i]);
+                at += parts[i];
+        }
+        for (uint64_t done = 0; done < o->body_len;) {
+                size_t want = (size_t) MIN((uint64_t) 256 * 1024, o->body_len - done);
+                if (pread(fd, buf, want, (off_t) (body_off + done)) != (ssize_t) want)
+                        return -EIO;
+                sum = checksum(sum, buf, want);
+                done += want;
+        }
+        return sum == o->sum ? 0 : -EIO;
+}
+
+int cache_object_open(CacheObject *o, uint64_t *ret_body_off) {
+        char path[PATH_MAX];
+        struct stat st;
+        uint64_t trailer;
+
+        if (!o->on_disk)
+                return -ENOENT;
+        uint64_t body_off = sizeof(DiskHeader) + strlen(o->key) + strlen(o->variant) + strlen(o->vary) + o->head_len;
+        pthread_mutex_lock(&store.lock);
+        object_path(o, path, sizeof(path));
+        pthread_mutex_unlock(&store.lock);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        /* the same object (a newer one of its key and variant has the same name) */
+        int r = fstat(fd, &st) < 0 ? -errno : 0;
+        if (r == 0 && ((uint64_t) st.st_size != o->file_size ||
+                       pread(fd, &trailer, sizeof(trailer), (off_t) (o->file_size - 8)) != 8 || trailer != o->sum))
+                r = -ESTALE;
+        if (r == 0 && !atomic_load(&o->file_ok)) {
+                r = disk_verify(fd, o, body_off);
+                if (r == 0)
+                        atomic_store(&o->file_ok, true);
+                else if (r == -EIO) {
+                        log_warning("cache: stored object for \"%s\" is damaged; removed", o->key);
+                        pthread_mutex_lock(&store.lock);
+                        if (o->indexed)
+                                remove_locked(o, true);
+                        pthread_mutex_unlock(&store.lock);
+                }
+        }
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        *ret_body_off = body_off;
+        return fd;
 }
 
 static bool hex_name(const char *n) {
@@ -610,13 +794,15 @@ int cache_store_vary(const char *key, Buf *names) {
         return r;
 }
 
-/* o found under the lock (or NULL): a reference to it with its body in memory; unlocks. */
-static CacheObject *take_found(CacheObject *o) {
+/* o found under the lock (or NULL): a reference to it with its body in memory, or without
+ * when from_file and it is larger than the memory tier (served from its file); unlocks. */
+static CacheObject *take_found(CacheObject *o, bool from_file) {
         if (o) {
                 o->refs++;
                 touch(o);
         }
-        if (!o || o->body) {
+        if (!o || o->body || (from_file && store.dir && o->body_len > store.memory_max)) {
+                /* in memory, or served from its file (cache_object_open) */
                 pthread_mutex_unlock(&store.lock);
                 return o;
         }
@@ -632,6 +818,7 @@ static CacheObject *take_found(CacheObject *o) {
                 unref_locked(o);
                 o = NULL;
         } else if (!o->body && o->indexed) {
+                atomic_store(&o->file_ok, true); /* checked whole just now */
                 o->body = body;
                 o->body_cap = (size_t) o->body_len;
                 mem_push(o);
@@ -649,7 +836,7 @@ static CacheObject *take_found(CacheObject *o) {
 CacheObject *cache_store_lookup(const char *key, const char *variant) {
         pthread_mutex_lock(&store.lock);
         ensure_ready();
-        return take_found(find_locked(key, variant));
+        return take_found(find_locked(key, variant), false);
 }
 
 CacheObject *cache_store_lookup_request(const char *key, const HttpHeader *f, size_t n, Buf *variant,
@@ -662,7 +849,7 @@ CacheObject *cache_store_lookup_request(const char *key, const HttpHeader *f, si
                 pthread_mutex_unlock(&store.lock);
                 return NULL;
         }
-        return take_found(any->vary[0] ? find_locked(key, buf_head(variant)) : any);
+        return take_found(any->vary[0] ? find_locked(key, buf_head(variant)) : any, true);
 }
 
 void cache_store_insert(CacheObject *o) {
@@ -672,7 +859,15 @@ void cache_store_insert(CacheObject *o) {
         unsigned counter = store.tmp_counter++;
         pthread_mutex_unlock(&store.lock);
 
-        if (disk) {
+        if (o->spill_fd >= 0) {
+                /* written as it arrived: only the end is left to do */
+                int r = spill_finish(o);
+                if (r < 0) {
+                        log_warning_errno(r, "cache: cannot write \"%s\" to %s; not stored", o->key, store.dir);
+                        cache_object_unref(o);
+                        return;
+                }
+        } else if (disk) {
                 int r = disk_write(o, counter);
                 if (r < 0)
                         log_warning_errno(r, "cache: cannot write \"%s\" to %s; kept in memory only", o->key,

@@ -52,6 +52,15 @@ struct CacheObject {
         _Atomic uint64_t filled;
         atomic_bool fill_failed, watched;
         struct Fill *fill_entry; /* under the lock: the fetch it is published in */
+        /* A fill larger than the memory tier takes goes to its file as it arrives
+         * (cache_object_spill): the body is never all in memory. */
+        int spill_fd;
+        char *spill_path;
+        uint64_t spill_sum, spill_len;
+        unsigned char carry[8];
+        unsigned n_carry;
+        /* the file holds what this process wrote or checked whole (cache_object_open) */
+        atomic_bool file_ok;
 };
 
 typedef struct CacheStats {
@@ -70,8 +79,9 @@ int cache_store_vary(const char *key, Buf *names);
 /* The object stored for key and variant, with a reference and its body in memory, or NULL. */
 CacheObject *cache_store_lookup(const char *key, const char *variant);
 /* The same for a request (its fields f[0..n)): the variant its Vary values select (into
- * variant, terminated; empty when nothing is stored for key), with one look at the index.
- * *ret_vary: what is stored for key varies. */
+ * variant, terminated; empty when nothing is stored for key), with one look at the index;
+ * an object larger than the memory tier comes without its body (serve it from its file:
+ * cache_object_open). *ret_vary: what is stored for key varies. */
 CacheObject *cache_store_lookup_request(const char *key, const HttpHeader *f, size_t n, Buf *variant,
                                         bool *ret_vary);
 
@@ -79,6 +89,16 @@ CacheObject *cache_store_lookup_request(const char *key, const HttpHeader *f, si
 CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,
                               size_t head_len);
 int cache_object_append(CacheObject *o, const char *p, size_t n);
+/* Bodies longer than this are not kept in memory: a fill goes to disk as it arrives
+ * (cache_object_spill), and a hit is served from the file (cache_object_open). UINT64_MAX
+ * without a disk store. */
+uint64_t cache_store_spill_size(void);
+/* From now on o's body (len bytes in all, the response's Content-Length) is written to its
+ * file as it is appended, not kept in memory. */
+int cache_object_spill(CacheObject *o, uint64_t len);
+/* The object's file, open for reading, its length and checksum checked (and, the first time,
+ * everything in it), and where the body starts in it. -errno (a damaged file is removed). */
+int cache_object_open(CacheObject *o, uint64_t *ret_body_off);
 /* Index o (replacing what is stored for its key and variant), write it to disk, evict what
  * the limits ask. Takes the caller's reference. */
 void cache_store_insert(CacheObject *o);

@@ -35,6 +35,13 @@ typedef struct CacheState {
         CacheStatusInfo st;
         const char *word;
         uint64_t off, end;   /* the body bytes given to the session so far, and where they stop */
+        /* the body from the object's file (cache-source.c): spliced through ex->pipe, or read
+         * into fbuf where the session cannot splice */
+        int file_fd;
+        uint64_t file_off;
+        char *fbuf;
+        size_t fbuf_len, fbuf_pos;
+        bool no_splice;
         char *range, *if_range; /* the client's Range and If-Range */
         uint64_t expect_len; /* a Content-Length response's length, else UINT64_MAX */
         /* the client's conditionals, answered from the cache */
@@ -54,6 +61,10 @@ typedef struct CacheState {
         HttpResponse resp;
         char status_text[160], age_text[24], length_text[24], range_text[80];
 } CacheState;
+/* bodies at least this long are spliced from the object's file to the client when the
+ * session can (HTTP/1 on a plain socket) */
+#define CACHE_FILE_MIN (64u * 1024u)
+
 /* cache.c */
 /* Give o to the session: the head now, the body from the cache source's step. */
 int cache_serve(Exchange *ex, CacheState *c, CacheObject *o);

@@ -10,6 +10,7 @@
  * cannot follow (a range, a conditional, HEAD, another variant) waits until the object is
  * stored, as before.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -42,6 +43,79 @@ static uint64_t available(const CacheState *c) {
         return MIN(atomic_load_explicit(&c->obj->filled, memory_order_acquire), c->end);
 }
 
+/* The body from the object's file: spliced file -> pipe -> client socket (no copy in user
+ * space), or read into a buffer and given to the session where it cannot splice (TLS,
+ * HTTP/2). Either way the bytes come from the file checked when it was opened. */
+static int unreadable(Exchange *ex, CacheState *c, ssize_t k) {
+        log_warning("%s: cannot read the stored body of %s: %s", ex_text(ex), c->key,
+                    k < 0 ? strerror(errno) : "short file");
+        exchange_cut(ex, "stored body unreadable");
+        return 1;
+}
+
+static int file_step(Exchange *ex, CacheState *c) {
+        const SessionOps *so = ex->s->ops;
+
+        if (so->send_blocked(ex))
+                return 0; /* the head first */
+        if (so->send_pipe && !c->no_splice && !ex->has_pipe) {
+                if (worker_pipe_get(ex->s->worker, ex->pipe) < 0)
+                        c->no_splice = true;
+                else
+                        ex->has_pipe = true;
+        }
+        if (so->send_pipe && !c->no_splice) {
+                if (ex->pipe_len == 0) {
+                        loff_t at = (loff_t) (c->file_off + c->off);
+                        ssize_t k = splice(c->file_fd, &at, ex->pipe[1], NULL,
+                                           (size_t) MIN(c->end - c->off, (uint64_t) WORKER_PIPE_SIZE),
+                                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                        if (k <= 0)
+                                return unreadable(ex, c, k);
+                        ex->pipe_len = (size_t) k;
+                }
+                ssize_t n = so->send_pipe(ex, ex->pipe[0], ex->pipe_len, c->off + ex->pipe_len == c->end);
+                if (n == -EOPNOTSUPP) {
+                        /* what the pipe holds is dropped with it (closed at the end); the body
+                         * is read from c->off on */
+                        c->no_splice = true;
+                        return 1;
+                }
+                if (n == 0 || n == -EAGAIN)
+                        return 0;
+                if (n < 0) {
+                        exchange_client_failed(ex, (int) -n);
+                        return 1;
+                }
+                ex->pipe_len -= (size_t) n;
+                c->off += (uint64_t) n;
+        } else {
+                if (!c->fbuf && !(c->fbuf = malloc(BODY_BUF_SIZE)))
+                        return exchange_fail(ex, 500, "out of memory"), 1;
+                if (c->fbuf_pos == c->fbuf_len) {
+                        ssize_t k = pread(c->file_fd, c->fbuf, (size_t) MIN(c->end - c->off, (uint64_t) BODY_BUF_SIZE),
+                                          (off_t) (c->file_off + c->off));
+                        if (k <= 0)
+                                return unreadable(ex, c, k);
+                        c->fbuf_len = (size_t) k;
+                        c->fbuf_pos = 0;
+                }
+                size_t left = c->fbuf_len - c->fbuf_pos;
+                ssize_t n = so->send_data(ex, c->fbuf + c->fbuf_pos, left, c->off + left == c->end);
+                if (n < 0) {
+                        exchange_client_failed(ex, (int) -n);
+                        return 1;
+                }
+                if (n == 0)
+                        return 0;
+                c->fbuf_pos += (size_t) n;
+                c->off += (uint64_t) n;
+        }
+        if (c->off >= c->end)
+                ex->resp_done = true;
+        return 1;
+}
+
 static int cache_step(Exchange *ex) {
         CacheState *c = ex->cache;
 
@@ -54,6 +128,12 @@ static int cache_step(Exchange *ex) {
         if (!c || !c->serving || ex->resp_done)
                 return 0;
         const CacheObject *o = c->obj;
+        if (c->file_fd >= 0) {
+                if (!c->no_splice || !o->body)
+                        return file_step(ex, c);
+                close(c->file_fd); /* no splice here: from memory after all */
+                c->file_fd = -EBADF;
+        }
         uint64_t avail = available(c);
         if (c->off >= avail) {
                 if (!c->following || !atomic_load_explicit(&o->fill_failed, memory_order_acquire))

@@ -264,6 +264,15 @@ int cache_serve(Exchange *ex, CacheState *c, CacheObject *o) {
         c->serving = true;
         c->off = first;
         c->end = end;
+        if (c->file_fd < 0 && !bodiless && end > first && !c->following &&
+            (!o->body || (end - first >= CACHE_FILE_MIN && ex->s->ops->send_pipe))) {
+                /* from the file: a body not kept in memory, or a large one spliced */
+                int fd = cache_object_open(o, &c->file_off);
+                if (fd >= 0)
+                        c->file_fd = fd;
+                else if (!o->body)
+                        return fd;
+        }
         return ex->s->ops->send_head(ex, &c->resp);
 }
 
@@ -371,6 +380,20 @@ static int refresh_request(Exchange *ex, CacheState *c) {
         return 0;
 }
 
+/* An object served from its file (not in memory): that file open, or a miss without it. */
+static CacheObject *file_or_miss(CacheState *c, CacheObject *o) {
+        if (!o || o->body)
+                return o;
+        int fd = cache_object_open(o, &c->file_off);
+        if (fd >= 0) {
+                c->file_fd = fd;
+                return o;
+        }
+        cache_object_unref(o);
+        c->st.fwd = CACHE_FWD_MISS;
+        return NULL;
+}
+
 static int request_inner(Exchange *ex, const RequestInfo *ri) {
         const LocationSettings *s = ex_settings(ex);
         const HttpRequest *req = &ex->req;
@@ -385,6 +408,7 @@ static int request_inner(Exchange *ex, const RequestInfo *ri) {
         c = ex->cache = calloc(1, sizeof(CacheState));
         if (!c)
                 return -ENOMEM;
+        c->file_fd = -EBADF;
         c->request_time = time(NULL);
         c->expect_len = UINT64_MAX;
         c->key = expand(s->cache_key, ri);
@@ -463,6 +487,7 @@ static int request_inner(Exchange *ex, const RequestInfo *ri) {
                 o = NULL;
                 c->st.fwd = CACHE_FWD_MISS;
         }
+        o = file_or_miss(c, o);
         if (o) {
                 time_t now = time(NULL);
                 CacheVerdict v = cache_verdict(&o->times, &c->req_cc, now);
@@ -585,8 +610,8 @@ static CacheObject *merge_304(Exchange *ex, CacheState *c, const HttpResponse *r
         Buf head = {};
         int k = 0;
 
-        if (n == SIZE_MAX)
-                return NULL;
+        if (n == SIZE_MAX || !old->body)
+                return NULL; /* a body served from its file is not copied: the old copy is served */
         for (size_t i = 0; i < n && k >= 0; i++) {
                 bool replaced = false;
                 for (size_t j = 0; j < r->n_headers && !replaced; j++)
@@ -675,8 +700,15 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
                 return k;
         c->fill->status = r->status;
         times_of(&c->fill->times, &info, s, c->request_time, time(NULL));
-        /* requests collapsed into this fetch follow the object as it fills */
-        if (c->claimed && r->body == HTTP_BODY_LENGTH && cache_object_reserve(c->fill, r->content_length) >= 0)
+        if (r->body == HTTP_BODY_LENGTH && r->content_length > cache_store_spill_size()) {
+                /* more than the memory tier keeps: to its file as it arrives (else, without a
+                 * disk, in memory as any other) */
+                k = cache_object_spill(c->fill, r->content_length);
+                if (k < 0)
+                        log_debug("%s: response for %s filled in memory: %s", ex_text(ex), c->key, strerror(-k));
+        } else if (c->claimed && r->body == HTTP_BODY_LENGTH &&
+                   cache_object_reserve(c->fill, r->content_length) >= 0)
+                /* requests collapsed into this fetch follow the object as it fills */
                 cache_store_fill_publish(c->claim_id, c->fill);
         c->expect_len = r->body == HTTP_BODY_LENGTH ? r->content_length : r->body == HTTP_BODY_NONE ? 0 : UINT64_MAX;
         ex->cache_tee = true;
@@ -871,6 +903,9 @@ void cache_exchange_free(Exchange *ex) {
         cache_wake_unlist(c);
         release_claim(c);
         free(c->claim_id);
+        if (c->file_fd >= 0)
+                close(c->file_fd);
+        free(c->fbuf);
         cache_object_unref(c->obj);
         cache_object_unref(c->fill);
         free(c->key);
