@@ -112,21 +112,23 @@ static void object_path(const CacheObject *o, char *buf, size_t size) {
 
 /* The stored head's lines as fields, once per object. */
 static int object_parse_head(CacheObject *o) {
+        const char *end = o->head + o->head_len;
         size_t cap = 0;
-        for (const char *p = o->head; *p; p++)
-                cap += *p == '\n';
+        for (const char *p = o->head; p < end && (p = memchr(p, '\n', (size_t) (end - p))); p++)
+                cap++;
         o->fields = malloc((cap ? cap : 1) * sizeof(HttpHeader));
         if (!o->fields)
                 return -ENOMEM;
         o->n_fields = 0;
-        for (const char *p = o->head, *e; (e = strstr(p, "\r\n")) && o->n_fields < cap; p = e + 2) {
-                const char *colon = memchr(p, ':', (size_t) (e - p));
+        for (const char *p = o->head, *e; p < end && (e = memchr(p, '\n', (size_t) (end - p))); p = e + 1) {
+                const char *le = e > p && e[-1] == '\r' ? e - 1 : e;
+                const char *colon = memchr(p, ':', (size_t) (le - p));
                 if (!colon)
                         continue;
                 const char *v = colon + 1;
-                while (v < e && *v == ' ')
+                while (v < le && *v == ' ')
                         v++;
-                o->fields[o->n_fields++] = (HttpHeader){ p, (size_t) (colon - p), v, (size_t) (e - v) };
+                o->fields[o->n_fields++] = (HttpHeader){ p, (size_t) (colon - p), v, (size_t) (le - v) };
         }
         return 0;
 }

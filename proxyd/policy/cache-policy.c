@@ -14,6 +14,10 @@ void cache_response_info(CacheResponseInfo *ri, int status, const HttpHeader *h,
         *ri = (CacheResponseInfo){ .status = status };
         cache_control_from_headers(&ri->cc, h, n);
         for (size_t i = 0; i < n; i++) {
+                /* the first letter rules out most fields without a comparison */
+                char c0 = h[i].name_len > 0 ? (char) (h[i].name[0] | 0x20) : 0;
+                if (c0 != 'd' && c0 != 'e' && c0 != 'l' && c0 != 'a' && c0 != 'v' && c0 != 's')
+                        continue;
                 if (name_is(&h[i], "Date") && !ri->has_date)
                         ri->has_date = http_date_parse(h[i].value, h[i].value_len, &ri->date) == 0;
                 else if (name_is(&h[i], "Expires")) {

@@ -61,10 +61,6 @@ typedef struct CacheState {
         HttpResponse resp;
         char status_text[160], age_text[24], length_text[24], range_text[80];
 } CacheState;
-/* bodies at least this long are spliced from the object's file to the client when the
- * session can (HTTP/1 on a plain socket) */
-#define CACHE_FILE_MIN (64u * 1024u)
-
 /* cache.c */
 /* Give o to the session: the head now, the body from the cache source's step. */
 int cache_serve(Exchange *ex, CacheState *c, CacheObject *o);

@@ -128,12 +128,8 @@ static int cache_step(Exchange *ex) {
         if (!c || !c->serving || ex->resp_done)
                 return 0;
         const CacheObject *o = c->obj;
-        if (c->file_fd >= 0) {
-                if (!c->no_splice || !o->body)
-                        return file_step(ex, c);
-                close(c->file_fd); /* no splice here: from memory after all */
-                c->file_fd = -EBADF;
-        }
+        if (c->file_fd >= 0)
+                return file_step(ex, c);
         uint64_t avail = available(c);
         if (c->off >= avail) {
                 if (!c->following || !atomic_load_explicit(&o->fill_failed, memory_order_acquire))
