@@ -79,9 +79,10 @@ static uint64_t fnv(uint64_t h, const char *s, size_t n) {
 }
 
 static void object_hashes(CacheObject *o) {
-        o->key_hash = fnv(UINT64_C(0xcbf29ce484222325), o->key, strlen(o->key));
-        uint64_t a = fnv(UINT64_C(0xcbf29ce484222325), o->key, strlen(o->key) + 1);
-        uint64_t b = fnv(UINT64_C(0x84222325cbf29ce4), o->key, strlen(o->key) + 1);
+        size_t kl = strlen(o->key);
+        o->key_hash = fnv(UINT64_C(0xcbf29ce484222325), o->key, kl);
+        uint64_t a = o->key_hash * UINT64_C(0x100000001b3); /* the same over key and its NUL */
+        uint64_t b = fnv(UINT64_C(0x84222325cbf29ce4), o->key, kl + 1);
         o->name_hash[0] = fnv(a, o->variant, strlen(o->variant));
         o->name_hash[1] = fnv(b, o->variant, strlen(o->variant));
 }

@@ -700,6 +700,11 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
                 k = cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, &variant);
         if (k >= 0)
                 k = buf_append(&variant, "", 1);
+        size_t need = 1;
+        for (size_t i = 0; i < r->n_headers; i++)
+                need += r->headers[i].name_len + r->headers[i].value_len + 4;
+        if (k >= 0)
+                k = buf_reserve(&head, need); /* one allocation for the stored head */
         for (size_t i = 0; i < r->n_headers && k >= 0; i++)
                 if (field_kept(&r->headers[i], conn, r->n_headers))
                         k = append_field(&head, &r->headers[i]);
