@@ -439,6 +439,8 @@ static int disk_write(CacheObject *o, unsigned counter) {
 /* The body's checksum as it is written piece by piece: pieces are summed in whole words (a
  * rest of under 8 bytes waits in carry), so the result is that of one pass over all of it. */
 static void spill_sum(CacheObject *o, const char *p, size_t n) {
+        if (n == 0)
+                return; /* p may be NULL then */
         if (o->n_carry > 0) {
                 size_t take = MIN((size_t) (8 - o->n_carry), n);
                 memcpy(o->carry + o->n_carry, p, take);

@@ -23,6 +23,8 @@ from harness import (Backend, DataStream, Proxyd, Reply, check, check_eq, connec
                      log, run_main)
 
 SIZE = 64 << 20
+# ASan's quarantine keeps freed memory resident: the RSS bound cannot hold in such a build
+SANITIZED = bool(os.environ.get("PROXYD_SANITIZED"))
 CONFIG = """workers = 2;
 cache_path = "%(store)s";
 cache_memory_size = "4m";
@@ -106,7 +108,8 @@ def main():
         check(head.startswith("HTTP/1.1 200") and n == SIZE and sha == want, "fill: the client gets all 64 MiB",
               (head[:40], n))
         check("stored" in (header(head, "Cache-Status") or ""), "fill: it is stored", header(head, "Cache-Status"))
-        check(peak - base < 24 * 1024, "fill: proxyd's RSS grows by less than 24 MiB (%d KiB)" % (peak - base))
+        if not SANITIZED:
+            check(peak - base < 24 * 1024, "fill: proxyd's RSS grows by less than 24 MiB (%d KiB)" % (peak - base))
         files = [f for f in glob.glob(os.path.join(store, "*")) if os.path.getsize(f) > SIZE]
         check_eq(len(files), 1, "fill: the object is one file on disk")
 
@@ -116,7 +119,8 @@ def main():
         check("hit" in (header(head, "Cache-Status") or "").split("; "), "hit: from the cache",
               header(head, "Cache-Status"))
         check_eq(len(backend.requests), 1, "hit: the origin saw one request")
-        check(peak - base < 24 * 1024, "hit: proxyd's RSS grows by less than 24 MiB (%d KiB)" % (peak - base))
+        if not SANITIZED:
+            check(peak - base < 24 * 1024, "hit: proxyd's RSS grows by less than 24 MiB (%d KiB)" % (peak - base))
         p.close()
 
         # a changed body byte: after a restart the file is checked whole before a hit is served
