@@ -5,7 +5,8 @@
 
   fill     the client gets it whole while it is written to disk as it arrives; proxyd's
            RSS grows by far less than the object (it is never all in memory)
-  hit      the next request is a hit served from the file, whole, with the RSS still low
+  hit      the next request is a hit served from the file, whole, with the RSS still low;
+           over HTTP/2 (h2c) too, where the file is read in pieces instead of spliced
   checked  after a restart a file whose body was changed is not served: the request
            goes to the origin"""
 
@@ -13,6 +14,7 @@ import glob
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +34,7 @@ servers = (
   {
     name = "large";
     listen = [ "127.0.0.1:%(port)d" ];
+    http2_cleartext = true;
     locations = (
       { prefix = "/"; proxy_pass = "http://%(origin)s"; cache = true; cache_max_object_size = "128m"; }
     );
@@ -121,6 +124,18 @@ def main():
         check_eq(len(backend.requests), 1, "hit: the origin saw one request")
         if not SANITIZED:
             check(peak - base < 24 * 1024, "hit: proxyd's RSS grows by less than 24 MiB (%d KiB)" % (peak - base))
+
+        # the same key: the same host (test.local, as the requests above)
+        r = subprocess.run("curl -sS --http2-prior-knowledge --resolve test.local:%d:127.0.0.1 -D %s/h2-head "
+                           "http://test.local:%d/big | sha256sum" % (port, store, port),
+                           shell=True, capture_output=True, timeout=120)
+        with open(os.path.join(store, "h2-head")) as f:
+            h2head = f.read()
+        os.unlink(os.path.join(store, "h2-head"))
+        check(r.stdout.split()[0].decode() == want if r.stdout else False,
+              "hit over HTTP/2: the client gets all 64 MiB", r.stderr)
+        check(h2head.startswith("HTTP/2 200") and "; hit" in h2head, "hit over HTTP/2: from the cache", h2head[:200])
+        check_eq(len(backend.requests), 1, "hit over HTTP/2: still one origin request")
         p.close()
 
         # a changed body byte: after a restart the file is checked whole before a hit is served
