@@ -3,15 +3,18 @@
 """Collapsed requests follow the response being stored as it streams in.
 
   follow   the origin sends the head and half the body, then waits for the test: all
-           5 concurrent clients have the first half before the rest is released; one
-           origin request; every client gets the whole, identical body; the followers
-           say collapsed in Cache-Status; the object is a hit afterwards
+           5 concurrent clients (and one more over HTTP/2, curl h2c) have the first half
+           before the rest is released; one origin request; every client gets the whole,
+           identical body; the followers say collapsed in Cache-Status; the object is a
+           hit afterwards
   cut      the origin cuts the body after half: no client gets a response that looks
            complete (fewer bytes than its Content-Length, then the connection ends), and
            nothing is stored"""
 
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +35,7 @@ servers = (
   {
     name = "follow";
     listen = [ "127.0.0.1:%(port)d" ];
+    http2_cleartext = true;
     locations = (
       { prefix = "/"; proxy_pass = "http://%(origin)s"; cache = true; }
     );
@@ -101,13 +105,30 @@ def test_follow(port, backend, routes):
         yield BODY[HALF:]
     routes[path] = lambda req: Reply(200, [("Cache-Control", "max-age=600")], body(), length=SIZE)
     clients = run_clients(port, backend, path)
+    out = os.path.join(tempfile.gettempdir(), "proxyd-follow-h2-%d" % os.getpid())
+    h2 = subprocess.Popen(["curl", "-sS", "-N", "--http2-prior-knowledge", "--resolve", "test.local:%d:127.0.0.1" % port,
+                           "-D", out + ".head", "-o", out, "http://test.local:%d%s" % (port, path)])
     got_half = all(c.half.wait(10) for c in clients)
+    deadline = time.monotonic() + 10
+    while (not os.path.exists(out) or os.path.getsize(out) < HALF) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    h2_half = os.path.exists(out) and os.path.getsize(out) >= HALF
     check(not gate.is_set(), "the origin still holds the second half")
+    check(h2_half, "the HTTP/2 client has the first half too", os.path.exists(out) and os.path.getsize(out))
     check(got_half, "all %d clients have the first half before the rest is released" % CLIENTS,
           [len(c.data) for c in clients])
     gate.set()
     for c in clients:
         c.join(20)
+    h2.wait(20)
+    with open(out, "rb") as f:
+        h2_body = f.read()
+    with open(out + ".head") as f:
+        h2_head = f.read()
+    os.unlink(out)
+    os.unlink(out + ".head")
+    check(h2_body == BODY and "collapsed" in h2_head, "the HTTP/2 client got the whole body, collapsed",
+          (len(h2_body), h2_head[:200]))
     check_eq(sum(1 for r in backend.requests if r.target == path), 1, "one origin request")
     for i, c in enumerate(clients):
         head, b = c.head_body()
