@@ -308,9 +308,10 @@ typedef struct Out {
 } Out;
 
 static void out_str(Out *o, const char *s) {
-        for (; *s; s++)
-                if (o->n + 1 < o->size)
-                        o->p[o->n++] = *s;
+        size_t l = strlen(s), room = o->size - 1 - o->n; /* size > 0, n < size */
+        l = MIN(l, room);
+        memcpy(o->p + o->n, s, l);
+        o->n += l;
 }
 
 static void out_int(Out *o, int64_t v) {

@@ -395,6 +395,44 @@ static int refresh_request(Exchange *ex, CacheState *c) {
         return 0;
 }
 
+/* The request fields the cache looks at, found in one pass (the first of each name, as
+ * http1_find_header; -1: none). */
+typedef struct RequestFields {
+        int pragma, cache_control, authorization, inm, range, if_range, ims;
+} RequestFields;
+
+static void request_fields(const HttpRequest *req, RequestFields *rf) {
+        *rf = (RequestFields){ -1, -1, -1, -1, -1, -1, -1 };
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const HttpHeader *h = &req->headers[i];
+                int *slot = NULL;
+                switch (h->name_len > 0 ? h->name[0] | 0x20 : 0) {
+                case 'p':
+                        slot = field_is(h, "Pragma") ? &rf->pragma : NULL;
+                        break;
+                case 'c':
+                        slot = field_is(h, "Cache-Control") ? &rf->cache_control : NULL;
+                        break;
+                case 'a':
+                        slot = field_is(h, "Authorization") ? &rf->authorization : NULL;
+                        break;
+                case 'r':
+                        slot = field_is(h, "Range") ? &rf->range : NULL;
+                        break;
+                case 'i':
+                        slot = field_is(h, "If-None-Match")       ? &rf->inm
+                               : field_is(h, "If-Range")          ? &rf->if_range
+                               : field_is(h, "If-Modified-Since") ? &rf->ims
+                                                                  : NULL;
+                        break;
+                default:
+                        break;
+                }
+                if (slot && *slot < 0)
+                        *slot = (int) i;
+        }
+}
+
 /* An object served from its file (not in memory): that file open, or a miss without it. */
 static CacheObject *file_or_miss(CacheState *c, CacheObject *o) {
         if (!o || o->body)
@@ -448,23 +486,21 @@ static int request_inner(Exchange *ex, const RequestInfo *ri) {
                 cache_control_from_headers(&c->req_cc, NULL, 0);
         else
                 cache_control_from_headers(&c->req_cc, req->headers, req->n_headers);
-        int pragma = http1_find_header(req->headers, req->n_headers, "Pragma");
-        if (pragma >= 0 && http1_find_header(req->headers, req->n_headers, "Cache-Control") < 0 &&
+        RequestFields rf;
+        request_fields(req, &rf);
+        int pragma = rf.pragma, inm = rf.inm, rg = rf.range, ir = rf.if_range, ims = rf.ims;
+        if (pragma >= 0 && rf.cache_control < 0 &&
             http_list_has(req->headers[pragma].value, req->headers[pragma].value_len, "no-cache"))
                 c->req_cc.flags |= CC_NO_CACHE; /* RFC 9111 5.4 */
-        c->authorization = http1_find_header(req->headers, req->n_headers, "Authorization") >= 0;
+        c->authorization = rf.authorization >= 0;
         c->head = ex->method_id == HTTP_METHOD_HEAD;
         c->may_store = !template_true(s->cache_no_store, ri);
-        int inm = http1_find_header(req->headers, req->n_headers, "If-None-Match");
         if (inm >= 0 && !(c->if_none_match = strndup(req->headers[inm].value, req->headers[inm].value_len)))
                 return -ENOMEM;
-        int rg = http1_find_header(req->headers, req->n_headers, "Range");
         if (rg >= 0 && !(c->range = strndup(req->headers[rg].value, req->headers[rg].value_len)))
                 return -ENOMEM;
-        int ir = http1_find_header(req->headers, req->n_headers, "If-Range");
         if (ir >= 0 && !(c->if_range = strndup(req->headers[ir].value, req->headers[ir].value_len)))
                 return -ENOMEM;
-        int ims = http1_find_header(req->headers, req->n_headers, "If-Modified-Since");
         if (ims >= 0)
                 c->has_ims = http_date_parse(req->headers[ims].value, req->headers[ims].value_len, &c->ims) == 0;
         /* the request's own fields while this runs; copied only when the request goes on
