@@ -149,8 +149,10 @@ static void object_free(CacheObject *o) {
         free(o);
 }
 
-CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,
-                              size_t head_len) {
+/* A new object with its strings and room for a head of head_len bytes (and n_fields fields,
+ * unless SIZE_MAX: parsed later). */
+static CacheObject *object_alloc(const char *key, const char *variant, const char *vary, size_t head_len,
+                                 size_t n_fields) {
         CacheObject *o = calloc(1, sizeof(CacheObject));
         if (!o)
                 return NULL;
@@ -160,10 +162,20 @@ CacheObject *cache_object_new(const char *key, const char *variant, const char *
         o->variant = strdup(variant ?: "");
         o->vary = strdup(vary ?: "");
         o->head = malloc(head_len + 1);
-        if (!o->key || !o->variant || !o->vary || !o->head) {
+        if (n_fields != SIZE_MAX)
+                o->fields = malloc((n_fields ? n_fields : 1) * sizeof(HttpHeader));
+        if (!o->key || !o->variant || !o->vary || !o->head || (n_fields != SIZE_MAX && !o->fields)) {
                 object_free(o);
                 return NULL;
         }
+        return o;
+}
+
+CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,
+                              size_t head_len) {
+        CacheObject *o = object_alloc(key, variant, vary, head_len, SIZE_MAX);
+        if (!o)
+                return NULL;
         memcpy(o->head, head, head_len);
         o->head[head_len] = 0;
         o->head_len = head_len;
@@ -171,6 +183,42 @@ CacheObject *cache_object_new(const char *key, const char *variant, const char *
                 object_free(o);
                 return NULL;
         }
+        object_hashes(o);
+        return o;
+}
+
+CacheObject *cache_object_new_fields(const char *key, const char *variant, const char *vary, const HttpHeader *h,
+                                     size_t n, bool (*keep)(const HttpHeader *h, void *userdata), void *userdata) {
+        size_t len = 0, count = 0;
+        for (size_t i = 0; i < n; i++)
+                if (keep(&h[i], userdata)) {
+                        len += h[i].name_len + h[i].value_len + 4;
+                        count++;
+                }
+        CacheObject *o = object_alloc(key, variant, vary, len, count);
+        if (!o)
+                return NULL;
+        /* "Name: value\r\n" each, and the fields pointing into it, in one pass */
+        char *p = o->head;
+        for (size_t i = 0; i < n; i++) {
+                if (!keep(&h[i], userdata))
+                        continue;
+                HttpHeader *f = &o->fields[o->n_fields++];
+                memcpy(p, h[i].name, h[i].name_len);
+                f->name = p;
+                f->name_len = h[i].name_len;
+                p += h[i].name_len;
+                *p++ = ':';
+                *p++ = ' ';
+                memcpy(p, h[i].value, h[i].value_len);
+                f->value = p;
+                f->value_len = h[i].value_len;
+                p += h[i].value_len;
+                *p++ = '\r';
+                *p++ = '\n';
+        }
+        *p = 0;
+        o->head_len = len;
         object_hashes(o);
         return o;
 }

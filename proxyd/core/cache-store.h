@@ -88,6 +88,10 @@ CacheObject *cache_store_lookup_request(const char *key, const HttpHeader *f, si
 /* A new object to fill (body appended as it arrives), then inserted or dropped. */
 CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,
                               size_t head_len);
+/* The same with the head made of the fields of h[0..n) that keep says to keep, parsed as it
+ * is written. */
+CacheObject *cache_object_new_fields(const char *key, const char *variant, const char *vary, const HttpHeader *h,
+                                     size_t n, bool (*keep)(const HttpHeader *h, void *userdata), void *userdata);
 int cache_object_append(CacheObject *o, const char *p, size_t n);
 /* Bodies longer than this are not kept in memory: a fill goes to disk as it arrives
  * (cache_object_spill), and a hit is served from the file (cache_object_open). UINT64_MAX

@@ -710,11 +710,21 @@ static unsigned stale_flag(int status) {
         }
 }
 
+typedef struct KeepFields {
+        const HttpHeader *conn; /* connection_fields() */
+        size_t n;
+} KeepFields;
+
+static bool keep_field(const HttpHeader *h, void *userdata) {
+        const KeepFields *kf = userdata;
+        return field_kept(h, kf->conn, kf->n);
+}
+
 /* Start filling an object from a response that may be stored; c->st says so. */
 static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
         const LocationSettings *s = ex_settings(ex);
         CacheResponseInfo info;
-        Buf names = {}, variant = {}, head = {};
+        Buf names = {}, variant = {};
         int k;
 
         cache_response_info(&info, r->status, r->headers, r->n_headers);
@@ -736,22 +746,14 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
                 k = cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, &variant);
         if (k >= 0)
                 k = buf_append(&variant, "", 1);
-        size_t need = 1;
-        for (size_t i = 0; i < r->n_headers; i++)
-                need += r->headers[i].name_len + r->headers[i].value_len + 4;
-        if (k >= 0)
-                k = buf_reserve(&head, need); /* one allocation for the stored head */
-        for (size_t i = 0; i < r->n_headers && k >= 0; i++)
-                if (field_kept(&r->headers[i], conn, r->n_headers))
-                        k = append_field(&head, &r->headers[i]);
         if (k >= 0) {
-                c->fill = cache_object_new(c->key, buf_head(&variant), buf_head(&names), buf_head(&head) ?: "",
-                                           buf_len(&head));
+                KeepFields kf = { conn, r->n_headers };
+                c->fill = cache_object_new_fields(c->key, buf_head(&variant), buf_head(&names), r->headers,
+                                                  r->n_headers, keep_field, &kf);
                 k = c->fill ? 0 : -ENOMEM;
         }
         buf_free(&names);
         buf_free(&variant);
-        buf_free(&head);
         if (k < 0)
                 return k;
         c->fill->status = r->status;
