@@ -190,10 +190,13 @@ CacheObject *cache_object_new(const char *key, const char *variant, const char *
 CacheObject *cache_object_new_fields(const char *key, const char *variant, const char *vary, const HttpHeader *h,
                                      size_t n, bool (*keep)(const HttpHeader *h, void *userdata), void *userdata) {
         size_t len = 0, count = 0;
+        uint64_t kept = 0; /* keep's answers for the first 64 fields, asked once */
         for (size_t i = 0; i < n; i++)
                 if (keep(&h[i], userdata)) {
                         len += h[i].name_len + h[i].value_len + 4;
                         count++;
+                        if (i < 64)
+                                kept |= UINT64_C(1) << i;
                 }
         CacheObject *o = object_alloc(key, variant, vary, len, count);
         if (!o)
@@ -201,7 +204,7 @@ CacheObject *cache_object_new_fields(const char *key, const char *variant, const
         /* "Name: value\r\n" each, and the fields pointing into it, in one pass */
         char *p = o->head;
         for (size_t i = 0; i < n; i++) {
-                if (!keep(&h[i], userdata))
+                if (i < 64 ? !(kept & (UINT64_C(1) << i)) : !keep(&h[i], userdata))
                         continue;
                 HttpHeader *f = &o->fields[o->n_fields++];
                 memcpy(p, h[i].name, h[i].name_len);
