@@ -2,9 +2,13 @@
 # Hot-path profile of proxyd: instructions per request under callgrind, the top
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
-#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M] [-C hit|miss]
+#   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M]
+#                    [-A cached|uncached] [-C hit|miss]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
+# -A: the location has an auth_request to the origin's /auth (a 200 with X-User):
+#     `uncached` asks it for every request, `cached` keeps the decision (what forward
+#     authentication costs: compare with neither).
 # -C: the location caches (`cache = true`, store in the profile directory): "hit" with the
 #     default key (every request after the first is a hit), "miss" with cache_key =
 #     "$request_id" (every request misses, is fetched and stored). The origin sends
@@ -29,12 +33,14 @@ URLPATH=/small
 BIN=
 TOP=30
 METRICS=true
+AUTH=
 CACHE=
-while getopts "n:w:c:p:b:t:MC:h" o; do
+while getopts "n:w:c:p:b:t:MA:C:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; C) CACHE=$OPTARG ;;
-        *) sed -n '2,22p' "$0"; exit 2 ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; A) AUTH=$OPTARG ;;
+        C) CACHE=$OPTARG ;;
+        *) sed -n '2,24p' "$0"; exit 2 ;;
         esac
 done
 
@@ -84,9 +90,16 @@ http {
   access_log off; sendfile on; keepalive_requests 100000000; keepalive_timeout 300s;
   default_type application/octet-stream;
   server { listen 127.0.0.1:$OPORT; root $D/www; location / { }
+           location = /auth { add_header X-User bench; return 200; }
            location /cached/ { alias $D/www/; add_header Cache-Control "max-age=3600"; } }
 }
 EOF
+case "$AUTH" in
+"") AUTHCONF= ;;
+uncached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; };' ;;
+cached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; cache = "1h"; cache_key = "$http_authorization"; };' ;;
+*) echo "-A cached or -A uncached" >&2; exit 2 ;;
+esac
 case "$CACHE" in
 "") LOCCACHE= ;;
 hit) LOCCACHE=' cache = true;' ;;
@@ -102,7 +115,7 @@ access_log = false;
 shutdown_timeout = "1s";
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
 servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ];
-              locations = ( { prefix = "/"; proxy_pass = "http://origin";$LOCCACHE } ); } );
+              locations = ( { prefix = "/"; proxy_pass = "http://origin"; $AUTHCONF$LOCCACHE } ); } );
 EOF
 
 setsid /usr/sbin/nginx -p "$D" -c "$D/origin.conf" &

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <syslog.h>
 
+#include "config-text.h"
 #include "config-schema.h"
 #include "config.h"
 #include "util.h"
@@ -44,16 +45,8 @@ static int load_fixture(const char *rel, Config **c, ConfigDiags *d) {
 
 /* Write text to <tmp>/t.conf and load it. */
 static int load_text(const char *text, Config **c, ConfigDiags *d) {
-        char path[256];
-        FILE *f;
-
         setup_env();
-        snprintf(path, sizeof(path), "%s/t.conf", tmp_dir);
-        f = fopen(path, "we");
-        ck_assert_ptr_nonnull(f);
-        fputs(text, f);
-        fclose(f);
-        return config_load(path, c, d);
+        return config_load_text(tmp_dir, text, c, d);
 }
 
 static const HeaderSetting *header(const LocationSettings *s, const char *name) {

@@ -282,6 +282,9 @@ static const Setting inherit_rows[] = {
           .dflt = "true", .offset = LS(cache_status_header), .description = "send Cache-Status (RFC 9211)" },
         { .name = "cache_purge", .type = T_BOOL, .scopes = LOC, .inherit = INHERIT_REPLACE, .doc_section = "CACHE", .dflt = "false",
           .offset = LS(cache_purge), .description = "PURGE requests remove cached objects" },
+        { .name = "auth_request", .type = T_GROUP, .scopes = LOC, .inherit = INHERIT_REPLACE,
+          .doc_type = "group or false", .doc_section = "FORWARD AUTHENTICATION", .offset = LS(auth_request),
+          .parse = config_parse_auth_request, .description = "ask an auth service before proxying" },
 };
 
 
@@ -377,6 +380,29 @@ static const Setting limit_rows[] = {
           .offset = LZ(max_keys), .description = "keys remembered at most" },
 };
 
+#define AR(f) offsetof(AuthRequest, f)
+
+static const Setting auth_rows[] = {
+        { .name = "pass", .type = T_STRING, .scopes = SC_AUTH, .flags = SF_REQUIRED, .parse = schema_keep,
+          .offset = SETTING_NO_FIELD, .description = "the auth service's URL (a host or an upstream group, and a path)" },
+        { .name = "method", .type = T_STRING, .scopes = SC_AUTH, .dflt = "\"GET\"", .offset = AR(method),
+          .check = config_check_auth_method, .description = "method of the auth request" },
+        { .name = "headers", .type = T_STRINGS, .scopes = SC_AUTH, .dflt = "[ \"Authorization\", \"Cookie\" ]",
+          .offset = AR(headers), .offset_n = AR(n_headers), .check = config_check_auth_fields,
+          .description = "request header fields passed to the auth service" },
+        { .name = "copy_headers", .type = T_STRINGS, .scopes = SC_AUTH, .offset = AR(copy_headers),
+          .offset_n = AR(n_copy_headers), .check = config_check_auth_fields,
+          .description = "fields of a 2xx answer sent upstream instead of the client's" },
+        { .name = "timeout", .type = T_DURATION, .scopes = SC_AUTH, .dflt = "\"5s\"", .flags = SF_POSITIVE,
+          .offset = AR(timeout), .description = "the whole auth request; then 500" },
+        { .name = "cache", .type = T_DURATION, .scopes = SC_AUTH, .dflt = "0", .offset = AR(cache),
+          .description = "how long a 2xx, 401 or 403 decision is kept per cache_key; 0: not at all" },
+        { .name = "cache_key", .type = T_TEMPLATE, .scopes = SC_AUTH, .offset = AR(cache_key),
+          .description = "what decisions are kept apart by (required with cache)" },
+        { .name = "cache_size", .type = T_SIZE, .scopes = SC_AUTH, .dflt = "\"4m\"", .offset = AR(cache_size),
+          .description = "memory for the decisions kept (least recently used go first)" },
+};
+
 #define TABLE(n, t, r, ...) const SettingTable n = { .title = t, .rows = r, .n_rows = ELEMENTSOF(r), __VA_ARGS__ }
 TABLE(SCHEMA_TOP, "TOP LEVEL", top_rows);
 TABLE(SCHEMA_SERVER, "SERVERS", server_rows);
@@ -388,12 +414,13 @@ TABLE(SCHEMA_UPSTREAM, "UPSTREAMS", upstream_rows);
 TABLE(SCHEMA_UPSTREAM_SERVER, "UPSTREAMS", upstream_server_rows, .nested = "servers");
 TABLE(SCHEMA_HEALTH_CHECK, "UPSTREAMS", health_check_rows, .nested = "health_check");
 TABLE(SCHEMA_LIMIT, "CLIENT LIMITS", limit_rows, .nested = "limits");
+TABLE(SCHEMA_AUTH, "FORWARD AUTHENTICATION", auth_rows, .nested = "auth_request");
 
 const SettingTable *const SCHEMA_TABLES[] = {
         &SCHEMA_TOP,      &SCHEMA_SERVER,   &SCHEMA_TLS,             &SCHEMA_LOCATION,
         &SCHEMA_INHERIT,  &SCHEMA_UPSTREAM, &SCHEMA_UPSTREAM_SERVER, &SCHEMA_HEALTH_CHECK,
         &SCHEMA_LIMIT,
-        &SCHEMA_RULE,
+        &SCHEMA_RULE,     &SCHEMA_AUTH,
 };
 const size_t SCHEMA_N_TABLES = ELEMENTSOF(SCHEMA_TABLES);
 
@@ -625,7 +652,7 @@ int schema_member(Loader *l, const config_setting_t *s, SchemaWalk *w) {
         if (i >= 0 && (SCHEMA_INHERIT.rows[i].scopes & w->scope)) {
                 const Setting *row = &SCHEMA_INHERIT.rows[i];
 
-                r = parse_typed(l, s, row, &w->partial->v, w->partial);
+                r = row->parse ? row->parse(l, s, w) : parse_typed(l, s, row, &w->partial->v, w->partial);
                 if (r >= 0)
                         w->partial->set |= UINT64_C(1) << i;
                 /* a bad single value is diagnosed and left unset; it does not make the group
@@ -713,7 +740,8 @@ const char *schema_doc_type(const Setting *row, char *buf, size_t size) {
 
 void schema_write_defaults(FILE *f) {
         static const char *const where[] = { "top level", "servers", "tls", "locations", "defaults, servers, locations",
-                                             "upstreams", "upstream servers", "health_check", "limits", "rules" };
+                                             "upstreams", "upstream servers", "health_check", "limits", "rules",
+                                             "auth_request" };
         _Static_assert(ELEMENTSOF(where) == ELEMENTSOF(SCHEMA_TABLES), "a heading per table");
 
         fprintf(f, "\n# Built-in defaults (proxyd.conf(5)): what a setting not given above is.\n");

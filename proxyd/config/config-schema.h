@@ -31,6 +31,7 @@ enum {
         SC_TLS_CERT = 1u << 8, /* an entry of tls.certificates */
         SC_LIMIT = 1u << 9,    /* an entry of limits */
         SC_RULE = 1u << 10,    /* an entry of a location's rules */
+        SC_AUTH = 1u << 11,    /* an auth_request group */
 };
 
 typedef enum SettingType {
@@ -101,7 +102,8 @@ typedef struct SettingTable {
 } SettingTable;
 
 extern const SettingTable SCHEMA_TOP, SCHEMA_SERVER, SCHEMA_TLS, SCHEMA_LOCATION, SCHEMA_INHERIT,
-        SCHEMA_UPSTREAM, SCHEMA_UPSTREAM_SERVER, SCHEMA_HEALTH_CHECK, SCHEMA_LIMIT, SCHEMA_RULE;
+        SCHEMA_UPSTREAM, SCHEMA_UPSTREAM_SERVER, SCHEMA_HEALTH_CHECK, SCHEMA_LIMIT, SCHEMA_RULE,
+        SCHEMA_AUTH;
 extern const SettingTable *const SCHEMA_TABLES[];
 extern const size_t SCHEMA_N_TABLES;
 
@@ -209,6 +211,14 @@ int config_parse_tls_priority(Loader *l, const config_setting_t *s, SchemaWalk *
 int config_parse_health_check(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_parse_upstream_servers(Loader *l, const config_setting_t *s, SchemaWalk *w);
 int config_location_proxy_pass(Loader *l, const config_setting_t *pp, Location *loc);
+int config_parse_proxy_pass(Loader *l, const config_setting_t *s, ProxyPass **ret);
+ProxyPass *proxy_pass_free(ProxyPass *p);
+
+/* config-auth.c: the auth_request group (forward authentication) */
+int config_parse_auth_request(Loader *l, const config_setting_t *s, SchemaWalk *w);
+void config_auth_free(Config *c);
+int config_check_auth_method(Loader *l, const config_setting_t *s, const void *value, size_t n);
+int config_check_auth_fields(Loader *l, const config_setting_t *s, const void *value, size_t n);
 void config_location_free(Location *loc);
 
 /* config-rules.c: a location's `return` templates, its `rules`, and their checks */
@@ -230,6 +240,11 @@ LimitZone *limit_zone_free(LimitZone *z);
 /* Where s was written (file, line), for the structs that keep it. */
 static inline void set_origin(Loader *l, const config_setting_t *s, const char **file, int *line) {
         *file = config_setting_origin(s, &l->files, line);
+}
+
+/* The k-th value of a setting that is one string or a list of them (for diagnostics). */
+static inline const config_setting_t *setting_value_at(const config_setting_t *s, size_t k) {
+        return config_setting_type(s) == CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, (unsigned) k);
 }
 
 /* The first member of the walk's group that row name took, or NULL. */

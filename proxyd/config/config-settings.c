@@ -189,6 +189,9 @@ static int copy_field(const Setting *row, LocationSettings *dst, const LocationS
                         dst->n_access = src->n_access;
                 }
                 return 0;
+        case T_GROUP: /* a group the Config owns (auth_request): shared, not copied */
+                *(const void **) to = *(const void *const *) from;
+                return 0;
         default:
                 return 0;
         }

@@ -59,9 +59,7 @@ int config_check_tokens(Loader *l, const config_setting_t *s, const void *value,
         int r = 0;
 
         for (size_t k = 0; k < n && r >= 0; k++) {
-                const config_setting_t *e = config_setting_type(s) == CONFIG_TYPE_STRING
-                                                    ? s
-                                                    : config_setting_get_elem(s, (unsigned) k);
+                const config_setting_t *e = setting_value_at(s, k);
                 if (!http1_token_valid(a[k], strlen(a[k])))
                         r = ERR(l, e, "\"%s\": \"%s\" is not a protocol name (an HTTP token, e.g. \"websocket\")",
                                 config_setting_name(s), a[k]);
@@ -88,7 +86,7 @@ int config_check_health_path(Loader *l, const config_setting_t *s, const void *v
 
 /* ---- proxy_pass ---- */
 
-static ProxyPass *proxy_pass_free(ProxyPass *p) {
+ProxyPass *proxy_pass_free(ProxyPass *p) {
         if (!p)
                 return NULL;
         free(p->text);
@@ -133,7 +131,7 @@ static int implicit_upstream(Loader *l, const config_setting_t *s, const char *n
         return 0;
 }
 
-static int config_parse_proxy_pass(Loader *l, const config_setting_t *s, ProxyPass **ret) {
+int config_parse_proxy_pass(Loader *l, const config_setting_t *s, ProxyPass **ret) {
         const char *text = NULL, *rest, *uri;
         ProxyPass *p;
         int r;
@@ -865,6 +863,7 @@ static Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_limits; i++)
                 limit_zone_free(c->limits[i]);
         free(c->limits);
+        config_auth_free(c);
         for (size_t i = 0; i < c->n_listens; i++) {
                 free(c->listens[i].text);
                 free(c->listens[i].servers);

@@ -118,6 +118,9 @@ typedef struct LocationSettings {
         unsigned cache_use_stale;    /* CACHE_STALE_* */
         bool cache_status_header;
         bool cache_purge;            /* PURGE requests purge (access rules apply) */
+        /* forward authentication (config-auth.c, proxy/exchange-auth.c); owned by the Config,
+         * NULL: none */
+        const struct AuthRequest *auth_request;
 } LocationSettings;
 
 #define CONFIG_LIMITS_PER_LOCATION 8 /* names in one `limit` list */
@@ -237,6 +240,28 @@ typedef struct ProxyPass {
         char *uri;        /* URI part, NULL if none (then the original request-target is sent) */
         Upstream *upstream;
 } ProxyPass;
+
+/* A location's auth_request: the auth service asked before a request is proxied (nginx
+ * auth_request, Traefik forwardAuth). Owned by the Config (Config.auth_requests); the
+ * LocationSettings that inherit it point at it. */
+typedef struct AuthRequest {
+        ProxyPass *pass;     /* the auth service: host, unix socket or upstream group, and path */
+        char *method;        /* of the auth request */
+        char **headers;      /* request header fields passed to the auth service (names) */
+        size_t n_headers;
+        char **copy_headers; /* fields of a 2xx answer that replace the client's in the upstream request */
+        size_t n_copy_headers;
+        uint64_t timeout;    /* the whole auth request, usec */
+        uint64_t cache;      /* how long a decision is kept, usec; 0: no cache */
+        VarTemplate *cache_key;
+        uint64_t cache_size; /* bytes of decisions kept */
+        /* The decision table (policy/auth-cache.c), set up outside this module; released
+         * through rt_free. */
+        struct AuthCache *rt;
+        void (*rt_free)(struct AuthCache *rt);
+        const char *file;
+        int line;
+} AuthRequest;
 
 typedef enum LocationMatch {
         MATCH_EXACT,
@@ -404,6 +429,8 @@ typedef struct Config {
 
         LimitZone **limits;
         size_t n_limits;
+        AuthRequest **auth_requests; /* every auth_request group (config-auth.c) */
+        size_t n_auth_requests;
         Upstream **upstreams; /* named and implicit */
         size_t n_upstreams;
         Server **servers;

@@ -136,12 +136,13 @@ static size_t access_format(char *out, size_t size, const char *prefix, const Ac
         format_ms(dur, e->duration_usec);
         int k = snprintf(out, size,
                          "%sclient=%s server=%s method=%s uri=%s status=%d upstream=%s upstream_status=%d "
-                         "bytes=%llu bytes_received=%llu duration_ms=%s request_id=%s protocol=%s%s%s%s%s%s%s%s%s\n",
+                         "bytes=%llu bytes_received=%llu duration_ms=%s request_id=%s protocol=%s%s%s%s%s%s%s%s%s%s%s\n",
                          prefix, e->client, e->server ?: "-", e->method, e->uri, e->status, e->upstream ?: "-",
                          e->upstream_status, (unsigned long long) e->bytes_sent,
                          (unsigned long long) e->bytes_received, dur, e->request_id, e->protocol ?: "-",
                          e->cache ? " cache=" : "", e->cache ?: "", e->reason ? " reason=" : "", e->reason ?: "",
-                         e->limit ? " limit=" : "", e->limit ?: "", e->peer ? " peer=" : "", e->peer ?: "");
+                         e->limit ? " limit=" : "", e->limit ?: "", e->peer ? " peer=" : "", e->peer ?: "",
+                         e->auth ? " auth=" : "", e->auth ?: "");
         if (k <= 0 || size < 2)
                 return 0;
         if ((size_t) k >= size) {
@@ -175,6 +176,7 @@ void log_access(const AccessEntry *e) {
                                 "PROXYD_LIMIT=%s", e->limit ?: "",
                                 "PROXYD_PEER=%s", e->peer ?: "",
                                 "PROXYD_CACHE_STATUS=%s", e->cache ?: "",
+                                "PROXYD_AUTH=%s", e->auth ?: "",
                                 "PROXYD_PROTOCOL=%s", e->protocol ?: "",
                                 NULL);
                 return;

@@ -59,6 +59,7 @@ typedef struct AccessEntry {
         const char *peer;     /* the proxy in front when the client address came from a header, or NULL */
         const char *cache;    /* the cache's word (HIT, MISS, ...), NULL where no cache is on */
         const char *protocol; /* the client's: "HTTP/1.1", "HTTP/2.0" */
+        const char *auth;     /* forward authentication's outcome (allow, deny, ...), NULL where none */
 } AccessEntry;
 
 void log_access(const AccessEntry *e);

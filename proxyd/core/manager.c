@@ -10,6 +10,7 @@
 #include "cache-store.h"
 #include "daemon.h"
 #include "log.h"
+#include "auth-cache.h"
 #include "limit.h"
 #include "manager.h"
 #include "upstream.h"
@@ -87,6 +88,8 @@ static int manager_build_generation(Manager *m, Generation **ret) {
         r = upstream_runtimes_setup(c, m->gen ? m->gen->config : NULL);
         if (r >= 0)
                 r = limit_tables_setup(c, m->gen ? m->gen->config : NULL);
+        if (r >= 0)
+                r = auth_caches_setup(c);
         if (r < 0) {
                 log_error_errno(r, "Failed to set up upstream state");
                 snprintf(m->last_reload_error, sizeof(m->last_reload_error), "out of memory");

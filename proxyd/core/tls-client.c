@@ -181,7 +181,9 @@ int tls_client_set_new(const Config *c, TlsClientSet **ret, char **ret_error) {
                         const Location *loc = c->servers[i]->locations[k];
                         TlsClientContext *ctx = NULL, **a;
 
-                        if (!loc->proxy || !loc->proxy->https || tls_client_set_get(set, &loc->s))
+                        bool https = (loc->proxy && loc->proxy->https) ||
+                                     (loc->s.auth_request && loc->s.auth_request->pass->https);
+                        if (!https || tls_client_set_get(set, &loc->s))
                                 continue;
                         r = tls_client_context_new(loc->s.ssl_trusted_certificate, loc->s.ssl_certificate,
                                                    loc->s.ssl_certificate_key, &ctx, ret_error);

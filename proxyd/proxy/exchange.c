@@ -90,6 +90,7 @@ Exchange *exchange_free(Exchange *ex) {
         free(ex->upgrade_offered);
         exchange_policy_done(ex);
         exchange_rules_free(ex);
+        exchange_auth_free(ex);
         ex->s->worker->n_exchanges--;
         ex->s->worker->exchanges_since_trim++;
         free(ex);
@@ -120,6 +121,7 @@ void exchange_log(Exchange *ex) {
                 .limit = ex->pol.limit,
                 .peer = ex->client_replaced ? ex->s->remote_addr : NULL,
                 .cache = cache_exchange_word(ex),
+                .auth = exchange_auth_word(ex),
                 .protocol = ex->protocol ?: ex->minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
         };
         if (g->access_file)
@@ -361,7 +363,6 @@ static void request_drop_underscores(Exchange *ex) {
 
 /* The location proxies: build the upstream request head and start the first attempt. */
 static int exchange_start_proxy(Exchange *ex, const Route *rt) {
-        HttpRequest *req = &ex->req;
         const LocationSettings *s = ex_settings(ex);
         _cleanup_free_ char *rewritten = NULL;
         const char *origin = rt->origin, *norm = rt->norm, *args = rt->args;
@@ -409,22 +410,37 @@ static int exchange_start_proxy(Exchange *ex, const Route *rt) {
                 if (r < 0)
                         return r;
         }
-        bool up_keep_alive = pp->upstream->keepalive > 0;
         HttpHeader upgrade = {};
         r = exchange_decide_upgrade(ex, s, &upgrade);
         if (r < 0)
                 return r;
-        r = cache_request(ex, &ri);
+        r = exchange_auth_begin(ex, &ri, rt, target, target_len);
+        if (r != 0)
+                return r < 0 ? r : 0; /* answered, or waiting for the auth service */
+        return exchange_proxy_continue(ex, &ri, target, target_len);
+}
+
+int exchange_proxy_continue(Exchange *ex, const RequestInfo *ri, const char *target, size_t target_len) {
+        const LocationSettings *s = ex_settings(ex);
+        HttpHeader upgrade = {};
+        int r;
+
+        if (ex->upgrade)
+                upgrade = (HttpHeader){ .name = "Upgrade", .name_len = 7, .value = ex->upgrade_offered,
+                                        .value_len = strlen(ex->upgrade_offered) };
+        r = cache_request(ex, ri);
         if (r != 0)
                 return r < 0 ? r : 0; /* answered from the cache */
-        r = http1_write_request_head(&ex->req_head, &ri, target, target_len, s, ex->req_body,
-                                     ex->req_left, up_keep_alive, ex->upgrade ? &upgrade : NULL);
+        r = http1_write_request_head(&ex->req_head, ri, target, target_len, s, ex->req_body, ex->req_left,
+                                     ex->upstream->keepalive > 0, ex->upgrade ? &upgrade : NULL);
         if (r >= 0)
                 r = cache_request_head(ex, &ex->req_head);
+        if (r >= 0)
+                r = exchange_auth_request_head(ex, &ex->req_head);
         if (r < 0)
                 return r;
 
-        if (req->expect_continue && !ex->req_done)
+        if (ex->req.expect_continue && !ex->req_done)
                 (void) ex->s->ops->send_interim(ex, 100, NULL);
         if (ex->pol.delay_until > 0) {
                 ex->src = &source_limit_wait; /* then source_upstream */

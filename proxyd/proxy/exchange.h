@@ -145,6 +145,7 @@ struct Exchange {
         uint64_t bytes_received;
         ExchangePolicy pol; /* limits held, delay, hash key (exchange-policy.c) */
         struct ExchangeRules *rules; /* exchange-rules.c; NULL when nothing needs it */
+        struct AuthState *auth; /* forward authentication (exchange-auth.c); NULL: none */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -284,6 +285,26 @@ int exchange_rules_return(Exchange *ex, const Route *rt, bool keep_alive);
 const ResponseFields *exchange_rules_fields(const Exchange *ex, int status, ResponseFields *buf);
 
 void exchange_rules_free(Exchange *ex);
+
+/* exchange.c: the part of proxying after forward authentication allowed the request (ri: the
+ * request's variables, its headers valid during the call; target: the request-target sent
+ * upstream): the cache, the upstream request head, the first attempt. <0: fatal. */
+int exchange_proxy_continue(Exchange *ex, const RequestInfo *ri, const char *target, size_t target_len);
+
+/* exchange-auth.c: forward authentication (a location's auth_request) */
+
+typedef struct AuthState AuthState;
+/* Before proxying (limits passed): 0 go on now (no auth_request, or a cached approval),
+ * 1 answered or waiting for the auth service (the source is source_auth, which calls
+ * exchange_proxy_continue on approval), <0 fatal. rt and target are saved for later. */
+int exchange_auth_begin(Exchange *ex, const RequestInfo *ri, const Route *rt, const char *target,
+                        size_t target_len);
+/* The upstream request head was written: add the approval's copy_headers. */
+int exchange_auth_request_head(Exchange *ex, Buf *head);
+void exchange_auth_free(Exchange *ex);
+/* The word for the access entry (allow, deny, redirect, error, allow-cached, deny-cached), or NULL. */
+const char *exchange_auth_word(const Exchange *ex);
+extern const SourceOps source_auth;
 
 /* exchange-upstream.c: the upstream source */
 
