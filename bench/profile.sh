@@ -3,12 +3,14 @@
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
 #   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M]
-#                    [-A cached|uncached] [-C hit|miss]
+#                    [-A cached|uncached] [-2 h2c|tls] [-C hit|miss]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
 # -A: the location has an auth_request to the origin's /auth (a 200 with X-User):
 #     `uncached` asks it for every request, `cached` keeps the decision (what forward
 #     authentication costs: compare with neither).
+# -2: HTTP/2 clients instead (h2load, CONNS connections x 10 streams; h2c with prior
+#     knowledge, or ALPN h2 over TLS with a throw-away certificate), as scenarios h2/h1.
 # -C: the location caches (`cache = true`, store in the profile directory): "hit" with the
 #     default key (every request after the first is a hit), "miss" with cache_key =
 #     "$request_id" (every request misses, is fetched and stored). The origin sends
@@ -34,13 +36,14 @@ BIN=
 TOP=30
 METRICS=true
 AUTH=
+H2=
 CACHE=
-while getopts "n:w:c:p:b:t:MA:C:h" o; do
+while getopts "n:w:c:p:b:t:MA:2:C:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
-        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; A) AUTH=$OPTARG ;;
+        b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; A) AUTH=$OPTARG ;; 2) H2=$OPTARG ;;
         C) CACHE=$OPTARG ;;
-        *) sed -n '2,24p' "$0"; exit 2 ;;
+        *) sed -n '2,26p' "$0"; exit 2 ;;
         esac
 done
 
@@ -94,6 +97,16 @@ http {
            location /cached/ { alias $D/www/; add_header Cache-Control "max-age=3600"; } }
 }
 EOF
+H2LISTEN=
+case "$H2" in
+"") ;;
+h2c) H2LISTEN="http2_cleartext = true;" ;;
+tls)
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$D/key.pem" \
+                -out "$D/cert.pem" -days 2 -subj /CN=localhost 2>/dev/null
+        H2LISTEN="tls = { certificate = \"$D/cert.pem\"; key = \"$D/key.pem\"; };" ;;
+*) echo "-2 takes h2c or tls" >&2; exit 2 ;;
+esac
 case "$AUTH" in
 "") AUTHCONF= ;;
 uncached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; };' ;;
@@ -114,7 +127,7 @@ log_level = "warning";
 access_log = false;
 shutdown_timeout = "1s";
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
-servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ];
+servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ]; $H2LISTEN
               locations = ( { prefix = "/"; proxy_pass = "http://origin"; $AUTHCONF$LOCCACHE } ); } );
 EOF
 
@@ -139,8 +152,15 @@ callgrind_run() { # requests outfile
         local vp=$!
         PIDS+=($vp)
         wait_port $PPORT 60
-        timeout 300 /usr/bin/python3 "$HERE/client.py" requests 127.0.0.1 $PPORT "$URLPATH" "$1" \
-                --conns "$CONNS" --timeout 280 >"$D/client-$1.log"
+        if [ -n "$H2" ]; then
+                local scheme=http
+                [ "$H2" = tls ] && scheme=https
+                timeout 300 h2load -n "$1" -c "$CONNS" -m 10 "$scheme://127.0.0.1:$PPORT$URLPATH" >"$D/client-$1.log"
+                grep -q "$1 succeeded" "$D/client-$1.log" || { echo "h2load: not every request succeeded" >&2; false; }
+        else
+                timeout 300 /usr/bin/python3 "$HERE/client.py" requests 127.0.0.1 $PPORT "$URLPATH" "$1" \
+                        --conns "$CONNS" --timeout 280 >"$D/client-$1.log"
+        fi
         kill -TERM "$vp"
         timeout 60 tail --pid="$vp" -f /dev/null || { kill -KILL -- "-$vp"; false; }
 }
@@ -166,8 +186,9 @@ echo "== top $TOP functions by self instructions"
 callgrind_annotate "$D/callgrind.out" 2>/dev/null |
         awk '/^-+$/ { dashes++; next } dashes >= 3 && NF { print }' | head -n "$TOP" || true
 
-# perf: hardware counters when the CPU/VM exposes them, else the software task-clock.
-if command -v perf >/dev/null; then
+# perf: hardware counters when the CPU/VM exposes them, else the software task-clock (not
+# with -2: client.py speaks HTTP/1.1).
+if [ -z "$H2" ] && command -v perf >/dev/null; then
         EV=instructions,cycles,task-clock
         if perf stat -e instructions true 2>&1 | grep -q "not supported"; then
                 EV=task-clock,context-switches

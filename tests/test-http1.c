@@ -987,6 +987,7 @@ typedef struct ChunkCase {
         size_t body_len;
         size_t consumed;      /* 0: the whole input */
         uint64_t max_overhead; /* 0: default */
+        const char *trailers; /* the trailer lines the decoder reports (NULL: none) */
 } ChunkCase;
 
 static const ChunkCase chunk_cases[] = {
@@ -1001,7 +1002,9 @@ static const ChunkCase chunk_cases[] = {
         { "hex case", D("a\r\n0123456789\r\nB\r\nabcdefghijk\r\n0\r\n\r\n"), .body = "0123456789abcdefghijk" },
         { "leading zeros", D("0003\r\nabc\r\n000\r\n\r\n"), .body = "abc" },
         { "extensions", D("3;a\r\nabc\r\n2;a=b;c=\"d;\\\"e\"\r\nde\r\n1 ; x = y \t;z\r\nf\r\n0;last\r\n\r\n"), .body = "abcdef" },
-        { "trailers", D("2\r\nhi\r\n0\r\nX-Sum: 1234\r\nX-Empty:\r\n\r\n"), .body = "hi" },
+        { "trailers", D("2\r\nhi\r\n0\r\nX-Sum: 1234\r\nX-Empty:\r\n\r\n"), .body = "hi",
+          .trailers = "X-Sum: 1234\r\nX-Empty:\r\n" },
+        { "trailers, then more", D("0\r\nA: b\r\n\r\nGET"), .body = "", .consumed = 11, .trailers = "A: b\r\n" },
         { "stops at end", D("2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\n"), .body = "hi", .consumed = 12 },
         { "binary data", D("4\r\n\r\n\x00\n\r\n0\r\n\r\n"), .body = "\r\n\0\n", .body_len = 4 },
         { "overhead within limit", D("1\r\nA\r\n1\r\nB\r\n0\r\n\r\n"), .body = "AB", .max_overhead = 15 },
@@ -1030,11 +1033,15 @@ static const ChunkCase chunk_cases[] = {
 /* Feed c->data as pieces ending at cuts[0..n) (last cut == len), the way a connection
  * would: the unconsumed rest stays and the next piece is appended. Returns true if the
  * decoder failed; otherwise fills out/out_len/consumed/done. */
+static char chunk_trailers[256];
+static size_t chunk_trailers_len;
+
 static bool chunk_feed(const ChunkCase *c, const size_t *cuts, size_t ncuts, char *out, size_t *out_len,
                        size_t *ret_consumed, bool *ret_done) {
         ChunkedDecoder d;
         size_t pos = 0;
 
+        chunk_trailers_len = 0;
         chunked_decoder_init(&d, c->max_overhead ?: 16384);
         *out_len = 0;
         for (size_t i = 0; i < ncuts; i++) {
@@ -1051,6 +1058,10 @@ static bool chunk_feed(const ChunkCase *c, const size_t *cuts, size_t ncuts, cha
                                 return true;
                         }
                         ck_assert_uint_le((size_t) r, avail - pos);
+                        ck_assert(d.trailer_len == 0 || d.trailer_off + d.trailer_len <= (size_t) r);
+                        ck_assert(d.trailer_len == 0 || dl == 0);
+                        memcpy(chunk_trailers + chunk_trailers_len, in + d.trailer_off, d.trailer_len);
+                        chunk_trailers_len += d.trailer_len;
                         if (dl > 0) {
                                 ck_assert_uint_eq(off + dl, (size_t) r);
                                 memcpy(out + *out_len, in + off, dl);
@@ -1086,6 +1097,9 @@ static void chunk_check(const ChunkCase *c, const size_t *cuts, size_t ncuts, co
         size_t want = c->body_len ?: strlen(c->body);
         ck_assert_msg(out_len == want && memcmp(out, c->body, want) == 0, "%s (%s): body '%.*s'", c->name, how,
                       (int) out_len, out);
+        const char *t = c->trailers ?: "";
+        ck_assert_msg(chunk_trailers_len == strlen(t) && memcmp(chunk_trailers, t, chunk_trailers_len) == 0,
+                      "%s (%s): trailers '%.*s'", c->name, how, (int) chunk_trailers_len, chunk_trailers);
 }
 
 START_TEST(test_chunked_whole) {

@@ -260,6 +260,7 @@ ssize_t chunked_decode(ChunkedDecoder *d, const char *in, size_t len,
                 return -EINVAL;
         if (d->state == CH_FAILED)
                 return -EBADMSG;
+        d->trailer_off = d->trailer_len = 0;
 
         while (i < len && !d->done) {
                 if (d->state == CH_DATA) {
@@ -282,6 +283,12 @@ ssize_t chunked_decode(ChunkedDecoder *d, const char *in, size_t len,
                 if (++d->overhead > d->max_overhead && d->overhead > d->data) {
                         d->state = CH_FAILED;
                         return -EBADMSG;
+                }
+                if (d->state >= CH_TRAILER_START && d->state <= CH_TRAILER_LF &&
+                    !(d->state == CH_TRAILER_START && in[i] == '\r')) {
+                        if (d->trailer_len == 0)
+                                d->trailer_off = i;
+                        d->trailer_len++;
                 }
                 if (chunked_step(d, (unsigned char) in[i]) < 0) {
                         d->state = CH_FAILED;

@@ -195,6 +195,9 @@ typedef struct ChunkedDecoder {
         uint64_t max_overhead;
         size_t line_len;    /* length of the current size/trailer line so far */
         bool done;          /* last-chunk and trailer section consumed */
+        /* of the last call: in[trailer_off .. trailer_off + trailer_len) were trailer field
+         * lines ("name: value\r\n", checked), for a caller that passes trailers on */
+        size_t trailer_off, trailer_len;
 } ChunkedDecoder;
 
 void chunked_decoder_init(ChunkedDecoder *d, uint64_t max_overhead);

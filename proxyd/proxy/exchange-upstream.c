@@ -190,9 +190,18 @@ static void exchange_upstream_error(Exchange *ex, int error, const char *what) {
         exchange_fail(ex, 502, what);
 }
 
+/* The session runs the exchange after an event on its upstream socket. */
+static void upstream_event(Exchange *ex) {
+        const SessionOps *so = ex->s->ops;
+
+        if (so->run_exchange)
+                so->run_exchange(ex);
+        else
+                so->run(ex->s);
+}
+
 static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
         Exchange *ex = userdata;
-        Session *c = ex->s;
 
         revents = tls_stream_revents(&u->stream, revents);
         if (u->connecting) {
@@ -203,7 +212,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                                 err = errno;
                         if (err != 0) {
                                 exchange_upstream_error(ex, err, "connect failed");
-                                c->ops->run(c);
+                                upstream_event(ex);
                                 return;
                         }
                         u->tcp_connected = true;
@@ -211,7 +220,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                 if (tls_stream_is_tls(&u->stream)) {
                         int r = tls_stream_handshake(&u->stream);
                         if (r == -EAGAIN) {
-                                c->ops->run(c);
+                                upstream_event(ex);
                                 return;
                         }
                         if (r < 0) {
@@ -220,7 +229,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                                 log_warning("%s: TLS handshake with upstream %s failed: %s", ex_text(ex),
                                             ex->peer_text, why ?: strerror(-r));
                                 exchange_upstream_error(ex, 0, "upstream TLS handshake failed");
-                                c->ops->run(c);
+                                upstream_event(ex);
                                 return;
                         }
                 }
@@ -234,7 +243,7 @@ static void on_upstream_io(UpConn *u, uint32_t revents, void *userdata) {
                 u->rd_ready = true;
         if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                 u->wr_ready = true;
-        c->ops->run(c);
+        upstream_event(ex);
 }
 
 /* Writing the request to the upstream failed. Before any byte of it was sent this is a
@@ -305,8 +314,13 @@ static int upstream_frame_body(Exchange *ex, const char **ret, size_t *ret_len) 
         if (r == 0) {
                 /* the body is complete */
                 ex->req_done = true;
-                if (ex->req_body == HTTP_BODY_CHUNKED && buf_append(&ex->up_out, "0\r\n\r\n", 5) < 0)
-                        return -ENOMEM;
+                if (ex->req_body == HTTP_BODY_CHUNKED) {
+                        size_t tl = 0;
+                        const char *t = ex->s->ops->body_trailers ? ex->s->ops->body_trailers(ex, &tl) : NULL;
+                        if (buf_append(&ex->up_out, "0\r\n", 3) < 0 || (t && buf_append(&ex->up_out, t, tl) < 0) ||
+                            buf_append(&ex->up_out, "\r\n", 2) < 0)
+                                return -ENOMEM;
+                }
                 return buf_len(&ex->up_out) > 0;
         }
         if (ex->req_body == HTTP_BODY_CHUNKED) {
@@ -479,11 +493,18 @@ static int exchange_splice_response(Exchange *ex) {
         return 1;
 }
 
-/* A 101 must switch to (one of) the protocols sent upstream, and say which. */
+/* A 101 must switch to (one of) the protocols sent upstream, and say which (and, for a key
+ * proxyd made, prove it read it: Sec-WebSocket-Accept). */
 static bool upgrade_answer_matches(const Exchange *ex, const HttpResponse *r) {
         int i = http1_find_header(r->headers, r->n_headers, "Upgrade");
         if (i < 0 || !ex->upgrade_offered)
                 return false;
+        if (ex->ws_accept[0]) {
+                int a = http1_find_header(r->headers, r->n_headers, "Sec-WebSocket-Accept");
+                if (a < 0 || r->headers[a].value_len != strlen(ex->ws_accept) ||
+                    memcmp(r->headers[a].value, ex->ws_accept, r->headers[a].value_len) != 0)
+                        return false;
+        }
         return http1_upgrade_matches(r->headers[i].value, r->headers[i].value_len, ex->upgrade_offered,
                                      strlen(ex->upgrade_offered));
 }
@@ -623,9 +644,23 @@ static int upstream_give_body(Exchange *ex) {
                                 if (n == 0)
                                         break;
                                 if (dlen == 0) {
+                                        /* (trailers beyond max_head_size are dropped) */
+                                        if (ex->resp_dec.trailer_len > 0 && so->send_trailers &&
+                                            buf_len(&ex->resp_trailers) + ex->resp_dec.trailer_len <=
+                                                    ex->server->limits.max_head_size &&
+                                            buf_append(&ex->resp_trailers,
+                                                       buf_head(&ex->up_in) + ex->resp_dec.trailer_off,
+                                                       ex->resp_dec.trailer_len) < 0) {
+                                                exchange_fail(ex, 502, "out of memory");
+                                                return 1;
+                                        }
                                         buf_consume(&ex->up_in, (size_t) n);
                                         progress = 1;
                                         if (ex->resp_dec.done) {
+                                                if (buf_len(&ex->resp_trailers) > 0 &&
+                                                    so->send_trailers(ex, buf_head(&ex->resp_trailers),
+                                                                      buf_len(&ex->resp_trailers)) < 0)
+                                                        ex->close_after = true;
                                                 if (so->send_end(ex) < 0)
                                                         ex->close_after = true;
                                                 ex->resp_done = true;

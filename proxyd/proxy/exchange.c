@@ -84,6 +84,7 @@ Exchange *exchange_free(Exchange *ex) {
         buf_free(&ex->req_head);
         buf_free(&ex->up_out);
         buf_free(&ex->up_in);
+        buf_free(&ex->resp_trailers);
         free(ex->method);
         free(ex->target);
         free(ex->tls_name);

@@ -114,6 +114,7 @@ struct Exchange {
         HttpBodyKind resp_in; /* the upstream's framing */
         uint64_t resp_left;
         ChunkedDecoder resp_dec;
+        Buf resp_trailers; /* trailer lines of a chunked response, for a session that takes them */
         bool resp_done;        /* the source has given the session everything */
         bool resp_truncated;
         bool client_head_sent; /* bytes of the final response reached the client (the session says) */
@@ -127,6 +128,9 @@ struct Exchange {
          * flushed the session turns the exchange into a tunnel. */
         bool upgrade;
         char *upgrade_offered; /* the allowed protocols of the client's Upgrade, as sent upstream */
+        /* the Sec-WebSocket-Accept a 101 must carry when proxyd made the key (an HTTP/2
+         * client's WebSocket, RFC 8441), else empty */
+        char ws_accept[32];
         bool tunnel_pending;
         bool tunneling;
         Tunnel tunnel;

@@ -13,6 +13,7 @@
 #define H2_RUN_BUDGET 64                  /* rounds of one connection per event */
 #define H2_OUT_MAX (64u * 1024u)          /* serialized frames gathered before one write */
 #define H2_STREAM_OUT_MAX (64u * 1024u)   /* response bytes buffered per stream */
+#define H2_CONN_OUT_MAX (1u << 20)        /* ... and for all streams of a connection */
 #define H2_CONN_WINDOW (1u << 20)         /* request body bytes in flight per connection */
 #define H2_MEM_MAX (4u << 20)             /* memory nghttp2 may hold for one connection */
 #define H2_FLOOD_INTERVAL (10 * USEC_PER_SEC)
@@ -37,6 +38,7 @@ struct H2Stream {
         bool headers_done; /* the request's header block is complete: begin the exchange */
         bool end_in;       /* END_STREAM from the client */
         bool closed;       /* nghttp2 closed the stream */
+        bool dirty;        /* something happened for it: its exchange is run in the next round */
         uint32_t close_error;
 
         Buf body;          /* request body received, not yet consumed by the exchange */
@@ -50,6 +52,16 @@ struct H2Stream {
         bool reset_sent;
         Buf resp;               /* response body bytes not yet taken by nghttp2 */
         uint64_t stalled_since; /* `resp` became non-empty (0: empty): send_timeout */
+        bool te_trailers;       /* the client sent te: trailers */
+        Buf trailers;           /* the response's trailer lines, sent after the body */
+        Buf req_trailers;       /* the request's trailer lines, "name: value\r\n" */
+
+        /* WebSocket over HTTP/2 (RFC 8441, h2-ws.c): an extended CONNECT run as an HTTP/1.1
+         * Upgrade; after the upstream's 101 the stream's DATA is the tunnel's client side */
+        bool ws;
+        bool ws_open;          /* the 200 was submitted: the tunnel runs (or will) */
+        bool tun_rd, tun_wr;   /* the tunnel's readiness flags for the stream side */
+        char ws_key[32];       /* the Sec-WebSocket-Key proxyd sent upstream */
 };
 
 struct H2Conn {
@@ -63,7 +75,9 @@ struct H2Conn {
         H2Stream *streams;
         unsigned n_streams;
         size_t mem; /* bytes nghttp2 holds for this connection */
-        bool resume;
+        size_t resp_bytes; /* response bytes in the streams' buffers (H2_CONN_OUT_MAX) */
+        bool resume;   /* the deadline slot is due now: run the connection after the batch */
+        bool all_dirty; /* run every stream's exchange in the next round */
         bool goaway;   /* a GOAWAY was queued: no new streams, close when the streams are done */
         bool fatal;    /* a limit was hit or the session failed: ignore input, flush and close */
         uint64_t accepted, last_read, last_write, idle_since, ping_sent;
@@ -88,6 +102,34 @@ static inline uint64_t h2_now(const H2Conn *h) {
 static inline const char *h2_text(const H2Conn *h) {
         return session_text(&h->s);
 }
+
+/* h2.c, for h2-ws.c */
+/* Up to n response bytes into the stream's buffer, as the per-stream and per-connection
+ * budgets allow (force: all of them, for a local response): how many, or -ENOMEM. */
+ssize_t h2_resp_append(H2Stream *st, const char *p, size_t n, bool force);
+void h2_resp_consume(H2Stream *st, size_t n);
+void h2_resp_drop(H2Stream *st); /* all of them dropped */
+void h2_stream_reset(H2Stream *st, uint32_t code);
+void h2_resume(H2Stream *st);
+ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
+                        nghttp2_data_source *source, void *ud);
+
+/* h2-head.c: submit the head in head[0..len) (an HTTP/1 response head, modified in place)
+ * for st, with a body (a data source) when body is true, as an interim HEADERS frame when
+ * interim is. 0 or -errno. */
+int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, bool interim);
+/* The response's trailer lines (st->trailers) as the HEADERS frame that ends the stream. */
+int h2_submit_trailers(H2Stream *st);
+
+/* h2-ws.c: WebSocket over HTTP/2 (RFC 8441). */
+/* The request of an extended CONNECT with :protocol websocket as the HTTP/1.1 Upgrade sent
+ * upstream: Upgrade and a fresh Sec-WebSocket-Key appended to headers[*n], the Accept
+ * expected recorded in the exchange. */
+int h2_ws_request(H2Stream *st, HttpRequest *req, HttpHeader *headers, size_t *n);
+/* The upstream's 101 (its Accept checked already): :status 200 on the stream. */
+int h2_ws_answer(H2Stream *st, const HttpResponse *r);
+/* Run the tunnel of a stream whose 200 was submitted. 1 on progress. */
+int h2_ws_step(H2Stream *st);
 
 /* h2-request.c: the stream's header block is complete: build its request and begin its
  * exchange. 0, or -errno (the stream was reset). */

@@ -55,11 +55,37 @@ static int h2_reject(Exchange *ex, const Field *method, const Field *path, int s
         return 0;
 }
 
+/* The body: none when END_STREAM came without DATA; else Content-Length (nghttp2 checks it
+ * against the DATA received); else all of it when END_STREAM came already (in the same read
+ * as the HEADERS); else of unknown length (chunked upstream, which also carries trailers).
+ * -EINVAL: an invalid Content-Length. */
+static int h2_request_body(const H2Stream *st, HttpRequest *req, const Field *cl) {
+        bool trailers = buf_len(&st->req_trailers) > 0;
+
+        if (st->ws || (st->end_in && st->body_received == 0 && !trailers))
+                req->body = HTTP_BODY_NONE; /* (a WebSocket's DATA is the tunnel's) */
+        else if (cl) {
+                uint64_t v = 0;
+                for (size_t i = 0; i < cl->value_len; i++) {
+                        if (cl->value[i] < '0' || cl->value[i] > '9' || v > UINT64_MAX / 10 - 10)
+                                return -EINVAL;
+                        v = v * 10 + (uint64_t) (cl->value[i] - '0');
+                }
+                req->body = HTTP_BODY_LENGTH;
+                req->content_length = v;
+        } else if (st->end_in && !trailers) {
+                req->body = HTTP_BODY_LENGTH;
+                req->content_length = st->body_received;
+        } else
+                req->body = HTTP_BODY_CHUNKED;
+        return 0;
+}
+
 int h2_stream_begin(H2Stream *st) {
         H2Conn *h = st->h;
-        Field f, method = {}, path = {}, authority = {}, scheme = {}, host = {}, cl = {}, expect = {};
+        Field f, method = {}, path = {}, authority = {}, scheme = {}, host = {}, cl = {}, expect = {}, protocol = {};
         bool has_method = false, has_path = false, has_authority = false, has_scheme = false, has_host = false,
-             has_cl = false, has_expect = false;
+             has_cl = false, has_expect = false, has_protocol = false;
         size_t off = 0, n_regular = 0, cookie_len = 0, n_cookies = 0;
         int r;
 
@@ -79,6 +105,7 @@ int h2_stream_begin(H2Stream *st) {
                                       : field_is(&f, ":path")      ? (has_path = true, &path)
                                       : field_is(&f, ":authority") ? (has_authority = true, &authority)
                                       : field_is(&f, ":scheme")    ? (has_scheme = true, &scheme)
+                                      : field_is(&f, ":protocol")  ? (has_protocol = true, &protocol)
                                                                    : NULL;
                         if (slot)
                                 *slot = f;
@@ -89,6 +116,10 @@ int h2_stream_begin(H2Stream *st) {
                         n_cookies++;
                         continue;
                 }
+                if (field_is(&f, "sec-websocket-key"))
+                        continue; /* proxyd makes its own (h2-ws.c) */
+                if (field_is(&f, "te") && memmem(f.value, f.value_len, "trailers", 8))
+                        st->te_trailers = true;
                 if (field_is(&f, "host"))
                         host = f, has_host = true;
                 else if (field_is(&f, "content-length"))
@@ -106,7 +137,14 @@ int h2_stream_begin(H2Stream *st) {
         }
         if (n_regular + (n_cookies > 0) + 1 > h->def->limits.max_headers)
                 return h2_reject(ex, m, pa, 431, "too many header fields");
-        if (!has_method || (method.value_len == 7 && memcmp(method.value, "CONNECT", 7) == 0)) {
+        bool connect = has_method && method.value_len == 7 && memcmp(method.value, "CONNECT", 7) == 0;
+        if (connect && has_protocol) {
+                /* extended CONNECT (RFC 8441): nghttp2 checked :scheme, :path, :authority */
+                if (protocol.value_len != 9 || strncasecmp(protocol.value, "websocket", 9) != 0)
+                        return h2_reject(ex, m, pa, 501, "unsupported :protocol");
+                if (!st->end_in)
+                        has_cl = false; /* the tunnel's bytes are no request body */
+        } else if (!has_method || connect) {
                 ex->reason = "CONNECT is not supported";
                 return h2_reject(ex, m, pa, 405, "CONNECT is not supported");
         }
@@ -123,7 +161,7 @@ int h2_stream_begin(H2Stream *st) {
                         return h2_reject(ex, m, pa, 417, "unsupported expectation");
         }
 
-        HttpHeader *headers = worker_header_scratch(h->s.worker, n_regular + 2);
+        HttpHeader *headers = worker_header_scratch(h->s.worker, n_regular + 4);
         _cleanup_free_ char *cookies = n_cookies > 0 ? malloc(cookie_len) : NULL;
         if (!headers || (n_cookies > 0 && !cookies))
                 return -ENOMEM;
@@ -160,29 +198,18 @@ int h2_stream_begin(H2Stream *st) {
                         clen += f.value_len;
                         continue;
                 }
-                if (field_is(&f, "host"))
+                if (field_is(&f, "host") || field_is(&f, "sec-websocket-key"))
                         continue;
                 headers[n++] = (HttpHeader){ f.name, f.name_len, f.value, f.value_len };
         }
         if (n_cookies > 0)
                 headers[n++] = (HttpHeader){ "cookie", 6, cookies, clen };
+        if (connect && (r = h2_ws_request(st, req, headers, &n)) < 0)
+                return r;
         req->n_headers = n;
 
-        /* the body: none after END_STREAM, else Content-Length (nghttp2 checks it against the
-         * DATA received), else of unknown length */
-        if (st->end_in)
-                req->body = HTTP_BODY_NONE;
-        else if (has_cl) {
-                uint64_t v = 0;
-                for (size_t i = 0; i < cl.value_len; i++) {
-                        if (cl.value[i] < '0' || cl.value[i] > '9' || v > UINT64_MAX / 10 - 10)
-                                return h2_reject(ex, m, pa, 400, "invalid Content-Length");
-                        v = v * 10 + (uint64_t) (cl.value[i] - '0');
-                }
-                req->body = HTTP_BODY_LENGTH;
-                req->content_length = v;
-        } else
-                req->body = HTTP_BODY_CHUNKED;
+        if (h2_request_body(st, req, has_cl ? &cl : NULL) < 0)
+                return h2_reject(ex, m, pa, 400, "invalid Content-Length");
         ex->req_body_read = buf_len(&st->body);
 
         r = exchange_begin(ex);

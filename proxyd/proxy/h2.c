@@ -17,7 +17,9 @@
  * Each stream's request is built from its decoded header block into an HttpRequest
  * (":method", ":path" as the target, ":authority" as Host, cookies joined) and run as an
  * exchange, so routing, access rules, limits, retries, timeouts and the access entry are
- * those of HTTP/1 requests. Trailers are dropped both ways (the upstream side is HTTP/1.1).
+ * those of HTTP/1 requests. Trailers pass both ways where HTTP/1.1 can carry them: a chunked response's to a
+ * client that sent te: trailers (a HEADERS frame after the DATA), a request's after a body
+ * sent upstream chunked (a body with Content-Length has nowhere to put them).
  *
  * proxyd counts what nghttp2 does not bound by itself: decoded header bytes per block (an
  * HPACK bomb is stored only up to http2_max_header_list_size), CONTINUATION frames per block,
@@ -162,7 +164,9 @@ static void h2_stream_free(H2Stream *st) {
         st->gen = worker_gen_unref(st->gen);
         buf_free(&st->fields);
         buf_free(&st->body);
-        buf_free(&st->resp);
+        h2_resp_drop(st);
+        buf_free(&st->trailers);
+        buf_free(&st->req_trailers);
         if (st->prev)
                 st->prev->next = st->next;
         else
@@ -175,11 +179,55 @@ static void h2_stream_free(H2Stream *st) {
         free(st);
 }
 
-static void h2_stream_reset(H2Stream *st, uint32_t code) {
+void h2_stream_reset(H2Stream *st, uint32_t code) {
         if (st->reset_sent || st->closed)
                 return;
         st->reset_sent = true;
         (void) nghttp2_submit_rst_stream(st->h->ng, NGHTTP2_FLAG_NONE, st->id, code);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Response bytes held for the streams: at most H2_STREAM_OUT_MAX per stream and
+ * H2_CONN_OUT_MAX for the connection, whatever the number of streams (what a client that
+ * reads nothing can make proxyd hold). A stream's buffer is given back once it is empty. */
+
+ssize_t h2_resp_append(H2Stream *st, const char *p, size_t n, bool force) {
+        H2Conn *h = st->h;
+        size_t len = buf_len(&st->resp);
+
+        if (!force) {
+                if (len >= H2_STREAM_OUT_MAX || h->resp_bytes >= H2_CONN_OUT_MAX)
+                        return 0;
+                n = MIN(n, MIN(H2_STREAM_OUT_MAX - len, H2_CONN_OUT_MAX - h->resp_bytes));
+        }
+        if (n == 0)
+                return 0;
+        if (buf_append(&st->resp, p, n) < 0)
+                return -ENOMEM;
+        if (len == 0)
+                st->stalled_since = h2_now(h);
+        h->resp_bytes += n;
+        return (ssize_t) n;
+}
+
+void h2_resp_consume(H2Stream *st, size_t n) {
+        H2Conn *h = st->h;
+
+        /* the exchange may give more now; with the connection's budget reopened, any may */
+        st->dirty = true;
+        if (h->resp_bytes >= H2_CONN_OUT_MAX && h->resp_bytes - n < H2_CONN_OUT_MAX)
+                h->all_dirty = true;
+        buf_consume(&st->resp, n);
+        h->resp_bytes -= n;
+        if (buf_len(&st->resp) == 0) {
+                st->stalled_since = 0;
+                buf_free(&st->resp);
+        }
+}
+
+void h2_resp_drop(H2Stream *st) {
+        st->h->resp_bytes -= buf_len(&st->resp);
+        buf_free(&st->resp);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -264,8 +312,17 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
         /* counted for every field, stored only within the limit: a block that decodes to more
          * than http2_max_header_list_size costs no more memory than that */
         st->field_bytes += namelen + valuelen + 32;
-        if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-                return 0; /* trailers: dropped */
+        if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+                /* trailers: kept for a chunked request body (within the same limit) */
+                if (st->fields_too_big || st->field_bytes > h->set->http2_max_header_list_size ||
+                    (namelen == 14 && memcmp(name, "content-length", 14) == 0) ||
+                    (namelen == 4 && memcmp(name, "host", 4) == 0) || (namelen == 7 && memcmp(name, "trailer", 7) == 0))
+                        return 0;
+                if (buf_append(&st->req_trailers, name, namelen) < 0 || buf_append(&st->req_trailers, ": ", 2) < 0 ||
+                    buf_append(&st->req_trailers, value, valuelen) < 0 || buf_append(&st->req_trailers, "\r\n", 2) < 0)
+                        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                return 0;
+        }
         if (st->fields_too_big || st->field_bytes > h->set->http2_max_header_list_size) {
                 st->fields_too_big = true;
                 return 0;
@@ -285,6 +342,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 
         if (!st)
                 return 0;
+        st->dirty = true;
         if (st->ex)
                 st->ex->bytes_received += frame->hd.length + 9;
         switch (frame->hd.type) {
@@ -310,13 +368,14 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         H2Stream *st = stream_of(h, id);
         (void) flags;
 
-        if (!st || (st->ex && (st->ex->src == &source_local || st->ex->req_done))) {
+        if (!st || (st->ex && (st->ex->src == &source_local || (st->ex->req_done && !st->ws)))) {
                 /* nobody will read it: give the window back at once */
                 (void) nghttp2_session_consume(ng, id, len);
                 return 0;
         }
         if (buf_append(&st->body, data, len) < 0)
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->dirty = true;
         st->body_received += len;
         if (st->ex)
                 st->ex->req_body_read += len;
@@ -330,7 +389,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
 
         if (!st)
                 return 0;
-        st->closed = true;
+        st->closed = st->dirty = true;
         st->close_error = error_code;
         (void) nghttp2_session_set_stream_user_data(ng, id, NULL);
         return 0;
@@ -350,98 +409,56 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
                 st->ex->client_head_sent = true;
         /* The response is complete but the request is not: the client may stop sending
          * (RFC 9113 section 8.1). */
-        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !st->end_in)
+        if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !st->end_in && !st->ws_open)
                 (void) nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
         return 0;
 }
 
-static ssize_t on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
-                            nghttp2_data_source *source, void *ud) {
+/* DATA for st: nghttp2 asks how much may go (up to length, as the windows allow) and the
+ * bytes stay in the stream's buffer (NGHTTP2_DATA_FLAG_NO_COPY) until on_send_data puts the
+ * frame into the connection's output: one copy of a body byte in proxyd, not two. */
+ssize_t h2_on_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
+                        nghttp2_data_source *source, void *ud) {
         H2Stream *st = source->ptr;
         size_t n = MIN(length, buf_len(&st->resp));
+        bool eof = st->resp_eof && n == buf_len(&st->resp);
         (void) ng;
         (void) id;
+        (void) buf;
         (void) ud;
 
-        if (n > 0) {
-                memcpy(buf, buf_head(&st->resp), n);
-                buf_consume(&st->resp, n);
-        }
-        if (buf_len(&st->resp) == 0)
-                st->stalled_since = 0;
-        if (buf_len(&st->resp) == 0 && st->resp_eof) {
-                *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-                return (ssize_t) n;
-        }
-        if (n == 0) {
+        if (n == 0 && !eof) {
                 st->deferred = true;
                 return NGHTTP2_ERR_DEFERRED;
+        }
+        if (n > 0)
+                *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+        if (eof) {
+                *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+                if (buf_len(&st->trailers) > 0 && h2_submit_trailers(st) == 0)
+                        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* the trailers end it */
         }
         return (ssize_t) n;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* Response heads: serialized as HTTP/1 would be (the same filtering: hide_header, hop-by-hop
- * fields, the Connection field's names), then split into lower-case h2 fields. */
+/* The DATA frame of length bytes nghttp2 chose in h2_on_data_read: its header and the
+ * stream's bytes appended to the output (nghttp2 retries later when that is full). No
+ * padding is ever asked for. */
+static int on_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *source, void *ud) {
+        H2Conn *h = ud;
+        H2Stream *st = source->ptr;
+        (void) ng;
 
-static bool h2_connection_specific(const char *name, size_t len) {
-        static const char *const names[] = { "connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                             "upgrade", "te" };
-        for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
-                        return true;
-        return false;
-}
-
-/* Submit the head in head[0..len) (an HTTP/1 response head, modified in place) for st, with
- * a body when body is true. */
-static int h2_submit_head(H2Stream *st, char *head, size_t len, int status, bool body, bool interim) {
-        H2Conn *h = st->h;
-        size_t max = 1;
-        char status_text[8];
-
-        for (size_t i = 0; i < len; i++)
-                max += head[i] == '\n';
-        nghttp2_nv *nva = calloc(max, sizeof(nghttp2_nv));
-        if (!nva)
-                return -ENOMEM;
-        snprintf(status_text, sizeof(status_text), "%03d", status % 1000);
-        size_t n = 0;
-        nva[n++] = (nghttp2_nv){ (uint8_t *) ":status", (uint8_t *) status_text, 7, 3, NGHTTP2_NV_FLAG_NONE };
-
-        char *p = memchr(head, '\n', len), *end = head + len;
-        p = p ? p + 1 : end; /* past the status line */
-        while (p < end && n < max) {
-                char *eol = memchr(p, '\n', (size_t) (end - p));
-                if (!eol)
-                        break;
-                char *colon = memchr(p, ':', (size_t) (eol - p));
-                if (colon) {
-                        char *v = colon + 1, *ve = eol;
-                        while (v < ve && (*v == ' ' || *v == '\t'))
-                                v++;
-                        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-                                ve--;
-                        for (char *c = p; c < colon; c++)
-                                *c = ascii_tolower(*c);
-                        size_t nl = (size_t) (colon - p);
-                        if (!h2_connection_specific(p, nl))
-                                nva[n++] = (nghttp2_nv){ (uint8_t *) p, (uint8_t *) v, nl, (size_t) (ve - v),
-                                                         NGHTTP2_NV_FLAG_NONE };
-                }
-                p = eol + 1;
-        }
-        nghttp2_data_provider dp = { .source.ptr = st, .read_callback = on_data_read };
-        /* an interim head is a HEADERS frame of its own, before the final one */
-        int r = interim ? nghttp2_submit_headers(h->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL)
-                        : nghttp2_submit_response(h->ng, st->id, nva, n, body ? &dp : NULL);
-        free(nva);
-        if (r < 0)
-                return -EIO;
-        if (interim)
-                return 0;
-        st->resp_submitted = true;
-        st->resp_body = body;
+        if (buf_len(&h->out) >= H2_OUT_MAX)
+                return NGHTTP2_ERR_WOULDBLOCK;
+        if (length > buf_len(&st->resp) || frame->data.padlen > 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE; /* (never: what was offered is still there) */
+        if (buf_reserve(&h->out, 9 + length) < 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+        (void) buf_append(&h->out, framehd, 9);
+        (void) buf_append(&h->out, buf_head(&st->resp), length);
+        h2_resp_consume(st, length);
         return 0;
 }
 
@@ -503,8 +520,20 @@ static int h2_send_head(Exchange *ex, const HttpResponse *r) {
         H2Stream *st = ex->stream;
         _cleanup_(buf_free) Buf head = {};
 
-        if (r->status == 101 || st->resp_submitted)
+        if (st->resp_submitted)
+                return -EPROTO;
+        if (st->ws && r->status == 101)
+                return h2_ws_answer(st, r);
+        if (r->status == 101)
                 return -EPROTO; /* never asked for over HTTP/2 */
+        if (st->ws && r->status >= 200 && r->status < 300) {
+                /* the upstream did not switch: a 2xx would tell the client its tunnel is open */
+                log_warning("%s: upstream %s answered a WebSocket handshake with %d", ex_text(ex), ex->peer_text,
+                            r->status);
+                char none[] = "";
+                ex->status = 502;
+                return h2_submit_head(st, none, 0, 502, false, false);
+        }
         HttpBodyKind framing = r->body == HTTP_BODY_LENGTH ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
         ResponseFields rf;
         int k = http1_write_response_head(&head, r, ex_settings(ex), framing, true, 1,
@@ -534,14 +563,14 @@ static int h2_send_local(Exchange *ex, const LocalResponse *l) {
         size_t head_len = sep ? (size_t) (sep - buf_head(&head)) + 4 : buf_len(&head);
         size_t body_len = buf_len(&head) - head_len;
         bool body = body_len > 0 && ex->method_id != HTTP_METHOD_HEAD && l->status != 204 && l->status != 304;
-        buf_reset(&st->resp);
-        if (body && buf_append(&st->resp, buf_head(&head) + head_len, body_len) < 0)
+        h2_resp_drop(st);
+        if (body && h2_resp_append(st, buf_head(&head) + head_len, body_len, true) < 0)
                 return -ENOMEM;
         st->resp_eof = true;
         return h2_submit_head(st, buf_head(&head), head_len, l->status, body, false);
 }
 
-static void h2_resume(H2Stream *st) {
+void h2_resume(H2Stream *st) {
         if (st->deferred && !st->closed) {
                 st->deferred = false;
                 (void) nghttp2_session_resume_data(st->h->ng, st->id);
@@ -555,16 +584,30 @@ static ssize_t h2_send_data(Exchange *ex, const char *p, size_t n, bool last) {
                 return -ECONNRESET;
         if (!st->resp_body)
                 return (ssize_t) n; /* nothing of it may reach the client */
-        if (buf_len(&st->resp) >= H2_STREAM_OUT_MAX)
-                return 0;
-        if (buf_len(&st->resp) == 0 && n > 0)
-                st->stalled_since = h2_now(st->h);
-        if (buf_append(&st->resp, p, n) < 0)
-                return -ENOMEM;
-        if (last)
+        ssize_t k = h2_resp_append(st, p, n, false);
+        if (k <= 0)
+                return k;
+        if (last && (size_t) k == n)
                 st->resp_eof = true;
         h2_resume(st);
-        return (ssize_t) n;
+        return k;
+}
+
+/* Kept only for a client that said it takes them (te: trailers, as gRPC does). */
+static int h2_send_trailers(Exchange *ex, const char *lines, size_t len) {
+        H2Stream *st = ex->stream;
+
+        if (!st->te_trailers || !st->resp_body || st->closed || st->reset_sent)
+                return 0;
+        buf_reset(&st->trailers);
+        return buf_append(&st->trailers, lines, len) < 0 ? -ENOMEM : 0;
+}
+
+static const char *h2_body_trailers(Exchange *ex, size_t *ret_len) {
+        H2Stream *st = ex->stream;
+
+        *ret_len = buf_len(&st->req_trailers);
+        return *ret_len > 0 ? buf_head(&st->req_trailers) : NULL;
 }
 
 static int h2_send_end(Exchange *ex) {
@@ -577,7 +620,8 @@ static int h2_send_end(Exchange *ex) {
 
 static bool h2_send_blocked(const Exchange *ex) {
         const H2Stream *st = ex->stream;
-        return buf_len(&st->resp) > 0;
+        /* (a head not yet given is read: the client sees every response begin) */
+        return buf_len(&st->resp) > 0 || (st->resp_submitted && st->h->resp_bytes >= H2_CONN_OUT_MAX);
 }
 
 static const char *h2_client_subject(const Exchange *ex) {
@@ -590,17 +634,37 @@ static int h2_local_address(const Exchange *ex, struct sockaddr_storage *ret, so
 }
 
 static void h2_session_run(Session *s) {
-        h2_conn_run((H2Conn *) s);
+        H2Conn *h = (H2Conn *) s;
+
+        h->all_dirty = true;
+        h2_conn_run(h);
+}
+
+/* After an event on one exchange's upstream: that stream is run after the worker's batch of
+ * events (the deadline slot set to now), with every other stream that had one, and what they
+ * give the client leaves in one write. */
+static void h2_session_run_exchange(Exchange *ex) {
+        H2Stream *st = ex->stream;
+        H2Conn *h = st->h;
+
+        st->dirty = true;
+        if (!h->resume) {
+                h->resume = true;
+                (void) worker_timer_set(h->s.worker, h->host.timer, h2_now(h));
+        }
 }
 
 static const SessionOps h2_session_ops = {
         .run = h2_session_run,
+        .run_exchange = h2_session_run_exchange,
         .body_peek = h2_body_peek,
         .body_consume = h2_body_consume,
+        .body_trailers = h2_body_trailers,
         .send_interim = h2_send_interim,
         .send_head = h2_send_head,
         .send_local = h2_send_local,
         .send_data = h2_send_data,
+        .send_trailers = h2_send_trailers,
         .send_end = h2_send_end,
         .send_pipe = NULL,
         .send_blocked = h2_send_blocked,
@@ -712,8 +776,14 @@ static int h2_read(H2Conn *h) {
 static int h2_streams_step(H2Conn *h) {
         int progress = 0;
 
+        bool all = h->all_dirty;
+
+        h->all_dirty = false;
         for (H2Stream *st = h->streams, *next; st; st = next) {
                 next = st->next;
+                if (!st->dirty && !all && !st->closed && !(!st->ex && st->headers_done))
+                        continue; /* nothing happened for it */
+                st->dirty = false;
                 if (!st->ex && st->headers_done && !st->closed) {
                         if (h->fatal || h->goaway) {
                                 /* of a round that tripped a limit, or after GOAWAY: never begun */
@@ -729,9 +799,18 @@ static int h2_streams_step(H2Conn *h) {
                         progress = 1;
                 }
                 Exchange *ex = st->ex;
-                if (ex && !st->closed) {
-                        for (unsigned i = 0; i < H2_RUN_BUDGET && exchange_step(ex) > 0; i++)
+                if (ex && st->ws_open && (ex->tunnel_pending || ex->tunneling)) {
+                        if (h2_ws_step(st) > 0)
+                                progress = st->dirty = true; /* until the tunnel is blocked */
+                } else if (ex && !st->closed) {
+                        unsigned i = 0;
+                        while (exchange_step(ex) > 0) {
                                 progress = 1;
+                                if (++i >= H2_RUN_BUDGET) {
+                                        st->dirty = true; /* more next round */
+                                        break;
+                                }
+                        }
                         if (ex->resp_truncated)
                                 h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
                         else if (ex->resp_done && st->resp_submitted && !exchange_has_output(ex) && !st->resp_eof) {
@@ -785,10 +864,14 @@ static uint64_t h2_deadline(H2Conn *h, H2Stream **ret_stream, TimeoutKind *ret_k
                 if (!ex)
                         continue;
                 const LocationSettings *ls = ex_settings(ex) ?: s;
-                if (exchange_wants_body(ex) && buf_len(&st->body) == 0 && !st->end_in)
-                        CONSIDER(st->last_data + ls->client_body_timeout, TIMEOUT_BODY, st);
                 if (st->stalled_since > 0)
                         CONSIDER(st->stalled_since + ls->send_timeout, TIMEOUT_SEND, st);
+                if (ex->tunneling) {
+                        CONSIDER(ex->tunnel_last + ls->tunnel_timeout, TIMEOUT_TUNNEL, st);
+                        continue;
+                }
+                if (exchange_wants_body(ex) && buf_len(&st->body) == 0 && !st->end_in)
+                        CONSIDER(st->last_data + ls->client_body_timeout, TIMEOUT_BODY, st);
                 TimeoutKind sk;
                 uint64_t sd = exchange_deadline(ex, &sk);
                 CONSIDER(sd, sk, st);
@@ -853,6 +936,7 @@ void h2_conn_timeout(H2Conn *h) {
                 h2_conn_run(h);
                 return;
         }
+        h->all_dirty = true; /* a deadline of any of them */
         uint64_t d = h2_deadline(h, &st, &kind);
         if (d == USEC_INFINITY)
                 return;
@@ -908,6 +992,11 @@ void h2_conn_timeout(H2Conn *h) {
                         h2_stream_reset(st, NGHTTP2_CANCEL);
                         st->stalled_since = 0;
                         break;
+                case TIMEOUT_TUNNEL:
+                        log_info("%s: HTTP/2 stream %d: tunnel idle for too long, closing", h2_text(h), st->id);
+                        ex->reason = "tunnel_timeout";
+                        h2_stream_reset(st, NGHTTP2_CANCEL);
+                        break;
                 default:
                         exchange_timeout(ex, kind);
                         break;
@@ -918,6 +1007,7 @@ void h2_conn_timeout(H2Conn *h) {
 
 void h2_conn_drain(H2Conn *h) {
         h->s.draining = true;
+        h->all_dirty = true;
         if (!h->goaway) {
                 h->goaway = true;
                 (void) nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
@@ -967,6 +1057,7 @@ int h2_conn_new(const Session *base, const H2Host *host, Buf *in, H2Conn **ret) 
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
         nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
         nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+        nghttp2_session_callbacks_set_send_data_callback(cb, on_send_data);
         nghttp2_option_set_no_auto_window_update(opt, 1);
         nghttp2_option_set_max_outbound_ack(opt, 1000);
         nghttp2_option_set_max_settings(opt, 32);
@@ -989,6 +1080,7 @@ int h2_conn_new(const Session *base, const H2Host *host, Buf *in, H2Conn **ret) 
                 { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, s->http2_initial_window },
                 { NGHTTP2_SETTINGS_MAX_FRAME_SIZE, s->http2_max_frame_size },
                 { NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t) MIN(s->http2_max_header_list_size, (uint64_t) UINT32_MAX) },
+                { NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1 }, /* WebSocket, RFC 8441 (h2-ws.c) */
         };
         r = nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, ELEMENTSOF(iv));
         if (r == 0)

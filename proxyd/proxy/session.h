@@ -62,6 +62,10 @@ struct SessionOps {
         /* Run the session now: called after an event on a socket of one of its exchanges'
          * sources (an upstream became readable or writable), never from inside a session op. */
         void (*run)(Session *s);
+        /* The same after an event on the upstream socket of this exchange: a session with many
+         * exchanges runs only that one (and may do so after the worker's batch of events, so
+         * that the responses of one batch leave in one write). NULL: run. */
+        void (*run_exchange)(Exchange *ex);
 
         /* The request body, decoded (no transfer framing). On 1, *ret and *ret_len hold body bytes
          * the session has (ret_len > 0); they stay valid until body_consume or the next peek.
@@ -70,6 +74,10 @@ struct SessionOps {
          * body; the session has logged why: -EBADMSG (invalid framing: 400), -EFBIG
          * (client_max_body_size: 413), -ECONNRESET (the client went away). */
         int (*body_peek)(Exchange *ex, const char **ret, size_t *ret_len);
+        /* The request's trailer fields, once body_peek said the body is complete, as
+         * "name: value\r\n" lines (sent upstream after a chunked body's last chunk); NULL: none.
+         * NULL op: never any. */
+        const char *(*body_trailers)(Exchange *ex, size_t *ret_len);
         /* n bytes of what body_peek gave were taken by the source (written to the upstream
          * socket): the session may drop them and read more (HTTP/2: WINDOW_UPDATE). */
         void (*body_consume)(Exchange *ex, size_t n);
@@ -93,6 +101,10 @@ struct SessionOps {
          * exchange again when it can take more), or -errno when the client is gone (the
          * response is cut). last: these bytes end a body of known length. */
         ssize_t (*send_data)(Exchange *ex, const char *p, size_t n, bool last);
+        /* Trailer fields of a chunked response, as "name: value\r\n" lines (checked by the
+         * decoder), given before send_end; the session keeps what it wants of them. NULL op:
+         * dropped. */
+        int (*send_trailers)(Exchange *ex, const char *lines, size_t len);
         /* The end of a body of unknown length (the chunked last-chunk). */
         int (*send_end)(Exchange *ex);
         /* Response body bytes waiting in a pipe (splice): moves up to n of them to the client

@@ -28,6 +28,18 @@ int tunnel_init(Tunnel *t, Stream *client, bool *client_rd, bool *client_wr, Buf
         return 0;
 }
 
+int tunnel_init_ops(Tunnel *t, const TunnelEndOps *client_ops, void *client_ctx, bool *client_rd, bool *client_wr,
+                    Stream *up, bool *up_rd, bool *up_wr, Buf *from_up) {
+        Buf none = {};
+
+        *t = (Tunnel){};
+        dir_init(&t->dir[0], NULL, client_rd, up, up_wr, &none);
+        dir_init(&t->dir[1], up, up_rd, NULL, client_wr, from_up);
+        t->dir[0].src_ops = t->dir[1].dst_ops = client_ops;
+        t->dir[0].src_ctx = t->dir[1].dst_ctx = client_ctx;
+        return 0;
+}
+
 void tunnel_done(Tunnel *t) {
         for (int i = 0; i < 2; i++) {
                 buf_free(&t->dir[i].buf);
@@ -42,12 +54,20 @@ static bool dir_finished(const TunnelDir *d) {
         return d->shut;
 }
 
+static ssize_t dir_read(TunnelDir *d, char *p, size_t n) {
+        return d->src ? stream_read(d->src, p, n) : d->src_ops->read(d->src_ctx, p, n);
+}
+
+static ssize_t dir_write(TunnelDir *d, const char *p, size_t n) {
+        return d->dst ? stream_write(d->dst, p, n) : d->dst_ops->write(d->dst_ctx, p, n);
+}
+
 static int dir_pump(TunnelDir *d, uint64_t *bytes) {
         int progress = 0;
         ssize_t n;
 
         while (buf_len(&d->buf) > 0 && *d->dst_wr) {
-                n = stream_write(d->dst, buf_head(&d->buf), buf_len(&d->buf));
+                n = dir_write(d, buf_head(&d->buf), buf_len(&d->buf));
                 if (n == -EAGAIN) {
                         *d->dst_wr = false;
                         break;
@@ -78,13 +98,16 @@ static int dir_pump(TunnelDir *d, uint64_t *bytes) {
 
         if (d->src_eof) {
                 if (!d->shut) {
-                        (void) stream_shutdown_write(d->dst);
+                        if (d->dst)
+                                (void) stream_shutdown_write(d->dst);
+                        else
+                                d->dst_ops->shutdown_write(d->dst_ctx);
                         d->shut = true;
                         progress = 1;
                 }
                 return progress;
         }
-        if (!*d->src_rd && stream_pending(d->src) == 0)
+        if (!*d->src_rd && (!d->src || stream_pending(d->src) == 0))
                 return progress;
 
         if (d->pipe[0] >= 0) {
@@ -104,7 +127,7 @@ static int dir_pump(TunnelDir *d, uint64_t *bytes) {
 
         if (buf_space(&d->buf) < TUNNEL_CHUNK && buf_reserve(&d->buf, TUNNEL_CHUNK) < 0)
                 return -ENOMEM;
-        n = stream_read(d->src, buf_tail(&d->buf), buf_space(&d->buf));
+        n = dir_read(d, buf_tail(&d->buf), buf_space(&d->buf));
         if (n == -EAGAIN) {
                 *d->src_rd = false;
                 return progress;

@@ -352,7 +352,7 @@ def test_semantics(backend, h2c):
     for name in ("connection", "keep-alive", "transfer-encoding", "x-hop"):
         check(name not in hd, "no %s field in the HTTP/2 response" % name, hd)
 
-    log("cookies are joined, trailers dropped, TE: trailers not forwarded")
+    log("cookies are joined, trailers are no header fields upstream, TE: trailers not forwarded")
     backend.reset()
     sid = c.request(get("/cookies", extra=[("cookie", "a=1"), ("cookie", "b=2"), ("te", "trailers")]),
                     body=b"x" * 10, trailers=[("x-trailer", "t")])
@@ -361,7 +361,7 @@ def test_semantics(backend, h2c):
     req = backend.complete_requests()[-1]
     check_eq(req.header_all("cookie"), ["a=1; b=2"], "one Cookie field, joined with '; '")
     check_eq(req.header("te"), None, "TE is not forwarded")
-    check_eq(req.header("x-trailer"), None, "the trailer is dropped")
+    check_eq(req.header("x-trailer"), None, "the trailer is not a field of the head")
     check_eq(req.body, b"x" * 10, "the body arrives (sent without Content-Length, chunked upstream)")
 
     log("a request body larger than the window, without Content-Length")
@@ -524,10 +524,13 @@ def test_floods(px, backend, h2c):
 
     log("a zero window kept alive by 1-byte WINDOW_UPDATEs (send_timeout 1s)")
     c = Client(h2c, window=0)
+    # (python3-h2 sizes a stream's window from the settings in force when it opens it: the
+    # zero window counts once proxyd acknowledged it, else the client opens the window wide)
+    c.pump(lambda e: isinstance(e, h2.events.SettingsAcknowledged), 5)
     sid = c.request(get("/big"))
     c.pump(lambda e: isinstance(e, h2.events.ResponseReceived), 5)
     deadline = time.monotonic() + 15
-    code = None
+    code = c.reset(sid)  # (on a loaded machine the reset may come with the head)
     while time.monotonic() < deadline and code is None and not c.closed:
         c.c.increment_flow_control_window(1, sid)
         c.flush()
@@ -597,12 +600,27 @@ servers = (
             check(False, "proxyd exits within 10 s of the SIGTERM that drained it")
 
 
-def hints_backend():
-    """A raw backend: every request gets 103 Early Hints, then a 200 (keep-alive)."""
+def serve_threads(serve):
+    """A listening socket on 127.0.0.1 (closing it stops it) whose connections are each
+    served by serve(conn) in a thread of its own."""
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
-    ls.listen(8)
+    ls.listen(16)
 
+    def accept():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return ls
+
+
+def hints_backend():
+    """A raw backend: every request gets 103 Early Hints, then a 200 (keep-alive)."""
     def serve(c):
         buf = b""
         try:
@@ -622,16 +640,7 @@ def hints_backend():
         finally:
             c.close()
 
-    def accept():
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return ls
+    return serve_threads(serve)
 
 
 def test_early_hints():
