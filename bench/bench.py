@@ -46,7 +46,7 @@ PIN = {
     "client": "0,1",
 }
 
-PORTS = {"origin": 18080, "proxyd": 18081, "nginx": 18082, "haproxy": 18083, "relay": 18084}
+PORTS = {"origin": 18080, "proxyd": 18081, "nginx": 18082, "haproxy": 18083, "relay": 18084, "varnish": 18085}
 TLS_PORT_OFFSET = 100  # a proxy's TLS listener is on its port + 100
 
 SMALL_BYTES = 100
@@ -78,6 +78,10 @@ STANDARD = ("origin", "proxyd", "nginx", "haproxy")
 # work at all; its figures in (a) are the floor any proxy pays on this machine.
 ALL = STANDARD + ("relay",)
 PROXIES = ("proxyd", "nginx", "haproxy")
+# The cache scenarios (k1, k2) compare proxyd's cache with nginx's proxy_cache and Varnish
+# (malloc storage); the origin serves /cached/* with Cache-Control: max-age=3600.
+CACHES = ("proxyd", "nginx", "varnish")
+COLUMNS = ALL + ("varnish",)
 
 SCENARIOS = [
     dict(id="a", title="small 100 B, 50 keep-alive conns", kind="wrk", path="/small", conns=50,
@@ -145,6 +149,16 @@ SCENARIOS = [
     dict(id="h2", title="h2c (prior knowledge), small, 10 conns x 10 streams", kind="h2load", path="/small",
          conns=10, streams=10, headers=[], options={"h2c": True}, targets=PROXIES,
          metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.3)}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
+    # Cache hits: the warm-up's first request stores the object, every measured request is a
+    # hit (proxyd: cache = true, memory tier; nginx: proxy_cache; Varnish: -s malloc).
+    dict(id="k1", title="cache hits, 100 B object, 50 keep-alive conns", kind="wrk", path="/cached/small",
+         conns=50, headers=[], options={"cache": True}, targets=CACHES,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.3), "varnish": (">=", 1.0)}),
+                  ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
+    dict(id="k2", title="cache hits, 1 MiB object, 50 keep-alive conns", kind="wrk", path="/cached/big",
+         conns=50, headers=[], options={"cache": True}, targets=CACHES,
+         metrics=[("rps", "requests/s", "higher", {"nginx": (">=", 1.3), "varnish": (">=", 1.0)}),
                   ("cpu_per_100k", "CPU s / 100k req", "lower", {"nginx": ("<=", 0.7)})]),
 ]
 
@@ -446,7 +460,9 @@ def render_origin(d, opts):
         "  open_file_cache max=100 inactive=300s;\n"
         "  default_type application/octet-stream;\n"
         "  server {\n    listen %s:%d backlog=4096;\n    root %s/www;\n"
-        "    location / { }\n  }\n}\n") % (HOST, PORTS["origin"], d)
+        "    location / { }\n"
+        "    location /cached/ { alias %s/www/; add_header Cache-Control \"max-age=3600\"; }\n"
+        "  }\n}\n") % (HOST, PORTS["origin"], d, d)
 
 
 def render_nginx(d, opts):
@@ -472,10 +488,14 @@ def render_nginx(d, opts):
         "  %s\n  keepalive_requests 100000000;\n  keepalive_timeout 75s;\n  tcp_nodelay on;\n"
         "  upstream origin {\n    server %s:%d;\n    keepalive 64;\n"
         "    keepalive_requests 100000000;\n    keepalive_timeout 300s;\n  }\n"
+        "%s"
         "  server {\n    %s\n"
         "    location / {\n      proxy_pass http://origin;\n      proxy_http_version 1.1;\n"
-        "      proxy_set_header Connection \"\";\n      proxy_buffering on;\n    }\n  }\n}\n"
-    ) % (alog, HOST, PORTS["origin"], listen)
+        "      proxy_set_header Connection \"\";\n      proxy_buffering on;\n%s    }\n  }\n}\n"
+    ) % (alog, HOST, PORTS["origin"],
+         ("  proxy_cache_path %s/nginx-cache levels=1:2 keys_zone=bench:10m max_size=1g inactive=1h "
+          "use_temp_path=off;\n" % d) if opts.get("cache") else "",
+         listen, "      proxy_cache bench;\n" if opts.get("cache") else "")
 
 
 def render_haproxy(d, opts):
@@ -522,6 +542,8 @@ def render_proxyd(d, opts):
         # true: to the journal when stderr is the journal stream, else to stderr
         alog = "true" if alog else "false"
     metrics = "metrics = false;\n" if opts.get("metrics") is False else ""
+    if opts.get("cache"):
+        metrics += 'cache_path = %s;\ncache_memory_size = "256m";\n' % cfg_string(os.path.join(d, "proxyd-cache"))
     policy = ""
     if opts.get("policy"):
         metrics += 'limits = { bench = { rate = "1000000r/s"; burst = 100000; nodelay = true; }; };\n'
@@ -534,9 +556,10 @@ def render_proxyd(d, opts):
         "servers = (\n  {\n    name = \"bench\";\n    listen = [ \"%s:%d\" ];\n%s%s"
         "    locations = ( { prefix = \"/\"; proxy_pass = \"http://origin\";%s } );\n  }\n);\n"
     ) % (alog, HOST, PORTS["origin"], HOST, port, tls, policy,
-         ("\n        rules = ( { method = \"DELETE\"; return = 405; },"
+         (" cache = true;" if opts.get("cache") else "") +
+         (("\n        rules = ( { method = \"DELETE\"; return = 405; },"
           " { header = { User-Agent = \"~*badbot\"; }; return = 403; },"
-          " { arg = { debug = \"1\"; }; return = 404; } );") if opts.get("policy") else "")
+          " { arg = { debug = \"1\"; }; return = 404; } );") if opts.get("policy") else ""))
 
 
 def argv_nginx(conf, d, opts, binary):
@@ -549,6 +572,19 @@ def argv_haproxy(conf, d, opts, binary):
 
 def argv_proxyd(conf, d, opts, binary):
     return [binary, "-c", conf]
+
+
+def render_varnish(d, opts):
+    return ("vcl 4.1;\nbackend default { .host = \"%s\"; .port = \"%d\"; }\n" % (HOST, PORTS["origin"]))
+
+
+def argv_varnish(conf, d, opts, binary):
+    # foreground, no jail (the work dir is ours), no management port, malloc storage; the
+    # default 2 thread pools
+    work = os.path.join(d, "varnish-work")
+    shutil.rmtree(work, ignore_errors=True)
+    return ["/usr/sbin/varnishd", "-F", "-j", "none", "-n", work, "-f", conf, "-T", "none",
+            "-a", "%s:%d" % (HOST, PORTS["varnish"]), "-s", "malloc,512m"]
 
 
 def render_relay(d, opts):
@@ -567,6 +603,7 @@ TARGETS = {
     "nginx": (render_nginx, "conf", argv_nginx, "nginx-access.log"),
     "haproxy": (render_haproxy, "cfg", argv_haproxy, "haproxy-stdout.log"),
     "relay": (render_relay, "conf", argv_relay, None),
+    "varnish": (render_varnish, "vcl", argv_varnish, None),
 }
 
 
@@ -933,7 +970,7 @@ def measure_hold(sc, target, a, d, base):
 # Setup
 
 APT_FOR = {"nginx": "nginx-light", "haproxy": "haproxy", "wrk": "wrk", "curl": "curl", "h2load": "nghttp2-client",
-           "openssl": "openssl", "taskset": "util-linux"}
+           "openssl": "openssl", "taskset": "util-linux", "varnishd": "varnish"}
 BUILD_TOOLS = {"meson": "meson", "ninja": "ninja-build", "cc": "gcc", "pkg-config": "pkg-config"}
 BUILD_LIBS = ["libsystemd-dev", "libconfig-dev", "libpcre2-dev", "libgnutls28-dev", "libc-ares-dev", "libnghttp2-dev"]
 
@@ -1030,14 +1067,19 @@ def verdict(ratio, target):
 
 
 def table(results, scenarios, a):
-    cols = ["scenario", "metric", "origin-direct", "proxyd", "nginx", "haproxy", "relay (floor)",
-            "proxyd/nginx", "target", "proxyd/haproxy", "target"]
+    # the Varnish columns only when a selected scenario has Varnish (the cache scenarios)
+    varnish = any("varnish" in sc["targets"] for sc in scenarios)
+    columns = COLUMNS if varnish else ALL
+    others = ("nginx", "haproxy", "varnish") if varnish else ("nginx", "haproxy")
+    cols = ["scenario", "metric", "origin-direct", "proxyd", "nginx", "haproxy", "relay (floor)"] + \
+        (["varnish"] if varnish else []) + \
+        sum((["proxyd/%s" % o, "target"] for o in others), [])
     rows = []
     for sc in scenarios:
         for key, label, _better, targets in sc["metrics"]:
             row = ["%s: %s" % (sc["id"], sc["title"]), label]
             meds = {}
-            for col in ALL:
+            for col in columns:
                 if col not in sc["targets"]:
                     row.append("")
                     continue
@@ -1050,7 +1092,7 @@ def table(results, scenarios, a):
                     text = "n/a"
                 meds[col] = med
                 row.append(text)
-            for other in ("nginx", "haproxy"):
+            for other in others:
                 p, o = meds.get("proxyd"), meds.get(other)
                 ratio = p / o if p is not None and o else None
                 row.append("%.2f" % ratio if ratio is not None else "-")
@@ -1172,7 +1214,7 @@ def main():
     ap.add_argument("--duration", type=int, default=None, help="seconds per measured wrk run (default 10)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up seconds before each run (default 2)")
     ap.add_argument("--only", default="", help="comma-separated scenario ids to run (default: all)")
-    ap.add_argument("--targets", default=",".join(ALL), help="comma-separated columns to run")
+    ap.add_argument("--targets", default=",".join(COLUMNS), help="comma-separated columns to run")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get missing packages")
     ap.add_argument("--pin", default="", help="override pinning, e.g. proxy=0,1/wrk=1/origin=0/client=1")
     ap.add_argument("--proxyd-binary", default="", help="benchmark this proxyd binary instead of building one")
@@ -1191,7 +1233,7 @@ def main():
     a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
     only = set(x for x in a.only.split(",") if x)
     scenarios = [s for s in SCENARIOS if not only or s["id"] in only]
-    cols = [c for c in ALL if c in a.targets.split(",")]
+    cols = [c for c in COLUMNS if c in a.targets.split(",")]
     # proxyd logs to the journal in some selected scenario (e)
     need_journal = "proxyd" in cols and any("proxyd" in s["targets"] and wants_journal(s["options"])
                                             for s in scenarios)

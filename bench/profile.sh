@@ -3,7 +3,7 @@
 # functions by inclusive instructions, and perf counters when the machine has them.
 #
 #   bench/profile.sh [-n REQUESTS] [-w WARMUP] [-c CONNS] [-p PATH] [-b PROXYD_BINARY] [-t TOP] [-M] [-P]
-#                    [-A cached|uncached] [-2 h2c|tls]
+#                    [-A cached|uncached] [-2 h2c|tls] [-C hit|miss]
 #
 # -M: proxyd runs with `metrics = false` (what counting for /metrics costs: compare).
 # -P: the traffic policy of bench scenario a1 (3 rules that do not match, 2 add_header
@@ -13,6 +13,11 @@
 #     authentication costs: compare with neither).
 # -2: HTTP/2 clients instead (h2load, CONNS connections x 10 streams; h2c with prior
 #     knowledge, or ALPN h2 over TLS with a throw-away certificate), as scenarios h2/h1.
+# -C: the location caches (`cache = true`, store in the profile directory): "hit" with the
+#     default key (every request after the first is a hit), "miss" with cache_key =
+#     "$request_id" (every request misses, is fetched and stored). The origin sends
+#     Cache-Control: max-age=3600 for /cached/small and /cached/big (same files); compare
+#     with -p /cached/small without -C (the location does not cache).
 #
 # proxyd runs with 1 worker (callgrind serialises threads anyway) in front of
 # a 1-worker nginx origin serving /small (100 B) and /big (1 MiB). A
@@ -35,12 +40,13 @@ METRICS=true
 POLICY=false
 AUTH=
 H2=
-while getopts "n:w:c:p:b:t:MPA:2:h" o; do
+CACHE=
+while getopts "n:w:c:p:b:t:MPA:2:C:h" o; do
         case $o in
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
         b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; P) POLICY=true ;; A) AUTH=$OPTARG ;;
-        2) H2=$OPTARG ;;
-        *) sed -n '2,23p' "$0"; exit 2 ;;
+        2) H2=$OPTARG ;; C) CACHE=$OPTARG ;;
+        *) sed -n '2,28p' "$0"; exit 2 ;;
         esac
 done
 
@@ -90,7 +96,8 @@ http {
   access_log off; sendfile on; keepalive_requests 100000000; keepalive_timeout 300s;
   default_type application/octet-stream;
   server { listen 127.0.0.1:$OPORT; root $D/www; location / { }
-           location = /auth { add_header X-User bench; return 200; } }
+           location = /auth { add_header X-User bench; return 200; }
+           location /cached/ { alias $D/www/; add_header Cache-Control "max-age=3600"; } }
 }
 EOF
 LIMITS= SRVPOLICY= RULES=
@@ -118,7 +125,14 @@ uncached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers =
 cached) AUTHCONF='auth_request = { pass = "http://origin/auth"; copy_headers = "X-User"; cache = "1h"; cache_key = "$http_authorization"; };' ;;
 *) echo "-A cached or -A uncached" >&2; exit 2 ;;
 esac
+case "$CACHE" in
+"") LOCCACHE= ;;
+hit) LOCCACHE=' cache = true;' ;;
+miss) LOCCACHE=' cache = true; cache_key = "$request_id";' ;;
+*) echo "-C hit or -C miss" >&2; exit 2 ;;
+esac
 cat >"$D/proxyd.conf" <<EOF
+cache_path = "$D/cache";
 workers = 1;
 metrics = $METRICS;
 log_level = "warning";
@@ -128,7 +142,7 @@ $LIMITS
 upstreams = { origin = { keepalive = 64; servers = ( { address = "127.0.0.1:$OPORT"; } ); }; };
 servers = ( { name = "profile"; listen = [ "127.0.0.1:$PPORT" ]; $H2LISTEN
               $SRVPOLICY
-              locations = ( { prefix = "/"; proxy_pass = "http://origin"; $RULES $AUTHCONF } ); } );
+              locations = ( { prefix = "/"; proxy_pass = "http://origin"; $RULES $AUTHCONF$LOCCACHE } ); } );
 EOF
 
 setsid /usr/sbin/nginx -p "$D" -c "$D/origin.conf" &

@@ -29,6 +29,9 @@ typedef struct DiskHeader {
 
 typedef struct Fill {
         struct Fill *next;
+        CacheObject *obj; /* published (a reference), or NULL */
+        int *watchers;    /* eventfds of the workers with requests waiting for it */
+        size_t n_watchers, cap_watchers;
         char id[];
 } Fill;
 
@@ -76,19 +79,68 @@ static uint64_t fnv(uint64_t h, const char *s, size_t n) {
 }
 
 static void object_hashes(CacheObject *o) {
-        o->key_hash = fnv(UINT64_C(0xcbf29ce484222325), o->key, strlen(o->key));
-        uint64_t a = fnv(UINT64_C(0xcbf29ce484222325), o->key, strlen(o->key) + 1);
-        uint64_t b = fnv(UINT64_C(0x84222325cbf29ce4), o->key, strlen(o->key) + 1);
+        size_t kl = strlen(o->key);
+        o->key_hash = fnv(UINT64_C(0xcbf29ce484222325), o->key, kl);
+        uint64_t a = o->key_hash * UINT64_C(0x100000001b3); /* the same over key and its NUL */
+        uint64_t b = fnv(UINT64_C(0x84222325cbf29ce4), o->key, kl + 1);
         o->name_hash[0] = fnv(a, o->variant, strlen(o->variant));
         o->name_hash[1] = fnv(b, o->variant, strlen(o->variant));
 }
 
+/* "DIR/" then 16 hex digits of each of the words, without printf (once per stored object) */
+static void dir_hex_path(char *buf, size_t size, const char *prefix, const uint64_t *w, size_t n_words) {
+        static const char hex[] = "0123456789abcdef";
+        size_t dl = strlen(store.dir), pl = strlen(prefix);
+
+        if (dl + 1 + pl + 16 * n_words + 1 > size) {
+                if (size > 0)
+                        buf[0] = 0;
+                return;
+        }
+        memcpy(buf, store.dir, dl);
+        buf[dl++] = '/';
+        memcpy(buf + dl, prefix, pl);
+        dl += pl;
+        for (size_t k = 0; k < n_words; k++)
+                for (int i = 15; i >= 0; i--)
+                        buf[dl++] = hex[(w[k] >> (4 * i)) & 0xf];
+        buf[dl] = 0;
+}
+
 static void object_path(const CacheObject *o, char *buf, size_t size) {
-        snprintf(buf, size, "%s/%016llx%016llx", store.dir, (unsigned long long) o->name_hash[0],
-                 (unsigned long long) o->name_hash[1]);
+        dir_hex_path(buf, size, "", o->name_hash, 2);
+}
+
+/* The stored head's lines as fields, once per object. */
+static int object_parse_head(CacheObject *o) {
+        const char *end = o->head + o->head_len;
+        size_t cap = 0;
+        for (const char *p = o->head; p < end && (p = memchr(p, '\n', (size_t) (end - p))); p++)
+                cap++;
+        o->fields = malloc((cap ? cap : 1) * sizeof(HttpHeader));
+        if (!o->fields)
+                return -ENOMEM;
+        o->n_fields = 0;
+        for (const char *p = o->head, *e; p < end && (e = memchr(p, '\n', (size_t) (end - p))); p = e + 1) {
+                const char *le = e > p && e[-1] == '\r' ? e - 1 : e;
+                const char *colon = memchr(p, ':', (size_t) (le - p));
+                if (!colon)
+                        continue;
+                const char *v = colon + 1;
+                while (v < le && *v == ' ')
+                        v++;
+                o->fields[o->n_fields++] = (HttpHeader){ p, (size_t) (colon - p), v, (size_t) (le - v) };
+        }
+        return 0;
 }
 
 static void object_free(CacheObject *o) {
+        if (o->spill_fd >= 0) {
+                close(o->spill_fd); /* a fill that never completed */
+                (void) unlink(o->spill_path);
+        }
+        free(o->spill_path);
+        free(o->fields);
         free(o->key);
         free(o->variant);
         free(o->vary);
@@ -97,28 +149,110 @@ static void object_free(CacheObject *o) {
         free(o);
 }
 
-CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,
-                              size_t head_len) {
+/* A new object with its strings and room for a head of head_len bytes (and n_fields fields,
+ * unless SIZE_MAX: parsed later). */
+static CacheObject *object_alloc(const char *key, const char *variant, const char *vary, size_t head_len,
+                                 size_t n_fields) {
         CacheObject *o = calloc(1, sizeof(CacheObject));
         if (!o)
                 return NULL;
         o->refs = 1;
+        o->spill_fd = -EBADF;
         o->key = strdup(key);
         o->variant = strdup(variant ?: "");
         o->vary = strdup(vary ?: "");
         o->head = malloc(head_len + 1);
-        if (!o->key || !o->variant || !o->vary || !o->head) {
+        if (n_fields != SIZE_MAX)
+                o->fields = malloc((n_fields ? n_fields : 1) * sizeof(HttpHeader));
+        if (!o->key || !o->variant || !o->vary || !o->head || (n_fields != SIZE_MAX && !o->fields)) {
                 object_free(o);
                 return NULL;
         }
+        return o;
+}
+
+CacheObject *cache_object_new(const char *key, const char *variant, const char *vary, const char *head,
+                              size_t head_len) {
+        CacheObject *o = object_alloc(key, variant, vary, head_len, SIZE_MAX);
+        if (!o)
+                return NULL;
         memcpy(o->head, head, head_len);
         o->head[head_len] = 0;
         o->head_len = head_len;
+        if (object_parse_head(o) < 0) {
+                object_free(o);
+                return NULL;
+        }
         object_hashes(o);
         return o;
 }
 
+CacheObject *cache_object_new_fields(const char *key, const char *variant, const char *vary, const HttpHeader *h,
+                                     size_t n, bool (*keep)(const HttpHeader *h, void *userdata), void *userdata) {
+        size_t len = 0, count = 0;
+        uint64_t kept = 0; /* keep's answers for the first 64 fields, asked once */
+        for (size_t i = 0; i < n; i++)
+                if (keep(&h[i], userdata)) {
+                        len += h[i].name_len + h[i].value_len + 4;
+                        count++;
+                        if (i < 64)
+                                kept |= UINT64_C(1) << i;
+                }
+        CacheObject *o = object_alloc(key, variant, vary, len, count);
+        if (!o)
+                return NULL;
+        /* "Name: value\r\n" each, and the fields pointing into it, in one pass */
+        char *p = o->head;
+        for (size_t i = 0; i < n; i++) {
+                if (i < 64 ? !(kept & (UINT64_C(1) << i)) : !keep(&h[i], userdata))
+                        continue;
+                HttpHeader *f = &o->fields[o->n_fields++];
+                memcpy(p, h[i].name, h[i].name_len);
+                f->name = p;
+                f->name_len = h[i].name_len;
+                p += h[i].name_len;
+                *p++ = ':';
+                *p++ = ' ';
+                memcpy(p, h[i].value, h[i].value_len);
+                f->value = p;
+                f->value_len = h[i].value_len;
+                p += h[i].value_len;
+                *p++ = '\r';
+                *p++ = '\n';
+        }
+        *p = 0;
+        o->head_len = len;
+        object_hashes(o);
+        return o;
+}
+
+int cache_object_reserve(CacheObject *o, uint64_t len) {
+        if (len > SIZE_MAX - 1 || o->body)
+                return -EFBIG;
+        o->body = malloc(len ? (size_t) len : 1);
+        if (!o->body)
+                return -ENOMEM;
+        o->body_cap = (size_t) len;
+        o->fixed = true;
+        return 0;
+}
+
+static int write_all(int fd, struct iovec *iov, int n);
+static void spill_sum(CacheObject *o, const char *p, size_t n);
+
 int cache_object_append(CacheObject *o, const char *p, size_t n) {
+        if (o->spill_fd >= 0) {
+                if (o->body_len + n > o->spill_len)
+                        return -EFBIG;
+                int r = write_all(o->spill_fd, &(struct iovec){ (void *) p, n }, 1);
+                if (r < 0)
+                        return r;
+                spill_sum(o, p, n);
+                o->body_len += n;
+                return 0;
+        }
+        if (o->fixed && o->body_len + n > o->body_cap)
+                return -EFBIG; /* followed by other threads: the body must not move */
         if (o->body_len + n > o->body_cap) {
                 size_t cap = MAX(o->body_cap * 2, (size_t) o->body_len + n);
                 cap = MAX(cap, (size_t) 4096);
@@ -327,7 +461,7 @@ static int disk_write(CacheObject *o, unsigned counter) {
         sum = checksum(sum, o->vary, h.vary_len);
         sum = checksum(sum, o->head, h.head_len);
         sum = checksum(sum, o->body, (size_t) o->body_len);
-        snprintf(tmp, sizeof(tmp), "%s/tmp.%d.%u", store.dir, (int) getpid(), counter);
+        dir_hex_path(tmp, sizeof(tmp), "tmp.", (const uint64_t[]){ ((uint64_t) getpid() << 32) | counter }, 1);
         object_path(o, path, sizeof(path));
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
@@ -349,6 +483,103 @@ static int disk_write(CacheObject *o, unsigned counter) {
         o->sum = sum;
         o->file_size = sizeof(h) + h.key_len + h.variant_len + h.vary_len + h.head_len + o->body_len + sizeof(sum);
         o->on_disk = true;
+        atomic_store(&o->file_ok, true);
+        return 0;
+}
+
+/* The body's checksum as it is written piece by piece: pieces are summed in whole words (a
+ * rest of under 8 bytes waits in carry), so the result is that of one pass over all of it. */
+static void spill_sum(CacheObject *o, const char *p, size_t n) {
+        if (n == 0)
+                return; /* p may be NULL then */
+        if (o->n_carry > 0) {
+                size_t take = MIN((size_t) (8 - o->n_carry), n);
+                memcpy(o->carry + o->n_carry, p, take);
+                o->n_carry += (unsigned) take;
+                p += take;
+                n -= take;
+                if (o->n_carry < 8)
+                        return;
+                o->spill_sum = checksum(o->spill_sum, o->carry, 8);
+                o->n_carry = 0;
+        }
+        size_t whole = n & ~(size_t) 7;
+        o->spill_sum = checksum(o->spill_sum, p, whole);
+        memcpy(o->carry, p + whole, n - whole);
+        o->n_carry = (unsigned) (n - whole);
+}
+
+uint64_t cache_store_spill_size(void) {
+        pthread_mutex_lock(&store.lock);
+        uint64_t r = store.dir ? store.memory_max : UINT64_MAX;
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+int cache_object_spill(CacheObject *o, uint64_t len) {
+        char tmp[PATH_MAX];
+        DiskHeader h;
+
+        pthread_mutex_lock(&store.lock);
+        unsigned counter = store.tmp_counter++;
+        bool disk = store.dir && len + o->head_len <= store.disk_max;
+        if (disk)
+                dir_hex_path(tmp, sizeof(tmp), "tmp.", (const uint64_t[]){ ((uint64_t) getpid() << 32) | counter }, 1);
+        pthread_mutex_unlock(&store.lock);
+        if (!disk || o->fixed || o->spill_fd >= 0 || len < o->body_len)
+                return -EFBIG;
+        o->spill_path = strdup(tmp);
+        if (!o->spill_path)
+                return -ENOMEM;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        o->spill_fd = fd;
+        o->spill_len = len;
+        header_of(o, &h);
+        h.body_len = len;
+        uint64_t sum = checksum(0, &h, sizeof(h));
+        sum = checksum(sum, o->key, h.key_len);
+        sum = checksum(sum, o->variant, h.variant_len);
+        sum = checksum(sum, o->vary, h.vary_len);
+        o->spill_sum = checksum(sum, o->head, h.head_len);
+        struct iovec iov[] = {
+                { &h, sizeof(h) },       { o->key, h.key_len },   { o->variant, h.variant_len },
+                { o->vary, h.vary_len }, { o->head, h.head_len }, { o->body, (size_t) o->body_len },
+        };
+        int r = write_all(fd, iov, (int) ELEMENTSOF(iov));
+        if (r < 0)
+                return r; /* the file goes with the object */
+        spill_sum(o, o->body, (size_t) o->body_len);
+        free(o->body);
+        o->body = NULL;
+        o->body_cap = 0;
+        return 0;
+}
+
+/* A spilled fill is complete: its checksum, then renamed into place. */
+static int spill_finish(CacheObject *o) {
+        char path[PATH_MAX];
+
+        if (o->body_len != o->spill_len)
+                return -EIO;
+        uint64_t sum = checksum(o->spill_sum, o->carry, o->n_carry);
+        int r = write_all(o->spill_fd, &(struct iovec){ &sum, sizeof(sum) }, 1);
+        if (close(o->spill_fd) < 0 && r == 0)
+                r = -errno;
+        o->spill_fd = -EBADF;
+        object_path(o, path, sizeof(path));
+        if (r == 0 && rename(o->spill_path, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(o->spill_path);
+                return r;
+        }
+        o->sum = sum;
+        o->file_size = sizeof(DiskHeader) + strlen(o->key) + strlen(o->variant) + strlen(o->vary) + o->head_len +
+                       o->body_len + sizeof(sum);
+        o->on_disk = true;
+        atomic_store(&o->file_ok, true);
         return 0;
 }
 
@@ -392,11 +623,12 @@ static CacheObject *disk_read_index(int fd, uint64_t size) {
         if (!o)
                 return NULL;
         o->refs = 1;
+        o->spill_fd = -EBADF;
         o->key = read_string(fd, h.key_len);
         o->variant = o->key ? read_string(fd, h.variant_len) : NULL;
         o->vary = o->variant ? read_string(fd, h.vary_len) : NULL;
         o->head = o->vary ? read_string(fd, h.head_len) : NULL;
-        if (!o->head || lseek(fd, (off_t) (size - 8), SEEK_SET) < 0 || read_exact(fd, &o->sum, 8) < 0) {
+        if (!o->head || object_parse_head(o) < 0 || lseek(fd, (off_t) (size - 8), SEEK_SET) < 0 || read_exact(fd, &o->sum, 8) < 0) {
                 object_free(o);
                 return NULL;
         }
@@ -449,6 +681,75 @@ static char *disk_read_body(const CacheObject *o) {
                 memcpy(body, rest + body_off, (size_t) o->body_len);
         free(rest);
         return body;
+}
+
+/* Everything in the file of o checked against its checksum, read in pieces (the body in
+ * whole words, so the pieces sum as one pass). */
+static int disk_verify(int fd, const CacheObject *o, uint64_t body_off) {
+        DiskHeader h;
+        if (pread(fd, &h, sizeof(h), 0) != (ssize_t) sizeof(h) || h.body_len != o->body_len)
+                return -EIO;
+        size_t head_part = (size_t) (body_off - sizeof(h));
+        size_t bufsize = MAX((size_t) 256 * 1024, head_part);
+        _cleanup_free_ char *buf = malloc(bufsize);
+        if (!buf)
+                return -ENOMEM;
+        if (pread(fd, buf, head_part, sizeof(h)) != (ssize_t) head_part)
+                return -EIO;
+        const uint32_t parts[] = { h.key_len, h.variant_len, h.vary_len, h.head_len };
+        uint64_t sum = checksum(0, &h, sizeof(h));
+        size_t at = 0;
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                sum = checksum(sum, buf + at, parts[i]);
+                at += parts[i];
+        }
+        for (uint64_t done = 0; done < o->body_len;) {
+                size_t want = (size_t) MIN((uint64_t) 256 * 1024, o->body_len - done);
+                if (pread(fd, buf, want, (off_t) (body_off + done)) != (ssize_t) want)
+                        return -EIO;
+                sum = checksum(sum, buf, want);
+                done += want;
+        }
+        return sum == o->sum ? 0 : -EIO;
+}
+
+int cache_object_open(CacheObject *o, uint64_t *ret_body_off) {
+        char path[PATH_MAX];
+        struct stat st;
+        uint64_t trailer;
+
+        if (!o->on_disk)
+                return -ENOENT;
+        uint64_t body_off = sizeof(DiskHeader) + strlen(o->key) + strlen(o->variant) + strlen(o->vary) + o->head_len;
+        pthread_mutex_lock(&store.lock);
+        object_path(o, path, sizeof(path));
+        pthread_mutex_unlock(&store.lock);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        /* the same object (a newer one of its key and variant has the same name) */
+        int r = fstat(fd, &st) < 0 ? -errno : 0;
+        if (r == 0 && ((uint64_t) st.st_size != o->file_size ||
+                       pread(fd, &trailer, sizeof(trailer), (off_t) (o->file_size - 8)) != 8 || trailer != o->sum))
+                r = -ESTALE;
+        if (r == 0 && !atomic_load(&o->file_ok)) {
+                r = disk_verify(fd, o, body_off);
+                if (r == 0)
+                        atomic_store(&o->file_ok, true);
+                else if (r == -EIO) {
+                        log_warning("cache: stored object for \"%s\" is damaged; removed", o->key);
+                        pthread_mutex_lock(&store.lock);
+                        if (o->indexed)
+                                remove_locked(o, true);
+                        pthread_mutex_unlock(&store.lock);
+                }
+        }
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        *ret_body_off = body_off;
+        return fd;
 }
 
 static bool hex_name(const char *n) {
@@ -549,15 +850,15 @@ int cache_store_vary(const char *key, Buf *names) {
         return r;
 }
 
-CacheObject *cache_store_lookup(const char *key, const char *variant) {
-        pthread_mutex_lock(&store.lock);
-        ensure_ready();
-        CacheObject *o = find_locked(key, variant);
+/* o found under the lock (or NULL): a reference to it with its body in memory, or without
+ * when from_file and it is larger than the memory tier (served from its file); unlocks. */
+static CacheObject *take_found(CacheObject *o, bool from_file) {
         if (o) {
                 o->refs++;
                 touch(o);
         }
-        if (!o || o->body) {
+        if (!o || o->body || (from_file && store.dir && o->body_len > store.memory_max)) {
+                /* in memory, or served from its file (cache_object_open) */
                 pthread_mutex_unlock(&store.lock);
                 return o;
         }
@@ -573,6 +874,7 @@ CacheObject *cache_store_lookup(const char *key, const char *variant) {
                 unref_locked(o);
                 o = NULL;
         } else if (!o->body && o->indexed) {
+                atomic_store(&o->file_ok, true); /* checked whole just now */
                 o->body = body;
                 o->body_cap = (size_t) o->body_len;
                 mem_push(o);
@@ -587,6 +889,25 @@ CacheObject *cache_store_lookup(const char *key, const char *variant) {
         return o;
 }
 
+CacheObject *cache_store_lookup(const char *key, const char *variant) {
+        pthread_mutex_lock(&store.lock);
+        ensure_ready();
+        return take_found(find_locked(key, variant), false);
+}
+
+CacheObject *cache_store_lookup_request(const char *key, const HttpHeader *f, size_t n, Buf *variant,
+                                        bool *ret_vary) {
+        pthread_mutex_lock(&store.lock);
+        ensure_ready();
+        CacheObject *any = find_locked(key, NULL);
+        *ret_vary = any && any->vary[0];
+        if (!any || cache_vary_values(any->vary, f, n, variant) < 0 || buf_append(variant, "", 1) < 0) {
+                pthread_mutex_unlock(&store.lock);
+                return NULL;
+        }
+        return take_found(any->vary[0] ? find_locked(key, buf_head(variant)) : any, true);
+}
+
 void cache_store_insert(CacheObject *o) {
         pthread_mutex_lock(&store.lock);
         ensure_ready();
@@ -594,7 +915,15 @@ void cache_store_insert(CacheObject *o) {
         unsigned counter = store.tmp_counter++;
         pthread_mutex_unlock(&store.lock);
 
-        if (disk) {
+        if (o->spill_fd >= 0) {
+                /* written as it arrived: only the end is left to do */
+                int r = spill_finish(o);
+                if (r < 0) {
+                        log_warning_errno(r, "cache: cannot write \"%s\" to %s; not stored", o->key, store.dir);
+                        cache_object_unref(o);
+                        return;
+                }
+        } else if (disk) {
                 int r = disk_write(o, counter);
                 if (r < 0)
                         log_warning_errno(r, "cache: cannot write \"%s\" to %s; kept in memory only", o->key,
@@ -657,13 +986,19 @@ static Fill **fill_find(const char *id) {
         return p;
 }
 
+static void fill_notify(const Fill *f) {
+        uint64_t one = 1;
+        for (size_t i = 0; i < f->n_watchers; i++)
+                (void) !write(f->watchers[i], &one, sizeof(one));
+}
+
 int cache_store_fill_claim(const char *id) {
         int r = 1;
         pthread_mutex_lock(&store.lock);
         if (*fill_find(id))
                 r = 0;
         else {
-                Fill *f = malloc(sizeof(Fill) + strlen(id) + 1);
+                Fill *f = calloc(1, sizeof(Fill) + strlen(id) + 1);
                 if (f) { /* without memory: no collapsing */
                         strcpy(f->id, id);
                         f->next = store.fills;
@@ -687,8 +1022,88 @@ void cache_store_fill_done(const char *id) {
         if (*p) {
                 Fill *f = *p;
                 *p = f->next;
+                if (f->obj) {
+                        f->obj->fill_entry = NULL;
+                        atomic_store(&f->obj->watched, false);
+                        unref_locked(f->obj);
+                }
+                fill_notify(f);
+                free(f->watchers);
                 free(f);
         }
+        pthread_mutex_unlock(&store.lock);
+}
+
+void cache_store_fill_publish(const char *id, CacheObject *o) {
+        pthread_mutex_lock(&store.lock);
+        Fill *f = *fill_find(id);
+        if (f && !f->obj && o->fixed) {
+                f->obj = o;
+                o->refs++;
+                o->fill_entry = f;
+                atomic_store(&o->watched, f->n_watchers > 0);
+                fill_notify(f);
+        }
+        pthread_mutex_unlock(&store.lock);
+}
+
+static void object_notify(CacheObject *o) {
+        if (!atomic_load_explicit(&o->watched, memory_order_acquire))
+                return; /* nobody follows it: no lock taken */
+        pthread_mutex_lock(&store.lock);
+        if (o->fill_entry)
+                fill_notify(o->fill_entry);
+        pthread_mutex_unlock(&store.lock);
+}
+
+void cache_object_filled(CacheObject *o) {
+        atomic_store_explicit(&o->filled, o->body_len, memory_order_release);
+        object_notify(o);
+}
+
+void cache_object_fill_failed(CacheObject *o) {
+        atomic_store_explicit(&o->fill_failed, true, memory_order_release);
+        object_notify(o);
+}
+
+int cache_store_fill_watch(const char *id, int fd, CacheObject **ret) {
+        int r = 0;
+        pthread_mutex_lock(&store.lock);
+        Fill *f = *fill_find(id);
+        if (f) {
+                r = 1;
+                size_t i = 0;
+                while (i < f->n_watchers && f->watchers[i] != fd)
+                        i++;
+                if (i == f->n_watchers && fd >= 0) {
+                        if (f->n_watchers == f->cap_watchers) {
+                                size_t cap = f->cap_watchers ? f->cap_watchers * 2 : 4;
+                                int *w = realloc(f->watchers, cap * sizeof(int));
+                                if (w) {
+                                        f->watchers = w;
+                                        f->cap_watchers = cap;
+                                }
+                        }
+                        if (f->n_watchers < f->cap_watchers)
+                                f->watchers[f->n_watchers++] = fd;
+                }
+                if (f->obj) {
+                        atomic_store(&f->obj->watched, true);
+                        f->obj->refs++;
+                        *ret = f->obj;
+                        r = 2;
+                }
+        }
+        pthread_mutex_unlock(&store.lock);
+        return r;
+}
+
+void cache_store_unwatch(int fd) {
+        pthread_mutex_lock(&store.lock);
+        for (Fill *f = store.fills; f; f = f->next)
+                for (size_t i = 0; i < f->n_watchers; i++)
+                        if (f->watchers[i] == fd)
+                                f->watchers[i--] = f->watchers[--f->n_watchers];
         pthread_mutex_unlock(&store.lock);
 }
 

@@ -454,6 +454,24 @@ int worker_init(Worker *w, const WorkerHost *host, unsigned index) {
 
 #define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
 
+void worker_task_add(Worker *w, WorkerTask *t) {
+        t->prev = NULL;
+        t->next = w->tasks;
+        if (w->tasks)
+                w->tasks->prev = t;
+        w->tasks = t;
+}
+
+void worker_task_remove(Worker *w, WorkerTask *t) {
+        if (t->prev)
+                t->prev->next = t->next;
+        else if (w->tasks == t)
+                w->tasks = t->next;
+        if (t->next)
+                t->next->prev = t->prev;
+        t->prev = t->next = NULL;
+}
+
 /* The heap's earliest deadline bounds the loop's wait (worker_wait_timeout()). */
 int worker_timer_set(Worker *w, TimerNode *t, uint64_t when) {
         return timer_heap_set(&w->timers, t, when);
@@ -626,6 +644,8 @@ static void *worker_main(void *userdata) {
                 log_error_errno(r, "Worker %u event loop failed", w->index);
 
         w->host->sessions->abort_all(w);
+        while (w->tasks)
+                w->tasks->abort(w->tasks);
         pool_done(&w->pool);
         access_buf_done(&w->access_buf);
         worker_remove_accept_slots(w);

@@ -27,6 +27,15 @@
 
 typedef struct Conn Conn;
 
+/* Work a worker runs that is no client connection (the cache's background refreshes): the
+ * worker ends what is left of it when its loop is over, before its upstream pool closes
+ * (abort unlinks the task: worker_task_remove). */
+typedef struct WorkerTask WorkerTask;
+struct WorkerTask {
+        WorkerTask *prev, *next;
+        void (*abort)(WorkerTask *t);
+};
+
 /* What a worker sees of the process it runs in, filled in by whoever runs the workers (the
  * manager): the sessions it runs on the connections it accepts, its sibling workers (to hand
  * connections over), the listening sockets, and whom to tell that a command was carried out
@@ -137,6 +146,7 @@ struct Worker {
 
         Conn *conns;
         unsigned n_conns;
+        WorkerTask *tasks;             /* non-client work in progress */
         TimerHeap timers;              /* every connection's next deadline */
         unsigned n_exchanges;          /* requests in progress */
         uint64_t exchanges_since_trim; /* finished since the heap was last trimmed */
@@ -176,6 +186,9 @@ uint64_t worker_random(Worker *w);
 static inline uint64_t worker_now(const Worker *w) {
         return w->now;
 }
+void worker_task_add(Worker *w, WorkerTask *t);
+void worker_task_remove(Worker *w, WorkerTask *t);
+
 /* Connection deadlines (the earliest one bounds the loop's wait). */
 int worker_timer_set(Worker *w, TimerNode *t, uint64_t when);
 void worker_timer_remove(Worker *w, TimerNode *t);

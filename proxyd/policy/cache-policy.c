@@ -14,6 +14,10 @@ void cache_response_info(CacheResponseInfo *ri, int status, const HttpHeader *h,
         *ri = (CacheResponseInfo){ .status = status };
         cache_control_from_headers(&ri->cc, h, n);
         for (size_t i = 0; i < n; i++) {
+                /* the first letter rules out most fields without a comparison */
+                char c0 = h[i].name_len > 0 ? (char) (h[i].name[0] | 0x20) : 0;
+                if (c0 != 'd' && c0 != 'e' && c0 != 'l' && c0 != 'a' && c0 != 'v' && c0 != 's')
+                        continue;
                 if (name_is(&h[i], "Date") && !ri->has_date)
                         ri->has_date = http_date_parse(h[i].value, h[i].value_len, &ri->date) == 0;
                 else if (name_is(&h[i], "Expires")) {
@@ -296,6 +300,33 @@ int64_t cache_valid_lookup(char *const *entries, size_t n, int status) {
 
 /* ---- Cache-Status ---- */
 
+/* Appending to a bounded buffer without printf (this runs for every response of a caching
+ * location): what does not fit is dropped, the result always terminated. */
+typedef struct Out {
+        char *p;
+        size_t n, size;
+} Out;
+
+static void out_str(Out *o, const char *s) {
+        size_t l = strlen(s), room = o->size - 1 - o->n; /* size > 0, n < size */
+        l = MIN(l, room);
+        memcpy(o->p + o->n, s, l);
+        o->n += l;
+}
+
+static void out_int(Out *o, int64_t v) {
+        char t[24];
+        size_t k = sizeof(t);
+        uint64_t u = v < 0 ? (uint64_t) 0 - (uint64_t) v : (uint64_t) v;
+        t[--k] = 0;
+        do
+                t[--k] = (char) ('0' + u % 10);
+        while ((u /= 10) > 0);
+        if (v < 0)
+                t[--k] = '-';
+        out_str(o, t + k);
+}
+
 const char *cache_status_format(const CacheStatusInfo *i, char *buf, size_t size) {
         static const char *const fwd[] = {
                 [CACHE_FWD_BYPASS] = "bypass",     [CACHE_FWD_METHOD] = "method",
@@ -303,33 +334,42 @@ const char *cache_status_format(const CacheStatusInfo *i, char *buf, size_t size
                 [CACHE_FWD_MISS] = "miss",         [CACHE_FWD_REQUEST] = "request",
                 [CACHE_FWD_STALE] = "stale",
         };
-        size_t o = 0;
-        int k;
+        Out o = { buf, 0, size };
 
-#define ADD(...)                                                             \
-        do {                                                                 \
-                k = snprintf(buf + o, o < size ? size - o : 0, __VA_ARGS__); \
-                if (k > 0)                                                   \
-                        o += (size_t) k;                                     \
-        } while (0)
-        ADD("proxyd");
+        if (size == 0)
+                return buf;
+        out_str(&o, "proxyd");
         if (i->fwd == CACHE_FWD_NONE)
-                ADD("; hit");
+                out_str(&o, "; hit");
         else {
-                ADD("; fwd=%s", fwd[i->fwd]);
-                if (i->fwd_status > 0)
-                        ADD("; fwd-status=%d", i->fwd_status);
+                out_str(&o, "; fwd=");
+                out_str(&o, fwd[i->fwd]);
+                if (i->fwd_status > 0) {
+                        out_str(&o, "; fwd-status=");
+                        out_int(&o, i->fwd_status);
+                }
         }
-        if (i->has_ttl)
-                ADD("; ttl=%lld", (long long) i->ttl);
+        if (i->has_ttl) {
+                out_str(&o, "; ttl=");
+                out_int(&o, i->ttl);
+        }
         if (i->stored)
-                ADD("; stored");
+                out_str(&o, "; stored");
         if (i->collapsed)
-                ADD("; collapsed");
-        if (i->detail)
-                ADD("; detail=%s", i->detail);
-#undef ADD
-        if (o >= size && size > 0)
-                buf[size - 1] = 0;
+                out_str(&o, "; collapsed");
+        if (i->detail) {
+                out_str(&o, "; detail=");
+                out_str(&o, i->detail);
+        }
+        buf[o.n] = 0;
         return buf;
+}
+
+size_t cache_format_uint(char *buf, size_t size, uint64_t v) {
+        Out o = { buf, 0, size };
+        if (size == 0)
+                return 0;
+        out_int(&o, v > INT64_MAX ? INT64_MAX : (int64_t) v);
+        buf[o.n] = 0;
+        return o.n;
 }

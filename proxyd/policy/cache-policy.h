@@ -110,5 +110,7 @@ typedef struct CacheStatusInfo {
 
 /* "proxyd; hit; ttl=30" into buf; returns buf. */
 const char *cache_status_format(const CacheStatusInfo *i, char *buf, size_t size);
+/* v in decimal into buf (terminated, cut to size); returns its length. */
+size_t cache_format_uint(char *buf, size_t size, uint64_t v);
 
 

@@ -1,56 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The cache in the request path (cache.h): the lookup when routing chose a caching location,
- * the cache source that serves stored responses through the session ops, the tee that fills
- * a new object from the upstream source, revalidation (304 merged), stale copies for failing
- * origins, invalidation by unsafe methods, PURGE, and the Cache-Status field.
+ * the tee that fills a new object from the upstream source, revalidation (304 merged), stale
+ * copies for failing origins, invalidation by unsafe methods, PURGE, and the Cache-Status
+ * field. The cache source that serves stored objects and collapsed requests is in
+ * cache-source.c, the background refresh in cache-refresh.c.
  */
 #include <stdio.h>
 #include <time.h>
 
+#include "cache-internal.h"
 #include "cache-policy.h"
+#include "cache-refresh.h"
 #include "cache-store.h"
 #include "cache.h"
 #include "exchange.h"
 #include "log.h"
 
-typedef struct CacheState {
-        char *key;
-        CacheObject *obj;  /* the stored object in question (hit, stale, revalidated) */
-        CacheObject *fill; /* being filled from the upstream response */
-        CacheControl req_cc;
-        bool authorization, head, may_store, revalidate, takeover, serving, invalidate;
-        bool head_as_get; /* a HEAD miss fetched as GET, to be stored (its body not sent) */
-        /* request collapsing: the fetch of claim_id is this request's (claimed) or another's
-         * (wait: polled every CACHE_WAIT_POLL, for at most CACHE_WAIT_MAX) */
-        char *claim_id;
-        bool claimed, wait;
-        uint64_t wait_start, next_poll;
-        time_t request_time;
-        CacheStatusInfo st;
-        const char *word;
-        uint64_t off, end;   /* the body bytes given to the session so far, and where they stop */
-        char *range, *if_range; /* the client's Range and If-Range */
-        uint64_t expect_len; /* a Content-Length response's length, else UINT64_MAX */
-        /* the client's conditionals, answered from the cache */
-        char *if_none_match;
-        bool has_ims;
-        time_t ims;
-        /* a copy of the request's fields, to select the variant once Vary is known */
-        Buf req_copy;
-        HttpHeader *req_fields;
-        size_t n_req_fields;
-        /* for invalidating Location / Content-Location of the same origin */
-        char *scheme, *host;
-        char *invalidate_paths[2];
-        /* the head given to the session */
-        HttpHeader *fields;
-        HttpResponse resp;
-        char status_text[160], age_text[24], length_text[24], range_text[80];
-} CacheState;
-
-#define CACHE_WAIT_POLL (20 * USEC_PER_MSEC)
-#define CACHE_WAIT_MAX (5 * USEC_PER_SEC) /* as nginx's proxy_cache_lock_timeout */
+/* struct CacheState: cache-internal.h */
 
 /* ---- small helpers ---- */
 
@@ -77,25 +44,15 @@ static bool field_is(const HttpHeader *h, const char *name) {
         return memcaseeq(h->name, h->name_len, name);
 }
 
-/* The stored head's lines as fields, with room for `extra` more (into c->fields). */
+/* The stored head's fields (parsed once, when the object was made), with room for `extra`
+ * more (into c->fields). */
 static size_t parse_stored(CacheState *c, const CacheObject *o, size_t extra) {
-        size_t n = 0, cap = extra;
-        for (const char *p = o->head; *p; p++)
-                cap += *p == '\n';
         free(c->fields);
-        c->fields = calloc(cap ? cap : 1, sizeof(HttpHeader));
+        c->fields = malloc((o->n_fields + extra + 1) * sizeof(HttpHeader));
         if (!c->fields)
                 return SIZE_MAX;
-        for (const char *p = o->head, *e; (e = strstr(p, "\r\n")); p = e + 2) {
-                const char *colon = memchr(p, ':', (size_t) (e - p));
-                if (!colon)
-                        continue;
-                const char *v = colon + 1;
-                while (v < e && *v == ' ')
-                        v++;
-                c->fields[n++] = (HttpHeader){ p, (size_t) (colon - p), v, (size_t) (e - v) };
-        }
-        return n;
+        memcpy(c->fields, o->fields, o->n_fields * sizeof(HttpHeader));
+        return o->n_fields;
 }
 
 static const HttpHeader *stored_field(const HttpHeader *f, size_t n, const char *name) {
@@ -110,6 +67,19 @@ static bool field_kept(const HttpHeader *h, const HttpHeader *all, size_t n) {
         return !http1_is_hop_by_hop(h->name, h->name_len) && !field_is(h, "Content-Length") &&
                !field_is(h, "Transfer-Encoding") && !field_is(h, "Age") &&
                !http1_connection_lists(all, n, h->name, h->name_len);
+}
+
+/* The fields whose Connection may name other fields (for field_kept), or NULL when every
+ * Connection field says only keep-alive or close, which name none: then no field is looked
+ * up in them (a response head is not scanned once per field). */
+static const HttpHeader *connection_fields(const HttpResponse *r) {
+        for (size_t i = 0; i < r->n_headers; i++) {
+                const HttpHeader *h = &r->headers[i];
+                if (field_is(h, "Connection") && !memcaseeq(h->value, h->value_len, "keep-alive") &&
+                    !memcaseeq(h->value, h->value_len, "close"))
+                        return r->headers;
+        }
+        return NULL;
 }
 
 static int append_field(Buf *b, const HttpHeader *h) {
@@ -159,8 +129,9 @@ static void release_claim(CacheState *c) {
         }
 }
 
-static void set_word(CacheState *c, const char *w) {
-        c->word = w;
+void cache_set_word(CacheState *c, const char *w) {
+        if (!c->refresh || !c->word)
+                c->word = w; /* a refresh's access entry says REFRESH whatever the outcome */
 }
 
 /* ---- serving a stored object ---- */
@@ -231,7 +202,7 @@ static int parse_range(const char *v, uint64_t len, uint64_t *first, uint64_t *e
 }
 
 /* Give o to the session: the head now, the body from cache_step. */
-static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
+int cache_serve(Exchange *ex, CacheState *c, CacheObject *o) {
         const LocationSettings *s = ex_settings(ex);
         size_t n = parse_stored(c, o, 4); /* Age, Cache-Status, Content-Length, Content-Range */
         time_t now = time(NULL);
@@ -244,7 +215,7 @@ static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
         }
         bool not_modified = client_not_modified(c, c->fields, n, o);
         int64_t age = cache_current_age(&o->times, now);
-        snprintf(c->age_text, sizeof(c->age_text), "%lld", (long long) MIN(age, CC_DELTA_MAX));
+        (void) cache_format_uint(c->age_text, sizeof(c->age_text), (uint64_t) MAX(MIN(age, CC_DELTA_MAX), 0));
         c->fields[n++] = (HttpHeader){ "Age", 3, c->age_text, strlen(c->age_text) };
         if (c->st.fwd == CACHE_FWD_NONE) {
                 c->st.has_ttl = true;
@@ -256,7 +227,7 @@ static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
         }
         bool bodiless = not_modified || c->head || o->status == 204 || o->status == 304;
         int status = not_modified ? 304 : o->status;
-        uint64_t first = 0, end = o->body_len;
+        uint64_t first = 0, end = c->following ? c->stream_len : o->body_len;
         int range = 0;
         if (c->range && status == 200 && !bodiless && (!c->if_range || if_range_holds(c->if_range, c->fields, n)))
                 range = parse_range(c->range, o->body_len, &first, &end);
@@ -293,66 +264,19 @@ static int serve(Exchange *ex, CacheState *c, CacheObject *o) {
         c->serving = true;
         c->off = first;
         c->end = end;
+        if (c->file_fd < 0 && !bodiless && end > first && !o->body) {
+                /* a body not kept in memory: from its file. (A body in memory is written from
+                 * there: splicing its file instead was measured slower for 1 MiB hits, as the
+                 * pipe hands the socket page-sized pieces.) */
+                int fd = cache_object_open(o, &c->file_off);
+                if (fd >= 0)
+                        c->file_fd = fd;
+                else if (!o->body)
+                        return fd;
+        }
         return ex->s->ops->send_head(ex, &c->resp);
 }
 
-static int cache_step(Exchange *ex) {
-        CacheState *c = ex->cache;
-
-        if (!c || !c->serving || ex->resp_done)
-                return 0;
-        const CacheObject *o = c->obj;
-        ssize_t k = ex->s->ops->send_data(ex, o->body + c->off, (size_t) (c->end - c->off), true);
-        if (k < 0) {
-                exchange_client_failed(ex, (int) -k);
-                return 1;
-        }
-        if (k == 0)
-                return 0;
-        c->off += (uint64_t) k;
-        if (c->off >= c->end)
-                ex->resp_done = true;
-        return 1;
-}
-
-static bool cache_has_output(const Exchange *ex) {
-        const CacheState *c = ex->cache;
-        return c && c->serving && !ex->resp_done && c->off < c->end;
-}
-
-static uint64_t cache_deadline(const Exchange *ex, TimeoutKind *ret_kind) {
-        const CacheState *c = ex->cache;
-        if (!c || !c->wait)
-                return source_no_deadline(ex, ret_kind);
-        *ret_kind = TIMEOUT_CACHE_WAIT;
-        return c->next_poll;
-}
-
-static CacheObject *lookup(CacheState *c, Buf *variant);
-static void cache_wait_over(Exchange *ex, CacheState *c);
-
-static void cache_timeout(Exchange *ex, TimeoutKind kind) {
-        CacheState *c = ex->cache;
-        uint64_t now = ex_now(ex);
-
-        if (kind != TIMEOUT_CACHE_WAIT || !c || !c->wait)
-                return;
-        if (cache_store_fill_pending(c->claim_id) && now < c->wait_start + CACHE_WAIT_MAX) {
-                c->next_poll = now + CACHE_WAIT_POLL;
-                return;
-        }
-        cache_wait_over(ex, c);
-}
-
-const SourceOps source_cache = {
-        .name = "cache",
-        .step = cache_step,
-        .wants_body = source_no_body,
-        .has_output = cache_has_output,
-        .deadline = cache_deadline,
-        .timeout = cache_timeout,
-        .finish = source_no_finish, /* the object is let go with the exchange (cache_exchange_free) */
-};
 
 /* ---- the request ---- */
 
@@ -364,31 +288,46 @@ static bool conditional_field(const HttpHeader *h, void *userdata) {
                field_is(h, "Range");
 }
 
+/* The request goes on (upstream, or waiting): the Vary values of what comes back are looked
+ * up in a copy of its fields, made before any of them is dropped. */
+static int keep_request_fields(CacheState *c) {
+        if (c->req_copied)
+                return c->req_fields || c->n_req_fields == 0 ? 0 : -ENOMEM;
+        const HttpHeader *f = c->req_fields;
+        c->req_fields = NULL;
+        c->req_copied = true;
+        if (cache_copy_fields(f, c->n_req_fields, &c->req_copy, &c->req_fields) < 0) {
+                c->req_fields = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static void drop_conditionals(Exchange *ex) {
+        (void) keep_request_fields(ex->cache); /* a failure shows in cache_request */
         http1_request_drop_fields(&ex->req, conditional_field, NULL);
 }
 
-static int copy_request_fields(CacheState *c, const HttpRequest *req) {
-        c->req_fields = calloc(req->n_headers ? req->n_headers : 1, sizeof(HttpHeader));
-        if (!c->req_fields)
+int cache_copy_fields(const HttpHeader *h, size_t n, Buf *copy, HttpHeader **ret) {
+        HttpHeader *f = calloc(n ? n : 1, sizeof(HttpHeader));
+        if (!f)
                 return -ENOMEM;
-        for (size_t i = 0; i < req->n_headers; i++) {
-                const HttpHeader *h = &req->headers[i];
-                if (buf_append(&c->req_copy, h->name, h->name_len) < 0 ||
-                    buf_append(&c->req_copy, h->value, h->value_len) < 0)
+        for (size_t i = 0; i < n; i++)
+                if (buf_append(copy, h[i].name, h[i].name_len) < 0 || buf_append(copy, h[i].value, h[i].value_len) < 0) {
+                        free(f);
                         return -ENOMEM;
-        }
+                }
         /* pointers once the copy no longer moves */
         size_t off = 0;
-        for (size_t i = 0; i < req->n_headers; i++) {
-                const HttpHeader *h = &req->headers[i];
-                c->req_fields[i] = (HttpHeader){ buf_head(&c->req_copy) + off, h->name_len,
-                                                 buf_head(&c->req_copy) + off + h->name_len, h->value_len };
-                off += h->name_len + h->value_len;
+        for (size_t i = 0; i < n; i++) {
+                f[i] = (HttpHeader){ buf_head(copy) + off, h[i].name_len, buf_head(copy) + off + h[i].name_len,
+                                     h[i].value_len };
+                off += h[i].name_len + h[i].value_len;
         }
-        c->n_req_fields = req->n_headers;
+        *ret = f;
         return 0;
 }
+
 
 static bool is_purge(const Exchange *ex) {
         return ex->method_id == HTTP_METHOD_OTHER && streq(ex->method, "PURGE");
@@ -402,12 +341,113 @@ static int answer_purge(Exchange *ex, CacheState *c) {
         } else
                 n = cache_purge(c->key);
         log_info("%s: PURGE %s: %zu object(s) removed", ex_text(ex), c->key, n);
-        set_word(c, "PURGE");
+        cache_set_word(c, "PURGE");
         return exchange_local_response(ex, n > 0 ? 200 : 404, "text/plain", n > 0 ? "purged\n" : "not in the cache\n",
                                        n > 0 ? 7 : 17, NULL, ex->req_done);
 }
 
-int cache_request(Exchange *ex, const RequestInfo *ri) {
+/* The fetch of a key and variant, as claimed in the store: "KEY\nVARIANT". */
+static char *claim_id_of(const char *key, const Buf *variant) {
+        size_t kl = strlen(key), vl = buf_len(variant) ? strlen(buf_head(variant)) : 0;
+        char *id = malloc(kl + vl + 2);
+        if (!id)
+                return NULL;
+        memcpy(id, key, kl);
+        id[kl] = '\n';
+        if (vl)
+                memcpy(id + kl + 1, buf_head(variant), vl);
+        id[kl + 1 + vl] = 0;
+        return id;
+}
+
+/* A stale object within stale-while-revalidate was served: one refresh per object at a
+ * time (the fetch claim; while another request fetches it, no refresh starts). */
+static void start_refresh(Exchange *ex, CacheState *c, const Buf *variant) {
+        _cleanup_free_ char *id = NULL;
+
+        if (!c->may_store || !(id = claim_id_of(c->key, variant)))
+                return;
+        if (!cache_store_fill_claim(id))
+                return; /* a refresh (or a fetch) of it runs already */
+        int r = cache_refresh_start(ex, id);
+        if (r < 0 && r != -ESHUTDOWN)
+                log_warning_errno(r, "%s: cannot start the background refresh of %s", ex_text(ex), c->key);
+}
+
+
+/* The request of a background refresh: the stored object (stale) is revalidated, or what is
+ * fetched replaces it; the fetch claim is the refresh's. */
+static int refresh_request(Exchange *ex, CacheState *c) {
+        Buf variant = {};
+        CacheObject *o = cache_lookup(c, &variant);
+
+        buf_free(&variant);
+        c->claim_id = cache_refresh_take_claim(ex->s);
+        c->claimed = c->claim_id != NULL;
+        ex->reason = "background refresh";
+        cache_set_word(c, "REFRESH");
+        if (o) {
+                c->obj = o;
+                c->revalidate = true;
+                c->st.fwd = CACHE_FWD_STALE;
+        }
+        drop_conditionals(ex);
+        return 0;
+}
+
+/* The request fields the cache looks at, found in one pass (the first of each name, as
+ * http1_find_header; -1: none). */
+typedef struct RequestFields {
+        int pragma, cache_control, authorization, inm, range, if_range, ims;
+} RequestFields;
+
+static void request_fields(const HttpRequest *req, RequestFields *rf) {
+        *rf = (RequestFields){ -1, -1, -1, -1, -1, -1, -1 };
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const HttpHeader *h = &req->headers[i];
+                int *slot = NULL;
+                switch (h->name_len > 0 ? h->name[0] | 0x20 : 0) {
+                case 'p':
+                        slot = field_is(h, "Pragma") ? &rf->pragma : NULL;
+                        break;
+                case 'c':
+                        slot = field_is(h, "Cache-Control") ? &rf->cache_control : NULL;
+                        break;
+                case 'a':
+                        slot = field_is(h, "Authorization") ? &rf->authorization : NULL;
+                        break;
+                case 'r':
+                        slot = field_is(h, "Range") ? &rf->range : NULL;
+                        break;
+                case 'i':
+                        slot = field_is(h, "If-None-Match")       ? &rf->inm
+                               : field_is(h, "If-Range")          ? &rf->if_range
+                               : field_is(h, "If-Modified-Since") ? &rf->ims
+                                                                  : NULL;
+                        break;
+                default:
+                        break;
+                }
+                if (slot && *slot < 0)
+                        *slot = (int) i;
+        }
+}
+
+/* An object served from its file (not in memory): that file open, or a miss without it. */
+static CacheObject *file_or_miss(CacheState *c, CacheObject *o) {
+        if (!o || o->body)
+                return o;
+        int fd = cache_object_open(o, &c->file_off);
+        if (fd >= 0) {
+                c->file_fd = fd;
+                return o;
+        }
+        cache_object_unref(o);
+        c->st.fwd = CACHE_FWD_MISS;
+        return NULL;
+}
+
+static int request_inner(Exchange *ex, const RequestInfo *ri) {
         const LocationSettings *s = ex_settings(ex);
         const HttpRequest *req = &ex->req;
         CacheState *c;
@@ -421,6 +461,7 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         c = ex->cache = calloc(1, sizeof(CacheState));
         if (!c)
                 return -ENOMEM;
+        c->file_fd = -EBADF;
         c->request_time = time(NULL);
         c->expect_len = UINT64_MAX;
         c->key = expand(s->cache_key, ri);
@@ -439,32 +480,39 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                 return c->scheme && c->host ? 0 : -ENOMEM;
         }
 
-        cache_control_from_headers(&c->req_cc, req->headers, req->n_headers);
-        int pragma = http1_find_header(req->headers, req->n_headers, "Pragma");
-        if (pragma >= 0 && http1_find_header(req->headers, req->n_headers, "Cache-Control") < 0 &&
+        c->refresh = cache_refresh_session(ex->s);
+        if (c->refresh)
+                /* the cache's own request: none of the client's directives */
+                cache_control_from_headers(&c->req_cc, NULL, 0);
+        else
+                cache_control_from_headers(&c->req_cc, req->headers, req->n_headers);
+        RequestFields rf;
+        request_fields(req, &rf);
+        int pragma = rf.pragma, inm = rf.inm, rg = rf.range, ir = rf.if_range, ims = rf.ims;
+        if (pragma >= 0 && rf.cache_control < 0 &&
             http_list_has(req->headers[pragma].value, req->headers[pragma].value_len, "no-cache"))
                 c->req_cc.flags |= CC_NO_CACHE; /* RFC 9111 5.4 */
-        c->authorization = http1_find_header(req->headers, req->n_headers, "Authorization") >= 0;
+        c->authorization = rf.authorization >= 0;
         c->head = ex->method_id == HTTP_METHOD_HEAD;
         c->may_store = !template_true(s->cache_no_store, ri);
-        int inm = http1_find_header(req->headers, req->n_headers, "If-None-Match");
         if (inm >= 0 && !(c->if_none_match = strndup(req->headers[inm].value, req->headers[inm].value_len)))
                 return -ENOMEM;
-        int rg = http1_find_header(req->headers, req->n_headers, "Range");
         if (rg >= 0 && !(c->range = strndup(req->headers[rg].value, req->headers[rg].value_len)))
                 return -ENOMEM;
-        int ir = http1_find_header(req->headers, req->n_headers, "If-Range");
         if (ir >= 0 && !(c->if_range = strndup(req->headers[ir].value, req->headers[ir].value_len)))
                 return -ENOMEM;
-        int ims = http1_find_header(req->headers, req->n_headers, "If-Modified-Since");
         if (ims >= 0)
                 c->has_ims = http_date_parse(req->headers[ims].value, req->headers[ims].value_len, &c->ims) == 0;
-        if (copy_request_fields(c, req) < 0)
-                return -ENOMEM;
+        /* the request's own fields while this runs; copied only when the request goes on
+         * (cache_request) */
+        c->req_fields = req->headers;
+        c->n_req_fields = req->n_headers;
 
+        if (c->refresh)
+                return refresh_request(ex, c);
         if (template_true(s->cache_bypass, ri)) {
                 c->st.fwd = CACHE_FWD_BYPASS;
-                set_word(c, "BYPASS");
+                cache_set_word(c, "BYPASS");
                 cache_store_count(false);
                 c->may_store = c->may_store && !c->head;
                 if (c->may_store)
@@ -473,33 +521,41 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
         }
 
         Buf variant = {};
-        CacheObject *o = lookup(c, &variant);
+        CacheObject *o = cache_lookup(c, &variant);
         if (!o && c->may_store && s->cache_min_uses > 1 && cache_store_use(c->key) < s->cache_min_uses)
                 c->may_store = false; /* not asked for often enough yet */
         if (!o && c->may_store) {
                 /* request collapsing: one fetch per key and variant at a time */
-                if (asprintf(&c->claim_id, "%s\n%s", c->key, buf_len(&variant) ? buf_head(&variant) : "") < 0) {
+                if (!(c->claim_id = claim_id_of(c->key, &variant))) {
                         buf_free(&variant);
                         return -ENOMEM;
                 }
                 c->claimed = cache_store_fill_claim(c->claim_id);
                 c->wait = !c->claimed;
         }
-        buf_free(&variant);
         if (o && c->authorization && !cache_shareable_with_authorization(o->times.flags, o->times.s_maxage)) {
                 cache_object_unref(o);
                 o = NULL;
                 c->st.fwd = CACHE_FWD_MISS;
         }
+        o = file_or_miss(c, o);
         if (o) {
                 time_t now = time(NULL);
                 CacheVerdict v = cache_verdict(&o->times, &c->req_cc, now);
                 if (v == CACHE_USE || v == CACHE_USE_REFRESH) {
                         cache_store_count(true);
-                        set_word(c, cache_current_age(&o->times, now) < o->times.lifetime ? "HIT" : "STALE");
-                        if (v == CACHE_USE_REFRESH)
+                        cache_set_word(c, cache_current_age(&o->times, now) < o->times.lifetime ? "HIT" : "STALE");
+                        if (v == CACHE_USE_REFRESH) {
                                 c->st.detail = "stale-while-revalidate";
-                        int r = serve(ex, c, o);
+                                c->st.fwd = CACHE_FWD_STALE;
+                                start_refresh(ex, c, &variant);
+                        }
+                        buf_free(&variant);
+                        int r = cache_serve(ex, c, o);
+                        if (r >= 0)
+                                /* the body at once: the session writes it with the head queued
+                                 * (one writev for a small object) */
+                                (void) exchange_step(ex);
                         return r < 0 ? r : 1;
                 }
                 c->obj = o;
@@ -509,15 +565,16 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
                                     ? CACHE_FWD_REQUEST
                                     : CACHE_FWD_STALE;
         }
+        buf_free(&variant);
         if (c->req_cc.flags & CC_ONLY_IF_CACHED) {
                 /* RFC 9111 5.2.1.7 */
-                set_word(c, "MISS");
+                cache_set_word(c, "MISS");
                 int r = exchange_local_response(ex, 504, NULL, NULL, 0, NULL, ex->req_done);
                 return r < 0 ? r : 1;
         }
         if (!c->wait)
                 cache_store_count(false);
-        set_word(c, o ? "EXPIRED" : "MISS");
+        cache_set_word(c, o ? "EXPIRED" : "MISS");
         if (c->may_store || c->obj)
                 drop_conditionals(ex);
         if (c->head && c->may_store && !c->obj) {
@@ -533,52 +590,26 @@ int cache_request(Exchange *ex, const RequestInfo *ri) {
 
 /* The stored object for the request's key and the variant its fields select (into
  * variant), with c->st.fwd saying how a miss missed. */
-static CacheObject *lookup(CacheState *c, Buf *variant) {
-        Buf names = {};
-        CacheObject *o = NULL;
-        int k = cache_store_vary(c->key, &names);
-        if (k == 1 && buf_append(&names, "", 1) >= 0 &&
-            cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, variant) >= 0 &&
-            buf_append(variant, "", 1) >= 0)
-                o = cache_store_lookup(c->key, buf_head(variant));
-        c->st.fwd = o ? CACHE_FWD_NONE : k == 1 && buf_len(&names) > 1 ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS;
-        buf_free(&names);
-        return o;
-}
-
-bool cache_wait(Exchange *ex) {
+int cache_request(Exchange *ex, const RequestInfo *ri) {
+        int r = request_inner(ex, ri);
         CacheState *c = ex->cache;
 
-        if (!c || !c->wait)
-                return false;
-        ex->src = &source_cache;
-        c->wait_start = ex_now(ex);
-        c->next_poll = c->wait_start + CACHE_WAIT_POLL;
-        return true;
+        if (!c)
+                return r;
+        if (r != 0 && !c->req_copied) {
+                /* answered: nothing looks at the request's fields again */
+                c->req_fields = NULL;
+                c->n_req_fields = 0;
+                return r;
+        }
+        return r != 0 ? r : keep_request_fields(c);
 }
 
-/* The fetch this request waited for is over (or took too long): the object it stored, if
- * fresh, else the upstream after all. */
-static void cache_wait_over(Exchange *ex, CacheState *c) {
-        Buf variant = {};
-        CacheObject *o = lookup(c, &variant);
-
-        buf_free(&variant);
-        c->wait = false;
-        c->st.collapsed = true;
-        if (o && cache_verdict(&o->times, &c->req_cc, time(NULL)) == CACHE_USE &&
-            (!c->authorization || cache_shareable_with_authorization(o->times.flags, o->times.s_maxage))) {
-                cache_store_count(true);
-                set_word(c, "HIT");
-                if (serve(ex, c, o) < 0)
-                        exchange_fail(ex, 500, "cannot serve from the cache");
-                return;
-        }
-        cache_object_unref(o);
-        cache_store_count(false);
-        c->claimed = cache_store_fill_claim(c->claim_id);
-        ex->src = &source_upstream;
-        (void) exchange_connect(ex);
+CacheObject *cache_lookup(CacheState *c, Buf *variant) {
+        bool vary;
+        CacheObject *o = cache_store_lookup_request(c->key, c->req_fields, c->n_req_fields, variant, &vary);
+        c->st.fwd = o ? CACHE_FWD_NONE : vary ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS;
+        return o;
 }
 
 int cache_request_head(Exchange *ex, Buf *head) {
@@ -626,22 +657,23 @@ static void times_of(CacheEntryTimes *t, const CacheResponseInfo *info, const Lo
 static CacheObject *merge_304(Exchange *ex, CacheState *c, const HttpResponse *r) {
         const CacheObject *old = c->obj;
         size_t n = parse_stored(c, old, 0);
+        const HttpHeader *conn = connection_fields(r);
         Buf head = {};
         int k = 0;
 
-        if (n == SIZE_MAX)
-                return NULL;
+        if (n == SIZE_MAX || !old->body)
+                return NULL; /* a body served from its file is not copied: the old copy is served */
         for (size_t i = 0; i < n && k >= 0; i++) {
                 bool replaced = false;
                 for (size_t j = 0; j < r->n_headers && !replaced; j++)
                         replaced = c->fields[i].name_len == r->headers[j].name_len &&
                                    strncasecmp(c->fields[i].name, r->headers[j].name, c->fields[i].name_len) == 0 &&
-                                   field_kept(&r->headers[j], r->headers, r->n_headers);
+                                   field_kept(&r->headers[j], conn, r->n_headers);
                 if (!replaced)
                         k = append_field(&head, &c->fields[i]);
         }
         for (size_t j = 0; j < r->n_headers && k >= 0; j++)
-                if (field_kept(&r->headers[j], r->headers, r->n_headers))
+                if (field_kept(&r->headers[j], conn, r->n_headers))
                         k = append_field(&head, &r->headers[j]);
         CacheObject *o = k >= 0 ? cache_object_new(old->key, old->variant, old->vary, buf_head(&head) ?: "",
                                                    buf_len(&head))
@@ -678,11 +710,21 @@ static unsigned stale_flag(int status) {
         }
 }
 
+typedef struct KeepFields {
+        const HttpHeader *conn; /* connection_fields() */
+        size_t n;
+} KeepFields;
+
+static bool keep_field(const HttpHeader *h, void *userdata) {
+        const KeepFields *kf = userdata;
+        return field_kept(h, kf->conn, kf->n);
+}
+
 /* Start filling an object from a response that may be stored; c->st says so. */
 static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
         const LocationSettings *s = ex_settings(ex);
         CacheResponseInfo info;
-        Buf names = {}, variant = {}, head = {};
+        Buf names = {}, variant = {};
         int k;
 
         cache_response_info(&info, r->status, r->headers, r->n_headers);
@@ -698,26 +740,34 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
                 buf_free(&names);
                 return 0;
         }
+        const HttpHeader *conn = connection_fields(r);
         k = buf_append(&names, "", 1);
         if (k >= 0)
                 k = cache_vary_values(buf_head(&names), c->req_fields, c->n_req_fields, &variant);
         if (k >= 0)
                 k = buf_append(&variant, "", 1);
-        for (size_t i = 0; i < r->n_headers && k >= 0; i++)
-                if (field_kept(&r->headers[i], r->headers, r->n_headers))
-                        k = append_field(&head, &r->headers[i]);
         if (k >= 0) {
-                c->fill = cache_object_new(c->key, buf_head(&variant), buf_head(&names), buf_head(&head) ?: "",
-                                           buf_len(&head));
+                KeepFields kf = { conn, r->n_headers };
+                c->fill = cache_object_new_fields(c->key, buf_head(&variant), buf_head(&names), r->headers,
+                                                  r->n_headers, keep_field, &kf);
                 k = c->fill ? 0 : -ENOMEM;
         }
         buf_free(&names);
         buf_free(&variant);
-        buf_free(&head);
         if (k < 0)
                 return k;
         c->fill->status = r->status;
         times_of(&c->fill->times, &info, s, c->request_time, time(NULL));
+        if (r->body == HTTP_BODY_LENGTH && r->content_length > cache_store_spill_size()) {
+                /* more than the memory tier keeps: to its file as it arrives (else, without a
+                 * disk, in memory as any other) */
+                k = cache_object_spill(c->fill, r->content_length);
+                if (k < 0)
+                        log_debug("%s: response for %s filled in memory: %s", ex_text(ex), c->key, strerror(-k));
+        } else if (c->claimed && r->body == HTTP_BODY_LENGTH &&
+                   cache_object_reserve(c->fill, r->content_length) >= 0)
+                /* requests collapsed into this fetch follow the object as it fills */
+                cache_store_fill_publish(c->claim_id, c->fill);
         c->expect_len = r->body == HTTP_BODY_LENGTH ? r->content_length : r->body == HTTP_BODY_NONE ? 0 : UINT64_MAX;
         ex->cache_tee = true;
         c->st.stored = true;
@@ -727,10 +777,10 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
 }
 
 static int take_over(Exchange *ex, CacheState *c, const HttpResponse *r, const char *word) {
-        set_word(c, word);
+        cache_set_word(c, word);
         c->takeover = true;
         /* A body that is not read (a 5xx answered with a stale copy) may still be on its way:
-         * that connection must not go back to the pool (serve() clears the mark). */
+         * that connection must not go back to the pool (cache_serve() clears the mark). */
         if (r->body != HTTP_BODY_NONE && !(r->body == HTTP_BODY_LENGTH && r->content_length == 0))
                 ex->resp_truncated = true;
         return 1;
@@ -808,7 +858,7 @@ int cache_after_upstream_step(Exchange *ex) {
         c->takeover = false;
         if (ex->src)
                 ex->src->finish(ex); /* the upstream connection goes back to the pool if it can */
-        int r = serve(ex, c, c->obj);
+        int r = cache_serve(ex, c, c->obj);
         if (r < 0)
                 exchange_fail(ex, 500, "cannot serve from the cache");
         return 1;
@@ -820,8 +870,11 @@ void cache_tee(Exchange *ex, const char *p, size_t n) {
         if (!c || !c->fill)
                 return;
         const LocationSettings *s = ex_settings(ex);
-        if (c->fill->body_len + n > s->cache_max_object_size || cache_object_append(c->fill, p, n) < 0) {
+        if (c->fill->body_len + n <= s->cache_max_object_size && cache_object_append(c->fill, p, n) >= 0)
+                cache_object_filled(c->fill);
+        else {
                 log_debug("%s: response for %s not stored: larger than cache_max_object_size", ex_text(ex), c->key);
+                cache_object_fill_failed(c->fill);
                 cache_object_unref(c->fill);
                 c->fill = NULL;
                 ex->cache_tee = false;
@@ -843,8 +896,8 @@ bool cache_upstream_failed(Exchange *ex, int status) {
         if (ex->src)
                 ex->src->finish(ex);
         c->st.detail = "stale-if-error";
-        set_word(c, "STALE");
-        if (serve(ex, c, c->obj) < 0)
+        cache_set_word(c, "STALE");
+        if (cache_serve(ex, c, c->obj) < 0)
                 return false;
         return true;
 }
@@ -884,8 +937,10 @@ void cache_exchange_end(Exchange *ex) {
                 if (complete) {
                         cache_store_insert(c->fill);
                         c->fill = NULL;
-                } else
+                } else {
                         log_info("%s: response for %s not stored: it did not end complete", ex_text(ex), c->key);
+                        cache_object_fill_failed(c->fill);
+                }
         }
         release_claim(c);
         if (c->invalidate && ex->status >= 200 && ex->status < 400) {
@@ -901,8 +956,14 @@ void cache_exchange_free(Exchange *ex) {
 
         if (!c)
                 return;
+        if (c->fill)
+                cache_object_fill_failed(c->fill); /* ended before it was complete */
+        cache_wake_unlist(c);
         release_claim(c);
         free(c->claim_id);
+        if (c->file_fd >= 0)
+                close(c->file_fd);
+        free(c->fbuf);
         cache_object_unref(c->obj);
         cache_object_unref(c->fill);
         free(c->key);

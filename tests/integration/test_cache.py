@@ -558,8 +558,8 @@ def test_purge(port, backend):
 
 
 def test_collapsing(port, backend):
-    """Concurrent misses for one key: one origin request; the others wait for it (they are
-    served once it is stored, not as it streams in)."""
+    """Concurrent misses for one key: one origin request; the others wait for it (the origin
+    answers late, so they wait for its head; test_cache_follow.py has them follow the body)."""
     path = "/c/slow"
     gate = threading.Event()
 
