@@ -174,6 +174,66 @@ START_TEST(test_scan) {
 }
 END_TEST
 
+/* A fill of unknown length that goes to its file midway: the file is completed (length,
+ * checksum) when it is inserted, and read back whole; one cut before its end leaves no file. */
+START_TEST(test_spill_unknown_length) {
+        char body[1003];
+        for (size_t i = 0; i < sizeof(body) - 1; i++)
+                body[i] = (char) ('a' + i % 23);
+        body[sizeof(body) - 1] = 0;
+        cache_store_configure(dir, 16, 1 << 20);
+        CacheObject *o = cache_object_new("u", "", "", "X-A: 1\r\n", 8);
+        ck_assert_ptr_nonnull(o);
+        o->status = 200;
+        o->times = (CacheEntryTimes){ .lifetime = 60, .response_time = 1000, .swr = -1, .sie = -1 };
+        ck_assert_int_eq(cache_object_append(o, body, 13), 0);
+        ck_assert_int_eq(cache_object_spill(o, UINT64_MAX), 0);
+        ck_assert_ptr_null(o->body);
+        ck_assert_int_eq(cache_object_append(o, body + 13, 500), 0);
+        ck_assert_int_eq(cache_object_append(o, body + 513, 489), 0);
+        cache_store_insert(o);
+        ck_assert_uint_eq(files(), 1);
+        ck_assert(has("u", "", body));
+
+        CacheObject *cut = cache_object_new("v", "", "", "X-A: 1\r\n", 8);
+        ck_assert_int_eq(cache_object_spill(cut, UINT64_MAX), 0);
+        ck_assert_int_eq(cache_object_append(cut, body, 100), 0);
+        ck_assert_uint_eq(files(), 2); /* its temporary file */
+        cache_object_unref(cut);
+        ck_assert_uint_eq(files(), 1);
+}
+END_TEST
+
+/* An object on disk only gets a new head: a new file with the body copied file to file
+ * replaces the old one. */
+START_TEST(test_copy_body) {
+        char body[1000];
+        memset(body, 'c', sizeof(body));
+        body[999] = 0;
+        cache_store_configure(dir, 0, 1 << 20);
+        put("k", "", body, 999);
+        Buf variant = {};
+        bool vary;
+        CacheObject *old = cache_store_lookup_request("k", NULL, 0, &variant, &vary);
+        buf_free(&variant);
+        ck_assert_ptr_nonnull(old);
+        ck_assert_ptr_null(old->body);
+        CacheObject *o = cache_object_new("k", "", "", "X-A: 2\r\n", 8);
+        ck_assert_int_eq(cache_object_copy_body(o, old), 0);
+        o->status = 200;
+        o->times = (CacheEntryTimes){ .lifetime = 120, .response_time = 2000, .swr = -1, .sie = -1 };
+        cache_store_insert(o);
+        cache_object_unref(old);
+        ck_assert_uint_eq(files(), 1);
+        CacheObject *n = cache_store_lookup("k", "");
+        ck_assert_ptr_nonnull(n);
+        ck_assert_str_eq(n->head, "X-A: 2\r\n");
+        ck_assert_int_eq(n->times.lifetime, 120);
+        ck_assert(n->body_len == 999 && memcmp(n->body, body, 999) == 0);
+        cache_object_unref(n);
+}
+END_TEST
+
 START_TEST(test_collapsing_claims) {
         cache_store_configure(NULL, 1 << 20, 0);
         ck_assert_int_eq(cache_store_fill_claim("k\n"), 1);
@@ -198,6 +258,8 @@ static Suite *store_suite(void) {
         tcase_add_test(tc, test_disk_lru_and_reload);
         tcase_add_test(tc, test_damaged_file);
         tcase_add_test(tc, test_scan);
+        tcase_add_test(tc, test_spill_unknown_length);
+        tcase_add_test(tc, test_copy_body);
         tcase_add_test(tc, test_collapsing_claims);
         suite_add_tcase(s, tc);
         return s;

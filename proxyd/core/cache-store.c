@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include "cache-file.h"
 #include "cache-store.h"
 #include "log.h"
 #include "util.h"
@@ -53,24 +54,6 @@ typedef struct Store {
 } Store;
 
 static Store store = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-/* A fast 64-bit checksum over words (not cryptographic: it catches torn and truncated files). */
-static uint64_t checksum(uint64_t h, const void *p, size_t n) {
-        const unsigned char *b = p;
-        while (n >= 8) {
-                uint64_t w;
-                memcpy(&w, b, 8);
-                h = (h ^ w) * UINT64_C(0x9e3779b97f4a7c15);
-                h ^= h >> 29;
-                b += 8;
-                n -= 8;
-        }
-        while (n-- > 0) {
-                h = (h ^ *b++) * UINT64_C(0x100000001b3);
-                h ^= h >> 29;
-        }
-        return h;
-}
 
 static uint64_t fnv(uint64_t h, const char *s, size_t n) {
         for (size_t i = 0; i < n; i++)
@@ -133,6 +116,8 @@ static int object_parse_head(CacheObject *o) {
         }
         return 0;
 }
+
+static void ensure_ready(void);
 
 static void object_free(CacheObject *o) {
         if (o->spill_fd >= 0) {
@@ -237,17 +222,17 @@ int cache_object_reserve(CacheObject *o, uint64_t len) {
         return 0;
 }
 
-static int write_all(int fd, struct iovec *iov, int n);
 static void spill_sum(CacheObject *o, const char *p, size_t n);
 
 int cache_object_append(CacheObject *o, const char *p, size_t n) {
         if (o->spill_fd >= 0) {
                 if (o->body_len + n > o->spill_len)
                         return -EFBIG;
-                int r = write_all(o->spill_fd, &(struct iovec){ (void *) p, n }, 1);
+                int r = cache_write_all(o->spill_fd, &(struct iovec){ (void *) p, n }, 1);
                 if (r < 0)
                         return r;
-                spill_sum(o, p, n);
+                if (o->spill_len != UINT64_MAX)
+                        spill_sum(o, p, n); /* else summed from the file at the end */
                 o->body_len += n;
                 return 0;
         }
@@ -427,27 +412,6 @@ static void header_of(const CacheObject *o, DiskHeader *h) {
         memcpy(h->magic, DISK_MAGIC, 8);
 }
 
-static int write_all(int fd, struct iovec *iov, int n) {
-        while (n > 0) {
-                ssize_t k = writev(fd, iov, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                while (n > 0 && (size_t) k >= iov->iov_len) {
-                        k -= (ssize_t) iov->iov_len;
-                        iov++;
-                        n--;
-                }
-                if (n > 0) {
-                        iov->iov_base = (char *) iov->iov_base + k;
-                        iov->iov_len -= (size_t) k;
-                }
-        }
-        return 0;
-}
-
 /* Write o under a temporary name, then rename it into place. */
 static int disk_write(CacheObject *o, unsigned counter) {
         char tmp[PATH_MAX], path[PATH_MAX];
@@ -455,12 +419,12 @@ static int disk_write(CacheObject *o, unsigned counter) {
         int r;
 
         header_of(o, &h);
-        uint64_t sum = checksum(0, &h, sizeof(h));
-        sum = checksum(sum, o->key, h.key_len);
-        sum = checksum(sum, o->variant, h.variant_len);
-        sum = checksum(sum, o->vary, h.vary_len);
-        sum = checksum(sum, o->head, h.head_len);
-        sum = checksum(sum, o->body, (size_t) o->body_len);
+        uint64_t sum = cache_checksum(0, &h, sizeof(h));
+        sum = cache_checksum(sum, o->key, h.key_len);
+        sum = cache_checksum(sum, o->variant, h.variant_len);
+        sum = cache_checksum(sum, o->vary, h.vary_len);
+        sum = cache_checksum(sum, o->head, h.head_len);
+        sum = cache_checksum(sum, o->body, (size_t) o->body_len);
         dir_hex_path(tmp, sizeof(tmp), "tmp.", (const uint64_t[]){ ((uint64_t) getpid() << 32) | counter }, 1);
         object_path(o, path, sizeof(path));
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -471,7 +435,7 @@ static int disk_write(CacheObject *o, unsigned counter) {
                 { o->vary, h.vary_len },     { o->head, h.head_len }, { o->body, (size_t) o->body_len },
                 { &sum, sizeof(sum) },
         };
-        r = write_all(fd, iov, (int) ELEMENTSOF(iov));
+        r = cache_write_all(fd, iov, (int) ELEMENTSOF(iov));
         if (close(fd) < 0 && r == 0)
                 r = -errno;
         if (r == 0 && rename(tmp, path) < 0)
@@ -500,11 +464,11 @@ static void spill_sum(CacheObject *o, const char *p, size_t n) {
                 n -= take;
                 if (o->n_carry < 8)
                         return;
-                o->spill_sum = checksum(o->spill_sum, o->carry, 8);
+                o->spill_sum = cache_checksum(o->spill_sum, o->carry, 8);
                 o->n_carry = 0;
         }
         size_t whole = n & ~(size_t) 7;
-        o->spill_sum = checksum(o->spill_sum, p, whole);
+        o->spill_sum = cache_checksum(o->spill_sum, p, whole);
         memcpy(o->carry, p + whole, n - whole);
         o->n_carry = (unsigned) (n - whole);
 }
@@ -521,8 +485,9 @@ int cache_object_spill(CacheObject *o, uint64_t len) {
         DiskHeader h;
 
         pthread_mutex_lock(&store.lock);
+        ensure_ready(); /* the scan removes temporary files: before this one is made */
         unsigned counter = store.tmp_counter++;
-        bool disk = store.dir && len + o->head_len <= store.disk_max;
+        bool disk = store.dir && (len == UINT64_MAX ? o->body_len : len) + o->head_len <= store.disk_max;
         if (disk)
                 dir_hex_path(tmp, sizeof(tmp), "tmp.", (const uint64_t[]){ ((uint64_t) getpid() << 32) | counter }, 1);
         pthread_mutex_unlock(&store.lock);
@@ -531,23 +496,23 @@ int cache_object_spill(CacheObject *o, uint64_t len) {
         o->spill_path = strdup(tmp);
         if (!o->spill_path)
                 return -ENOMEM;
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -errno;
         o->spill_fd = fd;
         o->spill_len = len;
         header_of(o, &h);
-        h.body_len = len;
-        uint64_t sum = checksum(0, &h, sizeof(h));
-        sum = checksum(sum, o->key, h.key_len);
-        sum = checksum(sum, o->variant, h.variant_len);
-        sum = checksum(sum, o->vary, h.vary_len);
-        o->spill_sum = checksum(sum, o->head, h.head_len);
+        h.body_len = len == UINT64_MAX ? 0 : len; /* unknown: written again at the end */
+        uint64_t sum = cache_checksum(0, &h, sizeof(h));
+        sum = cache_checksum(sum, o->key, h.key_len);
+        sum = cache_checksum(sum, o->variant, h.variant_len);
+        sum = cache_checksum(sum, o->vary, h.vary_len);
+        o->spill_sum = cache_checksum(sum, o->head, h.head_len);
         struct iovec iov[] = {
                 { &h, sizeof(h) },       { o->key, h.key_len },   { o->variant, h.variant_len },
                 { o->vary, h.vary_len }, { o->head, h.head_len }, { o->body, (size_t) o->body_len },
         };
-        int r = write_all(fd, iov, (int) ELEMENTSOF(iov));
+        int r = cache_write_all(fd, iov, (int) ELEMENTSOF(iov));
         if (r < 0)
                 return r; /* the file goes with the object */
         spill_sum(o, o->body, (size_t) o->body_len);
@@ -557,14 +522,33 @@ int cache_object_spill(CacheObject *o, uint64_t len) {
         return 0;
 }
 
+static uint64_t object_body_off(const CacheObject *o) {
+        return sizeof(DiskHeader) + strlen(o->key) + strlen(o->variant) + strlen(o->vary) + o->head_len;
+}
+
+static int file_sum(int fd, const CacheObject *o, uint64_t body_off, uint64_t *ret);
+
 /* A spilled fill is complete: its checksum, then renamed into place. */
 static int spill_finish(CacheObject *o) {
         char path[PATH_MAX];
 
-        if (o->body_len != o->spill_len)
-                return -EIO;
-        uint64_t sum = checksum(o->spill_sum, o->carry, o->n_carry);
-        int r = write_all(o->spill_fd, &(struct iovec){ &sum, sizeof(sum) }, 1);
+        uint64_t sum = 0;
+        int r = 0;
+        if (o->spill_len == UINT64_MAX) {
+                /* the length is known only now: the fixed part again, then the checksum over
+                 * the file as it is (read back from the page cache) */
+                DiskHeader h;
+                header_of(o, &h);
+                if (pwrite(o->spill_fd, &h, sizeof(h), 0) != (ssize_t) sizeof(h))
+                        r = -EIO;
+                if (r == 0)
+                        r = file_sum(o->spill_fd, o, object_body_off(o), &sum);
+        } else if (o->body_len != o->spill_len)
+                r = -EIO;
+        else
+                sum = cache_checksum(o->spill_sum, o->carry, o->n_carry);
+        if (r == 0)
+                r = cache_write_all(o->spill_fd, &(struct iovec){ &sum, sizeof(sum) }, 1);
         if (close(o->spill_fd) < 0 && r == 0)
                 r = -errno;
         o->spill_fd = -EBADF;
@@ -576,37 +560,10 @@ static int spill_finish(CacheObject *o) {
                 return r;
         }
         o->sum = sum;
-        o->file_size = sizeof(DiskHeader) + strlen(o->key) + strlen(o->variant) + strlen(o->vary) + o->head_len +
-                       o->body_len + sizeof(sum);
+        o->file_size = object_body_off(o) + o->body_len + sizeof(sum);
         o->on_disk = true;
         atomic_store(&o->file_ok, true);
         return 0;
-}
-
-static int read_exact(int fd, void *p, size_t n) {
-        char *b = p;
-        while (n > 0) {
-                ssize_t k = read(fd, b, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -EIO;
-                b += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
-static char *read_string(int fd, size_t n) {
-        char *s = malloc(n + 1);
-        if (!s)
-                return NULL;
-        if (read_exact(fd, s, n) < 0) {
-                free(s);
-                return NULL;
-        }
-        s[n] = 0;
-        return s;
 }
 
 /* The fixed part, the strings and the head of one file (no body). NULL when it is not a
@@ -614,7 +571,7 @@ static char *read_string(int fd, size_t n) {
 static CacheObject *disk_read_index(int fd, uint64_t size) {
         DiskHeader h;
 
-        if (read_exact(fd, &h, sizeof(h)) < 0 || memcmp(h.magic, DISK_MAGIC, 8) != 0)
+        if (cache_read_exact(fd, &h, sizeof(h)) < 0 || memcmp(h.magic, DISK_MAGIC, 8) != 0)
                 return NULL;
         uint64_t want = sizeof(h) + (uint64_t) h.key_len + h.variant_len + h.vary_len + h.head_len + h.body_len + 8;
         if (want != size || h.key_len == 0 || h.head_len > (1u << 20))
@@ -624,15 +581,15 @@ static CacheObject *disk_read_index(int fd, uint64_t size) {
                 return NULL;
         o->refs = 1;
         o->spill_fd = -EBADF;
-        o->key = read_string(fd, h.key_len);
-        o->variant = o->key ? read_string(fd, h.variant_len) : NULL;
-        o->vary = o->variant ? read_string(fd, h.vary_len) : NULL;
-        o->head = o->vary ? read_string(fd, h.head_len) : NULL;
-        if (!o->head || object_parse_head(o) < 0 || lseek(fd, (off_t) (size - 8), SEEK_SET) < 0 || read_exact(fd, &o->sum, 8) < 0) {
+        o->key = cache_read_string(fd, h.key_len);
+        o->variant = o->key ? cache_read_string(fd, h.variant_len) : NULL;
+        o->vary = o->variant ? cache_read_string(fd, h.vary_len) : NULL;
+        o->head = o->vary ? cache_read_string(fd, h.head_len) : NULL;
+        o->head_len = h.head_len; /* before it is parsed */
+        if (!o->head || object_parse_head(o) < 0 || lseek(fd, (off_t) (size - 8), SEEK_SET) < 0 || cache_read_exact(fd, &o->sum, 8) < 0) {
                 object_free(o);
                 return NULL;
         }
-        o->head_len = h.head_len;
         o->body_len = h.body_len;
         o->status = h.status;
         o->times = (CacheEntryTimes){ .lifetime = h.lifetime, .initial_age = h.initial_age,
@@ -657,20 +614,20 @@ static char *disk_read_body(const CacheObject *o) {
         char *rest = malloc(o->file_size - sizeof(h));
         if (!rest)
                 return NULL;
-        if (read_exact(fd, &h, sizeof(h)) < 0 || read_exact(fd, rest, o->file_size - sizeof(h)) < 0) {
+        if (cache_read_exact(fd, &h, sizeof(h)) < 0 || cache_read_exact(fd, rest, o->file_size - sizeof(h)) < 0) {
                 free(rest);
                 return NULL;
         }
         size_t body_off = (size_t) h.key_len + h.variant_len + h.vary_len + h.head_len;
         /* piece by piece, as disk_write summed them */
         const uint32_t parts[] = { h.key_len, h.variant_len, h.vary_len, h.head_len };
-        uint64_t sum = checksum(0, &h, sizeof(h)), stored;
+        uint64_t sum = cache_checksum(0, &h, sizeof(h)), stored;
         size_t at = 0;
         for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
-                sum = checksum(sum, rest + at, parts[i]);
+                sum = cache_checksum(sum, rest + at, parts[i]);
                 at += parts[i];
         }
-        sum = checksum(sum, rest + body_off, (size_t) o->body_len);
+        sum = cache_checksum(sum, rest + body_off, (size_t) o->body_len);
         memcpy(&stored, rest + body_off + o->body_len, 8);
         if (sum != stored || sum != o->sum || h.body_len != o->body_len) {
                 free(rest);
@@ -683,9 +640,9 @@ static char *disk_read_body(const CacheObject *o) {
         return body;
 }
 
-/* Everything in the file of o checked against its checksum, read in pieces (the body in
- * whole words, so the pieces sum as one pass). */
-static int disk_verify(int fd, const CacheObject *o, uint64_t body_off) {
+/* The checksum of everything in the file of o (before its trailer), read in pieces (the body
+ * in whole words, so the pieces sum as one pass). */
+static int file_sum(int fd, const CacheObject *o, uint64_t body_off, uint64_t *ret) {
         DiskHeader h;
         if (pread(fd, &h, sizeof(h), 0) != (ssize_t) sizeof(h) || h.body_len != o->body_len)
                 return -EIO;
@@ -697,20 +654,27 @@ static int disk_verify(int fd, const CacheObject *o, uint64_t body_off) {
         if (pread(fd, buf, head_part, sizeof(h)) != (ssize_t) head_part)
                 return -EIO;
         const uint32_t parts[] = { h.key_len, h.variant_len, h.vary_len, h.head_len };
-        uint64_t sum = checksum(0, &h, sizeof(h));
+        uint64_t sum = cache_checksum(0, &h, sizeof(h));
         size_t at = 0;
         for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
-                sum = checksum(sum, buf + at, parts[i]);
+                sum = cache_checksum(sum, buf + at, parts[i]);
                 at += parts[i];
         }
         for (uint64_t done = 0; done < o->body_len;) {
                 size_t want = (size_t) MIN((uint64_t) 256 * 1024, o->body_len - done);
                 if (pread(fd, buf, want, (off_t) (body_off + done)) != (ssize_t) want)
                         return -EIO;
-                sum = checksum(sum, buf, want);
+                sum = cache_checksum(sum, buf, want);
                 done += want;
         }
-        return sum == o->sum ? 0 : -EIO;
+        *ret = sum;
+        return 0;
+}
+
+static int disk_verify(int fd, const CacheObject *o, uint64_t body_off) {
+        uint64_t sum;
+        int r = file_sum(fd, o, body_off, &sum);
+        return r < 0 ? r : sum == o->sum ? 0 : -EIO;
 }
 
 int cache_object_open(CacheObject *o, uint64_t *ret_body_off) {
@@ -720,7 +684,7 @@ int cache_object_open(CacheObject *o, uint64_t *ret_body_off) {
 
         if (!o->on_disk)
                 return -ENOENT;
-        uint64_t body_off = sizeof(DiskHeader) + strlen(o->key) + strlen(o->variant) + strlen(o->vary) + o->head_len;
+        uint64_t body_off = object_body_off(o);
         pthread_mutex_lock(&store.lock);
         object_path(o, path, sizeof(path));
         pthread_mutex_unlock(&store.lock);
@@ -750,6 +714,23 @@ int cache_object_open(CacheObject *o, uint64_t *ret_body_off) {
         }
         *ret_body_off = body_off;
         return fd;
+}
+
+int cache_object_copy_body(CacheObject *o, CacheObject *from) {
+        uint64_t off;
+        if (o->body || o->body_len > 0 || o->spill_fd >= 0)
+                return -EINVAL;
+        int r = cache_object_spill(o, UINT64_MAX);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = cache_object_open(from, &off);
+        if (fd < 0)
+                return fd;
+        r = cache_copy_range(fd, off, o->spill_fd, from->body_len);
+        if (r < 0)
+                return r; /* the temporary file goes with o */
+        o->body_len = from->body_len;
+        return 0;
 }
 
 static bool hex_name(const char *n) {
@@ -917,7 +898,7 @@ void cache_store_insert(CacheObject *o) {
 
         if (o->spill_fd >= 0) {
                 /* written as it arrived: only the end is left to do */
-                int r = spill_finish(o);
+                int r = disk ? spill_finish(o) : -EFBIG;
                 if (r < 0) {
                         log_warning_errno(r, "cache: cannot write \"%s\" to %s; not stored", o->key, store.dir);
                         cache_object_unref(o);

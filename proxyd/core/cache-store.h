@@ -97,9 +97,15 @@ int cache_object_append(CacheObject *o, const char *p, size_t n);
  * (cache_object_spill), and a hit is served from the file (cache_object_open). UINT64_MAX
  * without a disk store. */
 uint64_t cache_store_spill_size(void);
-/* From now on o's body (len bytes in all, the response's Content-Length) is written to its
- * file as it is appended, not kept in memory. */
+/* From now on o's body (len bytes in all, the response's Content-Length, or UINT64_MAX when
+ * it is not known before the body ends) is written to its file as it is appended, not kept in
+ * memory. With an unknown length the file's fixed part and checksum are written when o is
+ * inserted (the body read back once to sum it). */
 int cache_object_spill(CacheObject *o, uint64_t len);
+/* o (new, no body yet) takes the body of from, which is on disk only: copied file to file
+ * (copy_file_range) into o's temporary file, which cache_store_insert completes and renames
+ * into place; from's file stays as it is until then. */
+int cache_object_copy_body(CacheObject *o, CacheObject *from);
 /* The object's file, open for reading, its length and checksum checked (and, the first time,
  * everything in it), and where the body starts in it. -errno (a damaged file is removed). */
 int cache_object_open(CacheObject *o, uint64_t *ret_body_off);

@@ -44,6 +44,7 @@ typedef struct CacheState {
         bool no_splice;
         char *range, *if_range; /* the client's Range and If-Range */
         uint64_t expect_len; /* a Content-Length response's length, else UINT64_MAX */
+        uint64_t spill_at;   /* a fill of unknown length longer than this goes to its file */
         /* the client's conditionals, answered from the cache */
         char *if_none_match;
         bool has_ims;

@@ -661,8 +661,8 @@ static CacheObject *merge_304(Exchange *ex, CacheState *c, const HttpResponse *r
         Buf head = {};
         int k = 0;
 
-        if (n == SIZE_MAX || !old->body)
-                return NULL; /* a body served from its file is not copied: the old copy is served */
+        if (n == SIZE_MAX || (!old->body && !old->on_disk))
+                return NULL;
         for (size_t i = 0; i < n && k >= 0; i++) {
                 bool replaced = false;
                 for (size_t j = 0; j < r->n_headers && !replaced; j++)
@@ -679,7 +679,11 @@ static CacheObject *merge_304(Exchange *ex, CacheState *c, const HttpResponse *r
                                                    buf_len(&head))
                                 : NULL;
         buf_free(&head);
-        if (!o || cache_object_append(o, old->body, (size_t) old->body_len) < 0) {
+        /* the body: copied in memory, or (only on disk) file to file into the new object's
+         * file, which replaces the old one when it is inserted */
+        if (!o || (old->body ? cache_object_append(o, old->body, (size_t) old->body_len)
+                             : cache_object_copy_body(o, c->obj)) < 0) {
+                log_debug("%s: 304 for %s not merged: the body could not be copied", ex_text(ex), c->key);
                 cache_object_unref(o);
                 return NULL;
         }
@@ -769,6 +773,9 @@ static int start_fill(Exchange *ex, CacheState *c, const HttpResponse *r) {
                 /* requests collapsed into this fetch follow the object as it fills */
                 cache_store_fill_publish(c->claim_id, c->fill);
         c->expect_len = r->body == HTTP_BODY_LENGTH ? r->content_length : r->body == HTTP_BODY_NONE ? 0 : UINT64_MAX;
+        /* without a length, the fill goes to its file once it is more than the memory tier
+         * keeps; requests collapsed into it wait until it is stored */
+        c->spill_at = c->expect_len == UINT64_MAX ? cache_store_spill_size() : UINT64_MAX;
         ex->cache_tee = true;
         c->st.stored = true;
         c->st.has_ttl = true;
@@ -870,6 +877,13 @@ void cache_tee(Exchange *ex, const char *p, size_t n) {
         if (!c || !c->fill)
                 return;
         const LocationSettings *s = ex_settings(ex);
+        if (c->fill->body_len + n > c->spill_at && c->fill->body_len + n <= s->cache_max_object_size) {
+                /* a response of unknown length outgrows the memory tier: to its file from now on */
+                c->spill_at = UINT64_MAX;
+                int k = cache_object_spill(c->fill, UINT64_MAX);
+                if (k < 0)
+                        log_debug("%s: response for %s filled in memory: %s", ex_text(ex), c->key, strerror(-k));
+        }
         if (c->fill->body_len + n <= s->cache_max_object_size && cache_object_append(c->fill, p, n) >= 0)
                 cache_object_filled(c->fill);
         else {
