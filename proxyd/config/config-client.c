@@ -65,7 +65,7 @@ int config_parse_rate(Loader *l, const config_setting_t *s, SchemaWalk *w) {
 
         if (r < 0)
                 return r;
-        if (config_rate_parse(v, &z->rate) < 0)
+        if (config_rate_parse(v, &z->params.rate) < 0)
                 return ERR(l, s, "invalid rate \"%s\" (expected e.g. \"10r/s\" or \"600r/m\", at most %llur/s)", v,
                            (unsigned long long) LIMIT_RATE_MAX);
         return 0;
@@ -99,9 +99,9 @@ static int parse_zone(Loader *l, const config_setting_t *g) {
         z->file = config_setting_origin(g, &l->files, &z->line);
         w.target = z;
         TRY(schema_walk(l, g, &w));
-        if (!w.bad && z->rate == 0 && z->conn == 0)
+        if (!w.bad && z->params.rate == 0 && z->params.conn == 0)
                 return ERR(l, g, "limit \"%s\" limits nothing: give it a \"rate\", a \"conn\" or both", z->name);
-        if (!w.bad && z->rate == 0 && (z->burst > 0 || z->delay > 0 || z->nodelay))
+        if (!w.bad && z->params.rate == 0 && (z->params.burst > 0 || z->params.delay > 0 || z->params.nodelay))
                 return ERR(l, g, "limit \"%s\": \"burst\", \"delay\" and \"nodelay\" need a \"rate\"", z->name);
         return 0;
 }

@@ -133,14 +133,19 @@ typedef struct LocationSettings {
 
 /* One entry of `limits`: a per-client limit, its key table shared by the locations that
  * name it and by every worker. */
+/* What a limit allows one key (policy/limit.c applies it). */
+typedef struct LimitParams {
+        uint64_t rate;  /* millionths of a request per second; 0: no rate limit */
+        unsigned burst; /* requests above the rate that are accepted (delayed or not) */
+        unsigned delay; /* of those, how many pass without delay */
+        bool nodelay;   /* none is delayed */
+        unsigned conn;  /* requests in progress per key; 0: no limit */
+} LimitParams;
+
 typedef struct LimitZone {
         char *name;
         VarTemplate *key;
-        uint64_t rate; /* millionths of a request per second; 0: no rate limit */
-        unsigned burst;
-        unsigned delay;
-        bool nodelay;
-        unsigned conn; /* requests in progress per key; 0: no limit */
+        LimitParams params;
         unsigned max_keys;
         /* The key table, set up outside this module; released through rt_free. */
         struct LimitTable *rt;

@@ -35,8 +35,9 @@ struct LimitTable {
         LimitShard shards[];
 };
 
-/* Eight bytes at a time (a key is mostly a client address: one or two rounds), then mixed. */
-static uint64_t key_hash(const void *key, size_t n) {
+/* Eight bytes at a time (a key is mostly a client address: one or two rounds), then mixed.
+ * Inlined: for an address it is a handful of instructions. */
+static inline __attribute__((always_inline)) uint64_t key_hash(const void *key, size_t n) {
         const uint8_t *d = key;
         uint64_t h = UINT64_C(0xcbf29ce484222325), w;
 
@@ -119,10 +120,10 @@ LimitTable *limit_table_unref(LimitTable *t) {
 /* A shard is held for a few dozen instructions (a lookup and the bucket's arithmetic), so
  * its lock spins instead of sleeping in the kernel; a waiter that spun long (the holder was
  * preempted) lets other threads run. Uncontended: one atomic exchange and one store. */
-static void shard_lock(LimitShard *s) {
+static __attribute__((noinline)) void shard_lock_wait(LimitShard *s) {
         unsigned spins = 0;
 
-        while (atomic_exchange_explicit(&s->busy, true, memory_order_acquire))
+        do
                 while (atomic_load_explicit(&s->busy, memory_order_relaxed)) {
                         if (++spins % 128 == 0)
                                 sched_yield();
@@ -131,6 +132,13 @@ static void shard_lock(LimitShard *s) {
                                 __builtin_ia32_pause();
 #endif
                 }
+        while (atomic_exchange_explicit(&s->busy, true, memory_order_acquire));
+}
+
+/* Taken at once but for another thread on the same shard: the waiting is out of line. */
+static inline void shard_lock(LimitShard *s) {
+        if (_unlikely_(atomic_exchange_explicit(&s->busy, true, memory_order_acquire)))
+                shard_lock_wait(s);
 }
 
 static void shard_unlock(LimitShard *s) {
@@ -220,11 +228,69 @@ static bool shard_make_room(LimitShard *s) {
         return false;
 }
 
-int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key_len, uint64_t now,
-                LimitVerdict *ret, LimitHold *hold) {
+uint64_t limit_key_hash(const void *key, size_t key_len) {
         uint64_t h = key_hash(key, MIN(key_len, (size_t) LIMIT_KEY_MAX)) ^ key_len;
         if (key_len > LIMIT_KEY_MAX)
                 h ^= key_hash((const char *) key + LIMIT_KEY_MAX, key_len - LIMIT_KEY_MAX) * 31;
+        return h;
+}
+
+int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key_len, uint64_t now,
+                LimitVerdict *ret, LimitHold *hold) {
+        return limit_check_hashed(t, p, key, key_len, limit_key_hash(key, key_len), now, ret, hold);
+}
+
+/* Expire: the two coldest entries go when they are idle, so keys that stopped coming do not
+ * stay until the table is full (keep, the entry of the request being counted, stays). Out of
+ * line: with the key's entry the coldest, there is nothing to look at. */
+static __attribute__((noinline)) void shard_expire(LimitShard *s, const LimitParams *p, uint64_t now,
+                                                   const LimitEntry *keep) {
+        for (int k = 0; k < 2 && s->oldest && s->oldest != keep && entry_idle(s->oldest, p, now); k++)
+                entry_drop(s, s->oldest);
+}
+
+/* A new key's entry (its first request: counted, adds nothing to the bucket), or NULL with
+ * v->result LIMIT_REJECT_FULL or *ret_r -ENOMEM. */
+static __attribute__((noinline)) LimitEntry *entry_new(LimitShard *s, unsigned si, const LimitParams *p,
+                                                       const void *key, size_t key_len, uint64_t h, uint64_t now,
+                                                       LimitVerdict *v, int *ret_r) {
+        size_t stored = MIN(key_len, (size_t) LIMIT_KEY_MAX);
+        LimitEntry *e;
+
+        if (!shard_make_room(s)) {
+                v->result = LIMIT_REJECT_FULL;
+                return NULL;
+        }
+        e = calloc(1, sizeof(LimitEntry) + stored);
+        if (!e) {
+                *ret_r = -ENOMEM;
+                return NULL;
+        }
+        e->hash = h;
+        e->key_len = key_len;
+        e->shard = si;
+        memcpy(e->key, key, stored);
+        e->last = now;
+        e->hnext = s->buckets[h & (s->n_buckets - 1)];
+        s->buckets[h & (s->n_buckets - 1)] = e;
+        s->n++;
+        lru_push(s, e);
+        e->excess = 0;
+        if (p->conn > 0)
+                e->count++;
+        return e;
+}
+
+/* Over rate + burst: when a request would fit, (stored excess + 1000 - burst) drained. */
+static __attribute__((noinline)) uint64_t retry_after(const LimitEntry *e, const LimitParams *p, uint64_t burst,
+                                                      uint64_t now) {
+        uint64_t need = e->excess + 1000 - burst;
+        uint64_t at = e->last + (uint64_t) ((unsigned __int128) need * USEC_PER_SEC * 1000 / p->rate);
+        return at > now ? at - now : 1;
+}
+
+int limit_check_hashed(LimitTable *t, const LimitParams *p, const void *key, size_t key_len, uint64_t h,
+                       uint64_t now, LimitVerdict *ret, LimitHold *hold) {
         unsigned si = (unsigned) ((h >> 40) & (t->n_shards - 1)); /* 1 or LIMIT_SHARDS_MAX shards */
         LimitShard *s = &t->shards[si];
         LimitVerdict v = { .result = LIMIT_PASS };
@@ -232,38 +298,15 @@ int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key
         int r = 0;
 
         if (hold)
-                *hold = (LimitHold) {};
+                hold->table = NULL;
         shard_lock(s);
-        /* Expire: the two coldest entries go when they are idle, so keys that stopped coming
-         * do not stay until the table is full. */
-        for (int k = 0; k < 2 && s->oldest && entry_idle(s->oldest, p, now); k++)
-                entry_drop(s, s->oldest);
-
         e = entry_find(s, h, key, key_len);
+        if (s->oldest != e)
+                shard_expire(s, p, now, e);
         if (!e) {
-                size_t stored = MIN(key_len, (size_t) LIMIT_KEY_MAX);
-                if (!shard_make_room(s)) {
-                        v.result = LIMIT_REJECT_FULL;
+                e = entry_new(s, si, p, key, key_len, h, now, &v, &r);
+                if (!e)
                         goto done;
-                }
-                e = calloc(1, sizeof(LimitEntry) + stored);
-                if (!e) {
-                        r = -ENOMEM;
-                        goto done;
-                }
-                e->hash = h;
-                e->key_len = key_len;
-                e->shard = si;
-                memcpy(e->key, key, stored);
-                e->last = now;
-                e->hnext = s->buckets[h & (s->n_buckets - 1)];
-                s->buckets[h & (s->n_buckets - 1)] = e;
-                s->n++;
-                lru_push(s, e);
-                /* a new key starts with an empty bucket: its first request adds nothing */
-                e->excess = 0;
-                if (p->conn > 0)
-                        e->count++;
                 goto held;
         }
         if (s->newest != e) {
@@ -279,11 +322,8 @@ int limit_check(LimitTable *t, const LimitParams *p, const void *key, size_t key
                 uint64_t excess = excess_next(e, p->rate, now);
                 uint64_t burst = (uint64_t) p->burst * 1000;
                 if (excess > burst) {
-                        /* when a request would fit: (stored excess + 1000 - burst) drained */
-                        uint64_t need = e->excess + 1000 - burst;
-                        uint64_t at = e->last + (uint64_t) ((unsigned __int128) need * USEC_PER_SEC * 1000 / p->rate);
                         v.result = LIMIT_REJECT_RATE;
-                        v.retry_after_usec = at > now ? at - now : 1;
+                        v.retry_after_usec = retry_after(e, p, burst, now);
                         goto done;
                 }
                 e->excess = excess;

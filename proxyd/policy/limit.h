@@ -26,14 +26,6 @@
 #define LIMIT_SHARDS_MAX 64
 #define LIMIT_IDLE_USEC (60 * UINT64_C(1000000)) /* an entry unused this long, with nothing to remember, goes */
 
-typedef struct LimitParams {
-        uint64_t rate;  /* millionths of a request per second; 0: no rate limit */
-        unsigned burst; /* requests above the rate that are accepted (delayed or not) */
-        unsigned delay; /* of those, how many pass without delay */
-        bool nodelay;   /* none is delayed */
-        unsigned conn;  /* requests in progress per key; 0: no limit */
-} LimitParams;
-
 typedef enum LimitResult {
         LIMIT_PASS,
         LIMIT_DELAY,       /* accepted after delay_usec */
@@ -67,6 +59,11 @@ LimitTable *limit_table_unref(LimitTable *t); /* thread-safe; frees at 0; return
  * was counted). */
 int limit_check(LimitTable *t, const LimitParams *params, const void *key, size_t key_len, uint64_t now,
                  LimitVerdict *ret, LimitHold *hold);
+/* The same with the key's limit_key_hash() worked out by the caller (a connection's address is
+ * hashed once for all its requests). */
+uint64_t limit_key_hash(const void *key, size_t key_len);
+int limit_check_hashed(LimitTable *t, const LimitParams *params, const void *key, size_t key_len, uint64_t hash,
+                       uint64_t now, LimitVerdict *ret, LimitHold *hold);
 void limit_release(LimitHold *hold);
 
 /* A request the caller turned away after limit_check (counted for the metrics: rejections

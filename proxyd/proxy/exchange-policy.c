@@ -33,6 +33,7 @@ static void set_remote(Session *s, const struct sockaddr *sa) {
         memcpy(&s->remote_sa, sa, MIN(len, sizeof(s->remote_sa)));
         sockaddr_format_host(sa, s->remote_addr, sizeof(s->remote_addr));
         s->remote_port = sockaddr_port(sa);
+        s->remote_key_ok = false;
 }
 
 int session_read_proxy_header(Session *s, int fd, bool hup) {
@@ -127,22 +128,36 @@ int exchange_limits(Exchange *ex, ExchangeVars *vars, const LocationSettings *s)
                 return 0;
         for (size_t i = 0; i < s->n_limit; i++) {
                 const LimitZone *z = s->limit_zones[i];
-                const LimitParams p = { .rate = z->rate, .burst = z->burst, .delay = z->delay,
-                                        .nodelay = z->nodelay, .conn = z->conn };
                 const char *k = ex->remote_addr;
                 size_t k_len;
+                uint64_t h;
                 LimitVerdict v;
 
-                if (var_template_is_var(z->key, VAR_REMOTE_ADDR)) /* the default key: no copy */
-                        k_len = strlen(k);
-                else {
-                        buf_reset(&key);
-                        r = var_expand(&key, z->key, exchange_vars(vars));
-                        k = buf_head(&key);
-                        k_len = buf_len(&key);
+                if (var_template_is_var(z->key, VAR_REMOTE_ADDR) && !ex->client_replaced) {
+                        /* the default key, the connection's address: measured and hashed once */
+                        Session *c = ex->s;
+                        if (!c->remote_key_ok) {
+                                c->remote_addr_len = strlen(c->remote_addr);
+                                c->remote_key_hash = limit_key_hash(c->remote_addr, c->remote_addr_len);
+                                c->remote_key_ok = true;
+                        }
+                        k = c->remote_addr;
+                        k_len = c->remote_addr_len;
+                        h = c->remote_key_hash;
+                } else {
+                        if (var_template_is_var(z->key, VAR_REMOTE_ADDR)) /* from X-Forwarded-For: no copy */
+                                k_len = strlen(k);
+                        else {
+                                buf_reset(&key);
+                                r = var_expand(&key, z->key, exchange_vars(vars));
+                                k = buf_head(&key);
+                                k_len = buf_len(&key);
+                        }
+                        h = limit_key_hash(k, k_len);
                 }
                 if (r >= 0)
-                        r = limit_check(z->rt, &p, k, k_len, now, &v, &ex->pol.holds[ex->pol.n_holds]);
+                        r = limit_check_hashed(z->rt, &z->params, k, k_len, h, now, &v,
+                                               &ex->pol.holds[ex->pol.n_holds]);
                 if (r < 0)
                         break;
                 if (ex->pol.holds[ex->pol.n_holds].table)

@@ -38,6 +38,11 @@ typedef struct Session {
         unsigned local_port;
         char remote_addr[INET6_ADDRSTRLEN];
         unsigned remote_port;
+        /* remote_addr's length and its hash as a limit key (the default key), worked out once
+         * for the connection: remote_key_ok is cleared wherever remote_addr is set */
+        bool remote_key_ok;
+        size_t remote_addr_len;
+        uint64_t remote_key_hash;
         union {
                 struct sockaddr sa;
                 struct sockaddr_in in;
