@@ -194,13 +194,7 @@ const ResponseFields *exchange_rules_fields(const Exchange *ex, int status, Resp
         if (!s->add_header_always && !status_gets_fields(status))
                 return NULL;
         *buf = (ResponseFields) {
-                .add = s->add_header,
-                .n_add = s->n_add_header,
-                .replace = s->replace_header,
-                .n_replace = s->n_replace_header,
-                .literal = s->fields_text,
-                .literal_len = s->fields_text_len,
-                .literal_rendered = s->fields_rendered,
+                .s = s,
                 .lines = ex->rules ? buf_head(&ex->rules->lines) : NULL,
                 .lines_len = ex->rules ? buf_len(&ex->rules->lines) : 0,
         };

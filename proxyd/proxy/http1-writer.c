@@ -416,8 +416,8 @@ static bool header_hidden(const LocationSettings *s, const char *name, size_t le
 }
 
 static bool extra_replaces(const ResponseFields *x, const char *name, size_t len) {
-        for (size_t i = 0; x && i < x->n_replace; i++)
-                if (x->replace[i].value && memcaseeq(name, len, x->replace[i].name))
+        for (size_t i = 0; x && i < x->s->n_replace_header; i++)
+                if (x->s->replace_header[i].value && memcaseeq(name, len, x->s->replace_header[i].name))
                         return true;
         return false;
 }
@@ -439,12 +439,12 @@ static int append_extra(Buf *out, const ResponseFields *x) {
 
         if (!x)
                 return 0;
-        if (x->literal_rendered)
-                r = x->literal_len > 0 ? buf_append(out, x->literal, x->literal_len) : 0;
+        if (x->s->fields_rendered)
+                r = x->s->fields_text_len > 0 ? buf_append(out, x->s->fields_text, x->s->fields_text_len) : 0;
         else {
-                r = append_literal_fields(out, x->add, x->n_add);
+                r = append_literal_fields(out, x->s->add_header, x->s->n_add_header);
                 if (r >= 0)
-                        r = append_literal_fields(out, x->replace, x->n_replace);
+                        r = append_literal_fields(out, x->s->replace_header, x->s->n_replace_header);
         }
         if (r >= 0 && x->lines_len > 0)
                 r = buf_append(out, x->lines, x->lines_len);
@@ -463,7 +463,7 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
 
         ConnTokens tokens;
         bool cl_seen = false;
-        const ResponseFields *replacing = extra && extra->n_replace > 0 ? extra : NULL;
+        const ResponseFields *replacing = extra && extra->s->n_replace_header > 0 ? extra : NULL;
         conn_tokens_collect(&tokens, resp->headers, resp->n_headers);
         for (size_t i = 0; i < resp->n_headers && r >= 0; i++) {
                 const HttpHeader *h = &resp->headers[i];

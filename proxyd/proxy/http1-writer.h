@@ -33,19 +33,13 @@ int var_expand(Buf *out, const VarTemplate *t, const RequestInfo *ri);
 int http1_append_field_value(Buf *out, const char *v, size_t n);
 
 /* Response fields from the configuration (add_header, replace_header): the upstream's fields
- * named in replace are dropped, the fields of add and replace whose values have no variables
+ * named in replace_header are dropped, the fields of add and replace whose values have no variables
  * are written from their text, and `lines` ("Name: value" CRLF ..., the others, expanded for
  * this request) is appended as it is. */
 typedef struct ResponseFields {
-        const HeaderSetting *add;
-        size_t n_add;
-        const HeaderSetting *replace;
-        size_t n_replace;
-        /* the fields of add and replace without variables as one text, rendered with the
-         * configuration (when literal_rendered; else they are written one by one) */
-        const char *literal;
-        size_t literal_len;
-        bool literal_rendered;
+        /* add_header, replace_header and, when fields_rendered, the fields of both without
+         * variables as one text rendered with the configuration (else written one by one) */
+        const LocationSettings *s;
         const char *lines;
         size_t lines_len;
 } ResponseFields;
