@@ -501,6 +501,59 @@ START_TEST(test_rules_config) {
 }
 END_TEST
 
+/* The first location of the first server of a configuration that loads. */
+static const Location *first_location(const char *text, Config **c, ConfigDiags *d) {
+        ck_assert_int_eq(load(text, c, d), 0);
+        return (*c)->servers[0]->locations[0];
+}
+
+/* A method rule is decided by the method's id where proxyd knows the method by name, and by its
+ * tokens otherwise: both ways give the same answer. */
+START_TEST(test_rules_method_ids) {
+        static const char text[] =
+                "servers = ( { name = \"m\"; listen = [ \"127.0.0.1:18097\" ];\n"
+                "  locations = ( { prefix = \"/\"; proxy_pass = \"http://127.0.0.1:9\";\n"
+                "    rules = (\n"
+                "      { method = [ \"DELETE\", \"PURGE\" ]; return = 405; },\n"
+                "      { method = \"!GET\"; return = 403; }\n"
+                "    ); } ); } );\n";
+        static const struct {
+                const char *method;
+                int found;
+                size_t index;
+        } cases[] = {
+                { "GET", 0, 0 }, { "DELETE", 1, 0 }, { "PURGE", 1, 0 }, { "POST", 1, 1 },
+                { "get", 1, 1 }, { "DELETEX", 1, 1 }, { "HEAD", 1, 1 },
+        };
+        Config *c = NULL;
+        ConfigDiags d = {};
+        const Location *loc = first_location(text, &c, &d);
+
+        ck_assert_uint_eq(loc->n_rules, 2);
+        /* DELETE listed: not skipped; GET, POST...: skipped; an unknown method is never skipped */
+        ck_assert_uint_eq((loc->rules[0].skip_methods >> HTTP_METHOD_DELETE) & 1, 0);
+        ck_assert_uint_eq((loc->rules[0].skip_methods >> HTTP_METHOD_GET) & 1, 1);
+        ck_assert_uint_eq((loc->rules[0].skip_methods >> HTTP_METHOD_PATCH) & 1, 1);
+        ck_assert_uint_eq(loc->rules[0].skip_methods & 1u << HTTP_METHOD_OTHER, 0);
+        /* "!GET": only GET is ruled out */
+        ck_assert_uint_eq(loc->rules[1].skip_methods, 1u << HTTP_METHOD_GET);
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++)
+                for (int by_id = 0; by_id < 2; by_id++) {
+                        MatchRequest mr = request();
+                        size_t i = 99;
+                        mr.method = cases[k].method;
+                        mr.method_len = strlen(cases[k].method);
+                        mr.method_id = by_id ? http1_method_id(mr.method, mr.method_len) : HTTP_METHOD_OTHER;
+                        ck_assert_msg(match_rules(loc->rules, loc->n_rules, &mr, &i) == cases[k].found,
+                                      "%s (by id: %d)", cases[k].method, by_id);
+                        if (cases[k].found)
+                                ck_assert_msg(i == cases[k].index, "%s (by id: %d): rule %zu", cases[k].method, by_id, i);
+                }
+        config_unref(c);
+        config_diags_clear(&d);
+}
+END_TEST
+
 /* A rule's location has its limits linked as the location's are: the ones it inherits and the
  * ones it sets (a request the rule applied to ran them). */
 START_TEST(test_rules_limits) {
@@ -517,10 +570,8 @@ START_TEST(test_rules_limits) {
                 "    rules = ( { method = \"PUT\"; limit = [ \"nope\" ]; } ); } ); } );\n";
         Config *c = NULL;
         ConfigDiags d = {};
-        const Location *loc;
+        const Location *loc = first_location(text, &c, &d);
 
-        ck_assert_int_eq(load(text, &c, &d), 0);
-        loc = c->servers[0]->locations[0];
         ck_assert_uint_eq(loc->n_rules, 2);
         ck_assert_uint_eq(loc->rules[0].loc->s.n_limit, 1);
         ck_assert_ptr_nonnull(loc->rules[0].loc->s.limit_zones);
@@ -576,6 +627,7 @@ static Suite *match_suite(void) {
         tcase_add_test(tc, test_rules_order);
         tcase_add_test(tc, test_undecided);
         tcase_add_test(tc, test_rules_config);
+        tcase_add_test(tc, test_rules_method_ids);
         tcase_add_test(tc, test_rules_limits);
         tcase_add_test(tc, test_rules_all_reported);
         suite_add_tcase(s, tc);

@@ -311,6 +311,18 @@ static int parse_tokens(Loader *l, const config_setting_t *s, Rule *rule, Condit
         c->negate = negate;
         c->tokens = a;
         c->n_tokens = n;
+        if (kind == COND_METHOD) {
+                /* a method proxyd knows by name is one of the tokens or not, whatever the tokens */
+                unsigned listed = 0, known = 0;
+                for (int m = HTTP_METHOD_OTHER + 1; m <= HTTP_METHOD_PATCH; m++)
+                        known |= 1u << m;
+                for (size_t i = 0; i < n; i++) {
+                        HttpMethod m = http1_method_id(a[i], strlen(a[i]));
+                        if (m != HTTP_METHOD_OTHER)
+                                listed |= 1u << m;
+                }
+                rule->skip_methods = negate ? listed : known & ~listed;
+        }
         return 0;
 }
 

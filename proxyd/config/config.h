@@ -335,6 +335,9 @@ struct Location;
 typedef struct Rule {
         Condition *conds; /* all of them must hold, tested in ConditionKind order */
         size_t n_conds;
+        /* the request methods (1u << HttpMethod) its method condition rules out, decided
+         * without the condition's tokens: never HTTP_METHOD_OTHER's bit */
+        unsigned skip_methods;
         struct Location *loc; /* what applies then: the location with the rule's settings on top */
         const char *file;
         int line;

@@ -50,7 +50,7 @@ static bool text_is_at(const Pattern *p, const char *v) {
 /* Caseless: the candidates for the text's first character are found eight bytes at a time
  * (a byte equal to it after ascii_lower8 has its high bit set in m, perhaps with false ones above
  * it, which the comparison rules out), in increasing order. */
-static bool text_found_caseless(const Pattern *p, const char *v, size_t len) {
+static __attribute__((noinline)) bool text_found_caseless(const Pattern *p, const char *v, size_t len) {
         const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
         const uint64_t first = ones * (uint8_t) p->text[0];
         size_t starts = len - p->len + 1, i = 0; /* positions the text may start at */
@@ -152,7 +152,9 @@ static inline __attribute__((always_inline)) int match_positive(const Condition 
                         const HttpHeader *h = &r->headers[i];
                         if (!header_name_is(h, c->name, c->name_len))
                                 continue;
-                        k = match_pattern(&c->pattern, h->value, h->value_len);
+                        /* the common header test (a regex that is plain text) without the dispatch */
+                        k = c->pattern.op == PATTERN_REGEX_TEXT ? text_found(&c->pattern, h->value, h->value_len)
+                                                                : match_pattern(&c->pattern, h->value, h->value_len);
                         if (k != 0)
                                 return k;
                 }
@@ -186,6 +188,8 @@ int match_rules(const Rule *rules, size_t n, const MatchRequest *r, size_t *ret_
         for (size_t i = 0; i < n; i++) {
                 int k = 1;
 
+                if ((rules[i].skip_methods >> r->method_id) & 1)
+                        continue; /* its method condition does not hold */
                 for (size_t j = 0; j < rules[i].n_conds && k == 1; j++)
                         k = condition_holds(&rules[i].conds[j], r);
                 if (k < 0)

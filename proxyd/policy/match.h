@@ -15,6 +15,7 @@
 typedef struct MatchRequest {
         const char *method;
         size_t method_len;
+        HttpMethod method_id; /* HTTP_METHOD_OTHER: told by method alone */
         bool https;
         unsigned server_port;
         const struct sockaddr *client; /* AF_UNIX counts as 127.0.0.1, as in access */

@@ -113,6 +113,7 @@ int exchange_rules_route(Exchange *ex, ExchangeVars *v) {
                 const MatchRequest mr = {
                         .method = ex->req.method,
                         .method_len = ex->req.method_len,
+                        .method_id = ex->method_id,
                         .https = c->tls,
                         .server_port = c->local_port,
                         .client = &ex->remote_sa.sa,
