@@ -241,6 +241,17 @@ def test_real_ip():
             got = [http_request(port, target="/limited/", headers=[("X-Forwarded-For", a)]).status
                    for a in ("192.0.2.1", "192.0.2.1", "192.0.2.2")]
             check_eq(got, [200, 429, 200], "limits are keyed by the real client address")
+            # one connection: the peer's key and a real client's key are counted apart, request by request
+            s = connect(port)
+            s.sendall(b"GET /limited/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /limited/2 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.60\r\n\r\n"
+                      b"GET /limited/3 HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /limited/4 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.60\r\n"
+                      b"Connection: close\r\n\r\n")
+            rs, _ = parse_responses(recv_until_close(s)[0])
+            s.close()
+            check_eq([r.status for r in rs], [200, 200, 429, 429],
+                     "one connection: the peer (127.0.0.1) and 192.0.2.60 each have their own bucket")
 
             # keep-alive: the second request without the header is the connection's peer again
             s = connect(port)
@@ -271,10 +282,12 @@ def test_real_ip():
 # the PROXY protocol, from clients
 
 PP = """defaults = { client_header_timeout = "1s"; };
+limits = { pp_client = { rate = "1r/m"; }; };
 servers = (
   { name = "pp"; listen = [ "127.0.0.1:PORT" ]; proxy_protocol = true; proxy_protocol_from = [ "127.0.0.0/8" ];
     set_header = { X-Real-IP = "$remote_addr"; X-Peer = "$realip_remote_addr"; };
-    locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:BPORT"; } ); },
+    locations = ( { prefix = "/lim/"; limit = [ "pp_client" ]; proxy_pass = "http://127.0.0.1:BPORT"; },
+                  { prefix = "/"; proxy_pass = "http://127.0.0.1:BPORT"; } ); },
   { name = "pp-far"; listen = [ "127.0.0.1:PORT2" ]; proxy_protocol = true; proxy_protocol_from = [ "10.0.0.0/8" ];
     set_header = { X-Real-IP = "$remote_addr"; };
     locations = ( { prefix = "/"; proxy_pass = "http://127.0.0.1:BPORT"; } ); }
@@ -353,6 +366,14 @@ def test_proxy_protocol_in():
             rs, _ = parse_responses(d)
             check(len(rs) == 2 and all(b"xrealip=192.0.2.44 " in r.body for r in rs),
                   "every request of the connection has the header's address", rs)
+            # limits are keyed by the header's address: each connection its own client
+            lim = b"GET /lim/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            got = []
+            for a in ("192.0.2.70", "192.0.2.70", "192.0.2.71", "192.0.2.70"):
+                d = send_parts(port, [b"PROXY TCP4 %s 127.0.0.1 1 80\r\n" % a.encode() + lim])
+                rs, _ = parse_responses(d)
+                got.append(rs[0].status if rs else None)
+            check_eq(got, [200, 429, 200, 429], "a limit keys on the PROXY header's address, per connection")
         finally:
             p.close()
 
