@@ -25,7 +25,8 @@
 # WARMUP+REQUESTS keep-alive requests in two separate callgrind runs; the
 # difference of the two totals divided by REQUESTS is the cost of one request
 # with start-up and shutdown cancelled out. The second run's profile is
-# annotated (inclusive) and kept in bench/out/profile-*/.
+# annotated (inclusive) and kept in bench/out/profile-*/. CALLGRIND_OPTS (environment)
+# is passed to valgrind, e.g. "--dump-instr=yes" for the cost of each instruction.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -46,7 +47,7 @@ while getopts "n:w:c:p:b:t:MPA:2:C:h" o; do
         n) N=$OPTARG ;; w) WARM=$OPTARG ;; c) CONNS=$OPTARG ;; p) URLPATH=$OPTARG ;;
         b) BIN=$OPTARG ;; t) TOP=$OPTARG ;; M) METRICS=false ;; P) POLICY=true ;; A) AUTH=$OPTARG ;;
         2) H2=$OPTARG ;; C) CACHE=$OPTARG ;;
-        *) sed -n '2,28p' "$0"; exit 2 ;;
+        *) sed -n '2,29p' "$0"; exit 2 ;;
         esac
 done
 
@@ -161,7 +162,7 @@ wait_port $OPORT 10
 
 # one callgrind run: proxyd under valgrind, exactly $1 requests, then SIGTERM
 callgrind_run() { # requests outfile
-        setsid valgrind --tool=callgrind --callgrind-out-file="$2" "$BIN" -c "$D/proxyd.conf" \
+        setsid valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --callgrind-out-file="$2" "$BIN" -c "$D/proxyd.conf" \
                 >"$D/valgrind-$1.log" 2>&1 &
         local vp=$!
         PIDS+=($vp)
