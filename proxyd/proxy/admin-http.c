@@ -105,6 +105,12 @@ static int answer_json_error(Exchange *ex, int status, const char *msg) {
         return r;
 }
 
+/* A 405 says which methods the endpoint takes (RFC 9110 15.5.6). */
+static int answer_wrong_method(Exchange *ex, const char *allow, const char *msg) {
+        ex->local.allow = allow;
+        return answer_json_error(ex, 405, msg);
+}
+
 static int hexval(char ch) {
         if (ch >= '0' && ch <= '9')
                 return ch - '0';
@@ -233,13 +239,13 @@ static int admin_route(Exchange *ex, const char *path, size_t plen, const char *
 
         if (path_is(path, plen, "/") || path_is(path, plen, "/index.html")) {
                 if (!get)
-                        return answer_json_error(ex, 405, "use GET");
+                        return answer_wrong_method(ex, "GET, HEAD", "use GET");
                 return answer(ex, 200, "text/html; charset=utf-8", admin_page_html, admin_page_html_len);
         }
         if (path_is(path, plen, "/metrics") || path_is(path, plen, "/api/status") ||
             path_is(path, plen, "/api/upstreams")) {
                 if (!get)
-                        return answer_json_error(ex, 405, "use GET");
+                        return answer_wrong_method(ex, "GET, HEAD", "use GET");
                 const char *type = "application/json";
                 if (path[1] == 'm') {
                         r = admin_render_metrics(a, w, &b);
@@ -260,7 +266,7 @@ static int admin_route(Exchange *ex, const char *path, size_t plen, const char *
         }
         if (path_is(path, plen, "/api/cache/purge")) {
                 if (!post)
-                        return answer_json_error(ex, 405, "commands need POST");
+                        return answer_wrong_method(ex, "POST", "commands need POST");
                 return submit(ex, ADMIN_PURGE, q, qlen);
         }
         bool reload = path_is(path, plen, "/api/reload");
@@ -279,7 +285,7 @@ static int admin_route(Exchange *ex, const char *path, size_t plen, const char *
         if (action < 0 || action == ADMIN_PURGE || (action == ADMIN_RELOAD) != reload)
                 return answer_json_error(ex, 404, "no such command");
         if (!post)
-                return answer_json_error(ex, 405, "commands need POST");
+                return answer_wrong_method(ex, "POST", "commands need POST");
         return submit(ex, (AdminAction)action, q, qlen);
 }
 

@@ -245,7 +245,8 @@ int exchange_local_response(Exchange *ex, int status, const char *content_type, 
         ex->close_after = ex->close_after || !keep_alive;
         ex->local = (LocalResponse){ .status = status, .content_type = content_type, .body = body,
                                      .body_len = body_len, .location = location,
-                                     .retry_after = ex->local.retry_after /* set by a limit's 429 */ };
+                                     .retry_after = ex->local.retry_after /* set by a limit's 429 */,
+                                     .allow = ex->local.allow /* set with a 405 */ };
         return ex->s->ops->send_local(ex, &ex->local);
 }
 

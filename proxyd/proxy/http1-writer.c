@@ -505,7 +505,8 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
 }
 
 int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
-                               size_t body_len, const char *location, unsigned retry_after, bool keep_alive,
+                               size_t body_len, const char *location, unsigned retry_after, const char *allow,
+                               bool keep_alive,
                                bool head_only, const ResponseFields *extra) {
         char page[512];
         const char *text = http1_status_text(status);
@@ -532,6 +533,8 @@ int http1_write_local_response(Buf *out, int status, const char *content_type, c
                 r = buf_printf(out, "Location: %s\r\n", location);
         if (r >= 0 && retry_after > 0)
                 r = buf_printf(out, "Retry-After: %u\r\n", retry_after);
+        if (r >= 0 && allow)
+                r = buf_printf(out, "Allow: %s\r\n", allow);
         if (r >= 0)
                 r = append_extra(out, extra);
         if (r >= 0)

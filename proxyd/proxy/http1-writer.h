@@ -63,5 +63,6 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
 /* A response proxyd makes itself (errors, `return`). body NULL: the standard error page.
  * extra may replace its Server and Content-Type fields. */
 int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
-                               size_t body_len, const char *location, unsigned retry_after, bool keep_alive,
+                               size_t body_len, const char *location, unsigned retry_after, const char *allow,
+                               bool keep_alive,
                                bool head_only, const ResponseFields *extra);

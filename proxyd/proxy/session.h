@@ -61,6 +61,7 @@ typedef struct LocalResponse {
         size_t body_len;
         const char *location;     /* a Location field, or NULL */
         unsigned retry_after;     /* a Retry-After field (seconds), or 0 */
+        const char *allow;        /* an Allow field (a 405 of proxyd's own resources), or NULL */
 } LocalResponse;
 
 struct SessionOps {

@@ -242,9 +242,12 @@ def run_checks(p, port, sock, backends, addr, gate):
     check(status == 200 and hdr.get("content-type", "").startswith("text/html") and b"<table id=\"upstreams\"" in body
           and b"src=" not in body and b"href=" not in body,
           "/ is the self-contained status page", body[:200])
-    check_eq(admin_request("/metrics", "POST", sock_path=sock)[0], 405, "POST /metrics is 405")
-    check_eq(admin_request("/api/upstreams/drain?upstream=app&server=" + addr["a1"], "GET", sock_path=sock)[0],
-             405, "a command with GET is 405")
+    status, hdr, _ = admin_request("/metrics", "POST", sock_path=sock)
+    check_eq((status, hdr.get("allow")), (405, "GET, HEAD"), "POST /metrics is 405, Allow: GET, HEAD")
+    status, hdr, _ = admin_request("/api/upstreams/drain?upstream=app&server=" + addr["a1"], "GET", sock_path=sock)
+    check_eq((status, hdr.get("allow")), (405, "POST"), "a command with GET is 405, Allow: POST")
+    status, hdr, _ = admin_request("/metrics", sock_path=sock)
+    check(status == 200 and "allow" not in hdr, "a 200 has no Allow (it is the 405's alone)", hdr)
     check_eq(admin_request("/nothing", sock_path=sock)[0], 404, "an unknown admin path is 404")
 
     # ---- drain: in-flight requests finish, new ones go elsewhere ----
