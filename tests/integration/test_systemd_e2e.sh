@@ -215,6 +215,7 @@ c_write /etc/proxyd/proxyd.conf <<'EOF'
 log_level = "info";
 access_log = true;
 shutdown_timeout = "10s";
+limits = { e2e = { rate = "1r/m"; }; };
 servers = (
   {
     name = "main";
@@ -223,6 +224,9 @@ servers = (
     locations = (
       { exact = "/healthz"; return = 200; body = "ok\n"; },
       { prefix = "/dead/"; proxy_pass = "http://127.0.0.1:9"; },
+      { exact = "/limited/e2e-file.txt"; limit = [ "e2e" ]; proxy_pass = "http://127.0.0.1:8081/e2e-file.txt"; },
+      { exact = "/cached/e2e-file.txt"; cache = true; cache_valid = [ "200 10m" ];
+        proxy_pass = "http://127.0.0.1:8081/e2e-file.txt"; },
       { prefix = "/"; proxy_pass = "http://127.0.0.1:8081"; }
     );
   }
@@ -327,6 +331,39 @@ if [ "$n502" -ge 1 ]; then
         ok "journalctl -u proxyd PROXYD_STATUS=502 finds the failed request"
 else
         fail "journalctl -u proxyd PROXYD_STATUS=502 finds the failed request"
+fi
+
+# A limit's rejection and the cache's verdict are fields of the access entry too.
+expect_code "a limit: the first request passes" /limited/e2e-file.txt 200
+expect_code "a limit: the second within the minute is 429" /limited/e2e-file.txt 429
+limit_field() {
+        c journalctl --no-pager -u proxyd.service -o json PROXYD_STATUS=429 PROXYD_URI=/limited/e2e-file.txt \
+                2>/dev/null | "$PY" -c 'import json, sys
+print(sum(1 for l in sys.stdin if json.loads(l).get("PROXYD_LIMIT") == "e2e"))'
+}
+n=$(count_until 30 limit_field)
+if [ "$n" -ge 1 ]; then
+        ok "journalctl -u proxyd PROXYD_STATUS=429: the entry names the limit (PROXYD_LIMIT=e2e)"
+else
+        fail "journalctl -u proxyd PROXYD_STATUS=429: an entry with PROXYD_LIMIT=e2e"
+fi
+expect_http "a cached location: the first request (a miss)" /cached/e2e-file.txt "200 backend e2e content"
+expect_http "a cached location: the second request (a hit)" /cached/e2e-file.txt "200 backend e2e content"
+cache_fields() {
+        c journalctl --no-pager -u proxyd.service -o json PROXYD_URI=/cached/e2e-file.txt 2>/dev/null |
+                "$PY" -c 'import json, sys
+print(" ".join(json.loads(l).get("PROXYD_CACHE_STATUS", "?") for l in sys.stdin))'
+}
+got=
+for i in $(seq 1 30); do
+        got=$(cache_fields)
+        [ "$got" = "MISS HIT" ] && break
+        sleep 0.1
+done
+if [ "$got" = "MISS HIT" ]; then
+        ok "journalctl -u proxyd: PROXYD_CACHE_STATUS=MISS, then HIT"
+else
+        fail "journalctl -u proxyd: PROXYD_CACHE_STATUS of the two cached requests: '$got', want 'MISS HIT'"
 fi
 
 # ---------------------------------------------------------------- status
