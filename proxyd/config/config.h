@@ -131,8 +131,6 @@ typedef struct LocationSettings {
 
 #define CONFIG_LIMITS_PER_LOCATION 8 /* names in one `limit` list */
 
-/* One entry of `limits`: a per-client limit, its key table shared by the locations that
- * name it and by every worker. */
 /* What a limit allows one key (policy/limit.c applies it). */
 typedef struct LimitParams {
         uint64_t rate;  /* millionths of a request per second; 0: no rate limit */
@@ -142,6 +140,8 @@ typedef struct LimitParams {
         unsigned conn;  /* requests in progress per key; 0: no limit */
 } LimitParams;
 
+/* One entry of `limits`: a per-client limit, its key table shared by the locations that
+ * name it and by every worker. */
 typedef struct LimitZone {
         char *name;
         VarTemplate *key;
