@@ -50,7 +50,7 @@ static bool text_is_at(const Pattern *p, const char *v) {
 /* Caseless: the candidates for the text's first character are found eight bytes at a time
  * (a byte equal to it after ascii_lower8 has its high bit set in m, perhaps with false ones above
  * it, which the comparison rules out), in increasing order. */
-static __attribute__((noinline)) bool text_found_caseless(const Pattern *p, const char *v, size_t len) {
+static bool text_found_caseless(const Pattern *p, const char *v, size_t len) {
         const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
         const uint64_t first = ones * (uint8_t) p->text[0];
         size_t starts = len - p->len + 1, i = 0; /* positions the text may start at */
@@ -152,9 +152,7 @@ static inline __attribute__((always_inline)) int match_positive(const Condition 
                         const HttpHeader *h = &r->headers[i];
                         if (!header_name_is(h, c->name, c->name_len))
                                 continue;
-                        /* the common header test (a regex that is plain text) without the dispatch */
-                        k = c->pattern.op == PATTERN_REGEX_TEXT ? text_found(&c->pattern, h->value, h->value_len)
-                                                                : match_pattern(&c->pattern, h->value, h->value_len);
+                        k = match_pattern(&c->pattern, h->value, h->value_len);
                         if (k != 0)
                                 return k;
                 }
