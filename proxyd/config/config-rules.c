@@ -313,9 +313,8 @@ static int parse_tokens(Loader *l, const config_setting_t *s, Rule *rule, Condit
         c->n_tokens = n;
         if (kind == COND_METHOD) {
                 /* a method proxyd knows by name is one of the tokens or not, whatever the tokens */
-                unsigned listed = 0, known = 0;
-                for (int m = HTTP_METHOD_OTHER + 1; m <= HTTP_METHOD_PATCH; m++)
-                        known |= 1u << m;
+                const unsigned known = ((1u << (HTTP_METHOD_PATCH + 1)) - 1) & ~(1u << HTTP_METHOD_OTHER);
+                unsigned listed = 0;
                 for (size_t i = 0; i < n; i++) {
                         HttpMethod m = http1_method_id(a[i], strlen(a[i]));
                         if (m != HTTP_METHOD_OTHER)

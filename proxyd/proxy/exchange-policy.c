@@ -133,8 +133,10 @@ int exchange_limits(Exchange *ex, ExchangeVars *vars, const LocationSettings *s)
                 uint64_t h;
                 LimitVerdict v;
 
-                if (var_template_is_var(z->key, VAR_REMOTE_ADDR) && !ex->client_replaced) {
-                        /* the default key, the connection's address: measured and hashed once */
+                bool by_addr = var_template_is_var(z->key, VAR_REMOTE_ADDR); /* the default key: no copy */
+
+                if (by_addr && !ex->client_replaced) {
+                        /* the connection's address: measured and hashed once for all its requests */
                         Session *c = ex->s;
                         if (!c->remote_key_ok) {
                                 c->remote_addr_len = strlen(c->remote_addr);
@@ -145,7 +147,7 @@ int exchange_limits(Exchange *ex, ExchangeVars *vars, const LocationSettings *s)
                         k_len = c->remote_addr_len;
                         h = c->remote_key_hash;
                 } else {
-                        if (var_template_is_var(z->key, VAR_REMOTE_ADDR)) /* from X-Forwarded-For: no copy */
+                        if (by_addr) /* from real_ip_header */
                                 k_len = strlen(k);
                         else {
                                 buf_reset(&key);
