@@ -294,8 +294,7 @@ static int h1_send_local(Exchange *ex, const LocalResponse *l) {
                 buf_reset(&c->out); /* e.g. a 100 Continue not written yet */
         c->final_queued = true;
         c->resp_out = HTTP_BODY_NONE;
-        return http1_write_local_response(&c->out, l->status, l->content_type, l->body, l->body_len, l->location,
-                                          l->retry_after, l->allow, !ex->close_after, ex->method_id == HTTP_METHOD_HEAD,
+        return http1_write_local_response(&c->out, l, !ex->close_after, ex->method_id == HTTP_METHOD_HEAD,
                                           exchange_rules_fields(ex, l->status, &rf));
 }
 

@@ -554,8 +554,7 @@ static int h2_send_local(Exchange *ex, const LocalResponse *l) {
                 return 0;
         }
         ResponseFields rf;
-        int k = http1_write_local_response(&head, l->status, l->content_type, l->body, l->body_len, l->location,
-                                           l->retry_after, l->allow, true, false, exchange_rules_fields(ex, l->status, &rf));
+        int k = http1_write_local_response(&head, l, true, false, exchange_rules_fields(ex, l->status, &rf));
         if (k < 0)
                 return k;
         /* the body follows the head's empty line */

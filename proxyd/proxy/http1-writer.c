@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "http1-writer.h"
+#include "session.h"
 
 static int append_http_values(Buf *out, const HttpRequest *req, const VarSegment *seg, const char *name,
                               const char *sep) {
@@ -504,12 +505,12 @@ int http1_write_response_head(Buf *out, const HttpResponse *resp, const Location
         return r < 0 ? r : 0;
 }
 
-int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
-                               size_t body_len, const char *location, unsigned retry_after, const char *allow,
-                               bool keep_alive,
-                               bool head_only, const ResponseFields *extra) {
+int http1_write_local_response(Buf *out, const LocalResponse *l, bool keep_alive, bool head_only,
+                               const ResponseFields *extra) {
         char page[512];
-        const char *text = http1_status_text(status);
+        const int status = l->status;
+        const char *text = http1_status_text(status), *body = l->body, *content_type = l->content_type;
+        size_t body_len = l->body_len;
         int r;
 
         if (!body) {
@@ -529,12 +530,12 @@ int http1_write_local_response(Buf *out, int status, const char *content_type, c
                 r = buf_printf(out, "Content-Type: %s\r\n", content_type ?: "text/plain");
         if (r >= 0)
                 r = buf_printf(out, "Content-Length: %zu\r\n", body_len);
-        if (r >= 0 && location)
-                r = buf_printf(out, "Location: %s\r\n", location);
-        if (r >= 0 && retry_after > 0)
-                r = buf_printf(out, "Retry-After: %u\r\n", retry_after);
-        if (r >= 0 && allow)
-                r = buf_printf(out, "Allow: %s\r\n", allow);
+        if (r >= 0 && l->location)
+                r = buf_printf(out, "Location: %s\r\n", l->location);
+        if (r >= 0 && l->retry_after > 0)
+                r = buf_printf(out, "Retry-After: %u\r\n", l->retry_after);
+        if (r >= 0 && l->allow)
+                r = buf_printf(out, "Allow: %s\r\n", l->allow);
         if (r >= 0)
                 r = append_extra(out, extra);
         if (r >= 0)

@@ -60,9 +60,8 @@ int http1_write_request_head(Buf *out, const RequestInfo *ri, const char *target
 int http1_write_response_head(Buf *out, const HttpResponse *resp, const LocationSettings *s,
                               HttpBodyKind framing, bool keep_alive, int client_minor, const ResponseFields *extra);
 
-/* A response proxyd makes itself (errors, `return`). body NULL: the standard error page.
- * extra may replace its Server and Content-Type fields. */
-int http1_write_local_response(Buf *out, int status, const char *content_type, const char *body,
-                               size_t body_len, const char *location, unsigned retry_after, const char *allow,
-                               bool keep_alive,
-                               bool head_only, const ResponseFields *extra);
+/* A response proxyd makes itself (errors, `return`; session.h). l->body NULL: the standard
+ * error page. extra may replace its Server and Content-Type fields. */
+typedef struct LocalResponse LocalResponse;
+int http1_write_local_response(Buf *out, const LocalResponse *l, bool keep_alive, bool head_only,
+                               const ResponseFields *extra);
